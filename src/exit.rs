@@ -1,0 +1,82 @@
+//! Exit statuses: the contract CI scripts and operators rely on (see README, "Exit codes").
+//!
+//! Every failure travels as an [`ExitError`] so the status it ends with is decided where
+//! the failure is understood, not guessed at in `main`.
+
+use std::fmt;
+
+/// Exit statuses of the companion, `everruns-admin`.
+pub mod companion {
+    /// The command did what it was asked.
+    pub const SUCCESS: u8 = 0;
+    /// Runtime failure: database unreachable, a migration failed, ...
+    pub const FAILURE: u8 = 1;
+    /// Usage or configuration error (flags, environment, keys); nothing was written.
+    pub const USAGE: u8 = 2;
+    /// `migrate-info --check`: migrations are pending.
+    pub const PENDING: u8 = 3;
+    /// The database disagrees with this image (checksum, unknown version, failed migration).
+    pub const DRIFT: u8 = 4;
+    /// `reencrypt` finished but some values could not be decrypted.
+    pub const UNDECRYPTABLE: u8 = 5;
+}
+
+/// Exit statuses of the launcher, `run-admin-task`, besides the container's own code.
+pub mod launcher {
+    /// Usage or configuration error; nothing was launched.
+    pub const USAGE: u8 = 2;
+    /// `--timeout` reached while following.
+    pub const TIMEOUT: u8 = 124;
+    /// The container never ran (API rejection, RunTask failures, start failure).
+    pub const NEVER_RAN: u8 = 125;
+    /// Interrupted by the operator (Ctrl-C).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// A failure together with the exit status it must produce.
+#[derive(Debug)]
+pub struct ExitError {
+    /// The process exit status.
+    pub code: u8,
+    /// What went wrong, with context; never carries secret material.
+    pub error: anyhow::Error,
+}
+
+impl ExitError {
+    /// A failure that ends with `code`.
+    pub fn new(code: u8, error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            code,
+            error: error.into(),
+        }
+    }
+
+    /// A usage or configuration error (exit 2 for both binaries).
+    pub fn usage(error: impl Into<anyhow::Error>) -> Self {
+        Self::new(companion::USAGE, error)
+    }
+
+    /// A companion runtime failure (exit 1).
+    pub fn runtime(error: impl Into<anyhow::Error>) -> Self {
+        Self::new(companion::FAILURE, error)
+    }
+}
+
+impl fmt::Display for ExitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl From<anyhow::Error> for ExitError {
+    /// Unclassified errors are runtime failures.
+    fn from(error: anyhow::Error) -> Self {
+        Self::runtime(error)
+    }
+}
+
+impl From<sqlx::Error> for ExitError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::runtime(error)
+    }
+}

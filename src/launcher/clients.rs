@@ -1,0 +1,138 @@
+//! The AWS clients, built from the resolved configuration, and how their errors are told
+//! to an operator.
+
+use std::error::Error as StdError;
+
+use anyhow::anyhow;
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+use super::config::LaunchConfig;
+use crate::exit::{ExitError, launcher};
+
+/// Attempts per API call; the SDK's standard retry backs off on throttling itself.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// The clients one invocation uses, all for the same region and endpoint.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    /// ECS (RunTask, DescribeTasks, StopTask, ...).
+    pub ecs: aws_sdk_ecs::Client,
+    /// CloudWatch Logs (GetLogEvents).
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// The region they talk to, for console links and re-attach commands.
+    pub region: String,
+}
+
+impl Clients {
+    /// Builds the clients. Region, profile and endpoint come from the configuration when
+    /// set there, else from the SDK's own chain (`AWS_ENDPOINT_URL` included). No request
+    /// is made; credentials are resolved on the first call.
+    pub async fn connect(config: &LaunchConfig) -> Result<Self, ExitError> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+        if let Some(region) = &config.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(profile) = &config.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(url) = &config.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let shared = loader.load().await;
+        let Some(region) = shared.region().map(|r| r.to_string()) else {
+            return Err(ExitError::usage(anyhow!(
+                "no AWS region: pass --region, set AWS_REGION, or set `region` in the config file"
+            )));
+        };
+        Ok(Clients {
+            ecs: aws_sdk_ecs::Client::new(&shared),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&shared),
+            region,
+        })
+    }
+}
+
+/// The service's error code (`ThrottlingException`, `ClusterNotFoundException`, ...).
+pub fn error_code<E, R>(err: &SdkError<E, R>) -> Option<&str>
+where
+    E: ProvideErrorMetadata,
+{
+    match err {
+        SdkError::ServiceError(service) => service.err().code(),
+        _ => None,
+    }
+}
+
+/// Whether trying again later can help: throttling, server errors, timeouts and
+/// connection failures (the SDK has already retried each call).
+pub fn is_transient<E, R>(err: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            code.contains("Throttl")
+                || code.contains("TooManyRequests")
+                || code == "ServerException"
+                || code == "ServiceUnavailableException"
+                || code == "InternalFailure"
+                || code.is_empty()
+        }
+        _ => false,
+    }
+}
+
+/// A one-line description of an API failure: code, message, and the transport's cause.
+pub fn describe_error<E, R>(operation: &str, err: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+    R: std::fmt::Debug,
+{
+    match err {
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            format!(
+                "{operation} failed: {}: {}",
+                e.code().unwrap_or("error"),
+                e.message().unwrap_or("no message")
+            )
+        }
+        other => format!("{operation} failed: {}", DisplayErrorContext(other)),
+    }
+}
+
+/// An API failure before or at launch: nothing ran, so exit 125, with a hint that fits
+/// the error (credentials, region, missing cluster or task definition).
+pub fn launch_error<E, R>(operation: &str, err: &SdkError<E, R>) -> ExitError
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+    R: std::fmt::Debug,
+{
+    let code = error_code(err).unwrap_or_default();
+    let hint = match code {
+        c if c.contains("ClusterNotFound") => {
+            "check --cluster / ECS_CLUSTER / `cluster` and the region"
+        }
+        "ClientException" | "InvalidParameterException" => {
+            "check the task definition, subnets, security groups and capacity settings"
+        }
+        c if c.contains("AccessDenied")
+            || c.contains("UnrecognizedClient")
+            || c.contains("Token") =>
+        {
+            "check credentials (AWS_PROFILE / --profile, `aws sso login`) and the IAM permissions"
+        }
+        _ => "check credentials, region (--region / AWS_REGION) and the endpoint",
+    };
+    ExitError::new(
+        launcher::NEVER_RAN,
+        anyhow!("{}; {hint}", describe_error(operation, err)),
+    )
+}

@@ -1,0 +1,618 @@
+//! Where the launcher's settings come from: flags, then environment, then a config file
+//! with named environments, then defaults.
+//!
+//! The old script's variables (`ECS_CLUSTER`, `ECS_SUBNETS`, `ECS_SECURITY_GROUP`,
+//! `AWS_REGION`, `AWS_PROFILE`) keep working, so existing CI jobs need no change. Every
+//! missing or malformed value is a usage error (exit 2) raised before any AWS call, and
+//! its message names the flag, the variable and the config key that would set it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::anyhow;
+use serde::Deserialize;
+
+use crate::exit::ExitError;
+
+/// The cluster used when nothing else names one (the old script's default).
+pub const DEFAULT_CLUSTER: &str = "everruns";
+/// The task definition family of the admin container.
+pub const DEFAULT_FAMILY: &str = "everruns-admin";
+/// The container that runs the companion.
+pub const DEFAULT_CONTAINER: &str = "admin";
+/// The launch type used when no capacity provider is named.
+pub const DEFAULT_LAUNCH_TYPE: &str = "FARGATE";
+
+/// How the launcher prints its results.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Readable text; log lines on stdout, status on stderr.
+    #[default]
+    Human,
+    /// One JSON document on stdout at the end; everything else on stderr.
+    Json,
+}
+
+/// The global options as given on the command line; `None`/empty means "not given".
+///
+/// The binary fills this from its argument parser; resolution into a [`LaunchConfig`]
+/// happens here so precedence is decided in one place.
+#[derive(Debug, Clone, Default)]
+pub struct GlobalOptions {
+    /// `--config PATH`: the config file to read instead of the default location.
+    pub config: Option<PathBuf>,
+    /// `--env NAME`: the config file's `[env.NAME]` table to use.
+    pub env: Option<String>,
+    /// `--cluster`.
+    pub cluster: Option<String>,
+    /// `--subnets` (repeatable, each comma-separated).
+    pub subnets: Vec<String>,
+    /// `--security-groups` (repeatable, each comma-separated).
+    pub security_groups: Vec<String>,
+    /// `--assign-public-ip`: give the task a public IP (for public subnets without NAT).
+    pub assign_public_ip: bool,
+    /// `--task-definition FAMILY[:REV]|ARN`.
+    pub task_definition: Option<String>,
+    /// `--container`: the container whose command is overridden and whose exit code counts.
+    pub container: Option<String>,
+    /// `--launch-type` (FARGATE by default).
+    pub launch_type: Option<String>,
+    /// `--capacity-provider` (e.g. FARGATE_SPOT); replaces the launch type.
+    pub capacity_provider: Option<String>,
+    /// `--region`.
+    pub region: Option<String>,
+    /// `--profile`.
+    pub profile: Option<String>,
+    /// `--endpoint-url`: an AWS-compatible endpoint (emulators, VPC endpoints).
+    pub endpoint_url: Option<String>,
+    /// `--timeout`: stop following after this long (exit 124).
+    pub timeout: Option<Duration>,
+    /// `--stop-on-timeout`: stop the task when `--timeout` is reached.
+    pub stop_on_timeout: bool,
+    /// `--no-wait`: print the task ARN and how to re-attach, then exit.
+    pub no_wait: bool,
+    /// `--output human|json`.
+    pub output: OutputFormat,
+    /// `--print-request`: print the RunTask request and send nothing.
+    pub print_request: bool,
+    /// `--yes`: do not ask before a mutating command in a `confirm = true` environment.
+    pub yes: bool,
+    /// `--quiet`: no status lines, spinner or progress bars.
+    pub quiet: bool,
+    /// `--allow-concurrent`: launch a mutating command even if another one is running.
+    pub allow_concurrent: bool,
+}
+
+/// How the task gets its capacity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Capacity {
+    /// A launch type (`FARGATE`).
+    LaunchType(String),
+    /// A capacity provider (`FARGATE_SPOT`), used with weight 1.
+    CapacityProvider(String),
+}
+
+/// Everything the launcher needs to know about where and how to run, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchConfig {
+    /// The config file environment in use, if any.
+    pub env_name: Option<String>,
+    /// The ECS cluster.
+    pub cluster: String,
+    /// Subnets for awsvpc networking; required to launch, not to inspect.
+    pub subnets: Vec<String>,
+    /// Security groups; the VPC's default group when empty.
+    pub security_groups: Vec<String>,
+    /// Whether the task gets a public IP.
+    pub assign_public_ip: bool,
+    /// Task definition family, `family:revision` or ARN.
+    pub task_definition: String,
+    /// The container to run the command in.
+    pub container: String,
+    /// Launch type or capacity provider.
+    pub capacity: Capacity,
+    /// Region, when set by flag, environment or file (else the SDK's default chain).
+    pub region: Option<String>,
+    /// Named AWS profile, when set by flag, environment or file.
+    pub profile: Option<String>,
+    /// Endpoint override (else the SDK reads `AWS_ENDPOINT_URL`).
+    pub endpoint_url: Option<String>,
+    /// Whether mutating commands must be confirmed (production).
+    pub confirm: bool,
+}
+
+/// One environment's settings in the config file (also the file's top level, which
+/// every environment inherits).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    /// `cluster = "everruns-prod"`.
+    pub cluster: Option<String>,
+    /// `subnets = ["subnet-a", "subnet-b"]` or `"subnet-a,subnet-b"`.
+    pub subnets: Option<StringList>,
+    /// `security_groups = ["sg-1"]` or `"sg-1,sg-2"`.
+    pub security_groups: Option<StringList>,
+    /// `assign_public_ip = true`.
+    pub assign_public_ip: Option<bool>,
+    /// `region = "eu-west-1"`.
+    pub region: Option<String>,
+    /// `profile = "prod-admin"`.
+    pub profile: Option<String>,
+    /// `task_definition = "everruns-admin:42"`.
+    pub task_definition: Option<String>,
+    /// `container = "admin"`.
+    pub container: Option<String>,
+    /// `launch_type = "FARGATE"`.
+    pub launch_type: Option<String>,
+    /// `capacity_provider = "FARGATE_SPOT"`.
+    pub capacity_provider: Option<String>,
+    /// `endpoint_url = "http://localhost:5000"`.
+    pub endpoint_url: Option<String>,
+    /// `confirm = true`: mutating commands ask first, and refuse without a terminal
+    /// unless `--yes` is given.
+    pub confirm: Option<bool>,
+}
+
+/// A list written either as a TOML array or as one comma-separated string.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StringList {
+    /// `["a", "b"]`.
+    List(Vec<String>),
+    /// `"a,b"`.
+    Joined(String),
+}
+
+impl StringList {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            StringList::List(items) => split_list(&items),
+            StringList::Joined(joined) => split_list(&[joined]),
+        }
+    }
+}
+
+/// The config file: top-level defaults plus `[env.NAME]` tables.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Settings every environment inherits.
+    #[serde(flatten)]
+    pub defaults: FileSettings,
+    /// Named environments (`[env.production]`).
+    #[serde(default)]
+    pub env: BTreeMap<String, FileSettings>,
+}
+
+impl ConfigFile {
+    /// Parses a config file's text; `origin` names it in error messages.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ExitError> {
+        toml::from_str(text).map_err(|e| {
+            ExitError::usage(anyhow!(
+                "config file {} is not valid: {e}",
+                origin.display()
+            ))
+        })
+    }
+
+    /// The settings of environment `name` (its table over the top level), or the top
+    /// level alone when no environment is chosen.
+    fn settings(&self, name: Option<&str>, origin: &Path) -> Result<FileSettings, ExitError> {
+        let Some(name) = name else {
+            return Ok(self.defaults.clone());
+        };
+        let Some(table) = self.env.get(name) else {
+            let known: Vec<&str> = self.env.keys().map(String::as_str).collect();
+            return Err(ExitError::usage(anyhow!(
+                "environment {name:?} is not defined in {} (defined: {}); add an [env.{name}] table or pick another with --env / EVERRUNS_ENV",
+                origin.display(),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        };
+        let base = self.defaults.clone();
+        let table = table.clone();
+        Ok(FileSettings {
+            cluster: table.cluster.or(base.cluster),
+            subnets: table.subnets.or(base.subnets),
+            security_groups: table.security_groups.or(base.security_groups),
+            assign_public_ip: table.assign_public_ip.or(base.assign_public_ip),
+            region: table.region.or(base.region),
+            profile: table.profile.or(base.profile),
+            task_definition: table.task_definition.or(base.task_definition),
+            container: table.container.or(base.container),
+            launch_type: table.launch_type.or(base.launch_type),
+            capacity_provider: table.capacity_provider.or(base.capacity_provider),
+            endpoint_url: table.endpoint_url.or(base.endpoint_url),
+            confirm: table.confirm.or(base.confirm),
+        })
+    }
+}
+
+/// Reads one environment variable; injected so tests do not touch the process's.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment, with empty values treated as unset (as the old script did).
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Where the config file is looked for when `--config` is not given:
+/// `RUN_ADMIN_TASK_CONFIG`, else `$XDG_CONFIG_HOME/everruns-admin/config.toml`, else
+/// `~/.config/everruns-admin/config.toml`. The second value says whether the file must
+/// exist (it must when named explicitly).
+pub fn config_path(options: &GlobalOptions, env: EnvLookup) -> Option<(PathBuf, bool)> {
+    if let Some(path) = &options.config {
+        return Some((path.clone(), true));
+    }
+    if let Some(path) = env("RUN_ADMIN_TASK_CONFIG") {
+        return Some((PathBuf::from(path), true));
+    }
+    let base = env("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|home| Path::new(&home).join(".config")))?;
+    Some((base.join("everruns-admin").join("config.toml"), false))
+}
+
+fn load_file(
+    options: &GlobalOptions,
+    env: EnvLookup,
+) -> Result<Option<(ConfigFile, PathBuf)>, ExitError> {
+    let Some((path, required)) = config_path(options, env) else {
+        return Ok(None);
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some((ConfigFile::parse(&text, &path)?, path))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(None),
+        Err(e) => Err(ExitError::usage(anyhow!(
+            "cannot read config file {}: {e} (set by --config or RUN_ADMIN_TASK_CONFIG)",
+            path.display()
+        ))),
+    }
+}
+
+/// Splits comma-separated items, trimming blanks, so `a, b` and `["a","b"]` agree.
+pub fn split_list(items: &[String]) -> Vec<String> {
+    items
+        .iter()
+        .flat_map(|item| item.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+impl LaunchConfig {
+    /// Resolves the configuration: flags, then environment, then the config file, then
+    /// defaults. Reads the config file; makes no AWS call.
+    pub fn resolve(options: &GlobalOptions, env: EnvLookup) -> Result<Self, ExitError> {
+        let env_name = options.env.clone().or_else(|| env("EVERRUNS_ENV"));
+        let file = match load_file(options, env)? {
+            Some((file, path)) => file.settings(env_name.as_deref(), &path)?,
+            None if options.env.is_some() => {
+                return Err(ExitError::usage(anyhow!(
+                    "--env {} needs a config file with an [env.{0}] table; none found (use --config or RUN_ADMIN_TASK_CONFIG, or ~/.config/everruns-admin/config.toml)",
+                    env_name.unwrap_or_default()
+                )));
+            }
+            None => FileSettings::default(),
+        };
+
+        let pick = |flag: &Option<String>, var: &str, key: &Option<String>| {
+            flag.clone().or_else(|| env(var)).or_else(|| key.clone())
+        };
+        let list = |flag: &[String], var: &str, key: &Option<StringList>| {
+            let from_flag = split_list(flag);
+            if !from_flag.is_empty() {
+                return from_flag;
+            }
+            if let Some(value) = env(var) {
+                return split_list(&[value]);
+            }
+            key.clone().map(StringList::into_vec).unwrap_or_default()
+        };
+
+        let capacity = match (&options.capacity_provider, &options.launch_type) {
+            (Some(provider), _) => Capacity::CapacityProvider(provider.clone()),
+            (None, Some(launch_type)) => Capacity::LaunchType(launch_type.clone()),
+            (None, None) => match (&file.capacity_provider, &file.launch_type) {
+                (Some(provider), _) => Capacity::CapacityProvider(provider.clone()),
+                (None, Some(launch_type)) => Capacity::LaunchType(launch_type.clone()),
+                (None, None) => Capacity::LaunchType(DEFAULT_LAUNCH_TYPE.to_string()),
+            },
+        };
+
+        let mut security_groups = list(
+            &options.security_groups,
+            "ECS_SECURITY_GROUP",
+            &file.security_groups,
+        );
+        if security_groups.is_empty() && options.security_groups.is_empty() {
+            if let Some(value) = env("ECS_SECURITY_GROUPS") {
+                security_groups = split_list(&[value]);
+            }
+        }
+
+        Ok(LaunchConfig {
+            cluster: pick(&options.cluster, "ECS_CLUSTER", &file.cluster)
+                .unwrap_or_else(|| DEFAULT_CLUSTER.to_string()),
+            subnets: list(&options.subnets, "ECS_SUBNETS", &file.subnets),
+            security_groups,
+            assign_public_ip: options.assign_public_ip || file.assign_public_ip.unwrap_or(false),
+            task_definition: pick(
+                &options.task_definition,
+                "ECS_TASK_DEFINITION",
+                &file.task_definition,
+            )
+            .unwrap_or_else(|| DEFAULT_FAMILY.to_string()),
+            container: options
+                .container
+                .clone()
+                .or(file.container)
+                .unwrap_or_else(|| DEFAULT_CONTAINER.to_string()),
+            capacity,
+            region: pick(&options.region, "AWS_REGION", &file.region)
+                .or_else(|| env("AWS_DEFAULT_REGION")),
+            profile: pick(&options.profile, "AWS_PROFILE", &file.profile),
+            endpoint_url: options.endpoint_url.clone().or(file.endpoint_url),
+            confirm: file.confirm.unwrap_or(false),
+            env_name,
+        })
+    }
+
+    /// The subnets, or the usage error that says how to set them. Launching needs them;
+    /// inspecting a task does not.
+    pub fn require_subnets(&self) -> Result<&[String], ExitError> {
+        if self.subnets.is_empty() {
+            return Err(ExitError::usage(anyhow!(
+                "no subnets to launch the task in: pass --subnets subnet-a,subnet-b, set ECS_SUBNETS, or set `subnets` in the config file{}",
+                self.env_name
+                    .as_deref()
+                    .map(|name| format!("'s [env.{name}] table"))
+                    .unwrap_or_default()
+            )));
+        }
+        Ok(&self.subnets)
+    }
+
+    /// The task definition family (without revision), as the concurrency check and
+    /// `list` filter by it.
+    pub fn family(&self) -> String {
+        let id = self
+            .task_definition
+            .rsplit('/')
+            .next()
+            .unwrap_or(&self.task_definition);
+        id.split(':').next().unwrap_or(id).to_string()
+    }
+}
+
+/// Parses `--timeout`: bare seconds (`300`) or a duration with a unit (`90s`, `10m`, `2h`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let duration = match text.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(text).map_err(|e| {
+            format!("{text:?} is not a duration ({e}); use seconds or a unit: 90s, 10m, 2h")
+        })?,
+    };
+    if duration.is_zero() {
+        return Err("the timeout must be longer than zero".to_string());
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name: &str| map.get(name).cloned()
+    }
+
+    fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    const FILE: &str = r#"
+        region = "eu-west-1"
+        subnets = ["subnet-file"]
+
+        [env.production]
+        cluster = "prod-cluster"
+        subnets = "subnet-p1, subnet-p2"
+        security_groups = ["sg-prod"]
+        task_definition = "everruns-admin:7"
+        profile = "prod"
+        confirm = true
+    "#;
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let cfg = LaunchConfig::resolve(&GlobalOptions::default(), &env_of(&[])).unwrap();
+        assert_eq!(cfg.cluster, "everruns");
+        assert_eq!(cfg.task_definition, "everruns-admin");
+        assert_eq!(cfg.container, "admin");
+        assert_eq!(cfg.capacity, Capacity::LaunchType("FARGATE".into()));
+        assert!(!cfg.assign_public_ip);
+        assert!(!cfg.confirm);
+    }
+
+    #[test]
+    fn flags_beat_environment_beat_file_beat_defaults() {
+        let (_dir, path) = write_config(FILE);
+        let path = path.to_string_lossy().into_owned();
+        let env = env_of(&[
+            ("RUN_ADMIN_TASK_CONFIG", &path),
+            ("EVERRUNS_ENV", "production"),
+            ("ECS_CLUSTER", "env-cluster"),
+            ("ECS_SECURITY_GROUP", "sg-env"),
+            ("AWS_PROFILE", "env-profile"),
+        ]);
+        let options = GlobalOptions {
+            cluster: Some("flag-cluster".into()),
+            ..Default::default()
+        };
+        let cfg = LaunchConfig::resolve(&options, &env).unwrap();
+        assert_eq!(cfg.cluster, "flag-cluster", "flag beats env and file");
+        assert_eq!(cfg.security_groups, vec!["sg-env"], "env beats file");
+        assert_eq!(
+            cfg.profile.as_deref(),
+            Some("env-profile"),
+            "env beats file"
+        );
+        assert_eq!(
+            cfg.subnets,
+            vec!["subnet-p1", "subnet-p2"],
+            "env table beats top level"
+        );
+        assert_eq!(
+            cfg.region.as_deref(),
+            Some("eu-west-1"),
+            "top level is inherited"
+        );
+        assert_eq!(cfg.task_definition, "everruns-admin:7");
+        assert_eq!(cfg.container, "admin", "default");
+        assert!(cfg.confirm);
+        assert_eq!(cfg.env_name.as_deref(), Some("production"));
+        assert_eq!(cfg.family(), "everruns-admin");
+    }
+
+    #[test]
+    fn old_script_variables_keep_working() {
+        let env = env_of(&[
+            ("ECS_CLUSTER", "c"),
+            ("ECS_SUBNETS", "subnet-1,subnet-2"),
+            ("ECS_SECURITY_GROUP", "sg-1"),
+            ("AWS_REGION", "us-west-2"),
+        ]);
+        let cfg = LaunchConfig::resolve(&GlobalOptions::default(), &env).unwrap();
+        assert_eq!(cfg.cluster, "c");
+        assert_eq!(cfg.subnets, vec!["subnet-1", "subnet-2"]);
+        assert_eq!(cfg.security_groups, vec!["sg-1"]);
+        assert_eq!(cfg.region.as_deref(), Some("us-west-2"));
+    }
+
+    #[test]
+    fn flag_lists_are_split_on_commas() {
+        let options = GlobalOptions {
+            subnets: vec!["subnet-a,subnet-b".into(), "subnet-c".into()],
+            ..Default::default()
+        };
+        let env = env_of(&[("ECS_SUBNETS", "subnet-env")]);
+        let cfg = LaunchConfig::resolve(&options, &env).unwrap();
+        assert_eq!(cfg.subnets, vec!["subnet-a", "subnet-b", "subnet-c"]);
+    }
+
+    #[test]
+    fn missing_subnets_name_flag_variable_and_key() {
+        let cfg = LaunchConfig::resolve(&GlobalOptions::default(), &env_of(&[])).unwrap();
+        let err = cfg.require_subnets().unwrap_err();
+        assert_eq!(err.code, 2);
+        let text = err.to_string();
+        for needle in ["--subnets", "ECS_SUBNETS", "`subnets`"] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn unknown_environment_lists_the_known_ones() {
+        let (_dir, path) = write_config(FILE);
+        let options = GlobalOptions {
+            config: Some(path),
+            env: Some("staging".into()),
+            ..Default::default()
+        };
+        let err = LaunchConfig::resolve(&options, &env_of(&[])).unwrap_err();
+        assert_eq!(err.code, 2);
+        assert!(err.to_string().contains("production"), "{err}");
+    }
+
+    #[test]
+    fn malformed_or_missing_explicit_file_is_a_usage_error() {
+        let (_dir, path) = write_config("clustr = \"typo\"\n");
+        let options = GlobalOptions {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let err = LaunchConfig::resolve(&options, &env_of(&[])).unwrap_err();
+        assert_eq!(err.code, 2);
+        assert!(err.to_string().contains("clustr"), "{err}");
+
+        let options = GlobalOptions {
+            config: Some(path.with_file_name("absent.toml")),
+            ..Default::default()
+        };
+        assert_eq!(
+            LaunchConfig::resolve(&options, &env_of(&[]))
+                .unwrap_err()
+                .code,
+            2
+        );
+    }
+
+    #[test]
+    fn default_file_location_follows_xdg_then_home() {
+        let options = GlobalOptions::default();
+        let (path, required) = config_path(&options, &env_of(&[("HOME", "/home/op")])).unwrap();
+        assert_eq!(
+            path,
+            Path::new("/home/op/.config/everruns-admin/config.toml")
+        );
+        assert!(!required);
+        let (path, _) = config_path(
+            &options,
+            &env_of(&[("HOME", "/home/op"), ("XDG_CONFIG_HOME", "/xdg")]),
+        )
+        .unwrap();
+        assert_eq!(path, Path::new("/xdg/everruns-admin/config.toml"));
+    }
+
+    #[test]
+    fn capacity_provider_replaces_launch_type() {
+        let options = GlobalOptions {
+            capacity_provider: Some("FARGATE_SPOT".into()),
+            ..Default::default()
+        };
+        let cfg = LaunchConfig::resolve(&options, &env_of(&[])).unwrap();
+        assert_eq!(
+            cfg.capacity,
+            Capacity::CapacityProvider("FARGATE_SPOT".into())
+        );
+    }
+
+    #[test]
+    fn family_is_read_from_every_task_definition_form() {
+        let mut cfg = LaunchConfig::resolve(&GlobalOptions::default(), &env_of(&[])).unwrap();
+        for (given, family) in [
+            ("everruns-admin", "everruns-admin"),
+            ("everruns-admin:12", "everruns-admin"),
+            ("arn:aws:ecs:eu-west-1:123:task-definition/other:3", "other"),
+        ] {
+            cfg.task_definition = given.into();
+            assert_eq!(cfg.family(), family);
+        }
+    }
+
+    #[test]
+    fn durations_accept_seconds_and_units() {
+        assert_eq!(parse_duration("300"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("soon").unwrap_err().contains("90s"));
+    }
+}

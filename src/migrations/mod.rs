@@ -1,0 +1,119 @@
+//! Database migrations, compatible with sqlx-cli's `_sqlx_migrations` table.
+//!
+//! The catalog is the `migrations/` folder, embedded at build time. [`history`] reads
+//! what the database has recorded, [`state`] compares the two (the one place that
+//! decides what is pending and what is drift), and [`migrate`] and [`info`] are the
+//! companion's two commands over them.
+
+pub mod history;
+pub mod info;
+pub mod migrate;
+pub mod state;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::PgConnection;
+
+use crate::exit::ExitError;
+
+/// The migrations embedded in this binary.
+pub static EMBEDDED: Migrator = sqlx::migrate!("./migrations");
+
+/// The migrations an image carries, in version order, `up` migrations only.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    migrations: Vec<Migration>,
+}
+
+impl Catalog {
+    /// The migrations compiled into this binary.
+    pub fn embedded() -> Self {
+        Self::from_migrations(EMBEDDED.iter().cloned())
+    }
+
+    /// The migrations in `dir`, read the way sqlx reads them (for `--source`).
+    pub fn from_dir(dir: &Path) -> Result<Self, ExitError> {
+        let resolved = sqlx::migrate::resolve_blocking(dir).map_err(|e| {
+            ExitError::usage(anyhow!(
+                "cannot read migrations from {}: {e}; pass a folder of <VERSION>_<DESCRIPTION>.sql files",
+                dir.display()
+            ))
+        })?;
+        Ok(Self::from_migrations(resolved.into_iter().map(|(m, _)| m)))
+    }
+
+    fn from_migrations(migrations: impl Iterator<Item = Migration>) -> Self {
+        let mut migrations: Vec<Migration> = migrations
+            .filter(|m| !matches!(m.migration_type, MigrationType::ReversibleDown))
+            .collect();
+        migrations.sort_by_key(|m| m.version);
+        Self { migrations }
+    }
+
+    /// All migrations, oldest first.
+    pub fn migrations(&self) -> &[Migration] {
+        &self.migrations
+    }
+
+    /// The migration with `version`, if this image has it.
+    pub fn get(&self, version: i64) -> Option<&Migration> {
+        self.migrations
+            .binary_search_by_key(&version, |m| m.version)
+            .ok()
+            .map(|i| &self.migrations[i])
+    }
+}
+
+/// Hex of a checksum, as operators compare them.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The key of sqlx's migration advisory lock for database `name`: sqlx's own
+/// migrator takes the same one, so an application migrating at start-up and this
+/// tool exclude each other.
+pub fn lock_key(database_name: &str) -> i64 {
+    0x3d32ad9e * i64::from(crc32fast::hash(database_name.as_bytes()))
+}
+
+/// The migration lock key of the database `conn` is connected to.
+pub async fn lock_key_of(conn: &mut PgConnection) -> Result<i64, ExitError> {
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(conn)
+        .await
+        .context("reading the current database name")?;
+    Ok(lock_key(&name))
+}
+
+/// Session limits for DDL, so a migration does not queue behind production traffic
+/// for ever (`lock_timeout`) or run unbounded (`statement_timeout`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionLimits {
+    /// PostgreSQL `lock_timeout` for the migration session; `None` keeps the server's.
+    pub lock_timeout: Option<Duration>,
+    /// PostgreSQL `statement_timeout`; `None` keeps the server's.
+    pub statement_timeout: Option<Duration>,
+}
+
+impl SessionLimits {
+    /// Applies the limits to this session.
+    pub async fn apply(&self, conn: &mut PgConnection) -> Result<(), ExitError> {
+        for (name, value) in [
+            ("lock_timeout", self.lock_timeout),
+            ("statement_timeout", self.statement_timeout),
+        ] {
+            if let Some(value) = value {
+                sqlx::query("SELECT set_config($1, $2, false)")
+                    .bind(name)
+                    .bind(format!("{}ms", value.as_millis()))
+                    .execute(&mut *conn)
+                    .await
+                    .with_context(|| format!("setting {name}"))?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,183 @@
+//! The log protocol between the companion and the launcher.
+//!
+//! The container's log stream is the only channel between them, so the companion writes
+//! one JSON object per line (when not on a terminal). Each object has an `event` tag:
+//!
+//! - `log`: `{"event":"log","ts":..,"level":"info","msg":"..","fields":{..}}`
+//! - `progress`: `{"event":"progress","ts":..,"phase":"reencrypt llm_providers","done":100,"total":2000}`
+//! - `result`: `{"event":"result","ts":..,"command":"migrate","exit_code":0,"summary":{..}}`,
+//!   always the last line; the launcher knows from it that it has every line.
+//!
+//! Lines that do not parse as one of these are someone else's output and are shown as-is.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// One line of the companion's structured output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A log message.
+    Log {
+        /// When it was written (RFC 3339, UTC).
+        ts: DateTime<Utc>,
+        /// `error`, `warn`, `info`, `debug` or `trace`.
+        level: String,
+        /// The message.
+        msg: String,
+        /// Structured context (table, version, ...).
+        #[serde(default, skip_serializing_if = "Map::is_empty")]
+        fields: Map<String, Value>,
+    },
+    /// How far long work has come.
+    Progress {
+        /// When it was written.
+        ts: DateTime<Utc>,
+        /// What is being done, e.g. `reencrypt llm_providers` or `migrate`.
+        phase: String,
+        /// Units done so far.
+        done: u64,
+        /// Units in all, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        total: Option<u64>,
+    },
+    /// The final line: what ran and how it ended.
+    Result {
+        /// When it was written.
+        ts: DateTime<Utc>,
+        /// The companion command (`migrate`, `reencrypt`, ...).
+        command: String,
+        /// The companion's exit status.
+        exit_code: u8,
+        /// Command-specific summary (counts, versions); never secret material.
+        #[serde(default)]
+        summary: Value,
+    },
+}
+
+impl Event {
+    /// Parses one log line; `None` for lines that are not protocol events.
+    pub fn parse(line: &str) -> Option<Event> {
+        let line = line.trim_end();
+        if !line.starts_with('{') || !line.contains("\"event\"") {
+            return None;
+        }
+        serde_json::from_str(line).ok()
+    }
+
+    /// The JSON line for this event (no trailing newline).
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).expect("events always serialize")
+    }
+
+    /// A readable one-line rendering, as shown on a terminal.
+    pub fn to_text(&self) -> String {
+        match self {
+            Event::Log {
+                ts,
+                level,
+                msg,
+                fields,
+            } => {
+                let mut out = format!(
+                    "{} {:>5} {msg}",
+                    ts.to_rfc3339_opts(SecondsFormat::Millis, true),
+                    level.to_uppercase()
+                );
+                for (key, value) in fields {
+                    match value {
+                        Value::String(s) => out.push_str(&format!(" {key}={s}")),
+                        other => out.push_str(&format!(" {key}={other}")),
+                    }
+                }
+                out
+            }
+            Event::Progress {
+                ts,
+                phase,
+                done,
+                total,
+            } => {
+                let ts = ts.to_rfc3339_opts(SecondsFormat::Millis, true);
+                match total {
+                    Some(total) => format!("{ts} {phase}: {done}/{total}"),
+                    None => format!("{ts} {phase}: {done}"),
+                }
+            }
+            Event::Result {
+                command,
+                exit_code,
+                summary,
+                ..
+            } => format!("{command} finished with exit code {exit_code}: {summary}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_every_event_kind() {
+        let ts = Utc::now();
+        let mut fields = Map::new();
+        fields.insert("table".into(), Value::from("llm_providers"));
+        for event in [
+            Event::Log {
+                ts,
+                level: "info".into(),
+                msg: "hello".into(),
+                fields,
+            },
+            Event::Progress {
+                ts,
+                phase: "reencrypt llm_providers".into(),
+                done: 5,
+                total: Some(10),
+            },
+            Event::Result {
+                ts,
+                command: "migrate".into(),
+                exit_code: 4,
+                summary: serde_json::json!({"applied": 2}),
+            },
+        ] {
+            assert_eq!(Event::parse(&event.to_json_line()), Some(event));
+        }
+    }
+
+    #[test]
+    fn foreign_lines_are_not_events() {
+        for line in [
+            "plain text",
+            "{\"msg\":\"someone else's json\"}",
+            "{\"event\":\"deploy\",\"ts\":\"x\"}",
+            "{\"event\": \"log\"",
+        ] {
+            assert_eq!(Event::parse(line), None, "{line}");
+        }
+    }
+
+    #[test]
+    fn text_rendering_shows_fields_and_totals() {
+        let ts = "2026-01-02T03:04:05Z".parse().unwrap();
+        let mut fields = Map::new();
+        fields.insert("version".into(), Value::from(3));
+        let log = Event::Log {
+            ts,
+            level: "warn".into(),
+            msg: "slow".into(),
+            fields,
+        };
+        assert_eq!(log.to_text(), "2026-01-02T03:04:05.000Z  WARN slow version=3");
+        let progress = Event::Progress {
+            ts,
+            phase: "migrate".into(),
+            done: 1,
+            total: Some(2),
+        };
+        assert!(progress.to_text().ends_with("migrate: 1/2"));
+    }
+}
