@@ -34,7 +34,8 @@ struct Declarations {
 /// Every declared encrypted column, in file order.
 pub fn declared() -> &'static [EncryptedColumn] {
     static DECLARED: OnceLock<Vec<EncryptedColumn>> = OnceLock::new();
-    DECLARED.get_or_init(|| parse(DECLARATIONS).expect("migrations/encrypted_columns.toml is valid"))
+    DECLARED
+        .get_or_init(|| parse(DECLARATIONS).expect("migrations/encrypted_columns.toml is valid"))
 }
 
 /// The tables that have encrypted columns, in file order, without repeats.
@@ -100,7 +101,10 @@ fn parse(text: &str) -> Result<Vec<EncryptedColumn>, String> {
     for column in &declarations.column {
         let pair = (&column.table, &column.column);
         if seen.contains(&pair) {
-            return Err(format!("{}.{} is declared twice", column.table, column.column));
+            return Err(format!(
+                "{}.{} is declared twice",
+                column.table, column.column
+            ));
         }
         seen.push(pair);
     }
@@ -129,7 +133,10 @@ mod tests {
     fn unknown_tables_are_usage_errors_listing_the_declared_ones() {
         let err = select(Some("users")).unwrap_err();
         assert_eq!(err.code, 2);
-        assert!(err.to_string().contains("llm_providers, mcp_servers"), "{err}");
+        assert!(
+            err.to_string().contains("llm_providers, mcp_servers"),
+            "{err}"
+        );
         assert_eq!(select(Some("mcp_servers")).unwrap().len(), 1);
     }
 

@@ -133,10 +133,16 @@ impl fmt::Display for EnvelopeError {
             EnvelopeError::NotJson => write!(f, "not JSON, so not an envelope payload"),
             EnvelopeError::NotPayload(why) => write!(f, "not an envelope payload: {why}"),
             EnvelopeError::UnsupportedVersion(v) => {
-                write!(f, "unsupported payload version {v} (this build reads version {VERSION})")
+                write!(
+                    f,
+                    "unsupported payload version {v} (this build reads version {VERSION})"
+                )
             }
             EnvelopeError::UnsupportedAlgorithm(alg) => {
-                write!(f, "unsupported algorithm {alg} (version 1 uses {ALGORITHM})")
+                write!(
+                    f,
+                    "unsupported algorithm {alg} (version 1 uses {ALGORITHM})"
+                )
             }
             EnvelopeError::UnknownKeyId(id) => write!(
                 f,
@@ -381,10 +387,9 @@ impl Envelope {
         kek.cipher()
             .decrypt_in_place(&Nonce::from(wrap_nonce), b"", &mut *buffer)
             .map_err(|_| EnvelopeError::Authentication(Layer::DataKey))?;
-        let dek: [u8; DEK_LEN] = buffer
-            .as_slice()
-            .try_into()
-            .map_err(|_| EnvelopeError::malformed("dek_wrapped", "wraps a data key of the wrong length"))?;
+        let dek: [u8; DEK_LEN] = buffer.as_slice().try_into().map_err(|_| {
+            EnvelopeError::malformed("dek_wrapped", "wraps a data key of the wrong length")
+        })?;
         Ok(Zeroizing::new(dek))
     }
 }
@@ -472,7 +477,13 @@ mod tests {
     fn not_json_and_not_payload_are_told_apart() {
         let ring = ring();
         assert_eq!(decrypt(b"sk-plain", &ring), Err(EnvelopeError::NotJson));
-        assert_eq!(decrypt(b"\"sk-plain\"", &ring).unwrap_err().kind(), "not_payload");
-        assert_eq!(decrypt(b"{\"a\":1}", &ring).unwrap_err().kind(), "not_payload");
+        assert_eq!(
+            decrypt(b"\"sk-plain\"", &ring).unwrap_err().kind(),
+            "not_payload"
+        );
+        assert_eq!(
+            decrypt(b"{\"a\":1}", &ring).unwrap_err().kind(),
+            "not_payload"
+        );
     }
 }

@@ -268,12 +268,12 @@ impl Keyring {
         let read = |variable: &'static str| match std::env::var(variable) {
             Ok(value) => Ok(Some(Zeroizing::new(value))),
             Err(std::env::VarError::NotPresent) => Ok(None),
-            Err(std::env::VarError::NotUnicode(_)) => Err(KeyringError::new(
-                variable,
-                None,
-                KeyError::new(None, KeyProblem::NotUnicode),
-            )
-            .usage()),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                Err(
+                    KeyringError::new(variable, None, KeyError::new(None, KeyProblem::NotUnicode))
+                        .usage(),
+                )
+            }
         };
         let primary = read(PRIMARY_VAR)?;
         let previous = read(PREVIOUS_VAR)?;
@@ -296,7 +296,9 @@ impl Keyring {
                 )
                 .usage());
             }
-            [one] => Key::parse(one).map_err(|e| KeyringError::new(PRIMARY_VAR, None, e).usage())?,
+            [one] => {
+                Key::parse(one).map_err(|e| KeyringError::new(PRIMARY_VAR, None, e).usage())?
+            }
             _ => {
                 return Err(KeyringError::new(
                     PRIMARY_VAR,
@@ -309,8 +311,8 @@ impl Keyring {
         let mut keys: Vec<Key> = Vec::new();
         for (index, spec) in split_keys(previous.unwrap_or("")).into_iter().enumerate() {
             let position = Some(index + 1);
-            let key =
-                Key::parse(spec).map_err(|e| KeyringError::new(PREVIOUS_VAR, position, e).usage())?;
+            let key = Key::parse(spec)
+                .map_err(|e| KeyringError::new(PREVIOUS_VAR, position, e).usage())?;
             let clash = if key.id == primary.id {
                 Some(KeyProblem::RepeatsPrimary)
             } else if keys.iter().any(|k| k.id == key.id) {
@@ -400,7 +402,10 @@ mod tests {
         let ring = Keyring::parse(K2, Some(K1)).unwrap();
         let shown = format!("{ring:?} {:?}", ring.primary());
         assert!(shown.contains("kek-v2"));
-        assert!(!shown.contains("ZWZn") && !shown.contains("AQID"), "{shown}");
+        assert!(
+            !shown.contains("ZWZn") && !shown.contains("AQID"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -50,7 +50,14 @@ fn independent_decrypt(payload: &[u8], key_spec: &str) -> Vec<u8> {
     sorted.sort();
     assert_eq!(
         sorted,
-        ["alg", "ciphertext", "dek_wrapped", "key_id", "nonce", "version"]
+        [
+            "alg",
+            "ciphertext",
+            "dek_wrapped",
+            "key_id",
+            "nonce",
+            "version"
+        ]
     );
     assert_eq!(doc["version"], 1);
     assert_eq!(doc["alg"], "AES-256-GCM");
@@ -197,7 +204,10 @@ fn tampering_with_each_field_fails_with_its_own_error() {
             "{field} not a string"
         );
     }
-    assert_eq!(fails(b"sk-test-api-key-12345".to_vec()), EnvelopeError::NotJson);
+    assert_eq!(
+        fails(b"sk-test-api-key-12345".to_vec()),
+        EnvelopeError::NotJson
+    );
     assert_eq!(fails(Vec::new()), EnvelopeError::NotJson);
     assert_eq!(
         fails(b"\"sk-test-api-key-12345\"".to_vec()).kind(),
@@ -224,7 +234,11 @@ fn error_messages_never_quote_content_or_keys() {
         format!("\"{secret}\"").into_bytes(),
         format!("{{\"{secret}\":1}}").into_bytes(),
         with_field(&cases[0].payload, "alg", Value::from(secret)),
-        with_field(&cases[0].payload, "key_id", Value::from(format!("{secret} x"))),
+        with_field(
+            &cases[0].payload,
+            "key_id",
+            Value::from(format!("{secret} x")),
+        ),
         with_field(&cases[0].payload, "version", Value::from(secret)),
         with_field(&cases[0].payload, "nonce", Value::from(secret)),
         flip_b64(&cases[0].payload, "ciphertext", 0),
@@ -236,7 +250,10 @@ fn error_messages_never_quote_content_or_keys() {
         assert!(!shown.contains(&cases[0].plaintext), "{shown}");
         for id in ["kek-v1", "kek-v2"] {
             let material = fixture_key(id);
-            assert!(!shown.contains(material.split_once(':').unwrap().1), "{shown}");
+            assert!(
+                !shown.contains(material.split_once(':').unwrap().1),
+                "{shown}"
+            );
         }
     }
 }
@@ -296,7 +313,11 @@ const LONG_B64: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAh"; // 33 byt
 /// Every way a key can be malformed: (primary, previous, words the message must have).
 fn malformed_keys() -> Vec<(String, Option<String>, Vec<&'static str>)> {
     vec![
-        (String::new(), None, vec!["SECRETS_ENCRYPTION_KEY", "not set"]),
+        (
+            String::new(),
+            None,
+            vec!["SECRETS_ENCRYPTION_KEY", "not set"],
+        ),
         (
             "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=".into(),
             None,
@@ -321,7 +342,10 @@ fn malformed_keys() -> Vec<(String, Option<String>, Vec<&'static str>)> {
         (
             format!("kek-v2:{SHORT_B64}"),
             None,
-            vec!["SECRETS_ENCRYPTION_KEY (id kek-v2)", "decodes to 31 bytes, expected 32"],
+            vec![
+                "SECRETS_ENCRYPTION_KEY (id kek-v2)",
+                "decodes to 31 bytes, expected 32",
+            ],
         ),
         (
             format!("kek-v2:{LONG_B64}"),
@@ -343,12 +367,18 @@ fn malformed_keys() -> Vec<(String, Option<String>, Vec<&'static str>)> {
         (
             GOOD_V2.into(),
             Some(format!("{GOOD_V1}\n{GOOD_V1}")),
-            vec!["SECRETS_ENCRYPTION_KEY_PREVIOUS, key 2 (id kek-v1)", "more than once"],
+            vec![
+                "SECRETS_ENCRYPTION_KEY_PREVIOUS, key 2 (id kek-v1)",
+                "more than once",
+            ],
         ),
         (
             GOOD_V2.into(),
             Some(format!("{GOOD_V1} {GOOD_V2}")),
-            vec!["SECRETS_ENCRYPTION_KEY_PREVIOUS, key 2 (id kek-v2)", "same id as"],
+            vec![
+                "SECRETS_ENCRYPTION_KEY_PREVIOUS, key 2 (id kek-v2)",
+                "same id as",
+            ],
         ),
         (
             GOOD_V2.into(),

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use everruns_admin::database::DatabaseUrl;
 use everruns_admin::exit::ExitError;
 use everruns_admin::migrations::{Catalog, SessionLimits, info, migrate};
-use everruns_admin::{console, duration, shell};
+use everruns_admin::{console, duration, reencrypt, shell};
 
 const ENVIRONMENT_AND_EXIT_CODES: &str = "\
 Environment:
@@ -162,10 +162,19 @@ async fn run(cli: Cli) -> u8 {
             .await;
             console::conclude("migrate-info", result)
         }
-        Command::Reencrypt(_args) => console::conclude(
-            "reencrypt",
-            Err(ExitError::usage(anyhow::anyhow!("reencrypt is being wired"))),
-        ),
+        Command::Reencrypt(args) => {
+            let options = reencrypt::ReencryptOptions {
+                dry_run: args.dry_run,
+                batch_size: args.batch_size,
+                table: args.table,
+                connect_timeout,
+                lock_timeout: args.lock_timeout,
+            };
+            let result = reencrypt::run(options)
+                .await
+                .map(|report| (report.exit_code(), report.summary()));
+            console::conclude("reencrypt", result)
+        }
         Command::Shell(args) => {
             let options = shell::ShellOptions {
                 max_idle: args.max_idle,

@@ -6,7 +6,7 @@ use std::error::Error as StdError;
 use anyhow::anyhow;
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
-use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 
 use super::config::LaunchConfig;
 use crate::exit::{ExitError, launcher};
@@ -52,6 +52,23 @@ impl Clients {
             logs: aws_sdk_cloudwatchlogs::Client::new(&shared),
             region,
         })
+    }
+
+    /// A logs client for the awslogs region of a task definition, which may differ
+    /// from the region the task runs in.
+    pub fn logs_in(&self, region: Option<&str>) -> aws_sdk_cloudwatchlogs::Client {
+        match region {
+            Some(region) if region != self.region => {
+                let config = self
+                    .logs
+                    .config()
+                    .to_builder()
+                    .region(Region::new(region.to_string()))
+                    .build();
+                aws_sdk_cloudwatchlogs::Client::from_conf(config)
+            }
+            _ => self.logs.clone(),
+        }
     }
 }
 
@@ -104,7 +121,19 @@ where
                 e.message().unwrap_or("no message")
             )
         }
-        other => format!("{operation} failed: {}", DisplayErrorContext(other)),
+        other => {
+            let mut text = other.to_string();
+            let mut source = other.source();
+            while let Some(cause) = source {
+                let cause_text = cause.to_string();
+                if !text.contains(&cause_text) {
+                    text.push_str(": ");
+                    text.push_str(&cause_text);
+                }
+                source = cause.source();
+            }
+            format!("{operation} failed: {text}")
+        }
     }
 }
 

@@ -326,16 +326,11 @@ impl LaunchConfig {
             },
         };
 
-        let mut security_groups = list(
+        let security_groups = list(
             &options.security_groups,
             "ECS_SECURITY_GROUP",
             &file.security_groups,
         );
-        if security_groups.is_empty() && options.security_groups.is_empty() {
-            if let Some(value) = env("ECS_SECURITY_GROUPS") {
-                security_groups = split_list(&[value]);
-            }
-        }
 
         Ok(LaunchConfig {
             cluster: pick(&options.cluster, "ECS_CLUSTER", &file.cluster)

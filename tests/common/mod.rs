@@ -8,6 +8,8 @@
 //! `EVERRUNS_TEST_DATABASE_URL` to a superuser URL to use an existing server instead.
 #![allow(dead_code)]
 
+pub mod emulator;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -33,7 +35,10 @@ pub const PASSWORD: &str = "pw-Zq8rT2vLx9";
 pub fn cluster() -> &'static Cluster {
     CLUSTER.get_or_init(|| match std::env::var("EVERRUNS_TEST_DATABASE_URL") {
         Ok(url) => Cluster {
-            base_url: url.trim_end_matches('/').rsplit_once('/').map_or(url.clone(), |(b, _)| b.to_owned()),
+            base_url: url
+                .trim_end_matches('/')
+                .rsplit_once('/')
+                .map_or(url.clone(), |(b, _)| b.to_owned()),
             _watchdog: None,
         },
         Err(_) => start_cluster(),
@@ -45,7 +50,12 @@ fn pg_bin_dir() -> PathBuf {
         return dir.into();
     }
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
         .unwrap_or_default();
     versions.retain(|dir| dir.join("initdb").exists());
     versions.sort_by_key(|dir| {
@@ -61,22 +71,41 @@ fn pg_bin_dir() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.trim_ascii() == b"0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.trim_ascii() == b"0")
+        .unwrap_or(false)
 }
 
 fn start_cluster() -> Cluster {
     let bin = pg_bin_dir();
-    let dir = tempfile::Builder::new().prefix("everruns-pg-").tempdir().unwrap().keep();
+    let dir = tempfile::Builder::new()
+        .prefix("everruns-pg-")
+        .tempdir()
+        .unwrap()
+        .keep();
     let data = dir.join("data");
     let pwfile = dir.join("pw");
     std::fs::write(&pwfile, PASSWORD).unwrap();
     let as_postgres = if is_root() {
-        let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status().unwrap();
-        assert!(status.success(), "chown of the test cluster directory failed");
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "chown of the test cluster directory failed"
+        );
         "runuser -u postgres -- "
     } else {
         ""
@@ -106,7 +135,9 @@ rm -rf "{dir}"
         .spawn()
         .expect("start the PostgreSQL watchdog shell");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     if line.trim() != "started" {
         let log = std::fs::read_to_string(dir.join("initdb.log")).unwrap_or_default()
             + &std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
@@ -135,16 +166,37 @@ impl Cluster {
 
     /// Creates an empty database with a unique name.
     pub fn create_database(&self) -> TestDatabase {
-        let name = format!("t{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::SeqCst));
-        psql(&self.url_for("postgres"), &format!("CREATE DATABASE {name}"));
-        TestDatabase { url: self.url_for(&name), name }
+        let name = format!(
+            "t{}_{}",
+            std::process::id(),
+            NEXT_DB.fetch_add(1, Ordering::SeqCst)
+        );
+        psql(
+            &self.url_for("postgres"),
+            &format!("CREATE DATABASE {name}"),
+        );
+        TestDatabase {
+            url: self.url_for(&name),
+            name,
+        }
     }
 }
 
 /// Runs SQL with psql and returns its unaligned, tuples-only output; panics on error.
 pub fn psql(url: &str, sql: &str) -> String {
     let out = Command::new("psql")
-        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            url,
+            "-c",
+            sql,
+        ])
         .output()
         .expect("psql must be installed (package postgresql-client)");
     assert!(
@@ -159,7 +211,12 @@ pub fn psql(url: &str, sql: &str) -> String {
 pub fn migrated_database() -> TestDatabase {
     let db = cluster().create_database();
     let out = companion(&db.url).arg("migrate").output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "migrate failed: {}", describe(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "migrate failed: {}",
+        describe(&out)
+    );
     db
 }
 
@@ -196,8 +253,15 @@ pub fn events(out: &Output) -> Vec<serde_json::Value> {
 /// The final `result` event's summary; panics if the last line is not a result event.
 pub fn result_summary(out: &Output) -> serde_json::Value {
     let events = events(out);
-    let last = events.last().unwrap_or_else(|| panic!("no events: {}", describe(out)));
-    assert_eq!(last["event"], "result", "last line is not the result: {}", describe(out));
+    let last = events
+        .last()
+        .unwrap_or_else(|| panic!("no events: {}", describe(out)));
+    assert_eq!(
+        last["event"],
+        "result",
+        "last line is not the result: {}",
+        describe(out)
+    );
     last["summary"].clone()
 }
 

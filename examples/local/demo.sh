@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The whole flow on this machine, no AWS account: a throwaway PostgreSQL, the local
+# emulator of ECS / CloudWatch Logs / Secrets Manager whose agent runs the real
+# companion as the admin container, and the real launcher driving it:
+#   run-admin-task migrate-info, migrate, reencrypt --dry-run.
+# Everything it starts is stopped and removed when it exits.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+examples/local/setup.sh
+cargo build --locked --bins
+bin=target/debug
+
+work=$(mktemp -d -t everruns-demo-XXXXXX)
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+as_postgres=()
+if [ "$(id -u)" = 0 ]; then
+    chown postgres:postgres "$work"
+    as_postgres=(runuser -u postgres --)
+fi
+
+cleanup() {
+    set +e
+    [ -n "${EMU_PID:-}" ] && { exec {EMU[1]}>&-; wait "$EMU_PID"; } 2>/dev/null
+    "${as_postgres[@]}" "$pgbin/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+password=$(python3 -c 'import secrets; print(secrets.token_urlsafe(12))')
+echo "$password" >"$work/pw"
+"${as_postgres[@]}" "$pgbin/initdb" -D "$work/data" -U postgres --auth-host=scram-sha-256 \
+    --auth-local=trust --pwfile="$work/pw" --no-sync >/dev/null
+"${as_postgres[@]}" "$pgbin/pg_ctl" -D "$work/data" -l "$work/server.log" -w \
+    -o "-p $port -k $work -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+database_url="postgres://postgres:$password@127.0.0.1:$port/everruns"
+psql -X -q -d "postgres://postgres:$password@127.0.0.1:$port/postgres" -c 'CREATE DATABASE everruns'
+
+# Two keys, as after a rotation: kek-v2 is current, kek-v1 the previous one.
+new_key="kek-v2:$(python3 -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')"
+old_key="kek-v1:$(python3 -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')"
+
+coproc EMU { exec python3 tests/emulator/stack.py --port 0 --companion "$bin/everruns-admin" \
+    --database-url "$database_url" --encryption-key "$new_key" --encryption-key-previous "$old_key"; }
+EMU_PID=$!
+read -r ready <&"${EMU[0]}"
+field() { python3 -c 'import json, sys; v = json.loads(sys.argv[1])[sys.argv[2]]; print(",".join(v) if isinstance(v, list) else v)' "$ready" "$1"; }
+
+export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_EC2_METADATA_DISABLED=true
+export AWS_REGION=$(field region) AWS_ENDPOINT_URL=$(field endpoint)
+export ECS_CLUSTER=everruns ECS_SUBNETS=$(field subnets) ECS_SECURITY_GROUP=$(field security_group)
+
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+step run-admin-task migrate-info
+"$bin/run-admin-task" migrate-info
+step run-admin-task migrate
+"$bin/run-admin-task" migrate
+# Rows written by the application before the rotation, under the previous key.
+python3 examples/local/seed.py "$old_key" | psql -X -q -d "$database_url"
+step run-admin-task reencrypt --dry-run
+"$bin/run-admin-task" reencrypt --dry-run

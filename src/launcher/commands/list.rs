@@ -1,0 +1,180 @@
+//! `list`: the recent tasks this tool started on the cluster for the task definition
+//! family: who, what command, when, state and exit code.
+
+use std::collections::BTreeSet;
+
+use aws_sdk_ecs::types::{DesiredStatus, TaskField};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+use super::print_json;
+use crate::exit::ExitError;
+use crate::launcher::Context;
+use crate::launcher::clients::{Clients, launch_error};
+use crate::launcher::config::OutputFormat;
+use crate::launcher::identity::STARTED_BY_PREFIX;
+use crate::launcher::task::{TaskSnapshot, tags};
+
+/// One row of `list` (and one element of its JSON array).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListEntry {
+    /// The task id.
+    pub task_id: String,
+    /// The task ARN.
+    pub task_arn: String,
+    /// Its last status.
+    pub last_status: String,
+    /// Who started it (the `everruns-admin:started-by` tag, else `startedBy`).
+    pub started_by: Option<String>,
+    /// Where from.
+    pub host: Option<String>,
+    /// The container command.
+    pub command: Option<String>,
+    /// Whether it was a mutating command.
+    pub mutating: bool,
+    /// When it was created.
+    pub created_at: Option<DateTime<Utc>>,
+    /// When it stopped.
+    pub stopped_at: Option<DateTime<Utc>>,
+    /// ECS's stop code.
+    pub stop_code: Option<String>,
+    /// The named container's exit code.
+    pub exit_code: Option<i32>,
+}
+
+impl ListEntry {
+    /// The row for one task.
+    pub fn from_snapshot(task: &TaskSnapshot, container: &str) -> Self {
+        ListEntry {
+            task_id: task.id().to_string(),
+            task_arn: task.arn.clone(),
+            last_status: task.last_status.clone(),
+            started_by: task
+                .tag(tags::STARTED_BY)
+                .map(str::to_string)
+                .or_else(|| task.started_by.clone()),
+            host: task.tag(tags::HOST).map(str::to_string),
+            command: task.tag(tags::COMMAND).map(str::to_string),
+            mutating: task.tag(tags::MUTATING) == Some("true"),
+            created_at: task.created_at,
+            stopped_at: task.stopped_at,
+            stop_code: task.stop_code.clone(),
+            exit_code: task.container(container).and_then(|c| c.exit_code),
+        }
+    }
+}
+
+/// Lists running and recently stopped tasks (ECS keeps stopped ones about an hour).
+pub async fn list(context: &Context, limit: usize) -> Result<u8, ExitError> {
+    let config = &context.config;
+    let clients = Clients::connect(config).await?;
+    let mut arns = BTreeSet::new();
+    for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
+        let mut pages = clients
+            .ecs
+            .list_tasks()
+            .cluster(&config.cluster)
+            .family(config.family())
+            .desired_status(status)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| launch_error("ListTasks", &e))?;
+            arns.extend(page.task_arns().iter().cloned());
+        }
+    }
+    let arns: Vec<String> = arns.into_iter().collect();
+    let mut tasks = Vec::new();
+    for chunk in arns.chunks(100) {
+        let reply = clients
+            .ecs
+            .describe_tasks()
+            .cluster(&config.cluster)
+            .set_tasks(Some(chunk.to_vec()))
+            .include(TaskField::Tags)
+            .send()
+            .await
+            .map_err(|e| launch_error("DescribeTasks", &e))?;
+        tasks.extend(
+            reply
+                .tasks()
+                .iter()
+                .map(TaskSnapshot::from_sdk)
+                .filter(|t| {
+                    t.started_by
+                        .as_deref()
+                        .is_some_and(|s| s.starts_with(STARTED_BY_PREFIX))
+                }),
+        );
+    }
+    tasks.sort_by_key(|t| std::cmp::Reverse(t.created_at));
+    let entries: Vec<ListEntry> = tasks
+        .iter()
+        .take(limit)
+        .map(|t| ListEntry::from_snapshot(t, &config.container))
+        .collect();
+    if context.options.output == OutputFormat::Json {
+        print_json(OutputFormat::Json, &entries);
+        return Ok(0);
+    }
+    if entries.is_empty() {
+        context.renderer.note(&format!(
+            "no tasks started by run-admin-task for {} on cluster {} (stopped tasks stay visible for about an hour)",
+            config.family(),
+            config.cluster
+        ));
+        return Ok(0);
+    }
+    println!("{}", table(&entries));
+    Ok(0)
+}
+
+/// The human table: one line per task.
+pub fn table(entries: &[ListEntry]) -> String {
+    let mut rows = vec![[
+        "TASK".to_string(),
+        "STATUS".into(),
+        "EXIT".into(),
+        "CREATED".into(),
+        "STARTED BY".into(),
+        "COMMAND".into(),
+    ]];
+    for e in entries {
+        rows.push([
+            e.task_id.clone(),
+            e.last_status.clone(),
+            e.exit_code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into()),
+            e.created_at
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+                .unwrap_or_else(|| "-".into()),
+            match (&e.started_by, &e.host) {
+                (Some(who), Some(host)) => format!("{who}@{host}"),
+                (Some(who), None) => who.clone(),
+                _ => "-".into(),
+            },
+            e.command.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    rows.iter()
+        .map(|r| {
+            let cells: Vec<String> = r
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i == 5 {
+                        c.clone()
+                    } else {
+                        format!("{c:<w$}", w = widths[i])
+                    }
+                })
+                .collect();
+            cells.join("  ").trim_end().to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

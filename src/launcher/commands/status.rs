@@ -1,0 +1,93 @@
+//! `status TASK`: where a task is, who started it and with what, and, once it has
+//! stopped, how it ended and why.
+
+use chrono::SecondsFormat;
+
+use super::{describe_task, existing_log_target, print_json};
+use crate::exit::ExitError;
+use crate::launcher::Context;
+use crate::launcher::clients::Clients;
+use crate::launcher::config::OutputFormat;
+use crate::launcher::outcome::TaskOutcome;
+use crate::launcher::report::TaskReport;
+use crate::launcher::task::tags;
+
+/// Describes one task; exits 0 whatever its state (its exit code is in the output).
+pub async fn status(context: &Context, task: &str) -> Result<u8, ExitError> {
+    let config = &context.config;
+    let clients = Clients::connect(config).await?;
+    let snapshot = describe_task(&clients, &config.cluster, task).await?;
+    let log = match existing_log_target(&clients, &snapshot, &config.container).await {
+        Ok(log) => log,
+        Err(e) => {
+            context.renderer.warn(&format!("log stream unknown: {e}"));
+            None
+        }
+    };
+    let mut report = TaskReport {
+        cluster: config.cluster.clone(),
+        container: config.container.clone(),
+        ..TaskReport::default()
+    };
+    report.apply_snapshot(&snapshot);
+    let outcome = snapshot
+        .is_stopped()
+        .then(|| TaskOutcome::decide(&snapshot, &config.container));
+    if let Some(outcome) = &outcome {
+        report.apply_outcome(outcome);
+        report.exit_code = 0;
+    }
+    if let Some(log) = &log {
+        report.log_group = Some(log.group.clone());
+        report.log_stream = Some(log.stream.clone());
+        report.console_url = Some(log.console_url());
+    }
+    if context.options.output == OutputFormat::Json {
+        print_json(OutputFormat::Json, &report);
+        return Ok(0);
+    }
+
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+    };
+    let mut lines = vec![
+        format!("task:        {}", snapshot.arn),
+        format!(
+            "status:      {}{}",
+            snapshot.last_status,
+            snapshot
+                .desired_status
+                .as_deref()
+                .filter(|d| *d != snapshot.last_status)
+                .map(|d| format!(" (going to {d})"))
+                .unwrap_or_default()
+        ),
+    ];
+    if let Some(operator) = &report.operator {
+        lines.push(format!("started by:  {operator}"));
+    } else if let Some(by) = &snapshot.started_by {
+        lines.push(format!("started by:  {by}"));
+    }
+    if let Some(command) = snapshot.tag(tags::COMMAND) {
+        lines.push(format!("command:     {command}"));
+    }
+    for (label, value) in [
+        ("created:    ", time(snapshot.created_at)),
+        ("started:    ", time(snapshot.started_at)),
+        ("stopped:    ", time(snapshot.stopped_at)),
+    ] {
+        if let Some(value) = value {
+            lines.push(format!("{label} {value}"));
+        }
+    }
+    if let Some(outcome) = &outcome {
+        lines.extend(outcome.explanation.iter().cloned());
+        lines.extend(outcome.hints.iter().map(|h| format!("hint: {h}")));
+    }
+    if let Some(log) = &log {
+        lines.push(format!("log stream:  {} {}", log.group, log.stream));
+        lines.push(format!("console:     {}", log.console_url()));
+    }
+    println!("{}", lines.join("\n"));
+    Ok(0)
+}

@@ -1,0 +1,91 @@
+//! The production guard: in an environment with `confirm = true`, a mutating command is
+//! confirmed by a person at a terminal, or by `--yes`; without either it is refused.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::anyhow;
+use tokio::sync::mpsc;
+
+use crate::exit::ExitError;
+
+/// What the guard decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Go ahead.
+    Proceed,
+    /// The operator interrupted the question (exit 130).
+    Interrupted,
+}
+
+/// Asks before `what` runs on `cluster` when the environment requires it.
+pub async fn confirm(
+    required: bool,
+    yes: bool,
+    env_name: Option<&str>,
+    cluster: &str,
+    what: &str,
+    interrupts: &mut mpsc::UnboundedReceiver<()>,
+) -> Result<Decision, ExitError> {
+    if !required || yes {
+        return Ok(Decision::Proceed);
+    }
+    let env = env_name.unwrap_or("this environment");
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return Err(ExitError::usage(anyhow!(
+            "{env} requires confirmation (confirm = true) and there is no terminal to ask on; pass --yes to run `{what}` on cluster {cluster}"
+        )));
+    }
+    let question = format!("Run `{what}` on cluster {cluster} ({env})? [y/N] ");
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stderr = std::io::stderr().lock();
+        let _ = stderr.write_all(question.as_bytes());
+        let _ = stderr.flush();
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).map(|_| line)
+    });
+    tokio::select! {
+        answer = answer => {
+            let answer = answer
+                .map_err(|e| ExitError::usage(anyhow!("cannot ask for confirmation: {e}")))?
+                .map_err(|e| ExitError::usage(anyhow!("cannot read the answer: {e}")))?;
+            if is_yes(&answer) {
+                Ok(Decision::Proceed)
+            } else {
+                Err(ExitError::usage(anyhow!("not confirmed; nothing was launched")))
+            }
+        }
+        Some(()) = interrupts.recv() => Ok(Decision::Interrupted),
+    }
+}
+
+/// Whether an answer means yes.
+pub fn is_yes(answer: &str) -> bool {
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_yes_is_yes() {
+        assert!(is_yes("y\n") && is_yes(" YES "));
+        assert!(!is_yes("") && !is_yes("no") && !is_yes("yep"));
+    }
+
+    #[tokio::test]
+    async fn without_a_terminal_confirmation_is_refused_unless_yes() {
+        let (_tx, mut rx) = mpsc::unbounded_channel();
+        let decision = confirm(true, true, Some("production"), "c", "migrate", &mut rx).await;
+        assert_eq!(decision.unwrap(), Decision::Proceed);
+        let decision = confirm(false, false, None, "c", "migrate", &mut rx).await;
+        assert_eq!(decision.unwrap(), Decision::Proceed);
+        if !std::io::stdin().is_terminal() {
+            let err = confirm(true, false, Some("production"), "c", "migrate", &mut rx)
+                .await
+                .unwrap_err();
+            assert_eq!(err.code, 2);
+            assert!(err.to_string().contains("--yes"));
+        }
+    }
+}
