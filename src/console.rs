@@ -25,10 +25,10 @@ static NEVER_PRINT: RwLock<Vec<zeroize::Zeroizing<String>>> = RwLock::new(Vec::n
 /// every line written through [`emit`] has it masked, whatever code produced the text.
 /// The last line of defence; the code that handles secrets keeps them out first.
 pub fn never_print(secret: &str) {
-    if secret.len() >= 4 {
-        if let Ok(mut secrets) = NEVER_PRINT.write() {
-            secrets.push(zeroize::Zeroizing::new(secret.to_owned()));
-        }
+    if secret.len() >= 4
+        && let Ok(mut secrets) = NEVER_PRINT.write()
+    {
+        secrets.push(zeroize::Zeroizing::new(secret.to_owned()));
     }
 }
 

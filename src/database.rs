@@ -50,7 +50,11 @@ impl DatabaseUrl {
             )));
         }
         let password = parsed.password().map(|p| {
-            Zeroizing::new(percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned())
+            Zeroizing::new(
+                percent_encoding::percent_decode_str(p)
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            )
         });
         if let Some(password) = &password {
             crate::console::never_print(password);
@@ -77,16 +81,14 @@ impl DatabaseUrl {
     /// `text` with every occurrence of the password (raw or percent-encoded) masked.
     pub fn scrub(&self, text: &str) -> String {
         let mut out = text.to_owned();
-        if let Some(password) = &self.password {
-            if !password.is_empty() {
-                out = out.replace(password.as_str(), "****");
-                let encoded = percent_encoding::utf8_percent_encode(
-                    password,
-                    percent_encoding::NON_ALPHANUMERIC,
-                )
-                .to_string();
-                out = out.replace(&encoded, "****");
-            }
+        if let Some(password) = &self.password
+            && !password.is_empty()
+        {
+            out = out.replace(password.as_str(), "****");
+            let encoded =
+                percent_encoding::utf8_percent_encode(password, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string();
+            out = out.replace(&encoded, "****");
         }
         out.replace(self.raw.as_str(), &self.redacted)
     }
@@ -204,7 +206,10 @@ impl std::fmt::Display for LockHolder {
 }
 
 /// The sessions, other than this one, that hold the session-level advisory lock `key`.
-pub async fn lock_holders(conn: &mut PgConnection, key: i64) -> Result<Vec<LockHolder>, sqlx::Error> {
+pub async fn lock_holders(
+    conn: &mut PgConnection,
+    key: i64,
+) -> Result<Vec<LockHolder>, sqlx::Error> {
     // A bigint advisory key is stored as classid = high 32 bits, objid = low 32 bits, objsubid = 1.
     sqlx::query_as::<_, LockHolder>(
         "SELECT a.pid, a.application_name, a.client_addr::text AS client_addr, \
@@ -289,8 +294,12 @@ mod tests {
 
     #[test]
     fn password_is_masked_and_scrubbed() {
-        let url = DatabaseUrl::parse("postgres://admin:s3cr%40t@db.internal:5432/everruns").unwrap();
-        assert_eq!(url.redacted(), "postgres://admin:****@db.internal:5432/everruns");
+        let url =
+            DatabaseUrl::parse("postgres://admin:s3cr%40t@db.internal:5432/everruns").unwrap();
+        assert_eq!(
+            url.redacted(),
+            "postgres://admin:****@db.internal:5432/everruns"
+        );
         assert_eq!(
             url.scrub("error for s3cr@t and s3cr%40t"),
             "error for **** and ****"

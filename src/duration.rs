@@ -14,6 +14,14 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     })
 }
 
+/// Like [`parse`], for limits where zero makes no sense (`--timeout`).
+pub fn parse_nonzero(text: &str) -> Result<Duration, String> {
+    match parse(text)? {
+        d if d.is_zero() => Err("must be longer than zero".to_owned()),
+        d => Ok(d),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -33,5 +41,7 @@ mod tests {
         let err = parse("soon").unwrap_err();
         assert!(err.contains("90s, 10m, 2h"), "{err}");
         assert!(parse("-5").is_err());
+        assert!(parse_nonzero("0").is_err());
+        assert_eq!(parse_nonzero("2m"), Ok(Duration::from_secs(120)));
     }
 }

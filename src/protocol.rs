@@ -171,7 +171,10 @@ mod tests {
             msg: "slow".into(),
             fields,
         };
-        assert_eq!(log.to_text(), "2026-01-02T03:04:05.000Z  WARN slow version=3");
+        assert_eq!(
+            log.to_text(),
+            "2026-01-02T03:04:05.000Z  WARN slow version=3"
+        );
         let progress = Event::Progress {
             ts,
             phase: "migrate".into(),

@@ -285,9 +285,14 @@ pub async fn run_with(
     check_batch_size(options.batch_size)?;
     let started = Instant::now();
     let stop = StopSignal::install()?;
-    let mut conn = database::connect(url, options.connect_timeout).await?;
-    let result = locked_run(&mut conn, options, keyring, url, columns, &stop).await;
-    database::close_quietly(conn).await;
+    let result = match database::connect(url, options.connect_timeout).await {
+        Ok(mut conn) => {
+            let result = locked_run(&mut conn, options, keyring, url, columns, &stop).await;
+            database::close_quietly(conn).await;
+            result
+        }
+        Err(error) => Err(error),
+    };
     stop.uninstall();
     let mut report = result?;
     report.elapsed_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);

@@ -57,7 +57,11 @@ fn assert_no_secrets(outputs: &[&Output], db: &TestDatabase, plaintexts: &[Strin
     for out in outputs {
         let all = text(out);
         for secret in &forbidden {
-            assert!(!all.contains(secret.as_str()), "a secret reached the output: {}", describe(out));
+            assert!(
+                !all.contains(secret.as_str()),
+                "a secret reached the output: {}",
+                describe(out)
+            );
         }
     }
 }
@@ -71,14 +75,27 @@ fn seed_under_previous_key(db: &TestDatabase) -> Vec<String> {
         let payload = envelope::encrypt(secret.as_bytes(), &old).unwrap();
         let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
         let (table, columns) = if i % 2 == 0 {
-            ("llm_providers", format!("(name, provider_type, api_key_encrypted, api_key_set) VALUES ('p{i}', 'openai', '\\x{hex}', TRUE)"))
+            (
+                "llm_providers",
+                format!(
+                    "(name, provider_type, api_key_encrypted, api_key_set) VALUES ('p{i}', 'openai', '\\x{hex}', TRUE)"
+                ),
+            )
         } else {
-            ("mcp_servers", format!("(name, url, auth_token_encrypted) VALUES ('m{i}', 'http://m{i}', '\\x{hex}')"))
+            (
+                "mcp_servers",
+                format!(
+                    "(name, url, auth_token_encrypted) VALUES ('m{i}', 'http://m{i}', '\\x{hex}')"
+                ),
+            )
         };
         psql(&db.url, &format!("INSERT INTO {table} {columns}"));
         plaintexts.push(secret);
     }
-    psql(&db.url, "INSERT INTO llm_providers (name, provider_type) VALUES ('no-key', 'llmsim')");
+    psql(
+        &db.url,
+        "INSERT INTO llm_providers (name, provider_type) VALUES ('no-key', 'llmsim')",
+    );
     plaintexts
 }
 
@@ -98,24 +115,48 @@ fn companion_commands_run_through_the_launcher() {
     let (db, emu) = stack();
 
     let info = run(emu.launcher().args(["migrate-info", "--check"]));
-    assert_eq!(info.status.code(), Some(3), "exit 3 passed through: {}", describe(&info));
-    assert!(String::from_utf8_lossy(&info.stdout).contains("pending"), "{}", describe(&info));
+    assert_eq!(
+        info.status.code(),
+        Some(3),
+        "exit 3 passed through: {}",
+        describe(&info)
+    );
+    assert!(
+        String::from_utf8_lossy(&info.stdout).contains("pending"),
+        "{}",
+        describe(&info)
+    );
 
     let migrate = run(emu.launcher().args(["--output", "json", "migrate"]));
     assert_eq!(migrate.status.code(), Some(0), "{}", describe(&migrate));
     let doc = report(&migrate);
     assert_eq!(doc["exit_code"], 0, "{doc}");
     assert_eq!(doc["result"]["command"], "migrate", "{doc}");
-    assert_eq!(doc["result"]["summary"]["applied"].as_array().map(Vec::len), Some(4), "{doc}");
-    assert!(doc["log_stream"].as_str().unwrap().starts_with("admin/admin/"), "{doc}");
+    assert_eq!(
+        doc["result"]["summary"]["applied"].as_array().map(Vec::len),
+        Some(4),
+        "{doc}"
+    );
+    assert!(
+        doc["log_stream"]
+            .as_str()
+            .unwrap()
+            .starts_with("admin/admin/"),
+        "{doc}"
+    );
 
     let gate = run(emu.launcher().args(["migrate-info", "--check"]));
     assert_eq!(gate.status.code(), Some(0), "{}", describe(&gate));
 
     let plaintexts = seed_under_previous_key(&db);
-    let dry = run(emu.launcher().args(["--output", "json", "reencrypt", "--dry-run"]));
+    let dry = run(emu
+        .launcher()
+        .args(["--output", "json", "reencrypt", "--dry-run"]));
     assert_eq!(dry.status.code(), Some(0), "{}", describe(&dry));
-    assert!(key_ids_in(&db).iter().all(|id| id == "kek-v1"), "a dry run writes nothing");
+    assert!(
+        key_ids_in(&db).iter().all(|id| id == "kek-v1"),
+        "a dry run writes nothing"
+    );
 
     let reencrypt = run(emu.launcher().args(["reencrypt", "--batch-size", "7"]));
     assert_eq!(reencrypt.status.code(), Some(0), "{}", describe(&reencrypt));
@@ -123,30 +164,62 @@ fn companion_commands_run_through_the_launcher() {
     assert_eq!(ids.len(), 25);
     assert!(ids.iter().all(|id| id == "kek-v2"), "{ids:?}");
     let keyring = Keyring::parse(KEK_V2, None).unwrap();
-    let values = psql(&db.url, "SELECT encode(api_key_encrypted, 'hex') FROM llm_providers WHERE api_key_encrypted IS NOT NULL ORDER BY name");
+    let values = psql(
+        &db.url,
+        "SELECT encode(api_key_encrypted, 'hex') FROM llm_providers WHERE api_key_encrypted IS NOT NULL ORDER BY name",
+    );
     for value in values.lines() {
-        let bytes: Vec<u8> = (0..value.len()).step_by(2).map(|i| u8::from_str_radix(&value[i..i + 2], 16).unwrap()).collect();
+        let bytes: Vec<u8> = (0..value.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&value[i..i + 2], 16).unwrap())
+            .collect();
         let plain = envelope::decrypt(&bytes, &keyring).unwrap();
         assert!(plaintexts.contains(&String::from_utf8(plain.to_vec()).unwrap()));
     }
 
-    assert_no_secrets(&[&info, &migrate, &gate, &dry, &reencrypt], &db, &plaintexts);
+    assert_no_secrets(
+        &[&info, &migrate, &gate, &dry, &reencrypt],
+        &db,
+        &plaintexts,
+    );
 }
 
 #[test]
 fn the_named_containers_exit_code_is_the_launchers() {
     let (_db, emu) = stack();
     for code in ["0", "3", "42"] {
-        let out = run(emu.launcher().args(["--task-definition", GENERIC, "run", "--", "sh", "-c"]).arg(format!("echo bye; exit {code}")));
-        assert_eq!(out.status.code(), Some(code.parse().unwrap()), "{}", describe(&out));
-        assert!(String::from_utf8_lossy(&out.stdout).contains("bye"), "{}", describe(&out));
+        let out = run(emu
+            .launcher()
+            .args(["--task-definition", GENERIC, "run", "--", "sh", "-c"])
+            .arg(format!("echo bye; exit {code}")));
+        assert_eq!(
+            out.status.code(),
+            Some(code.parse().unwrap()),
+            "{}",
+            describe(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("bye"),
+            "{}",
+            describe(&out)
+        );
     }
 }
 
 #[test]
 fn twenty_thousand_lines_arrive_once_and_in_order() {
     let (_db, emu) = stack();
-    let out = run(emu.launcher().args(["--task-definition", GENERIC, "run", "--", "seq", "-f", "line %g", "1", "20000"]));
+    let out = run(emu.launcher().args([
+        "--task-definition",
+        GENERIC,
+        "run",
+        "--",
+        "seq",
+        "-f",
+        "line %g",
+        "1",
+        "20000",
+    ]));
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("line ")).collect();
@@ -158,29 +231,65 @@ fn twenty_thousand_lines_arrive_once_and_in_order() {
 #[test]
 fn arguments_reach_the_container_verbatim() {
     let (_db, emu) = stack();
-    let out = run(emu.launcher().args(["--task-definition", GENERIC, "run", "--", "printf", "<%s>\\n", "two  spaces", "*", "$HOME", "a'b\"c"]));
+    let out = run(emu.launcher().args([
+        "--task-definition",
+        GENERIC,
+        "run",
+        "--",
+        "printf",
+        "<%s>\\n",
+        "two  spaces",
+        "*",
+        "$HOME",
+        "a'b\"c",
+    ]));
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let got: Vec<&str> = stdout.lines().filter(|l| l.starts_with('<')).collect();
-    assert_eq!(got, ["<two  spaces>", "<*>", "<$HOME>", "<a'b\"c>"], "{}", describe(&out));
+    assert_eq!(
+        got,
+        ["<two  spaces>", "<*>", "<$HOME>", "<a'b\"c>"],
+        "{}",
+        describe(&out)
+    );
 }
 
 #[test]
 fn a_task_that_cannot_start_is_125_with_the_reason_and_a_hint() {
     let (_db, emu) = stack();
-    let out = run(emu.launcher().args(["--task-definition", "everruns-admin-badsecret", "migrate-info"]));
+    let out = run(emu.launcher().args([
+        "--task-definition",
+        "everruns-admin-badsecret",
+        "migrate-info",
+    ]));
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
     let all = text(&out);
-    assert!(all.contains("TaskFailedToStart") && all.contains("ResourceInitializationError"), "{all}");
-    assert!(all.contains("Secrets Manager"), "a hint about secrets: {all}");
+    assert!(
+        all.contains("TaskFailedToStart") && all.contains("ResourceInitializationError"),
+        "{all}"
+    );
+    assert!(
+        all.contains("Secrets Manager"),
+        "a hint about secrets: {all}"
+    );
 
-    let out = run(emu.launcher().args(["--task-definition", "everruns-admin-badimage", "migrate-info"]));
+    let out = run(emu.launcher().args([
+        "--task-definition",
+        "everruns-admin-badimage",
+        "migrate-info",
+    ]));
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
-    assert!(text(&out).contains("CannotPullContainerError"), "{}", describe(&out));
+    assert!(
+        text(&out).contains("CannotPullContainerError"),
+        "{}",
+        describe(&out)
+    );
 }
 
 fn task_status(emu: &Emulator, task_arn: &str) -> Value {
-    let out = run(emu.launcher().args(["--output", "json", "status", task_arn]));
+    let out = run(emu
+        .launcher()
+        .args(["--output", "json", "status", task_arn]));
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     report(&out)
 }
@@ -189,15 +298,32 @@ fn task_status(emu: &Emulator, task_arn: &str) -> Value {
 fn timeout_is_124_and_leaves_the_task_running() {
     let (_db, emu) = stack();
     let started = Instant::now();
-    let out = run(emu.launcher().args(["--output", "json", "--timeout", "3s", "--task-definition", GENERIC, "run", "--", "sleep", "60"]));
+    let out = run(emu.launcher().args([
+        "--output",
+        "json",
+        "--timeout",
+        "3s",
+        "--task-definition",
+        GENERIC,
+        "run",
+        "--",
+        "sleep",
+        "60",
+    ]));
     assert_eq!(out.status.code(), Some(124), "{}", describe(&out));
     assert!(started.elapsed() < Duration::from_secs(20));
     let doc = report(&out);
     let arn = doc["task_arn"].as_str().unwrap().to_owned();
-    assert!(text(&out).contains("logs"), "says how to re-attach: {}", describe(&out));
+    assert!(
+        text(&out).contains("logs"),
+        "says how to re-attach: {}",
+        describe(&out)
+    );
     assert_eq!(task_status(&emu, &arn)["last_status"], "RUNNING");
 
-    let stop = run(emu.launcher().args(["stop", &arn, "--reason", "e2e cleanup"]));
+    let stop = run(emu
+        .launcher()
+        .args(["stop", &arn, "--reason", "e2e cleanup"]));
     assert_eq!(stop.status.code(), Some(0), "{}", describe(&stop));
 }
 
@@ -206,7 +332,17 @@ fn interrupt_stops_the_task_and_exits_130() {
     let (_db, emu) = stack();
     let mut child = emu
         .launcher()
-        .args(["--output", "json", "--task-definition", GENERIC, "run", "--", "sh", "-c", "echo started; sleep 60"])
+        .args([
+            "--output",
+            "json",
+            "--task-definition",
+            GENERIC,
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "echo started; sleep 60",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -224,14 +360,68 @@ fn interrupt_stops_the_task_and_exits_130() {
         }
         seen
     });
-    rx.recv_timeout(Duration::from_secs(30)).expect("the container's first line");
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the container's first line");
     let interrupted = Instant::now();
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", describe(&out));
     assert!(interrupted.elapsed() < Duration::from_secs(15));
     let doc = report(&out);
     assert_eq!(doc["last_status"], "STOPPED", "{doc}");
     assert_eq!(doc["stop_code"], "UserInitiated", "{doc}");
-    assert!(doc["stopped_reason"].as_str().unwrap().contains("e2e-operator"), "{doc}");
+    assert!(
+        doc["stopped_reason"]
+            .as_str()
+            .unwrap()
+            .contains("e2e-operator"),
+        "{doc}"
+    );
+}
+
+#[test]
+fn production_guard_and_missing_settings_refuse_before_any_aws_call() {
+    let (_db, emu) = stack();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[env.production]\ncluster = \"everruns\"\nconfirm = true\n",
+    )
+    .unwrap();
+
+    let out =
+        run(emu
+            .launcher()
+            .arg("--config")
+            .arg(&config)
+            .args(["--env", "production", "migrate"]));
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(text(&out).contains("--yes"), "{}", describe(&out));
+
+    let out = run(emu.launcher().env_remove("ECS_SUBNETS").arg("migrate-info"));
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("--subnets") && all.contains("ECS_SUBNETS") && all.contains("subnets"),
+        "{all}"
+    );
+
+    let calls = emu.request_counts();
+    assert!(
+        !calls.contains_key("RunTask") && !calls.contains_key("DescribeTaskDefinition"),
+        "no AWS call was made: {calls:?}"
+    );
+
+    // With --yes the same command runs.
+    let out = run(emu.launcher().arg("--config").arg(&config).args([
+        "--env",
+        "production",
+        "--yes",
+        "migrate-info",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
 }

@@ -74,7 +74,7 @@ fn seed(db: &TestDatabase, n: usize) -> Expected {
                     plaintexts.push(None);
                 } else {
                     let secret = format!("PLAINTEXT-{table}-{i}-{}", Uuid::new_v4().simple());
-                    let k = if i % 9 == 0 { &new } else { &old };
+                    let k = if i.is_multiple_of(9) { &new } else { &old };
                     values.push(Some(envelope::encrypt(secret.as_bytes(), k).unwrap()));
                     plaintexts.push(Some(secret));
                 }
@@ -185,10 +185,9 @@ fn non_null(expected: &Expected, table: &str) -> u64 {
 }
 
 fn on_primary(expected: &Expected, table: &str) -> u64 {
-    // Rows 0, 36, 72, ... (i % 9 == 0 and i % 4 != 3) were seeded on kek-v2.
-    let _ = expected;
+    // Rows with i % 9 == 0 and i % 4 != 3 were seeded on kek-v2.
     let n = expected.keys().filter(|(t, _)| *t == table).count();
-    (0..n).filter(|i| i % 9 == 0 && i % 4 != 3).count() as u64
+    (0..n).filter(|i| i.is_multiple_of(9) && i % 4 != 3).count() as u64
 }
 
 #[test]
@@ -500,7 +499,7 @@ fn malformed_keys_and_tables_are_exit_2_and_write_nothing() {
             );
         }
         assert!(!text.contains("%%%%"));
-        assert_eq!(result_summary(&out)["error"].as_str().is_some(), true);
+        assert!(result_summary(&out)["error"].as_str().is_some());
     }
     let out = reencrypt(&db, KEK_V2, Some(KEK_V1))
         .args(["-t", "users"])
@@ -561,7 +560,7 @@ fn a_concurrent_application_writer_is_never_overwritten() {
                     let (table, column, id) = ids[fastrand::usize(..ids.len())];
                     let secret = format!("PLAINTEXT-writer-{n}");
                     // Old application instances still write with the previous key.
-                    let k = if n % 2 == 0 { &old } else { &new };
+                    let k = if n.is_multiple_of(2) { &old } else { &new };
                     let value = envelope::encrypt(secret.as_bytes(), k).unwrap();
                     sqlx::query(&format!("UPDATE {table} SET {column} = $1 WHERE id = $2"))
                         .bind(&value)
@@ -789,7 +788,14 @@ fn no_key_plaintext_or_password_in_any_output() {
 fn a_value_changed_between_read_and_write_is_read_again_not_overwritten() {
     let db = migrated_database();
     let mut expected = seed(&db, 20);
-    let id = some_id_on(&expected, "llm_providers", 2);
+    let before = stored(&db);
+    let id = (0..)
+        .map(|nth| some_id_on(&expected, "llm_providers", nth))
+        .find(|id| {
+            let value = before[&("llm_providers", *id)].as_ref().unwrap();
+            Envelope::parse(value).unwrap().key_id() == "kek-v1"
+        })
+        .unwrap();
     let secret = "PLAINTEXT-from-the-application".to_owned();
     let value = envelope::encrypt(secret.as_bytes(), &key(KEK_V1)).unwrap();
     runtime().block_on(async {
@@ -814,13 +820,17 @@ fn a_value_changed_between_read_and_write_is_read_again_not_overwritten() {
              AND application_name = 'everruns-admin' AND wait_event_type = 'Lock'",
             db.name
         );
+        let mut child = Some(child);
         while common::psql(&db.url, &blocked) != "1" {
-            assert!(
-                Instant::now() < deadline,
-                "the companion never waited for the row"
-            );
+            if Instant::now() > deadline || child.as_mut().unwrap().try_wait().unwrap().is_some() {
+                let mut child = child.take().unwrap();
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!("the companion never waited for the row: {}", describe(&out));
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let child = child.unwrap();
         tx.commit().await.unwrap();
         let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
             .await

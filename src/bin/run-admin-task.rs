@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use everruns_admin::launcher::config::{GlobalOptions, OutputFormat, parse_duration};
+use everruns_admin::duration;
+use everruns_admin::launcher::config::{GlobalOptions, OutputFormat};
 use everruns_admin::launcher::{Command, CompanionCommand, Invocation};
 
 /// Run an everruns admin job (migrations, re-encryption, any command) as a one-off ECS
@@ -69,7 +70,7 @@ struct Global {
     #[arg(long, value_name = "URL")]
     endpoint_url: Option<String>,
     /// Stop waiting after this long and exit 124 (seconds, or 90s, 10m, 2h)
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse_nonzero)]
     timeout: Option<Duration>,
     /// Stop the task when --timeout is reached
     #[arg(long, requires = "timeout")]

@@ -386,21 +386,6 @@ impl LaunchConfig {
     }
 }
 
-/// Parses `--timeout`: bare seconds (`300`) or a duration with a unit (`90s`, `10m`, `2h`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let duration = match text.parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => humantime::parse_duration(text).map_err(|e| {
-            format!("{text:?} is not a duration ({e}); use seconds or a unit: 90s, 10m, 2h")
-        })?,
-    };
-    if duration.is_zero() {
-        return Err("the timeout must be longer than zero".to_string());
-    }
-    Ok(duration)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -599,15 +584,5 @@ mod tests {
             cfg.task_definition = given.into();
             assert_eq!(cfg.family(), family);
         }
-    }
-
-    #[test]
-    fn durations_accept_seconds_and_units() {
-        assert_eq!(parse_duration("300"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert!(parse_duration("0").is_err());
-        assert!(parse_duration("soon").unwrap_err().contains("90s"));
     }
 }

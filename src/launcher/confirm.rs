@@ -29,12 +29,8 @@ pub async fn confirm(
     if !required || yes {
         return Ok(Decision::Proceed);
     }
+    ensure_can_ask(required, yes, env_name, cluster, what)?;
     let env = env_name.unwrap_or("this environment");
-    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
-        return Err(ExitError::usage(anyhow!(
-            "{env} requires confirmation (confirm = true) and there is no terminal to ask on; pass --yes to run `{what}` on cluster {cluster}"
-        )));
-    }
     let question = format!("Run `{what}` on cluster {cluster} ({env})? [y/N] ");
     let answer = tokio::task::spawn_blocking(move || {
         let mut stderr = std::io::stderr().lock();
@@ -56,6 +52,24 @@ pub async fn confirm(
         }
         Some(()) = interrupts.recv() => Ok(Decision::Interrupted),
     }
+}
+
+/// Refuses at once (exit 2, before any AWS call) when confirmation is required but
+/// there is no terminal to ask on and no `--yes`.
+pub fn ensure_can_ask(
+    required: bool,
+    yes: bool,
+    env_name: Option<&str>,
+    cluster: &str,
+    what: &str,
+) -> Result<(), ExitError> {
+    if required && !yes && (!std::io::stdin().is_terminal() || !std::io::stderr().is_terminal()) {
+        let env = env_name.unwrap_or("this environment");
+        return Err(ExitError::usage(anyhow!(
+            "{env} requires confirmation (confirm = true) and there is no terminal to ask on; pass --yes to run `{what}` on cluster {cluster}"
+        )));
+    }
+    Ok(())
 }
 
 /// Whether an answer means yes.

@@ -273,12 +273,7 @@ mod tests {
         };
         assert_eq!(
             command.container_argv().unwrap(),
-            vec![
-                "migrate",
-                "--dry-run",
-                "--target-version",
-                "3 *"
-            ]
+            vec!["migrate", "--dry-run", "--target-version", "3 *"]
         );
     }
 }

@@ -31,9 +31,12 @@ pub async fn run(
     sqlx::query("SET default_transaction_read_only = on")
         .execute(&mut conn)
         .await?;
-    let history = history::read(&mut conn)
-        .await
-        .map_err(|e| ExitError::runtime(anyhow::anyhow!("reading _sqlx_migrations: {}", url.scrub(&e.to_string()))))?;
+    let history = history::read(&mut conn).await.map_err(|e| {
+        ExitError::runtime(anyhow::anyhow!(
+            "reading _sqlx_migrations: {}",
+            url.scrub(&e.to_string())
+        ))
+    })?;
     let key = lock_key_of(&mut conn).await?;
     let holders = database::lock_holders(&mut conn, key).await?;
     database::close_quietly(conn).await;

@@ -51,18 +51,18 @@ pub async fn run(
     url: &DatabaseUrl,
     options: &MigrateOptions,
 ) -> Result<(u8, serde_json::Value), ExitError> {
-    if let Some(target) = options.target_version {
-        if catalog.get(target).is_none() {
-            let known: Vec<String> = catalog
-                .migrations()
-                .iter()
-                .map(|m| m.version.to_string())
-                .collect();
-            return Err(ExitError::usage(anyhow!(
-                "--target-version {target} is not a migration of this image; its versions are {}",
-                known.join(", ")
-            )));
-        }
+    if let Some(target) = options.target_version
+        && catalog.get(target).is_none()
+    {
+        let known: Vec<String> = catalog
+            .migrations()
+            .iter()
+            .map(|m| m.version.to_string())
+            .collect();
+        return Err(ExitError::usage(anyhow!(
+            "--target-version {target} is not a migration of this image; its versions are {}",
+            known.join(", ")
+        )));
     }
     let mut conn = database::connect(url, options.connect_timeout).await?;
     if options.dry_run {
@@ -78,7 +78,12 @@ pub async fn run(
             tracing::info!("dry run: nothing to apply");
         }
         for status in &to_apply {
-            tracing::info!(version = status.version, "dry run: would apply {} {}", status.version, status.description);
+            tracing::info!(
+                version = status.version,
+                "dry run: would apply {} {}",
+                status.version,
+                status.description
+            );
         }
         return Ok((companion::SUCCESS, summary));
     }
@@ -92,7 +97,7 @@ pub async fn run(
     }
     database::close_quietly(conn).await;
     let applied = result?;
-    let total_ms: f64 = applied.iter().map(|a| a.ms).sum();
+    let total_ms = (applied.iter().map(|a| a.ms).sum::<f64>() * 10.0).round() / 10.0;
     Ok((
         companion::SUCCESS,
         json!({ "dry_run": false, "applied": applied, "total_ms": total_ms }),
@@ -107,7 +112,10 @@ async fn plan(
     options: &MigrateOptions,
 ) -> Result<(SchemaState, Vec<MigrationStatus>), ExitError> {
     let history = history::read(conn).await.map_err(|e| {
-        ExitError::runtime(anyhow!("reading _sqlx_migrations: {}", url.scrub(&e.to_string())))
+        ExitError::runtime(anyhow!(
+            "reading _sqlx_migrations: {}",
+            url.scrub(&e.to_string())
+        ))
     })?;
     let state = SchemaState::compare(catalog, history.as_deref());
     let drift = state.drift(options.ignore_missing);
@@ -125,7 +133,10 @@ async fn plan(
         .filter(|m| options.target_version.is_none_or(|t| m.version <= t))
         .cloned()
         .collect();
-    for status in to_apply.iter().filter(|m| !matches!(m.state, super::state::MigrationState::Pending)) {
+    for status in to_apply
+        .iter()
+        .filter(|m| !matches!(m.state, super::state::MigrationState::Pending))
+    {
         tracing::warn!(version = status.version, "{}", status.describe());
     }
     Ok((state, to_apply))
@@ -144,14 +155,19 @@ async fn apply_locked(
         return Ok(Vec::new());
     }
     conn.ensure_migrations_table().await.map_err(|e| {
-        ExitError::runtime(anyhow!("creating _sqlx_migrations: {}", url.scrub(&e.to_string())))
+        ExitError::runtime(anyhow!(
+            "creating _sqlx_migrations: {}",
+            url.scrub(&e.to_string())
+        ))
     })?;
     options.limits.apply(conn).await?;
     let started = Instant::now();
     let mut progress = Progress::start("migrate", Some(to_apply.len() as u64));
     let mut applied = Vec::new();
     for status in &to_apply {
-        let migration = catalog.get(status.version).expect("planned from this catalog");
+        let migration = catalog
+            .get(status.version)
+            .expect("planned from this catalog");
         tracing::info!(
             version = migration.version,
             no_transaction = migration.no_tx,
@@ -168,8 +184,15 @@ async fn apply_locked(
                 url.scrub(&e.to_string())
             ))
         })?;
-        let ms = elapsed.as_secs_f64() * 1000.0;
-        tracing::info!(version = migration.version, ms, "applied {} {}", migration.version, migration.description);
+        // Tenths of a millisecond: finer is noise.
+        let ms = (elapsed.as_secs_f64() * 10_000.0).round() / 10.0;
+        tracing::info!(
+            version = migration.version,
+            ms,
+            "applied {} {}",
+            migration.version,
+            migration.description
+        );
         applied.push(Applied {
             version: migration.version,
             description: migration.description.to_string(),

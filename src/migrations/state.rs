@@ -84,12 +84,8 @@ impl MigrationStatus {
             MigrationState::ChecksumMismatch {
                 image_checksum,
                 database_checksum,
-            } => format!(
-                "CHECKSUM MISMATCH: image {image_checksum}, database {database_checksum}"
-            ),
-            MigrationState::MissingFromImage => {
-                "APPLIED BUT MISSING FROM THIS IMAGE".to_owned()
-            }
+            } => format!("CHECKSUM MISMATCH: image {image_checksum}, database {database_checksum}"),
+            MigrationState::MissingFromImage => "APPLIED BUT MISSING FROM THIS IMAGE".to_owned(),
             MigrationState::Failed => "FAILED (a failed attempt is recorded)".to_owned(),
         };
         format!("{} {}: {what}", self.version, self.description)
@@ -227,7 +223,10 @@ mod tests {
             by_version(all[0].version).state,
             MigrationState::Installed { execution_ms: Some(ms), .. } if ms == 1.5
         ));
-        assert_eq!(by_version(all[1].version).state, MigrationState::PendingOutOfOrder);
+        assert_eq!(
+            by_version(all[1].version).state,
+            MigrationState::PendingOutOfOrder
+        );
         assert!(matches!(
             by_version(all[2].version).state,
             MigrationState::ChecksumMismatch { .. }

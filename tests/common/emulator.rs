@@ -24,6 +24,7 @@ pub struct Emulator {
     pub ready: Ready,
     child: Child,
     stdin: Option<ChildStdin>,
+    counts: tempfile::TempDir,
 }
 
 /// Keys the emulator stores in Secrets Manager for the companion.
@@ -41,6 +42,7 @@ impl Emulator {
     /// admin image's entrypoint.
     pub fn start(secrets: &Secrets<'_>) -> Emulator {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/emulator/stack.py");
+        let counts = tempfile::tempdir().unwrap();
         let mut cmd = Command::new("python3");
         cmd.arg(script)
             .args([
@@ -54,7 +56,9 @@ impl Emulator {
             .arg("--companion")
             .arg(env!("CARGO_BIN_EXE_everruns-admin"))
             .args(["--database-url", secrets.database_url])
-            .args(["--encryption-key", secrets.key]);
+            .args(["--encryption-key", secrets.key])
+            .arg("--request-counts")
+            .arg(counts.path().join("counts.json"));
         if let Some(previous) = secrets.previous {
             cmd.args(["--encryption-key-previous", previous]);
         }
@@ -75,7 +79,16 @@ impl Emulator {
             ready,
             child,
             stdin,
+            counts,
         }
+    }
+
+    /// API calls served so far, by action (`DescribeTasks`, `GetLogEvents`, ...).
+    pub fn request_counts(&self) -> std::collections::HashMap<String, u64> {
+        std::fs::read(self.counts.path().join("counts.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
     }
 
     /// The launcher binary, configured for this emulator through the environment

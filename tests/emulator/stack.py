@@ -1057,10 +1057,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ignore-stdin", action="store_true",
                    help="do not exit on stdin EOF (for running detached; stop with SIGTERM)")
     p.add_argument("--verbose", action="store_true", help="log every HTTP request to stderr")
+    p.add_argument("--request-counts", default=None, metavar="FILE",
+                   help="keep a JSON object of API calls by action (X-Amz-Target) in FILE")
     args = p.parse_args(argv)
     if args.encryption_key is None:
         args.encryption_key = "local:" + base64.b64encode(pysecrets.token_bytes(32)).decode()
     return args
+
+
+def install_request_counter(path: str) -> None:
+    """Counts API calls by action into a JSON file: the launcher's benchmark reads it to
+    report how many calls a follower makes per minute."""
+    from moto.server import DomainDispatcherApplication
+
+    counts: dict[str, int] = {}
+    lock = threading.Lock()
+    original = DomainDispatcherApplication.__call__
+
+    def counting(self: Any, environ: dict, start_response: Any) -> Any:
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        action = target.rsplit(".", 1)[-1] if target else "other"
+        with lock:
+            counts[action] = counts.get(action, 0) + 1
+            tmp = path + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(counts, f)
+            os.replace(tmp, path)
+        return original(self, environ, start_response)
+
+    DomainDispatcherApplication.__call__ = counting
 
 
 def main() -> int:
@@ -1078,6 +1103,8 @@ def main() -> int:
 
     agent = Agent(args)
     install_patches(agent)
+    if args.request_counts:
+        install_request_counter(args.request_counts)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -1,8 +1,6 @@
 //! `migrate`, `migrate-info`, `reencrypt` and `run -- CMD...`: launch the container with
 //! the command override, follow it to its end, and exit with its exit code.
 
-use std::time::Duration;
-
 use tokio::sync::mpsc;
 
 use super::{LogTarget, follow_settings, log_target, print_json};
@@ -10,7 +8,7 @@ use crate::exit::{ExitError, launcher};
 use crate::launcher::Context;
 use crate::launcher::clients::Clients;
 use crate::launcher::config::OutputFormat;
-use crate::launcher::confirm::{Decision, confirm};
+use crate::launcher::confirm::{Decision, confirm, ensure_can_ask};
 use crate::launcher::follow::{Ending, Followed, LogSource, Target, follow, reattach_hint};
 use crate::launcher::launch::{
     Job, RunTaskPlan, concurrency_refusal, find_running_mutation, rejected,
@@ -38,6 +36,16 @@ pub async fn run(
         return Ok(0);
     }
     config.require_subnets()?;
+    let what = job.argv.join(" ");
+    if needs_confirmation {
+        ensure_can_ask(
+            config.confirm,
+            options.yes,
+            config.env_name.as_deref(),
+            &config.cluster,
+            &what,
+        )?;
+    }
 
     let clients = Clients::connect(config).await?;
     let describe = TaskDefinitionInfo::describe(&clients, &config.task_definition);
@@ -61,7 +69,6 @@ pub async fn run(
         return Err(concurrency_refusal(&running, &config.cluster));
     }
 
-    let what = job.argv.join(" ");
     if needs_confirmation {
         let decision = confirm(
             config.confirm,
@@ -193,9 +200,16 @@ pub fn conclude(
                         renderer.warn(line)
                     }
                 };
+                // ECS's own timestamps: the launcher's wall time includes the log drain.
+                let lifetime = match (report.created_at, report.stopped_at) {
+                    (Some(created), Some(stopped)) => {
+                        (stopped - created).to_std().unwrap_or_default()
+                    }
+                    _ => renderer.elapsed(),
+                };
                 say(&format!(
-                    "task {task} stopped after {}",
-                    humantime::format_duration(Duration::from_secs(renderer.elapsed().as_secs()))
+                    "task {task} stopped {:.1}s after it was created",
+                    lifetime.as_secs_f64()
                 ));
                 for line in &outcome.explanation {
                     say(&format!("  {line}"));
