@@ -19,6 +19,11 @@ pub mod companion {
     pub const DRIFT: u8 = 4;
     /// `reencrypt` finished but some values could not be decrypted.
     pub const UNDECRYPTABLE: u8 = 5;
+    /// `reencrypt` stopped by SIGTERM (ECS StopTask) after finishing its batch: what is
+    /// written is complete, a rerun continues. 128 + 15, as for any process ended by it.
+    pub const TERMINATED: u8 = 143;
+    /// `reencrypt` stopped by SIGINT (Ctrl-C) after finishing its batch. 128 + 2.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// Exit statuses of the launcher, `run-admin-task`, besides the container's own code.

@@ -35,11 +35,6 @@ pub const LOCK_KEY: i64 = 0x6576_7272_6e72_6563;
 pub const DEFAULT_BATCH_SIZE: u32 = 100;
 /// Largest batch accepted: one statement carries the whole batch.
 pub const MAX_BATCH_SIZE: u32 = 10_000;
-/// Exit status of a run stopped by SIGTERM (128 + 15, what the shell and ECS expect of
-/// a process ended by SIGTERM): finished batches are written, the rerun continues.
-pub const EXIT_TERMINATED: u8 = 143;
-/// Exit status of a run stopped by SIGINT (128 + 2, Ctrl-C in a shell).
-pub const EXIT_INTERRUPTED: u8 = 130;
 /// How often a value changed by another writer is re-read and retried before it is
 /// left alone.
 pub const MAX_RETRIES: usize = 3;
@@ -226,8 +221,21 @@ impl ReencryptReport {
             ""
         };
         match self.outcome {
+            Outcome::Completed if total.undecryptable == 0 && self.dry_run => tracing::info!(
+                "reencrypt finished{mode}: {}; every value can be decrypted, {} would move to key {}",
+                CountsLine(&total, done),
+                total.reencrypted,
+                self.keys.primary
+            ),
+            Outcome::Completed if total.undecryptable == 0 && total.skipped > 0 => tracing::warn!(
+                "reencrypt finished: {}; {} value(s) kept changing under another writer and were \
+                 left as they are: rerun to move them to key {}",
+                CountsLine(&total, done),
+                total.skipped,
+                self.keys.primary
+            ),
             Outcome::Completed if total.undecryptable == 0 => tracing::info!(
-                "reencrypt finished{mode}: {}; every value is on key {}",
+                "reencrypt finished: {}; every value is on key {}",
                 CountsLine(&total, done),
                 self.keys.primary
             ),
@@ -377,8 +385,8 @@ async fn locked_run(
         None => Outcome::Completed,
     };
     let exit_code = match outcome {
-        Outcome::Terminated => EXIT_TERMINATED,
-        Outcome::Interrupted => EXIT_INTERRUPTED,
+        Outcome::Terminated => companion::TERMINATED,
+        Outcome::Interrupted => companion::INTERRUPTED,
         Outcome::Completed if undecryptable.is_empty() => companion::SUCCESS,
         Outcome::Completed => companion::UNDECRYPTABLE,
     };

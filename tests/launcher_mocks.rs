@@ -424,6 +424,31 @@ async fn every_line_once_in_order_across_missing_stream_and_empty_pages() {
     assert!(rule.is_exhausted());
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_quiet_running_task_is_read_a_few_times_a_minute() {
+    let rule = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
+        .sequence()
+        .output(|| page(&["one"], "f1"))
+        .output(|| page(&[], "f1"))
+        .times(1000)
+        .build();
+    let mut follower = LogFollower::new(logs(&[&rule]), GROUP, STREAM, LogTiming::default());
+    let (_tx, rx) = watch::channel(TaskPhase {
+        started: true,
+        stopped_at: None,
+        container_ran: false,
+    });
+    let on_line = |line: &str| Event::parse(line);
+    let quiet_minute = tokio::time::timeout(
+        Duration::from_secs(60),
+        follower.run(rx, true, &on_line, &|_| {}),
+    );
+    assert!(quiet_minute.await.is_err(), "still following a running task");
+    // Backing off to the 2 s ceiling: about 30 reads, not the 120 of a fixed 0.5 s.
+    let calls = rule.num_calls();
+    assert!((25..=40).contains(&calls), "{calls} GetLogEvents calls in a quiet minute");
+}
+
 // --- Following -----------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]

@@ -24,8 +24,12 @@ use crate::protocol::Event;
 /// How often to read, and the drain rule's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogTiming {
-    /// The wait at the end of the stream (or before it exists) while tailing.
+    /// The wait at the end of the stream (or before it exists) while tailing; it
+    /// doubles while the stream stays quiet, up to `tail_ceiling`.
     pub tail_interval: Duration,
+    /// The longest wait between reads of a quiet stream of a running task: keeps a long,
+    /// silent task at a few calls a minute (the awslogs driver batches every 5 s anyway).
+    pub tail_ceiling: Duration,
     /// The wait after an empty page that is not yet the end.
     pub empty_page_interval: Duration,
     /// After the task stopped, the quiet time that ends a stream without a result event
@@ -42,6 +46,7 @@ impl Default for LogTiming {
     fn default() -> Self {
         LogTiming {
             tail_interval: Duration::from_millis(500),
+            tail_ceiling: Duration::from_secs(2),
             empty_page_interval: Duration::from_millis(100),
             quiet_after_stop: Duration::from_secs(6),
             result_wait: Duration::from_secs(20),
@@ -200,6 +205,9 @@ impl LogFollower {
         on_line: &(dyn Fn(&str) -> Option<Event> + Sync),
         on_problem: &(dyn Fn(&str) + Sync),
     ) -> Result<(), ExitError> {
+        let mut quiet_delay = self.timing.tail_interval;
+        // Lines since the last wait: the page that reaches the end is usually empty.
+        let mut fresh_lines = false;
         loop {
             let current = *phase.borrow_and_update();
             if follow && !current.started && current.stopped_at.is_none() {
@@ -221,6 +229,7 @@ impl LogFollower {
                 }
                 Page::Lines { lines, at_end } => {
                     let empty = lines.is_empty();
+                    fresh_lines |= !empty;
                     for line in &lines {
                         match on_line(line) {
                             Some(event @ Event::Result { .. }) => self.result = Some(event),
@@ -237,7 +246,14 @@ impl LogFollower {
                     if !follow || self.drained(&current, true) {
                         return Ok(());
                     }
-                    tokio::time::sleep(self.timing.tail_interval).await;
+                    quiet_delay =
+                        if std::mem::take(&mut fresh_lines) || current.stopped_at.is_some() {
+                            // New lines, or draining after STOPPED: read again soon.
+                            self.timing.tail_interval
+                        } else {
+                            (quiet_delay * 2).min(self.timing.tail_ceiling)
+                        };
+                    tokio::time::sleep(quiet_delay).await;
                 }
             }
         }

@@ -1,0 +1,1284 @@
+//! Packaging checks, without Docker or network: the admin image's Dockerfile, the task
+//! definition template, the IAM policy documents and the examples must agree with the
+//! crate, and the operator policy must allow every AWS operation the launcher calls.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use everruns_admin::launcher::config::{ConfigFile, DEFAULT_CONTAINER, DEFAULT_FAMILY};
+use serde_json::Value;
+
+const COMPANION: &str = "everruns-admin";
+const DOCKERFILE: &str = "admin-image/Dockerfile";
+const TEMPLATE: &str = "task-definitions/admin.json.tmpl";
+const OPERATOR_POLICY: &str = "task-definitions/iam/operator-policy.json";
+const EXECUTION_POLICY: &str = "task-definitions/iam/execution-role-policy.json";
+const TASK_ROLE_POLICY: &str = "task-definitions/iam/task-role-policy.json";
+
+const TEMPLATE_VARIABLES: [&str; 8] = [
+    "ECR_REGISTRY",
+    "IMAGE_TAG",
+    "EXECUTION_ROLE_ARN",
+    "TASK_ROLE_ARN",
+    "DATABASE_URL_SECRET_ARN",
+    "ENCRYPTION_KEY_SECRET_ARN",
+    "ENCRYPTION_KEY_PREVIOUS_SECRET_ARN",
+    "AWS_REGION",
+];
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(relative: &str) -> String {
+    fs::read_to_string(root().join(relative))
+        .unwrap_or_else(|e| panic!("cannot read {relative}: {e}"))
+}
+
+// ---------------------------------------------------------------------------------
+// Cargo.toml
+
+/// `[[bin]]` names and paths. Read line by line: the test stays std-only, and the
+/// manifest writes each key on its own line.
+fn cargo_bins() -> BTreeMap<String, String> {
+    let manifest = read("Cargo.toml");
+    let mut bins = BTreeMap::new();
+    let mut current: Option<(Option<String>, Option<String>)> = None;
+    let mut flush = |entry: Option<(Option<String>, Option<String>)>| {
+        if let Some((name, path)) = entry {
+            let name = name.expect("a [[bin]] without a name");
+            let path = path.unwrap_or_else(|| format!("src/bin/{name}.rs"));
+            bins.insert(name, path);
+        }
+    };
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            flush(current.take());
+            if line == "[[bin]]" {
+                current = Some((None, None));
+            }
+            continue;
+        }
+        if let Some((name, path)) = current.as_mut() {
+            if let Some(value) = toml_string(line, "name") {
+                *name = Some(value);
+            } else if let Some(value) = toml_string(line, "path") {
+                *path = Some(value);
+            }
+        }
+    }
+    flush(current.take());
+    bins
+}
+
+fn toml_string(line: &str, key: &str) -> Option<String> {
+    let (k, v) = line.split_once('=')?;
+    if k.trim() != key {
+        return None;
+    }
+    let v = v.trim();
+    Some(v.strip_prefix('"')?.strip_suffix('"')?.to_string())
+}
+
+// ---------------------------------------------------------------------------------
+// Dockerfile
+
+#[derive(Debug)]
+struct Instruction {
+    line: usize,
+    keyword: String,
+    args: String,
+}
+
+#[derive(Debug)]
+struct Stage {
+    name: Option<String>,
+    instructions: Vec<Instruction>,
+}
+
+impl Stage {
+    fn all<'a>(&'a self, keyword: &'a str) -> impl Iterator<Item = &'a Instruction> + 'a {
+        self.instructions
+            .iter()
+            .filter(move |i| i.keyword == keyword)
+    }
+
+    fn last(&self, keyword: &str) -> Option<&Instruction> {
+        self.instructions
+            .iter()
+            .rev()
+            .find(|i| i.keyword == keyword)
+    }
+}
+
+/// Splits a Dockerfile into the instructions before the first FROM (global ARGs) and
+/// its stages, joining continuation lines and dropping comments (Docker drops comment
+/// lines inside continuations too).
+fn parse_dockerfile(text: &str) -> (Vec<Instruction>, Vec<Stage>) {
+    let mut preamble = Vec::new();
+    let mut stages: Vec<Stage> = Vec::new();
+    let mut pending = String::new();
+    let mut start = 0;
+    for (index, raw) in text.lines().enumerate() {
+        let trimmed = raw.trim();
+        if trimmed.starts_with('#') || (trimmed.is_empty() && pending.is_empty()) {
+            continue;
+        }
+        if pending.is_empty() {
+            start = index + 1;
+        }
+        match trimmed.strip_suffix('\\') {
+            Some(head) => {
+                pending.push_str(head);
+                pending.push(' ');
+                continue;
+            }
+            None => pending.push_str(trimmed),
+        }
+        let line = std::mem::take(&mut pending);
+        let (keyword, args) = line.split_once(char::is_whitespace).unwrap_or((&line, ""));
+        let instruction = Instruction {
+            line: start,
+            keyword: keyword.to_ascii_uppercase(),
+            args: args.trim().to_string(),
+        };
+        if instruction.keyword == "FROM" {
+            let words: Vec<&str> = instruction.args.split_whitespace().collect();
+            let name = match words.as_slice() {
+                [.., as_word, name] if as_word.eq_ignore_ascii_case("as") => {
+                    Some(name.to_ascii_lowercase())
+                }
+                _ => None,
+            };
+            stages.push(Stage {
+                name,
+                instructions: vec![instruction],
+            });
+        } else if let Some(stage) = stages.last_mut() {
+            stage.instructions.push(instruction);
+        } else {
+            preamble.push(instruction);
+        }
+    }
+    assert!(
+        pending.is_empty(),
+        "the Dockerfile ends inside a continuation"
+    );
+    (preamble, stages)
+}
+
+/// A COPY/ADD's `--flag=value` options, sources and destination (shell form).
+fn copy_parts(args: &str) -> (BTreeMap<String, String>, Vec<String>, String) {
+    let mut flags = BTreeMap::new();
+    let mut words = Vec::new();
+    for word in args.split_whitespace() {
+        match word.strip_prefix("--") {
+            Some(flag) if words.is_empty() => {
+                let (k, v) = flag.split_once('=').unwrap_or((flag, ""));
+                flags.insert(k.to_string(), v.to_string());
+            }
+            _ => words.push(word.to_string()),
+        }
+    }
+    let dest = words.pop().expect("COPY without a destination");
+    (flags, words, dest)
+}
+
+fn json_form(args: &str) -> Vec<String> {
+    let value: Value = serde_json::from_str(args)
+        .unwrap_or_else(|e| panic!("{args} is not the JSON (exec) form: {e}"));
+    value
+        .as_array()
+        .expect("exec form is an array")
+        .iter()
+        .map(|v| v.as_str().expect("exec form holds strings").to_string())
+        .collect()
+}
+
+/// The `--bin` names of a `cargo build` command line.
+fn cargo_build_bins(run: &str) -> Option<Vec<String>> {
+    if !run.contains("cargo build") {
+        return None;
+    }
+    let words: Vec<&str> = run.split_whitespace().collect();
+    let mut bins = Vec::new();
+    for (i, word) in words.iter().enumerate() {
+        if let Some(name) = word.strip_prefix("--bin=") {
+            bins.push(name.to_string());
+        } else if *word == "--bin" {
+            bins.push(words.get(i + 1).expect("--bin without a name").to_string());
+        }
+    }
+    Some(bins)
+}
+
+fn normalize(path: &str) -> String {
+    path.trim_start_matches("./")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+#[test]
+fn dockerfile_builds_ships_and_runs_the_companion_binary() {
+    let bins = cargo_bins();
+    let companion_source = bins
+        .get(COMPANION)
+        .unwrap_or_else(|| panic!("Cargo.toml has no [[bin]] {COMPANION}"));
+    assert!(root().join(companion_source).exists());
+    let (preamble, stages) = parse_dockerfile(&read(DOCKERFILE));
+    assert!(stages.len() >= 2, "a multi-stage build is expected");
+
+    // A `${NAME}` in FROM only resolves from an ARG declared before the first FROM.
+    for stage in &stages {
+        let from = &stage.instructions[0];
+        for name in placeholders(&from.args) {
+            assert!(
+                preamble
+                    .iter()
+                    .any(|i| i.keyword == "ARG" && i.args.split('=').next() == Some(name.as_str())),
+                "{DOCKERFILE}:{}: FROM uses ${{{name}}} without a global ARG {name}",
+                from.line
+            );
+        }
+    }
+
+    // Every COPY --from names a stage defined before it.
+    for (index, stage) in stages.iter().enumerate() {
+        for copy in stage.all("COPY") {
+            let (flags, _, _) = copy_parts(&copy.args);
+            if let Some(from) = flags.get("from") {
+                let from = from.to_ascii_lowercase();
+                let known = stages[..index].iter().enumerate().any(|(i, s)| {
+                    s.name.as_deref() == Some(from.as_str()) || i.to_string() == from
+                });
+                assert!(
+                    known,
+                    "{DOCKERFILE}:{}: COPY --from={from} names no earlier stage",
+                    copy.line
+                );
+            }
+        }
+    }
+
+    // The build stage: every `--bin` exists in Cargo.toml; the last build is release,
+    // locked, of the companion, and comes after the real sources are copied in.
+    let mut build_stage = None;
+    for stage in &stages {
+        let runs: Vec<&Instruction> = stage.all("RUN").collect();
+        for run in &runs {
+            if let Some(names) = cargo_build_bins(&run.args) {
+                for name in &names {
+                    assert!(
+                        bins.contains_key(name),
+                        "{DOCKERFILE}:{}: --bin {name} is not a [[bin]] of Cargo.toml ({:?})",
+                        run.line,
+                        bins.keys().collect::<Vec<_>>()
+                    );
+                }
+                for flag in ["--release", "--locked"] {
+                    assert!(
+                        run.args.contains(flag),
+                        "{DOCKERFILE}:{}: cargo build without {flag}",
+                        run.line
+                    );
+                }
+                if names.iter().any(|n| n == COMPANION) {
+                    build_stage = Some((stage, run.line));
+                }
+            }
+        }
+    }
+    let (build, build_line) = build_stage.expect("no `cargo build --bin everruns-admin` stage");
+    let build_name = build
+        .name
+        .clone()
+        .expect("the build stage needs a name (AS ...)");
+    let copied: Vec<(usize, String)> = build
+        .all("COPY")
+        .flat_map(|copy| {
+            let (_, sources, _) = copy_parts(&copy.args);
+            sources.into_iter().map(move |s| (copy.line, normalize(&s)))
+        })
+        .collect();
+    for needed in ["Cargo.toml", "Cargo.lock", "build.rs", "src", "migrations"] {
+        let at = copied
+            .iter()
+            .find(|(_, s)| s == needed)
+            .unwrap_or_else(|| panic!("the build stage does not COPY {needed}"));
+        assert!(
+            at.0 < build_line,
+            "{needed} is copied after the last cargo build"
+        );
+    }
+    let workdir = build
+        .instructions
+        .iter()
+        .rev()
+        .find(|i| i.keyword == "WORKDIR" && i.line < build_line)
+        .map(|i| i.args.trim_end_matches('/').to_string())
+        .expect("the build stage sets a WORKDIR");
+
+    // The runtime stage copies that binary and runs it.
+    let runtime = stages.last().unwrap();
+    let built = format!("{workdir}/target/release/{COMPANION}");
+    let shipped = runtime
+        .all("COPY")
+        .find_map(|copy| {
+            let (flags, sources, dest) = copy_parts(&copy.args);
+            let from = flags.get("from")?.to_ascii_lowercase();
+            (from == build_name && sources.contains(&built)).then_some(dest)
+        })
+        .unwrap_or_else(|| panic!("the runtime stage does not COPY --from={build_name} {built}"));
+    let shipped = if shipped.ends_with('/') {
+        format!("{shipped}{COMPANION}")
+    } else {
+        shipped
+    };
+    let entrypoint = json_form(&runtime.last("ENTRYPOINT").expect("no ENTRYPOINT").args);
+    assert_eq!(
+        entrypoint,
+        vec![shipped.clone()],
+        "ENTRYPOINT must run the copied binary"
+    );
+    assert_eq!(
+        shipped.rsplit('/').next(),
+        Some(COMPANION),
+        "the binary keeps its [[bin]] name"
+    );
+    let cmd = json_form(&runtime.last("CMD").expect("no CMD").args);
+    assert_eq!(cmd, vec!["help"]);
+
+    // `help` is a real subcommand of the binary the image ships.
+    let out = Command::new(env!("CARGO_BIN_EXE_everruns-admin"))
+        .arg("help")
+        .output()
+        .expect("run everruns-admin help");
+    assert!(out.status.success(), "everruns-admin help failed: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("migrate"), "unexpected help output: {text}");
+}
+
+#[test]
+fn dockerfile_runs_as_non_root_and_labels_the_revision() {
+    let text = read(DOCKERFILE);
+    let (_, stages) = parse_dockerfile(&text);
+    let runtime = stages.last().unwrap();
+    let user = runtime
+        .last("USER")
+        .expect("the runtime stage sets no USER");
+    let name = user.args.split(':').next().unwrap_or_default();
+    assert!(
+        !name.is_empty() && name != "root" && name != "0",
+        "{DOCKERFILE}:{}: USER {} is root",
+        user.line,
+        user.args
+    );
+    assert!(
+        runtime
+            .all("ARG")
+            .any(|a| a.args.starts_with("GIT_REVISION")),
+        "the runtime stage declares no ARG GIT_REVISION (LABELs see only their own stage's ARGs)"
+    );
+    let labels: String = runtime
+        .all("LABEL")
+        .map(|l| l.args.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    for needed in [
+        "org.opencontainers.image.revision=\"${GIT_REVISION}\"",
+        "org.opencontainers.image.source=",
+        "org.opencontainers.image.title=",
+    ] {
+        assert!(labels.contains(needed), "no LABEL {needed}");
+    }
+    for tool in ["ca-certificates", "bash", "curl", "postgresql-client"] {
+        assert!(
+            runtime
+                .all("RUN")
+                .any(|r| r.args.split_whitespace().any(|w| w == tool)),
+            "the runtime stage does not install {tool}"
+        );
+    }
+}
+
+#[test]
+fn dockerignore_keeps_build_output_and_history_out_but_not_the_sources() {
+    let patterns: Vec<String> = read(".dockerignore")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.trim_start_matches('/').trim_end_matches('/').to_string())
+        .collect();
+    for needed in ["target", ".git"] {
+        assert!(
+            patterns.iter().any(|p| p == needed),
+            ".dockerignore does not exclude {needed}/"
+        );
+    }
+    // What the Dockerfile copies from the context must exist and not be ignored.
+    let (_, stages) = parse_dockerfile(&read(DOCKERFILE));
+    for stage in &stages {
+        for copy in stage.all("COPY") {
+            let (flags, sources, _) = copy_parts(&copy.args);
+            if flags.contains_key("from") {
+                continue;
+            }
+            for source in sources {
+                let source = normalize(&source);
+                assert!(
+                    root().join(&source).exists(),
+                    "{DOCKERFILE}:{}: COPY {source}: no such file in the repository",
+                    copy.line
+                );
+                let ignored = patterns.iter().find(|p| {
+                    !p.starts_with('!') && (source == **p || source.starts_with(&format!("{p}/")))
+                });
+                assert!(
+                    ignored.is_none(),
+                    "{DOCKERFILE}:{}: COPY {source} but .dockerignore excludes it ({ignored:?})",
+                    copy.line
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Templates
+
+/// The `${NAME}` placeholders of a template, in order of appearance.
+fn placeholders(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        let after = &rest[at + 2..];
+        let end = after
+            .find('}')
+            .unwrap_or_else(|| panic!("unclosed ${{ in {}", &rest[at..]));
+        names.push(after[..end].to_string());
+        rest = &after[end + 1..];
+    }
+    names
+}
+
+/// The template with every `${NAME}` replaced by `@NAME@`, parsed.
+fn render(relative: &str) -> (Value, BTreeSet<String>) {
+    let text = read(relative);
+    let names: BTreeSet<String> = placeholders(&text).into_iter().collect();
+    let mut rendered = text.clone();
+    for name in &names {
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'),
+            "{relative}: ${{{name}}} is not a NAME placeholder"
+        );
+        rendered = rendered.replace(&format!("${{{name}}}"), &format!("@{name}@"));
+    }
+    assert!(
+        !rendered.contains('$'),
+        "{relative}: a `$` that is not a ${{NAME}} placeholder is left"
+    );
+    let value = serde_json::from_str(&rendered)
+        .unwrap_or_else(|e| panic!("{relative} is not valid JSON once rendered: {e}"));
+    (value, names)
+}
+
+#[test]
+fn task_definition_template_is_complete() {
+    let (def, names) = render(TEMPLATE);
+    let expected: BTreeSet<String> = TEMPLATE_VARIABLES.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        names, expected,
+        "the template must use exactly these variables"
+    );
+
+    assert_eq!(def["family"], DEFAULT_FAMILY);
+    assert_eq!(
+        def["requiresCompatibilities"],
+        serde_json::json!(["FARGATE"])
+    );
+    assert_eq!(def["networkMode"], "awsvpc");
+    assert_eq!(def["cpu"], "256");
+    assert_eq!(def["memory"], "512");
+    assert_eq!(def["executionRoleArn"], "@EXECUTION_ROLE_ARN@");
+    assert_eq!(def["taskRoleArn"], "@TASK_ROLE_ARN@");
+
+    let containers = def["containerDefinitions"]
+        .as_array()
+        .expect("containerDefinitions");
+    let admin = containers
+        .iter()
+        .find(|c| c["name"] == DEFAULT_CONTAINER)
+        .unwrap_or_else(|| panic!("no container {DEFAULT_CONTAINER}"));
+    assert_eq!(admin["essential"], true);
+    assert_eq!(admin["image"], "@ECR_REGISTRY@/everruns-admin:@IMAGE_TAG@");
+    assert_eq!(
+        admin["stopTimeout"], 120,
+        "reencrypt needs time to finish its batch"
+    );
+    assert_eq!(
+        admin["linuxParameters"]["initProcessEnabled"], true,
+        "ECS Exec"
+    );
+
+    let logs = &admin["logConfiguration"];
+    assert_eq!(logs["logDriver"], "awslogs");
+    let options = &logs["options"];
+    assert_eq!(options["awslogs-group"], "/ecs/everruns-admin");
+    assert_eq!(options["awslogs-region"], "@AWS_REGION@");
+    assert_eq!(options["awslogs-stream-prefix"], "admin");
+    assert!(
+        options.get("awslogs-create-group").is_none() || options["awslogs-create-group"] == "false",
+        "the log group is created once by an operator"
+    );
+
+    let secrets: BTreeMap<&str, &str> = admin["secrets"]
+        .as_array()
+        .expect("secrets")
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().expect("secret name"),
+                s["valueFrom"].as_str().expect("secret valueFrom"),
+            )
+        })
+        .collect();
+    let expected_secrets = BTreeMap::from([
+        ("DATABASE_URL", "@DATABASE_URL_SECRET_ARN@"),
+        ("SECRETS_ENCRYPTION_KEY", "@ENCRYPTION_KEY_SECRET_ARN@"),
+        (
+            "SECRETS_ENCRYPTION_KEY_PREVIOUS",
+            "@ENCRYPTION_KEY_PREVIOUS_SECRET_ARN@",
+        ),
+    ]);
+    assert_eq!(secrets, expected_secrets);
+
+    let environment: BTreeMap<&str, &str> = admin["environment"]
+        .as_array()
+        .expect("environment")
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
+        .collect();
+    assert_eq!(environment.get("RUST_LOG"), Some(&"info"));
+    for secret in expected_secrets.keys() {
+        assert!(
+            !environment.contains_key(secret),
+            "{secret} must come from Secrets Manager, not plain environment"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// IAM policies
+
+struct Statement {
+    actions: Vec<String>,
+    resources: Vec<String>,
+    condition: Value,
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().expect("a string").to_string())
+            .collect(),
+        Value::Null => Vec::new(),
+        other => panic!("expected a string or a list, got {other}"),
+    }
+}
+
+/// A policy's Allow statements, placeholders rendered as `@NAME@`.
+fn policy(relative: &str) -> Vec<Statement> {
+    let (doc, _) = render(relative);
+    assert_eq!(doc["Version"], "2012-10-17", "{relative}: policy Version");
+    doc["Statement"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{relative}: no Statement list"))
+        .iter()
+        .map(|s| {
+            assert_eq!(s["Effect"], "Allow", "{relative}: only Allow statements");
+            assert!(
+                s.get("NotAction").is_none() && s.get("NotResource").is_none(),
+                "{relative}: NotAction/NotResource grant too much"
+            );
+            let statement = Statement {
+                actions: strings(&s["Action"]),
+                resources: strings(&s["Resource"]),
+                condition: s["Condition"].clone(),
+            };
+            assert!(
+                !statement.actions.is_empty() && !statement.resources.is_empty(),
+                "{relative}: a statement without Action or Resource"
+            );
+            statement
+        })
+        .collect()
+}
+
+fn allowed(statements: &[Statement]) -> BTreeSet<String> {
+    statements
+        .iter()
+        .flat_map(|s| s.actions.iter().cloned())
+        .collect()
+}
+
+#[test]
+fn execution_and_task_role_policies_grant_what_ecs_needs() {
+    let execution = policy(EXECUTION_POLICY);
+    let secret_resources: BTreeSet<String> = execution
+        .iter()
+        .filter(|s| {
+            s.actions
+                .iter()
+                .any(|a| a == "secretsmanager:GetSecretValue")
+        })
+        .flat_map(|s| s.resources.iter().cloned())
+        .collect();
+    let expected: BTreeSet<String> = [
+        "@DATABASE_URL_SECRET_ARN@",
+        "@ENCRYPTION_KEY_SECRET_ARN@",
+        "@ENCRYPTION_KEY_PREVIOUS_SECRET_ARN@",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(
+        secret_resources, expected,
+        "the execution role reads exactly the three secrets"
+    );
+    let actions = allowed(&execution);
+    for needed in [
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "ecr:GetAuthorizationToken",
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+    ] {
+        assert!(actions.contains(needed), "{EXECUTION_POLICY}: no {needed}");
+    }
+    for s in &execution {
+        if s.actions.iter().any(|a| a.starts_with("logs:")) {
+            assert!(
+                s.resources
+                    .iter()
+                    .all(|r| r.contains(":log-group:/ecs/everruns-admin:")),
+                "{EXECUTION_POLICY}: logs permissions beyond the admin log group"
+            );
+        }
+    }
+
+    let task = allowed(&policy(TASK_ROLE_POLICY));
+    let exec: BTreeSet<String> = [
+        "CreateControlChannel",
+        "CreateDataChannel",
+        "OpenControlChannel",
+        "OpenDataChannel",
+    ]
+    .iter()
+    .map(|a| format!("ssmmessages:{a}"))
+    .collect();
+    assert_eq!(task, exec, "the task role only opens ECS Exec channels");
+}
+
+// Every operation of the services the launcher talks to, as the SDK names its fluent
+// methods. An unknown name is not an AWS call; a known one must be in the policy.
+const ECS_OPERATIONS: &str = "
+    associate_gateway_with_cluster continue_service_deployment create_capacity_provider
+    create_cluster create_daemon create_express_gateway_service create_gateway
+    create_service create_task_set delete_account_setting delete_attributes
+    delete_capacity_provider delete_cluster delete_daemon delete_daemon_task_definition
+    delete_express_gateway_service delete_gateway delete_service delete_task_definitions
+    delete_task_set deregister_container_instance deregister_task_definition
+    describe_capacity_providers describe_clusters describe_container_instances
+    describe_daemon describe_daemon_deployments describe_daemon_revisions
+    describe_daemon_task_definition describe_express_gateway_service describe_gateway
+    describe_gateway_resources describe_gateway_route describe_service_deployments
+    describe_service_revisions describe_services describe_task_definition
+    describe_task_sets describe_tasks disassociate_gateway_from_cluster
+    discover_poll_endpoint execute_command get_task_protection list_account_settings
+    list_attributes list_clusters list_container_instances list_daemon_deployments
+    list_daemon_task_definitions list_daemons list_gateway_cluster_associations
+    list_gateway_routes list_gateways list_service_deployments list_services
+    list_services_by_namespace list_tags_for_resource list_task_definition_families
+    list_task_definitions list_tasks put_account_setting put_account_setting_default
+    put_attributes put_cluster_capacity_providers register_container_instance
+    register_daemon_task_definition register_task_definition run_task start_task
+    stop_service_deployment stop_task submit_attachment_state_changes
+    submit_container_state_change submit_task_state_change tag_resource untag_resource
+    update_capacity_provider update_cluster update_cluster_settings
+    update_container_agent update_container_instances_state update_daemon
+    update_express_gateway_service update_gateway update_service
+    update_service_primary_task_set update_task_protection update_task_set";
+
+const LOGS_OPERATIONS: &str = "
+    associate_kms_key associate_source_to_s3_table_integration cancel_export_task
+    cancel_import_task create_delivery create_export_task create_import_task
+    create_log_anomaly_detector create_log_group create_log_stream create_lookup_table
+    create_scheduled_query delete_account_policy delete_data_protection_policy
+    delete_delivery delete_delivery_destination delete_delivery_destination_policy
+    delete_delivery_source delete_destination delete_index_policy delete_integration
+    delete_log_anomaly_detector delete_log_group delete_log_stream delete_lookup_table
+    delete_metric_filter delete_query_definition delete_resource_policy
+    delete_retention_policy delete_scheduled_query delete_subscription_filter
+    delete_syslog_configuration delete_transformer describe_account_policies
+    describe_configuration_templates describe_deliveries describe_delivery_destinations
+    describe_delivery_sources describe_destinations describe_export_tasks
+    describe_field_indexes describe_import_task_batches describe_import_tasks
+    describe_index_policies describe_log_groups describe_log_streams
+    describe_lookup_tables describe_metric_filters describe_queries
+    describe_query_definitions describe_resource_policies describe_subscription_filters
+    disassociate_kms_key disassociate_source_from_s3_table_integration filter_log_events
+    get_data_protection_policy get_delivery get_delivery_destination
+    get_delivery_destination_policy get_delivery_source get_integration
+    get_log_anomaly_detector get_log_events get_log_fields get_log_group_fields
+    get_log_object get_log_record get_lookup_table get_query_results
+    get_scheduled_query get_scheduled_query_history get_storage_tier_policy
+    get_transformer list_aggregate_log_group_summaries list_anomalies list_integrations
+    list_log_anomaly_detectors list_log_groups list_log_groups_for_query
+    list_scheduled_queries list_sources_for_s3_table_integration
+    list_syslog_configurations list_tags_for_resource list_tags_log_group
+    put_account_policy put_bearer_token_authentication put_data_protection_policy
+    put_delivery_destination put_delivery_destination_policy put_delivery_source
+    put_destination put_destination_policy put_index_policy put_integration
+    put_log_events put_log_group_deletion_protection put_metric_filter
+    put_query_definition put_resource_policy put_retention_policy
+    put_storage_tier_policy put_subscription_filter put_syslog_configuration
+    put_transformer start_live_tail start_query stop_query tag_log_group tag_resource
+    test_metric_filter test_transformer untag_log_group untag_resource update_anomaly
+    update_delivery_configuration update_log_anomaly_detector update_lookup_table
+    update_scheduled_query";
+
+const SECRETS_MANAGER_OPERATIONS: &str = "
+    batch_get_secret_value cancel_rotate_secret create_secret delete_resource_policy
+    delete_secret describe_secret get_random_password get_resource_policy
+    get_secret_value list_secret_version_ids list_secrets put_resource_policy
+    put_secret_value remove_regions_from_replication replicate_secret_to_regions
+    restore_secret rotate_secret stop_replication_to_replica tag_resource
+    untag_resource update_secret update_secret_version_stage validate_resource_policy";
+
+struct Service {
+    /// IAM action prefix.
+    prefix: &'static str,
+    /// The SDK crate, for telling services apart by a file's imports.
+    sdk_crate: &'static str,
+    operations: &'static str,
+}
+
+const SERVICES: [Service; 3] = [
+    Service {
+        prefix: "ecs",
+        sdk_crate: "aws_sdk_ecs",
+        operations: ECS_OPERATIONS,
+    },
+    Service {
+        prefix: "logs",
+        sdk_crate: "aws_sdk_cloudwatchlogs",
+        operations: LOGS_OPERATIONS,
+    },
+    Service {
+        prefix: "secretsmanager",
+        sdk_crate: "aws_sdk_secretsmanager",
+        operations: SECRETS_MANAGER_OPERATIONS,
+    },
+];
+
+/// SDK waiters poll an operation of their own.
+const WAITERS: [(&str, &str); 4] = [
+    ("wait_until_tasks_running", "ecs:DescribeTasks"),
+    ("wait_until_tasks_stopped", "ecs:DescribeTasks"),
+    ("wait_until_services_stable", "ecs:DescribeServices"),
+    ("wait_until_services_inactive", "ecs:DescribeServices"),
+];
+
+/// Actions that are allowed on `"Resource": "*"`, because the service offers no
+/// resource-level permission for them (ListTasks is then narrowed by a condition).
+const UNSCOPABLE: [&str; 3] = [
+    "ecs:DescribeTaskDefinition",
+    "ecs:RegisterTaskDefinition",
+    "ecs:ListTasks",
+];
+
+fn action_name(prefix: &str, operation: &str) -> String {
+    let pascal: String = operation
+        .split('_')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    format!("{prefix}:{pascal}")
+}
+
+fn services_of(method: &str) -> Vec<&'static Service> {
+    SERVICES
+        .iter()
+        .filter(|s| s.operations.split_whitespace().any(|op| op == method))
+        .collect()
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// The code of a Rust source with comments and string contents blanked (line breaks
+/// kept), so a comment or a message that mentions `.run_task()` demands nothing and
+/// line numbers stay right.
+fn code_only(source: &str) -> String {
+    fn blank(out: &mut String, c: char) {
+        out.push(if c == '\n' { '\n' } else { ' ' });
+    }
+    let chars: Vec<char> = source.chars().collect();
+    let mut out = String::with_capacity(source.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        let prev_ident = i > 0 && is_ident(chars[i - 1]);
+        let raw_start = c == 'r'
+            && (!prev_ident || (chars[i - 1] == 'b' && (i < 2 || !is_ident(chars[i - 2]))));
+        if raw_start && matches!(next, Some('"' | '#')) {
+            let mut j = i + 1;
+            while chars.get(j) == Some(&'#') {
+                j += 1;
+            }
+            if chars.get(j) == Some(&'"') {
+                let hashes = j - i - 1;
+                out.extend(&chars[i..=j]);
+                let mut end = j + 1;
+                while end < chars.len()
+                    && !(chars[end] == '"'
+                        && (0..hashes).all(|h| chars.get(end + 1 + h) == Some(&'#')))
+                {
+                    blank(&mut out, chars[end]);
+                    end += 1;
+                }
+                let stop = (end + 1 + hashes).min(chars.len());
+                out.extend(&chars[end.min(stop)..stop]);
+                i = stop;
+                continue;
+            }
+        }
+        match (c, next) {
+            ('"', _) => {
+                out.push('"');
+                i += 1;
+                while i < chars.len() && chars[i] != '"' {
+                    if chars[i] == '\\' && i + 1 < chars.len() {
+                        blank(&mut out, chars[i]);
+                        i += 1;
+                    }
+                    blank(&mut out, chars[i]);
+                    i += 1;
+                }
+                if i < chars.len() {
+                    out.push('"');
+                    i += 1;
+                }
+            }
+            ('\'', Some('\\')) => {
+                // An escaped char literal (`'\''`, `'\n'`): copy through its closing quote.
+                let end = (i + 3..chars.len())
+                    .find(|&j| chars[j] == '\'')
+                    .unwrap_or(chars.len() - 1);
+                out.extend(&chars[i..=end]);
+                i = end + 1;
+            }
+            ('\'', Some(_)) if chars.get(i + 2) == Some(&'\'') => {
+                out.extend(&chars[i..i + 3]);
+                i += 3;
+            }
+            ('/', Some('/')) => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+            }
+            ('/', Some('*')) => {
+                i += 2;
+                while i < chars.len() && !(chars[i] == '*' && chars.get(i + 1) == Some(&'/')) {
+                    blank(&mut out, chars[i]);
+                    i += 1;
+                }
+                i += 2;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// An AWS operation found in source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Call {
+    line: usize,
+    method: String,
+    /// The IAM actions it needs.
+    actions: Vec<String>,
+}
+
+/// Finds SDK fluent calls (`.run_task()`; fluent builders take no arguments) and
+/// waiters, and names the IAM actions each needs. Operations several services share
+/// (`tag_resource`, ...) are told apart by the receiver (`clients.ecs`, `logs`,
+/// `secrets`) or else by which SDK crate the file uses.
+fn aws_calls(source: &str) -> Result<Vec<Call>, String> {
+    let code = code_only(source);
+    let chars: Vec<char> = code.chars().collect();
+    let mut calls = Vec::new();
+    let mut line = 1;
+    for i in 0..chars.len() {
+        if chars[i] == '\n' {
+            line += 1;
+        }
+        if chars[i] != '.' || !chars.get(i + 1).is_some_and(|c| c.is_ascii_lowercase()) {
+            continue;
+        }
+        let end = (i + 1..chars.len())
+            .find(|&j| !is_ident(chars[j]))
+            .unwrap_or(chars.len());
+        if chars.get(end) != Some(&'(') || chars.get(end + 1) != Some(&')') {
+            continue;
+        }
+        let method: String = chars[i + 1..end].iter().collect();
+        if let Some((_, action)) = WAITERS.iter().find(|(w, _)| *w == method) {
+            calls.push(Call {
+                line,
+                method,
+                actions: vec![action.to_string()],
+            });
+            continue;
+        }
+        let candidates = services_of(&method);
+        let service = match candidates.as_slice() {
+            [] => continue,
+            [one] => *one,
+            several => {
+                let start = (0..i)
+                    .rev()
+                    .find(|&j| matches!(chars[j], ';' | '{' | '}' | '='))
+                    .map_or(0, |j| j + 1);
+                let receiver: String = chars[start..i].iter().collect();
+                let words: Vec<&str> = receiver
+                    .split(|c: char| !is_ident(c))
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                let hinted = |s: &Service| match s.prefix {
+                    "ecs" => words
+                        .iter()
+                        .any(|w| *w == "ecs" || w.starts_with("ecs_") || w.ends_with("_ecs")),
+                    "logs" => words
+                        .iter()
+                        .any(|w| *w == "logs" || w.starts_with("logs_") || w.ends_with("_logs")),
+                    _ => words.iter().any(|w| w.contains("secret")),
+                };
+                let by_receiver: Vec<_> = several.iter().filter(|s| hinted(s)).collect();
+                let by_import: Vec<_> = several
+                    .iter()
+                    .filter(|s| code.contains(s.sdk_crate))
+                    .collect();
+                match (by_receiver.as_slice(), by_import.as_slice()) {
+                    ([one], _) | ([], [one]) => **one,
+                    _ => {
+                        return Err(format!(
+                            "line {line}: cannot tell which service `.{method}()` calls \
+                             (candidates: {}); name its client `ecs`, `logs` or `secrets`",
+                            several
+                                .iter()
+                                .map(|s| s.prefix)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                }
+            }
+        };
+        let mut actions = vec![action_name(service.prefix, &method)];
+        // Calls that need more than their own action.
+        match (service.prefix, method.as_str()) {
+            ("ecs", "run_task") => {
+                actions.push("iam:PassRole".into());
+                if code.contains(".tags(") || code.contains(".set_tags(") {
+                    actions.push("ecs:TagResource".into());
+                }
+            }
+            ("ecs", "register_task_definition") => actions.push("iam:PassRole".into()),
+            ("secretsmanager", "batch_get_secret_value") => {
+                actions.push("secretsmanager:GetSecretValue".into())
+            }
+            _ => {}
+        }
+        calls.push(Call {
+            line,
+            method,
+            actions,
+        });
+    }
+    Ok(calls)
+}
+
+fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|e| e.expect("a directory entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            rust_files(&path, found);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn call_scanner_tells_services_apart_and_ignores_comments_and_strings() {
+    let source = r#"
+        use aws_sdk_ecs::types::Tag;
+        // .stop_task() in a comment is not a call
+        let s = "a string with .get_secret_value() is not one either";
+        let reply = clients
+            .ecs
+            .run_task()
+            .tags(Tag::builder().build())
+            .send();
+        clients.logs.tag_resource().send();
+        let c = '"'; let d = '\'';
+        logs.get_log_events().send(); /* .list_tasks() */
+        self.run_task(); // argument-less, so it counts like an SDK call
+        ecs.wait_until_tasks_stopped().wait(x);
+        secrets.put_secret_value().send();
+        other.describe_tasks(&arg);
+    "#;
+    let calls = aws_calls(source).unwrap();
+    let found: Vec<(&str, Vec<&str>)> = calls
+        .iter()
+        .map(|c| {
+            (
+                c.method.as_str(),
+                c.actions.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            (
+                "run_task",
+                vec!["ecs:RunTask", "iam:PassRole", "ecs:TagResource"]
+            ),
+            ("tag_resource", vec!["logs:TagResource"]),
+            ("get_log_events", vec!["logs:GetLogEvents"]),
+            (
+                "run_task",
+                vec!["ecs:RunTask", "iam:PassRole", "ecs:TagResource"]
+            ),
+            ("wait_until_tasks_stopped", vec!["ecs:DescribeTasks"]),
+            ("put_secret_value", vec!["secretsmanager:PutSecretValue"]),
+        ]
+    );
+    assert_eq!(calls[0].line, 7, "line numbers survive comment stripping");
+
+    // A shared name with no receiver hint, in a file importing two SDKs, is an error.
+    let ambiguous = "use aws_sdk_ecs::X; use aws_sdk_cloudwatchlogs::Y; c.tag_resource().send();";
+    assert!(aws_calls(ambiguous).unwrap_err().contains("tag_resource"));
+    // ... and the file's only SDK import settles it.
+    let settled = aws_calls("use aws_sdk_ecs::X; c.untag_resource().send();").unwrap();
+    assert_eq!(settled[0].actions, vec!["ecs:UntagResource"]);
+}
+
+#[test]
+fn operator_policy_covers_every_aws_call_of_the_launcher() {
+    let mut files = Vec::new();
+    rust_files(&root().join("src/launcher"), &mut files);
+    files.push(root().join("src/bin/run-admin-task.rs"));
+
+    let mut needed: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for file in &files {
+        let relative = file.strip_prefix(root()).unwrap().display().to_string();
+        let source = fs::read_to_string(file).unwrap();
+        let calls = aws_calls(&source).unwrap_or_else(|e| panic!("{relative}: {e}"));
+        for call in calls {
+            for action in call.actions {
+                needed
+                    .entry(action)
+                    .or_default()
+                    .push(format!("{relative}:{} .{}()", call.line, call.method));
+            }
+        }
+    }
+    // The scan must see the calls the launcher is built on; if it sees none, it is the
+    // scan that broke.
+    for core in [
+        "ecs:RunTask",
+        "ecs:DescribeTasks",
+        "ecs:StopTask",
+        "ecs:DescribeTaskDefinition",
+        "logs:GetLogEvents",
+    ] {
+        assert!(
+            needed.contains_key(core),
+            "the scan found no call needing {core}: {needed:?}"
+        );
+    }
+
+    let statements = policy(OPERATOR_POLICY);
+    let granted = allowed(&statements);
+    let missing: Vec<String> = needed
+        .iter()
+        .filter(|(action, _)| !granted.contains(*action))
+        .map(|(action, sites)| format!("{action} (called at {})", sites.join(", ")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{OPERATOR_POLICY} does not allow:\n  {}",
+        missing.join("\n  ")
+    );
+}
+
+#[test]
+fn operator_policy_grants_nothing_unknown_or_unscoped() {
+    let statements = policy(OPERATOR_POLICY);
+    let granted = allowed(&statements);
+    for baseline in [
+        "ecs:RunTask",
+        "ecs:DescribeTasks",
+        "ecs:DescribeTaskDefinition",
+        "ecs:StopTask",
+        "ecs:ListTasks",
+        "ecs:TagResource",
+        "ecs:ExecuteCommand",
+        "ecs:RegisterTaskDefinition",
+        "ecs:DescribeClusters",
+        "logs:GetLogEvents",
+        "logs:DescribeLogGroups",
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:GetSecretValue",
+        "iam:PassRole",
+    ] {
+        assert!(
+            granted.contains(baseline),
+            "{OPERATOR_POLICY}: no {baseline}"
+        );
+    }
+    for action in &granted {
+        assert!(
+            !action.contains('*'),
+            "{OPERATOR_POLICY}: wildcard {action}"
+        );
+        let (prefix, _) = action.split_once(':').expect("service:Action");
+        let known = action == "iam:PassRole"
+            || SERVICES.iter().any(|s| {
+                s.prefix == prefix
+                    && s.operations
+                        .split_whitespace()
+                        .any(|op| action_name(prefix, op) == *action)
+            });
+        assert!(
+            known,
+            "{OPERATOR_POLICY}: {action} is not an operation of ECS, CloudWatch Logs or \
+             Secrets Manager"
+        );
+    }
+    for s in &statements {
+        if s.resources.iter().any(|r| r == "*") {
+            for action in &s.actions {
+                assert!(
+                    UNSCOPABLE.contains(&action.as_str()),
+                    "{OPERATOR_POLICY}: {action} on every resource; scope it"
+                );
+            }
+            if s.actions.iter().any(|a| a == "ecs:ListTasks") {
+                assert!(
+                    !s.condition["ArnEquals"]["ecs:cluster"].is_null(),
+                    "ListTasks on * must be narrowed to the cluster"
+                );
+            }
+        }
+        if s.actions.iter().any(|a| a == "iam:PassRole") {
+            assert_eq!(
+                s.actions,
+                vec!["iam:PassRole"],
+                "PassRole in a statement of its own"
+            );
+            let roles: BTreeSet<&str> = s.resources.iter().map(String::as_str).collect();
+            assert_eq!(
+                roles,
+                BTreeSet::from(["@EXECUTION_ROLE_ARN@", "@TASK_ROLE_ARN@"])
+            );
+            assert_eq!(
+                s.condition["StringEquals"]["iam:PassedToService"],
+                "ecs-tasks.amazonaws.com"
+            );
+        }
+        if s.actions.iter().any(|a| a.starts_with("secretsmanager:")) {
+            assert!(
+                !s.resources.iter().any(|r| r.contains("DATABASE_URL")),
+                "operators manage the key secrets, not the database URL"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Examples
+
+#[test]
+fn example_config_uses_the_launchers_keys() {
+    let path = root().join("examples/config.toml");
+    let text = read("examples/config.toml");
+    let config = ConfigFile::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+    let staging = config.env.get("staging").expect("[env.staging]");
+    let production = config.env.get("production").expect("[env.production]");
+    assert_eq!(production.confirm, Some(true), "production confirms");
+    assert_ne!(staging.confirm, Some(true));
+    assert!(production.cluster.is_some() && staging.cluster.is_some());
+}
+
+#[test]
+fn deploy_workflow_matches_the_image_and_the_gate() {
+    let workflow = read("examples/github-actions-deploy.yml");
+    assert!(workflow.contains(&format!("-f {DOCKERFILE}")));
+    let dockerfile = read(DOCKERFILE);
+    let mut rest = workflow.as_str();
+    let mut build_args = 0;
+    while let Some(at) = rest.find("--build-arg ") {
+        let arg = &rest[at + "--build-arg ".len()..];
+        let name = &arg[..arg.find('=').expect("--build-arg NAME=VALUE")];
+        assert!(
+            dockerfile.contains(&format!("ARG {name}")),
+            "the workflow passes --build-arg {name}, which the Dockerfile does not declare"
+        );
+        build_args += 1;
+        rest = arg;
+    }
+    assert!(build_args > 0 && workflow.contains("GIT_REVISION"));
+    for needed in [
+        "migrate-info --check",
+        "--yes --output json",
+        "task-def register --image-tag",
+        "--task-definition",
+        "aws-actions/configure-aws-credentials",
+        "id-token: write",
+        "actions/upload-artifact",
+    ] {
+        assert!(workflow.contains(needed), "the workflow lacks {needed}");
+    }
+    for code in ["3)", "4)", "125)"] {
+        assert!(
+            workflow.contains(code),
+            "the gate does not handle exit {code}"
+        );
+    }
+}
