@@ -105,12 +105,11 @@ impl Event {
                     None => format!("{ts} {phase}: {done}"),
                 }
             }
+            // The summary is for machines (`--output json`, Logs Insights); people have
+            // already read it as log lines.
             Event::Result {
-                command,
-                exit_code,
-                summary,
-                ..
-            } => format!("{command} finished with exit code {exit_code}: {summary}"),
+                command, exit_code, ..
+            } => format!("{command} finished with exit code {exit_code}"),
         }
     }
 }

@@ -208,7 +208,15 @@ pub async fn follow(
             &source.stream,
             settings.logs,
         );
-        let on_line = |line: &str| renderer.log_line(line);
+        let on_line = |line: &str| {
+            let event = renderer.log_line(line);
+            if matches!(event, Some(Event::Result { .. })) {
+                // The container is exiting: look for STOPPED now, not at the next
+                // backed-off poll.
+                poke.notify_one();
+            }
+            event
+        };
         let on_problem = |problem: &str| renderer.warn(&format!("{problem}; retrying"));
         if let Err(e) = follower.run(phase_rx, true, &on_line, &on_problem).await {
             renderer.warn(&format!("no more logs: {e}"));

@@ -1,8 +1,8 @@
 //! What a person sees: the container's log lines, the task's status transitions, and
 //! progress bars driven by the companion's progress events.
 //!
-//! On a terminal, status is a spinner and progress is a bar, both on stderr, with log
-//! lines printed above them. Anywhere else (a pipe, a CI log), status transitions are
+//! On a terminal, one live line on stderr shows the status spinner, or the bar of the
+//! phase in progress, with log lines printed above it. Anywhere else (a pipe, a CI log), status transitions are
 //! plain lines on stderr and there is never a spinner. Log lines go to stdout, except
 //! with `--output json`, where stdout holds only the final document and they go to
 //! stderr.
@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::config::OutputFormat;
 use crate::protocol::Event;
@@ -96,39 +96,48 @@ impl PhaseRate {
     }
 }
 
-struct PhaseBar {
-    bar: ProgressBar,
+/// The progress of one phase, as far as it has been shown.
+struct Phase {
     rate: PhaseRate,
+    finished: bool,
 }
 
 /// Prints everything the launcher shows while following a task.
 pub struct Renderer {
     output: OutputFormat,
     quiet: bool,
-    multi: Option<MultiProgress>,
-    spinner: Mutex<Option<ProgressBar>>,
-    bars: Mutex<HashMap<String, PhaseBar>>,
+    /// On a terminal, the one live line at the bottom: the status spinner, or the bar of
+    /// the phase in progress. One line only: several live lines get redrawn out of
+    /// place around the log lines printed above them.
+    live: Option<ProgressBar>,
+    phases: Mutex<HashMap<String, Phase>>,
+    /// The spinner's text (`task ID STATUS`), shown again when a phase's bar ends.
+    status_text: Mutex<String>,
     started: Instant,
     captured: Option<Mutex<Vec<String>>>,
 }
 
+const SPINNER_TEMPLATE: &str = "{spinner} {msg} ({elapsed})";
+
 impl Renderer {
-    /// A renderer for this process: spinner and bars only when stderr is a terminal
-    /// and `--quiet` is not given.
+    /// A renderer for this process: a live line only when stderr is a terminal and
+    /// `--quiet` is not given.
     pub fn new(output: OutputFormat, quiet: bool) -> Self {
         Self::with_terminal(output, quiet, std::io::stderr().is_terminal())
     }
 
     /// A renderer that believes stderr is (or is not) a terminal.
     pub fn with_terminal(output: OutputFormat, quiet: bool, terminal: bool) -> Self {
-        let multi = (terminal && !quiet)
-            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Renderer {
             output,
             quiet,
-            multi,
-            spinner: Mutex::new(None),
-            bars: Mutex::new(HashMap::new()),
+            live: (terminal && !quiet).then(|| {
+                let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+                bar.set_style(spinner_style());
+                bar
+            }),
+            phases: Mutex::new(HashMap::new()),
+            status_text: Mutex::new(String::new()),
             started: Instant::now(),
             captured: None,
         }
@@ -177,8 +186,8 @@ impl Renderer {
                 let _ = writeln!(std::io::stderr().lock(), "{line}");
             }
         };
-        match &self.multi {
-            Some(multi) => multi.suspend(write),
+        match &self.live {
+            Some(live) => live.suspend(write),
             None => write(),
         }
     }
@@ -195,8 +204,8 @@ impl Renderer {
                 total,
                 ts,
                 text,
-            } => match &self.multi {
-                Some(multi) => self.draw_progress(multi, phase, done, total, ts),
+            } => match &self.live {
+                Some(live) => self.draw_progress(live, phase, done, total, ts),
                 None => self.print(to_stdout, &text),
             },
         }
@@ -205,39 +214,32 @@ impl Renderer {
 
     fn draw_progress(
         &self,
-        multi: &MultiProgress,
+        live: &ProgressBar,
         phase: String,
         done: u64,
         total: Option<u64>,
         ts: DateTime<Utc>,
     ) {
-        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = bars.entry(phase.clone()).or_insert_with(|| {
-            let bar = match total {
-                Some(total) => ProgressBar::new(total),
-                None => ProgressBar::no_length(),
-            };
-            let template = if total.is_some() {
-                "{prefix} [{bar:30.cyan/blue}] {pos}/{len} {msg}"
-            } else {
-                "{prefix} {pos} {msg}"
-            };
-            bar.set_style(
-                ProgressStyle::with_template(template)
-                    .expect("the template is valid")
-                    .progress_chars("=> "),
-            );
-            bar.set_prefix(phase);
-            PhaseBar {
-                bar: multi.add(bar),
-                rate: PhaseRate::new(ts, done),
-            }
+        let mut phases = self.phases.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = phases.entry(phase.clone()).or_insert_with(|| Phase {
+            rate: PhaseRate::new(ts, done),
+            finished: false,
         });
-        if let Some(total) = total {
-            entry.bar.set_length(total);
+        if entry.finished {
+            return;
         }
-        entry.bar.set_position(done);
-        if let Some((rate, eta)) = entry.rate.estimate(ts, done, total) {
+        let estimate = entry.rate.estimate(ts, done, total);
+        if total.is_some_and(|t| done >= t) {
+            entry.finished = true;
+            drop(phases);
+            self.show_status(live);
+            let rate = estimate
+                .map(|(rate, _)| format!(" ({rate:.1}/s)"))
+                .unwrap_or_default();
+            self.print(false, &format!("{phase}: {done}/{done} done{rate}"));
+            return;
+        }
+        let rate = estimate.map(|(rate, eta)| {
             let eta = eta
                 .map(|d| {
                     format!(
@@ -246,11 +248,22 @@ impl Renderer {
                     )
                 })
                 .unwrap_or_default();
-            entry.bar.set_message(format!("{rate:.1}/s{eta}"));
-        }
-        if total.is_some_and(|t| done >= t) {
-            entry.bar.finish();
-        }
+            format!("{rate:.1}/s{eta}")
+        });
+        let template = if total.is_some() {
+            "{prefix} [{bar:30.cyan/blue}] {pos}/{len} {msg}"
+        } else {
+            "{prefix} {pos} {msg}"
+        };
+        live.set_style(
+            ProgressStyle::with_template(template)
+                .expect("the template is valid")
+                .progress_chars("=> "),
+        );
+        live.set_prefix(phase);
+        live.set_length(total.unwrap_or(0));
+        live.set_position(done);
+        live.set_message(rate.unwrap_or_default());
     }
 
     /// Shows a status transition: the spinner's message on a terminal, a line on stderr
@@ -260,29 +273,23 @@ impl Renderer {
             return;
         }
         let elapsed = self.elapsed().as_secs_f64();
-        match &self.multi {
-            Some(multi) => {
-                let mut spinner = self.spinner.lock().unwrap_or_else(|e| e.into_inner());
-                let bar = spinner.get_or_insert_with(|| {
-                    let bar = multi.insert(0, ProgressBar::new_spinner());
-                    bar.set_style(
-                        ProgressStyle::with_template("{spinner} task {prefix} {msg} ({elapsed})")
-                            .expect("the template is valid"),
-                    );
-                    bar.set_prefix(task_id.to_string());
-                    bar.enable_steady_tick(Duration::from_millis(120));
-                    bar
-                });
-                bar.set_message(status.to_string());
-                multi.suspend(|| {
-                    let _ = writeln!(
-                        std::io::stderr().lock(),
-                        "[{elapsed:7.1}s] task {task_id} {status}"
-                    );
-                });
-            }
-            None => self.print(false, &format!("[{elapsed:7.1}s] task {task_id} {status}")),
+        self.print(false, &format!("[{elapsed:7.1}s] task {task_id} {status}"));
+        *self.status_text.lock().unwrap_or_else(|e| e.into_inner()) =
+            format!("task {task_id} {status}");
+        if let Some(live) = &self.live {
+            self.show_status(live);
+            live.enable_steady_tick(Duration::from_millis(120));
         }
+    }
+
+    fn show_status(&self, live: &ProgressBar) {
+        live.set_style(spinner_style());
+        live.set_message(
+            self.status_text
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        );
     }
 
     /// An informational message on stderr (hidden by `--quiet`).
@@ -298,20 +305,16 @@ impl Renderer {
         self.print(false, message);
     }
 
-    /// Removes the spinner and leaves finished bars in place.
+    /// Removes the live line.
     pub fn finish(&self) {
-        if let Some(spinner) = self
-            .spinner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            spinner.finish_and_clear();
-        }
-        for (_, phase) in self.bars.lock().unwrap_or_else(|e| e.into_inner()).drain() {
-            phase.bar.abandon();
+        if let Some(live) = &self.live {
+            live.finish_and_clear();
         }
     }
+}
+
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template(SPINNER_TEMPLATE).expect("the template is valid")
 }
 
 #[cfg(test)]
@@ -382,7 +385,7 @@ mod tests {
         assert!(matches!(event, Some(Event::Result { exit_code: 0, .. })));
         assert_eq!(
             rendered,
-            Rendered::Line("migrate finished with exit code 0: {\"applied\":2}".into())
+            Rendered::Line("migrate finished with exit code 0".into())
         );
     }
 }
