@@ -17,3 +17,4 @@ pub mod migrations;
 pub mod protocol;
 pub mod reencrypt;
 pub mod shell;
+pub mod status;

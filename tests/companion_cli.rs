@@ -17,7 +17,10 @@ fn shell_without_a_terminal_waits_then_exits_0() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert!(started.elapsed() >= Duration::from_secs(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("run-admin-task shell --task"), "says how to attach: {stdout}");
+    assert!(
+        stdout.contains("run-admin-task shell --task"),
+        "says how to attach: {stdout}"
+    );
     assert_eq!(result_summary(&out)["ended"], "max idle time reached");
 }
 
@@ -46,7 +49,10 @@ fn bad_flags_are_usage_errors() {
         &["no-such-command"],
         &["migrate-info", "--check", "extra"],
     ] {
-        let out = companion("postgres://u@127.0.0.1:1/db").args(args).output().unwrap();
+        let out = companion("postgres://u@127.0.0.1:1/db")
+            .args(args)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
     }
     let help = companion("").arg("help").output().unwrap();
@@ -67,5 +73,9 @@ fn statement_timeout_bounds_a_migration() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(started.elapsed() < Duration::from_secs(4));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("statement timeout"), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("statement timeout"),
+        "{}",
+        describe(&out)
+    );
 }

@@ -429,34 +429,78 @@ fn production_guard_and_missing_settings_refuse_before_any_aws_call() {
 #[test]
 fn no_wait_then_logs_status_list_and_stop() {
     let (_db, emu) = stack();
-    let out = run(emu.launcher().args(["--no-wait", "--task-definition", GENERIC, "run", "--", "sh", "-c", "echo first; sleep 1; echo second; exit 7"]));
+    let out = run(emu.launcher().args([
+        "--no-wait",
+        "--task-definition",
+        GENERIC,
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "echo first; sleep 1; echo second; exit 7",
+    ]));
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let arn = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert!(arn.starts_with("arn:aws:ecs:"), "{}", describe(&out));
-    assert!(text(&out).contains("logs"), "says how to re-attach: {}", describe(&out));
+    assert!(
+        text(&out).contains("logs"),
+        "says how to re-attach: {}",
+        describe(&out)
+    );
 
     let follow = run(emu.launcher().args(["logs", &arn, "--follow"]));
     assert_eq!(follow.status.code(), Some(7), "{}", describe(&follow));
-    let lines: Vec<String> = String::from_utf8_lossy(&follow.stdout).lines().map(str::to_owned).collect();
-    assert!(lines.iter().any(|l| l == "first") && lines.iter().any(|l| l == "second"), "{}", describe(&follow));
+    let lines: Vec<String> = String::from_utf8_lossy(&follow.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        lines.iter().any(|l| l == "first") && lines.iter().any(|l| l == "second"),
+        "{}",
+        describe(&follow)
+    );
 
     let logs = run(emu.launcher().args(["logs", &arn]));
     assert_eq!(logs.status.code(), Some(0), "{}", describe(&logs));
-    assert_eq!(String::from_utf8_lossy(&logs.stdout).lines().filter(|l| *l == "first").count(), 1);
+    assert_eq!(
+        String::from_utf8_lossy(&logs.stdout)
+            .lines()
+            .filter(|l| *l == "first")
+            .count(),
+        1
+    );
 
     let status = task_status(&emu, &arn);
     assert_eq!(status["last_status"], "STOPPED");
     assert_eq!(status["container_exit_code"], 7);
 
-    let list = run(emu.launcher().args(["--output", "json", "--task-definition", GENERIC, "list"]));
+    let list = run(emu
+        .launcher()
+        .args(["--output", "json", "--task-definition", GENERIC, "list"]));
     assert_eq!(list.status.code(), Some(0), "{}", describe(&list));
     let tasks: Value = serde_json::from_slice(&list.stdout).unwrap();
-    let listed = tasks.as_array().unwrap().iter().find(|t| t["task_arn"] == arn.as_str()).cloned();
+    let listed = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task_arn"] == arn.as_str())
+        .cloned();
     let listed = listed.unwrap_or_else(|| panic!("{arn} not in {tasks}"));
-    assert!(listed.to_string().contains("e2e-operator"), "who started it: {listed}");
+    assert!(
+        listed.to_string().contains("e2e-operator"),
+        "who started it: {listed}"
+    );
 
-    let out = run(emu.launcher().args(["stop", "arn:aws:ecs:us-east-1:123456789012:task/everruns/0123456789abcdef"]));
-    assert_ne!(out.status.code(), Some(0), "stopping an unknown task fails: {}", describe(&out));
+    let out = run(emu.launcher().args([
+        "stop",
+        "arn:aws:ecs:us-east-1:123456789012:task/everruns/0123456789abcdef",
+    ]));
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "stopping an unknown task fails: {}",
+        describe(&out)
+    );
 }
 
 #[test]
@@ -475,7 +519,9 @@ fn a_second_mutating_job_is_refused_while_one_runs() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let first = run(emu.launcher().args(["--no-wait", "reencrypt", "--lock-timeout", "60s"]));
+    let first = run(emu
+        .launcher()
+        .args(["--no-wait", "reencrypt", "--lock-timeout", "60s"]));
     assert_eq!(first.status.code(), Some(0), "{}", describe(&first));
     let arn = String::from_utf8_lossy(&first.stdout).trim().to_owned();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -488,9 +534,14 @@ fn a_second_mutating_job_is_refused_while_one_runs() {
     assert_eq!(second.status.code(), Some(2), "{}", describe(&second));
     let all = text(&second);
     let id = arn.rsplit('/').next().unwrap();
-    assert!(all.contains(id) && all.contains("e2e-operator"), "names the running task and who: {all}");
+    assert!(
+        all.contains(id) && all.contains("e2e-operator"),
+        "names the running task and who: {all}"
+    );
     // A dry run does not write: it is not refused.
-    let dry = run(emu.launcher().args(["reencrypt", "--dry-run", "--lock-timeout", "1s"]));
+    let dry = run(emu
+        .launcher()
+        .args(["reencrypt", "--dry-run", "--lock-timeout", "1s"]));
     assert_ne!(dry.status.code(), Some(2), "{}", describe(&dry));
 
     let _ = holder.kill();

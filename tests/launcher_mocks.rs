@@ -449,10 +449,16 @@ async fn a_quiet_running_task_is_read_a_few_times_a_minute() {
         Duration::from_secs(60),
         follower.run(rx, true, &on_line, &|_| {}),
     );
-    assert!(quiet_minute.await.is_err(), "still following a running task");
+    assert!(
+        quiet_minute.await.is_err(),
+        "still following a running task"
+    );
     // Backing off to the 2 s ceiling: about 30 reads, not the 120 of a fixed 0.5 s.
     let calls = rule.num_calls();
-    assert!((25..=40).contains(&calls), "{calls} GetLogEvents calls in a quiet minute");
+    assert!(
+        (25..=40).contains(&calls),
+        "{calls} GetLogEvents calls in a quiet minute"
+    );
 }
 
 // --- Following -----------------------------------------------------------------------

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use everruns_admin::database::DatabaseUrl;
 use everruns_admin::exit::ExitError;
 use everruns_admin::migrations::{Catalog, SessionLimits, info, migrate};
-use everruns_admin::{console, duration, reencrypt, shell};
+use everruns_admin::{console, duration, reencrypt, shell, status};
 
 const ENVIRONMENT_AND_EXIT_CODES: &str = "\
 Environment:
@@ -22,7 +22,8 @@ Environment:
 Exit codes:
   0 success   1 runtime failure   2 usage or configuration error (nothing written)
   3 migrate-info --check: migrations pending   4 database disagrees with this image
-  5 reencrypt finished but some values could not be decrypted";
+  5 reencrypt finished but some values could not be decrypted
+  143 / 130 reencrypt stopped by SIGTERM / SIGINT after its current batch; rerun to continue";
 
 /// Admin jobs against everruns' PostgreSQL: migrations, secret re-encryption, a shell.
 #[derive(Parser)]
@@ -54,6 +55,12 @@ enum Command {
     ///
     /// Example: everruns-admin shell --max-idle 30m
     Shell(ShellArgs),
+    /// Check the database (reachable, server version, latency), the schema against this
+    /// image, and the encryption keys (ids only); read-only. Exit 0 when the database is
+    /// reachable and the keys are valid, 1 otherwise.
+    ///
+    /// Example: everruns-admin status
+    Status,
 }
 
 #[derive(Args)]
@@ -180,6 +187,10 @@ async fn run(cli: Cli) -> u8 {
                 max_idle: args.max_idle,
             };
             console::conclude("shell", shell::run(&options).await)
+        }
+        Command::Status => {
+            let options = status::StatusOptions { connect_timeout };
+            console::conclude("status", status::run(&options).await)
         }
     }
 }

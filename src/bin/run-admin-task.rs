@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use everruns_admin::duration;
+use everruns_admin::launcher::commands::doctor::DoctorOptions;
+use everruns_admin::launcher::commands::keys::{KeysCommand, SecretFlags};
+use everruns_admin::launcher::commands::shell::ShellArgs;
+use everruns_admin::launcher::commands::task_def::{TaskDefAction, TaskDefRequest};
 use everruns_admin::launcher::config::{GlobalOptions, OutputFormat};
 use everruns_admin::launcher::{Command, CompanionCommand, Invocation};
 
@@ -145,6 +149,48 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// A shell in the admin container over ECS Exec (needs session-manager-plugin)
+    Shell(ShellCli),
+    /// The encryption key secrets: generate, status, rotate, retire
+    Keys {
+        #[command(subcommand)]
+        command: KeysCli,
+    },
+    /// Check credentials, cluster, task definition, log group, secrets and network;
+    /// exit 0 when nothing fails, 1 when something does, 2 on a usage error
+    Doctor {
+        /// Also run the companion's `status` in the VPC: database reachable, schema, key ids
+        #[arg(long)]
+        in_vpc: bool,
+        /// Fail on what `shell` needs (session-manager-plugin, task role) instead of
+        /// reporting it as SKIP
+        #[arg(long)]
+        for_shell: bool,
+    },
+    /// The admin task definition from its template: render or register;
+    /// exit 0 done, 1 AWS refused, 2 template or configuration error
+    TaskDef {
+        #[command(subcommand)]
+        command: TaskDefCli,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TaskDefCli {
+    /// Print the rendered, checked task definition JSON
+    Render(TaskDefArgs),
+    /// Register it as a new revision and print FAMILY:REVISION
+    Register(TaskDefArgs),
+}
+
+#[derive(Debug, Args)]
+struct TaskDefArgs {
+    /// The image tag (the value of IMAGE_TAG) [env: IMAGE_TAG]
+    #[arg(long, value_name = "TAG")]
+    image_tag: Option<String>,
+    /// A template file instead of the built-in task-definitions/admin.json.tmpl
+    #[arg(long, value_name = "PATH")]
+    template: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +198,101 @@ struct Passthrough {
     /// Arguments for the companion command
     #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
     args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct ShellCli {
+    /// Attach to this running task (id or ARN) instead of starting one; it keeps running
+    #[arg(long, value_name = "TASK")]
+    task: Option<String>,
+    /// The command to run in the session
+    #[arg(long, value_name = "CMD", default_value = "/bin/bash")]
+    command: String,
+    /// Leave the started task running after the session ends
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(Debug, Args)]
+struct SecretArgs {
+    /// The current key's secret [default: the task definition's SECRETS_ENCRYPTION_KEY]
+    #[arg(long, value_name = "NAME|ARN")]
+    current_secret: Option<String>,
+    /// The previous keys' secret [default: the task definition's SECRETS_ENCRYPTION_KEY_PREVIOUS]
+    #[arg(long, value_name = "NAME|ARN")]
+    previous_secret: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCli {
+    /// Print a new key id:base64(32 random bytes) on stdout, to be piped
+    Generate {
+        /// The key id [default: the next version after the current key's]
+        #[arg(long, value_name = "ID")]
+        id: Option<String>,
+        #[command(flatten)]
+        secrets: SecretArgs,
+    },
+    /// Key ids, last change and version stages of both key secrets (never the keys)
+    Status {
+        #[command(flatten)]
+        secrets: SecretArgs,
+    },
+    /// Check with reencrypt --dry-run, move the current key to the previous slot, store a new one
+    Rotate {
+        /// The new key's id [default: the next version after the current key's]
+        #[arg(long, value_name = "ID")]
+        id: Option<String>,
+        /// Check and show what would change; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        secrets: SecretArgs,
+    },
+    /// Check with reencrypt --dry-run, then empty the previous slot
+    Retire {
+        /// Check and show what would change; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        secrets: SecretArgs,
+    },
+}
+
+impl From<SecretArgs> for SecretFlags {
+    fn from(a: SecretArgs) -> Self {
+        SecretFlags {
+            current_secret: a.current_secret,
+            previous_secret: a.previous_secret,
+        }
+    }
+}
+
+impl From<KeysCli> for KeysCommand {
+    fn from(command: KeysCli) -> Self {
+        match command {
+            KeysCli::Generate { id, secrets } => KeysCommand::Generate {
+                id,
+                secrets: secrets.into(),
+            },
+            KeysCli::Status { secrets } => KeysCommand::Status {
+                secrets: secrets.into(),
+            },
+            KeysCli::Rotate {
+                id,
+                dry_run,
+                secrets,
+            } => KeysCommand::Rotate {
+                id,
+                dry_run,
+                secrets: secrets.into(),
+            },
+            KeysCli::Retire { dry_run, secrets } => KeysCommand::Retire {
+                dry_run,
+                secrets: secrets.into(),
+            },
+        }
+    }
 }
 
 fn main() {
@@ -196,6 +337,24 @@ fn main() {
         Cmd::Status { task } => Command::Status { task },
         Cmd::Stop { task, reason } => Command::Stop { task, reason },
         Cmd::List { limit } => Command::List { limit },
+        Cmd::Shell(s) => Command::Shell(ShellArgs {
+            task: s.task,
+            command: Some(s.command),
+            keep: s.keep,
+        }),
+        Cmd::Keys { command } => Command::Keys(command.into()),
+        Cmd::Doctor { in_vpc, for_shell } => Command::Doctor(DoctorOptions { in_vpc, for_shell }),
+        Cmd::TaskDef { command } => {
+            let (action, args) = match command {
+                TaskDefCli::Render(args) => (TaskDefAction::Render, args),
+                TaskDefCli::Register(args) => (TaskDefAction::Register, args),
+            };
+            Command::TaskDef(TaskDefRequest {
+                action,
+                image_tag: args.image_tag,
+                template: args.template,
+            })
+        }
     };
     let code = everruns_admin::launcher::main(Invocation { options, command });
     std::process::exit(i32::from(code));

@@ -21,6 +21,8 @@ pub struct Clients {
     pub ecs: aws_sdk_ecs::Client,
     /// CloudWatch Logs (GetLogEvents).
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// Secrets Manager (DescribeSecret for `doctor`; key status and rotation).
+    pub secrets: aws_sdk_secretsmanager::Client,
     /// The region they talk to, for console links and re-attach commands.
     pub region: String,
 }
@@ -30,26 +32,21 @@ impl Clients {
     /// set there, else from the SDK's own chain (`AWS_ENDPOINT_URL` included). No request
     /// is made; credentials are resolved on the first call.
     pub async fn connect(config: &LaunchConfig) -> Result<Self, ExitError> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
-        if let Some(region) = &config.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        if let Some(profile) = &config.profile {
-            loader = loader.profile_name(profile);
-        }
-        if let Some(url) = &config.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        let shared = loader.load().await;
+        Self::from_shared(&shared_config(config).await)
+    }
+
+    /// Builds the clients from a configuration [`shared_config`] loaded (`doctor` also
+    /// asks that configuration's credentials provider). Fails (exit 2) without a region.
+    pub fn from_shared(shared: &aws_config::SdkConfig) -> Result<Self, ExitError> {
         let Some(region) = shared.region().map(|r| r.to_string()) else {
             return Err(ExitError::usage(anyhow!(
                 "no AWS region: pass --region, set AWS_REGION, or set `region` in the config file"
             )));
         };
         Ok(Clients {
-            ecs: aws_sdk_ecs::Client::new(&shared),
-            logs: aws_sdk_cloudwatchlogs::Client::new(&shared),
+            ecs: aws_sdk_ecs::Client::new(shared),
+            logs: aws_sdk_cloudwatchlogs::Client::new(shared),
+            secrets: aws_sdk_secretsmanager::Client::new(shared),
             region,
         })
     }
@@ -70,6 +67,24 @@ impl Clients {
             _ => self.logs.clone(),
         }
     }
+}
+
+/// Loads the SDK configuration: region, profile and endpoint from `config` when set
+/// there, else from the SDK's own chain (`AWS_ENDPOINT_URL` included). No request is
+/// made; credentials are resolved on the first call.
+pub async fn shared_config(config: &LaunchConfig) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+    if let Some(region) = &config.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(profile) = &config.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = &config.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
 }
 
 /// The service's error code (`ThrottlingException`, `ClusterNotFoundException`, ...).

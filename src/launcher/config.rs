@@ -120,6 +120,11 @@ pub struct LaunchConfig {
     pub endpoint_url: Option<String>,
     /// Whether mutating commands must be confirmed (production).
     pub confirm: bool,
+    /// The current encryption key's secret, when the file names it (else `keys` reads
+    /// it from the task definition).
+    pub current_secret: Option<String>,
+    /// The previous encryption keys' secret, likewise.
+    pub previous_secret: Option<String>,
 }
 
 /// One environment's settings in the config file (also the file's top level, which
@@ -152,6 +157,10 @@ pub struct FileSettings {
     /// `confirm = true`: mutating commands ask first, and refuse without a terminal
     /// unless `--yes` is given.
     pub confirm: Option<bool>,
+    /// `current_secret = "everruns/encryption-key"`: the current key's secret (`keys`).
+    pub current_secret: Option<String>,
+    /// `previous_secret = "everruns/encryption-key-previous"`: the previous keys' secret.
+    pub previous_secret: Option<String>,
 }
 
 /// A list written either as a TOML array or as one comma-separated string.
@@ -229,6 +238,8 @@ impl ConfigFile {
             capacity_provider: table.capacity_provider.or(base.capacity_provider),
             endpoint_url: table.endpoint_url.or(base.endpoint_url),
             confirm: table.confirm.or(base.confirm),
+            current_secret: table.current_secret.or(base.current_secret),
+            previous_secret: table.previous_secret.or(base.previous_secret),
         })
     }
 }
@@ -355,6 +366,8 @@ impl LaunchConfig {
             profile: pick(&options.profile, "AWS_PROFILE", &file.profile),
             endpoint_url: options.endpoint_url.clone().or(file.endpoint_url),
             confirm: file.confirm.unwrap_or(false),
+            current_secret: file.current_secret,
+            previous_secret: file.previous_secret,
             env_name,
         })
     }

@@ -54,6 +54,8 @@ pub struct RunTaskPlan {
     pub tags: Vec<(String, String)>,
     /// Idempotency token for this invocation.
     pub client_token: String,
+    /// `enableExecuteCommand`: the task accepts ECS Exec sessions (`shell`).
+    pub enable_execute_command: bool,
 }
 
 /// What RunTask answered.
@@ -91,6 +93,7 @@ impl RunTaskPlan {
                 (tags::MUTATING.into(), job.mutating.to_string()),
             ],
             client_token: uuid::Uuid::new_v4().to_string(),
+            enable_execute_command: false,
         })
     }
 
@@ -110,6 +113,9 @@ impl RunTaskPlan {
             "tags": self.tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
             "clientToken": self.client_token,
         });
+        if self.enable_execute_command {
+            request["enableExecuteCommand"] = json!(true);
+        }
         match &self.capacity {
             Capacity::LaunchType(t) => request["launchType"] = json!(t),
             Capacity::CapacityProvider(p) => {
@@ -155,7 +161,8 @@ impl RunTaskPlan {
                     .build(),
             )
             .started_by(&self.started_by)
-            .client_token(&self.client_token);
+            .client_token(&self.client_token)
+            .set_enable_execute_command(self.enable_execute_command.then_some(true));
         for (key, value) in &self.tags {
             request = request.tags(Tag::builder().key(key).value(value).build());
         }

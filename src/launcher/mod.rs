@@ -9,8 +9,11 @@ pub mod clients;
 pub mod commands;
 pub mod config;
 pub mod confirm;
+pub mod doctor;
+pub mod exec;
 pub mod follow;
 pub mod identity;
+pub mod keys;
 pub mod launch;
 pub mod logs;
 pub mod outcome;
@@ -18,6 +21,8 @@ pub mod render;
 pub mod report;
 pub mod task;
 pub mod task_definition;
+pub mod task_spec;
+pub mod template;
 pub mod watch;
 
 use tokio::sync::mpsc;
@@ -89,6 +94,14 @@ pub enum Command {
         /// At most this many, newest first.
         limit: usize,
     },
+    /// A shell in the admin container over ECS Exec.
+    Shell(commands::shell::ShellArgs),
+    /// The encryption key secrets: generate, status, rotate, retire.
+    Keys(commands::keys::KeysCommand),
+    /// Check that everything a run needs is in place.
+    Doctor(commands::doctor::DoctorOptions),
+    /// Render or register the admin task definition from its template.
+    TaskDef(commands::task_def::TaskDefRequest),
 }
 
 impl Command {

@@ -1,11 +1,15 @@
 //! One module per command, and what they share: finding an existing task and its log
 //! stream, and printing the JSON document.
 
+pub mod doctor;
+pub mod keys;
 pub mod list;
 pub mod logs;
 pub mod run;
+pub mod shell;
 pub mod status;
 pub mod stop;
+pub mod task_def;
 
 use anyhow::anyhow;
 use tokio::sync::mpsc;
@@ -39,6 +43,10 @@ pub async fn dispatch(
         Command::Status { task } => status::status(context, task).await,
         Command::Stop { task, reason } => stop::stop(context, task, reason.as_deref()).await,
         Command::List { limit } => list::list(context, *limit).await,
+        Command::Shell(args) => shell::shell(context, args, interrupts).await,
+        Command::Keys(command) => keys::keys(context, command, interrupts).await,
+        Command::Doctor(options) => doctor::doctor(context, options, interrupts).await,
+        Command::TaskDef(request) => task_def::task_def(context, request).await,
     }
 }
 

@@ -25,9 +25,7 @@ pub async fn run(
     interrupts: &mut mpsc::UnboundedReceiver<()>,
 ) -> Result<u8, ExitError> {
     let config = &context.config;
-    let options = &context.options;
-    let renderer = &context.renderer;
-    if options.print_request {
+    if context.options.print_request {
         let plan = RunTaskPlan::new(config, &config.task_definition, job, &context.operator)?;
         println!(
             "{}",
@@ -35,6 +33,25 @@ pub async fn run(
         );
         return Ok(0);
     }
+    let (code, report) = launch_and_follow(context, job, needs_confirmation, interrupts).await?;
+    if let Some(report) = &report {
+        print_json(context.options.output, report);
+    }
+    Ok(code)
+}
+
+/// Launches `job`, follows it to its end and returns the exit status with the report
+/// (`None` when nothing was launched), printing no JSON: for commands such as
+/// `keys rotate` that act on the companion's result themselves.
+pub async fn launch_and_follow(
+    context: &Context,
+    job: &Job,
+    needs_confirmation: bool,
+    interrupts: &mut mpsc::UnboundedReceiver<()>,
+) -> Result<(u8, Option<TaskReport>), ExitError> {
+    let config = &context.config;
+    let options = &context.options;
+    let renderer = &context.renderer;
     config.require_subnets()?;
     let what = job.argv.join(" ");
     if needs_confirmation {
@@ -60,7 +77,7 @@ pub async fn run(
         both = async { tokio::join!(describe, check) } => both,
         Some(()) = interrupts.recv() => {
             renderer.warn("interrupted; nothing was launched");
-            return Ok(launcher::INTERRUPTED);
+            return Ok((launcher::INTERRUPTED, None));
         }
     };
     let definition = definition?;
@@ -81,7 +98,7 @@ pub async fn run(
         .await?;
         if decision == Decision::Interrupted {
             renderer.warn("interrupted; nothing was launched");
-            return Ok(launcher::INTERRUPTED);
+            return Ok((launcher::INTERRUPTED, None));
         }
     }
 
@@ -104,8 +121,7 @@ pub async fn run(
             report.failures = reply.failures;
             report.exit_code = error.code;
             report.error = Some(error.to_string());
-            print_json(options.output, &report);
-            return Ok(error.code);
+            return Ok((error.code, Some(report)));
         }
     };
     report.apply_snapshot(&task);
@@ -132,8 +148,7 @@ pub async fn run(
             println!("{}", task.arn);
         }
         renderer.warn(&format!("not waiting: {}", reattach_hint(&task.arn)));
-        print_json(options.output, &report);
-        return Ok(0);
+        return Ok((0, Some(report)));
     }
 
     let target = Target {
@@ -159,12 +174,25 @@ pub async fn run(
         &stop_reason,
     )
     .await?;
-    Ok(conclude(context, &mut report, followed, log.as_ref()))
+    let code = settle(context, &mut report, followed, log.as_ref());
+    Ok((code, Some(report)))
 }
 
 /// Turns what following saw into the exit status, the closing explanation on stderr,
 /// and the JSON document.
 pub fn conclude(
+    context: &Context,
+    report: &mut TaskReport,
+    followed: Followed,
+    log: Option<&LogTarget>,
+) -> u8 {
+    let code = settle(context, report, followed, log);
+    print_json(context.options.output, report);
+    code
+}
+
+/// [`conclude`] without the JSON document: the exit status and the closing explanation.
+pub fn settle(
     context: &Context,
     report: &mut TaskReport,
     followed: Followed,
@@ -253,6 +281,5 @@ pub fn conclude(
         }
     };
     report.exit_code = code;
-    print_json(context.options.output, report);
     code
 }

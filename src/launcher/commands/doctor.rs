@@ -1,0 +1,321 @@
+//! `doctor [--for-shell] [--in-vpc]`: every check a run depends on, independent ones
+//! at the same time, each printed as PASS, FAIL or SKIP on stderr with the fix for a
+//! failure; `--output json` prints the [`DoctorReport`] on stdout.
+//!
+//! Exit status (doctor's own): 0 when nothing failed, 1 when something did, 2 for a
+//! usage or configuration error before any check, 130 when interrupted during
+//! `--in-vpc`.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::print_json;
+use crate::exit::{ExitError, launcher};
+use crate::launcher::Context;
+use crate::launcher::clients::{Clients, shared_config};
+use crate::launcher::config::{GlobalOptions, OutputFormat};
+use crate::launcher::doctor::in_vpc::{self, COMPANION_COMMAND, StatusRun};
+use crate::launcher::doctor::local::{self, ONLY_FOR_SHELL};
+use crate::launcher::doctor::{Check, DoctorReport, Status, aws, elapsed_ms, timed};
+use crate::launcher::launch::Job;
+use crate::launcher::render::Renderer;
+use crate::launcher::report::TaskReport;
+
+/// How long `doctor --in-vpc` waits for its task when `--timeout` is not given; the
+/// task is stopped when the wait ends.
+pub const IN_VPC_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Whether a failed check keeps `--in-vpc` from launching: every failure does, except
+/// the `shell` ones (the status task needs no ECS Exec) and missing security groups
+/// (the task starts with the VPC's default group; whether that reaches the database
+/// is the question).
+fn blocks_launch(check: &Check) -> bool {
+    check.status == Status::Fail
+        && check.name != "security-groups"
+        && !check.name.starts_with("shell:")
+}
+
+/// What `doctor` was asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DoctorOptions {
+    /// Also launch the companion's `status` in the VPC.
+    pub in_vpc: bool,
+    /// Fail on the `shell` (ECS Exec) prerequisites instead of only reporting them.
+    pub for_shell: bool,
+}
+
+/// Runs the checks, prints them, and returns doctor's exit status.
+pub async fn doctor(
+    context: &Context,
+    options: &DoctorOptions,
+    interrupts: &mut mpsc::UnboundedReceiver<()>,
+) -> Result<u8, ExitError> {
+    let config = &context.config;
+    let mut checks = Vec::new();
+    let shared = shared_config(config).await;
+    let clients = match Clients::from_shared(&shared) {
+        Ok(clients) => {
+            checks.push(Check::pass("region", clients.region.clone()));
+            Some(clients)
+        }
+        Err(e) => {
+            checks.push(Check::fail(
+                "region",
+                "no AWS region could be resolved",
+                e.to_string(),
+            ));
+            None
+        }
+    };
+    match &clients {
+        Some(clients) => {
+            let credentials = timed(aws::credentials(shared.credentials_provider()));
+            checks.extend(aws_checks(context, clients, credentials, options).await)
+        }
+        None => {
+            for name in ["credentials", "cluster", "task-definition"] {
+                checks.push(Check::skip(name, "not checked without a region"));
+            }
+            let plugin = local::plugin(std::env::var_os("PATH").as_deref());
+            checks.push(for_shell(plugin, options.for_shell));
+        }
+    }
+    checks.push(local::subnets(config));
+    checks.push(local::security_groups(config));
+
+    let mut interrupted = false;
+    if options.in_vpc {
+        let blocked = checks.iter().any(blocks_launch);
+        if blocked {
+            checks.push(Check::skip(
+                "in-vpc:task",
+                "not launched: fix the failures above first",
+            ));
+        } else {
+            let (run, was_interrupted) = run_status(context, interrupts).await;
+            interrupted = was_interrupted;
+            checks.extend(in_vpc::checks(&run));
+        }
+    }
+
+    let report = DoctorReport::new(checks);
+    for line in report.human_lines() {
+        context.renderer.warn(&line);
+    }
+    print_json(context.options.output, &report);
+    Ok(if interrupted {
+        launcher::INTERRUPTED
+    } else {
+        report.exit_code()
+    })
+}
+
+/// A shell (ECS Exec) check: a failure counts only with `--for-shell`; otherwise it
+/// is reported as a skip that still names the fix.
+fn for_shell(check: Check, required: bool) -> Check {
+    if required {
+        check
+    } else {
+        check.optional(ONLY_FOR_SHELL)
+    }
+}
+
+/// The AWS checks, independent ones concurrently: credentials, cluster and task
+/// definition first, then what the task definition points at.
+async fn aws_checks(
+    context: &Context,
+    clients: &Clients,
+    credentials: impl Future<Output = Check>,
+    options: &DoctorOptions,
+) -> Vec<Check> {
+    let config = &context.config;
+    let definition = async {
+        let started = Instant::now();
+        let (check, def) = aws::task_definition(&clients.ecs, &config.task_definition).await;
+        (check.took(elapsed_ms(started)), def)
+    };
+    let (credentials, cluster, (definition_check, def)) = tokio::join!(
+        credentials,
+        timed(aws::cluster(&clients.ecs, &config.cluster, &clients.region)),
+        definition,
+    );
+    let mut checks = vec![credentials, cluster, definition_check];
+    let plugin = local::plugin(std::env::var_os("PATH").as_deref());
+    let Some(def) = def else {
+        for name in [
+            "container",
+            "execution-role",
+            "awslogs",
+            "log-group",
+            "secrets",
+        ] {
+            checks.push(Check::skip(name, "not checked without the task definition"));
+        }
+        checks.push(for_shell(plugin, options.for_shell));
+        return checks;
+    };
+    checks.push(aws::container(&def, &config.container));
+    checks.push(aws::execution_role(&def));
+    let (awslogs, group) = aws::awslogs(&def, &config.container, &clients.region);
+    checks.push(awslogs);
+
+    let log_group = async {
+        match &group {
+            Some((group, region)) => {
+                timed(aws::log_group(
+                    &clients.logs_in(Some(region)),
+                    group,
+                    region,
+                ))
+                .await
+            }
+            None => Check::skip(
+                "log-group",
+                "not checked: the container does not use awslogs",
+            ),
+        }
+    };
+    let (log_group, secrets) =
+        tokio::join!(log_group, secret_checks(clients, &def, &config.container));
+    checks.push(log_group);
+    checks.extend(secrets);
+
+    checks.push(for_shell(plugin, options.for_shell));
+    checks.extend(
+        local::exec_prerequisites(&def, &config.container)
+            .into_iter()
+            .map(|c| for_shell(c, options.for_shell)),
+    );
+    checks
+}
+
+/// One DescribeSecret per referenced secret, all at once, listed in definition order.
+async fn secret_checks(
+    clients: &Clients,
+    def: &aws_sdk_ecs::types::TaskDefinition,
+    container: &str,
+) -> Vec<Check> {
+    let refs = aws::secret_refs(def);
+    if refs.is_empty() {
+        return vec![Check::skip(
+            "secrets",
+            "the task definition references no secrets",
+        )];
+    }
+    let mut set = JoinSet::new();
+    for (index, reference) in refs.into_iter().enumerate() {
+        let client = clients.secrets.clone();
+        let name = reference.check_name(container);
+        set.spawn(async move {
+            let check = timed(aws::secret(&client, &reference, name)).await;
+            (index, check)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(result) => results.push(result),
+            Err(e) => results.push((
+                usize::MAX,
+                Check::fail(
+                    "secrets",
+                    format!("a secret check crashed: {e}"),
+                    "run doctor again",
+                ),
+            )),
+        }
+    }
+    results.sort_by_key(|(index, _)| *index);
+    results.into_iter().map(|(_, check)| check).collect()
+}
+
+/// Launches the companion's `status` in the VPC and follows it, its log lines on
+/// stderr so stdout keeps only doctor's own output. Returns what it saw and whether
+/// the operator interrupted it.
+async fn run_status(
+    context: &Context,
+    interrupts: &mut mpsc::UnboundedReceiver<()>,
+) -> (StatusRun, bool) {
+    let sub = Context {
+        options: GlobalOptions {
+            output: OutputFormat::Human,
+            no_wait: false,
+            print_request: false,
+            timeout: Some(context.options.timeout.unwrap_or(IN_VPC_TIMEOUT)),
+            stop_on_timeout: true,
+            ..context.options.clone()
+        },
+        config: context.config.clone(),
+        operator: context.operator.clone(),
+        renderer: Renderer::new(OutputFormat::Json, context.options.quiet),
+    };
+    let job = Job {
+        argv: vec![COMPANION_COMMAND.to_owned()],
+        mutating: false,
+    };
+    sub.renderer
+        .note("doctor: launching `everruns-admin status` in the task's subnets");
+    let started = Instant::now();
+    let outcome = super::run::launch_and_follow(&sub, &job, false, interrupts).await;
+    sub.renderer.finish();
+    let ms = elapsed_ms(started);
+    match outcome {
+        Ok((code, Some(report))) => {
+            let interrupted = report.interrupted || code == launcher::INTERRUPTED;
+            (status_run(&report, ms), interrupted)
+        }
+        Ok((code, None)) => (
+            StatusRun {
+                problem: vec![format!("nothing was launched (exit {code})")],
+                ms,
+                ..StatusRun::default()
+            },
+            code == launcher::INTERRUPTED,
+        ),
+        Err(e) => (
+            StatusRun {
+                problem: vec![e.to_string()],
+                ms,
+                ..StatusRun::default()
+            },
+            false,
+        ),
+    }
+}
+
+/// What doctor needs from a task report.
+fn status_run(report: &TaskReport, ms: u64) -> StatusRun {
+    let result = report.result.as_ref().and_then(|event| {
+        Some((
+            event.get("command")?.as_str()?.to_owned(),
+            u8::try_from(event.get("exit_code")?.as_u64()?).ok()?,
+            event.get("summary")?.clone(),
+        ))
+    });
+    let mut problem = Vec::new();
+    if report.timed_out {
+        problem.push("the task did not finish before the timeout (raise --timeout)".to_owned());
+    }
+    problem.extend(report.error.iter().cloned());
+    problem.extend(report.stopped_reason.iter().cloned());
+    problem.extend(
+        report
+            .container_reason
+            .iter()
+            .filter(|reason| Some(*reason) != report.stopped_reason.as_ref())
+            .cloned(),
+    );
+    if problem.is_empty() {
+        problem.push(format!("exit code {}", report.exit_code));
+    }
+    StatusRun {
+        task_id: report.task_id.clone(),
+        result,
+        problem,
+        hints: report.hints.clone(),
+        ms,
+    }
+}

@@ -1,0 +1,440 @@
+//! `keys generate|status|rotate|retire`: the encryption key secrets, handled so that no
+//! stored value can become undecryptable and no key is ever printed (except the one
+//! `generate` is asked for, on stdout alone, to be piped).
+//!
+//! `rotate` and `retire` overwrite the previous slot, so both first run the companion's
+//! `reencrypt --dry-run` on ECS and refuse (exit 2, nothing changed) unless it exits 0
+//! and finds no value under a key of the previous slot.
+
+use anyhow::anyhow;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::print_json;
+use super::run::launch_and_follow;
+use crate::exit::{ExitError, launcher};
+use crate::launcher::Context;
+use crate::launcher::clients::{Clients, launch_error};
+use crate::launcher::config::OutputFormat;
+use crate::launcher::confirm::{Decision, confirm, ensure_can_ask};
+use crate::launcher::keys::{
+    self, DryRunFindings, SlotIds, SlotStatus, Slots, check_safe, read_ids, read_value,
+    resolve_slots, slot_status,
+};
+use crate::launcher::launch::Job;
+
+/// Which secrets hold the keys, when named on the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretFlags {
+    /// `--current-secret NAME|ARN`.
+    pub current_secret: Option<String>,
+    /// `--previous-secret NAME|ARN`.
+    pub previous_secret: Option<String>,
+}
+
+/// The `keys` subcommands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeysCommand {
+    /// Print a new key; without an id, the next version after the current key's.
+    Generate {
+        /// `--id`.
+        id: Option<String>,
+        /// The secrets.
+        secrets: SecretFlags,
+    },
+    /// Show both slots: last change, version stages, key ids.
+    Status {
+        /// The secrets.
+        secrets: SecretFlags,
+    },
+    /// Move the current key to the previous slot and store a new current key.
+    Rotate {
+        /// `--id` of the new key.
+        id: Option<String>,
+        /// `--dry-run`: check and say what would change; change nothing.
+        dry_run: bool,
+        /// The secrets.
+        secrets: SecretFlags,
+    },
+    /// Empty the previous slot.
+    Retire {
+        /// `--dry-run`.
+        dry_run: bool,
+        /// The secrets.
+        secrets: SecretFlags,
+    },
+}
+
+/// Runs a `keys` command.
+pub async fn keys(
+    context: &Context,
+    command: &KeysCommand,
+    interrupts: &mut mpsc::UnboundedReceiver<()>,
+) -> Result<u8, ExitError> {
+    if let KeysCommand::Generate { id: Some(id), .. } = command {
+        println!("{}", keys::generate(id)?.as_str());
+        return Ok(0);
+    }
+    let writes = match command {
+        KeysCommand::Rotate { dry_run, .. } | KeysCommand::Retire { dry_run, .. } => !dry_run,
+        _ => false,
+    };
+    let config = &context.config;
+    if writes {
+        ensure_can_ask(
+            config.confirm,
+            context.options.yes,
+            config.env_name.as_deref(),
+            &config.cluster,
+            "keys",
+        )?;
+    }
+    let clients = Clients::connect(config).await?;
+    match command {
+        KeysCommand::Generate { secrets, .. } => {
+            let slots = find_slots(context, &clients, secrets).await?;
+            let current = current_id(&clients, &slots.current).await?;
+            let id = keys::next_id(&current)?;
+            context
+                .renderer
+                .note(&format!("the current key is {current}; new key id {id}"));
+            println!("{}", keys::generate(&id)?.as_str());
+            Ok(0)
+        }
+        KeysCommand::Status { secrets } => status(context, &clients, secrets).await,
+        KeysCommand::Rotate {
+            id,
+            dry_run,
+            secrets,
+        } => {
+            rotate(
+                context,
+                &clients,
+                id.as_deref(),
+                *dry_run,
+                secrets,
+                interrupts,
+            )
+            .await
+        }
+        KeysCommand::Retire { dry_run, secrets } => {
+            retire(context, &clients, *dry_run, secrets, interrupts).await
+        }
+    }
+}
+
+/// The slots from flags, the config file, else the task definition.
+pub async fn find_slots(
+    context: &Context,
+    clients: &Clients,
+    flags: &SecretFlags,
+) -> Result<Slots, ExitError> {
+    let config = &context.config;
+    let current = flags
+        .current_secret
+        .clone()
+        .or_else(|| config.current_secret.clone());
+    let previous = flags
+        .previous_secret
+        .clone()
+        .or_else(|| config.previous_secret.clone());
+    let definition = if current.is_none() || previous.is_none() {
+        let reply = clients
+            .ecs
+            .describe_task_definition()
+            .task_definition(&config.task_definition)
+            .send()
+            .await
+            .map_err(|e| launch_error("DescribeTaskDefinition", &e))?;
+        reply.task_definition().cloned()
+    } else {
+        None
+    };
+    resolve_slots(
+        current.as_deref(),
+        previous.as_deref(),
+        definition.as_ref(),
+        &config.container,
+    )
+}
+
+/// The current key's id; the slot must hold exactly one well-formed key.
+async fn current_id(clients: &Clients, secret: &str) -> Result<String, ExitError> {
+    let value = read_value(&clients.secrets, secret).await?;
+    match read_ids(&value) {
+        SlotIds { ids, problems } if ids.len() == 1 && problems.is_empty() => {
+            Ok(ids.into_iter().next().unwrap_or_default())
+        }
+        SlotIds { ids, problems } => Err(ExitError::usage(anyhow!(
+            "secret {secret} must hold exactly one key; it holds {} readable key(s){}{}",
+            ids.len(),
+            if ids.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", ids.join(", "))
+            },
+            if problems.is_empty() {
+                String::new()
+            } else {
+                format!(" and: {}", problems.join("; "))
+            }
+        ))),
+    }
+}
+
+/// `keys status`: both slots, ids only.
+pub async fn status(
+    context: &Context,
+    clients: &Clients,
+    flags: &SecretFlags,
+) -> Result<u8, ExitError> {
+    let slots = find_slots(context, clients, flags).await?;
+    let current = slot_status(&clients.secrets, &slots.current).await?;
+    let previous = match &slots.previous {
+        Some(secret) => Some(slot_status(&clients.secrets, secret).await?),
+        None => None,
+    };
+    if context.options.output == OutputFormat::Json {
+        print_json(
+            OutputFormat::Json,
+            &json!({"current": current, "previous": previous}),
+        );
+        return Ok(0);
+    }
+    let mut lines = describe_slot("current", &current);
+    match &previous {
+        Some(previous) => lines.extend(describe_slot("previous", previous)),
+        None => lines.push("previous: no secret configured".to_string()),
+    }
+    println!("{}", lines.join("\n"));
+    Ok(0)
+}
+
+fn describe_slot(label: &str, slot: &SlotStatus) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{label}: {}",
+        slot.arn.as_deref().unwrap_or(&slot.secret)
+    )];
+    lines.push(format!(
+        "  key ids:      {}",
+        if slot.keys.ids.is_empty() {
+            "(none)".to_string()
+        } else {
+            slot.keys.ids.join(", ")
+        }
+    ));
+    for problem in &slot.keys.problems {
+        lines.push(format!("  unreadable:   {problem}"));
+    }
+    if let Some(changed) = slot.last_changed {
+        lines.push(format!(
+            "  last changed: {}",
+            changed.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ));
+    }
+    for (version, stages) in &slot.versions {
+        lines.push(format!("  version:      {version} {}", stages.join(" ")));
+    }
+    lines
+}
+
+/// Runs `reencrypt --dry-run` on ECS and refuses (exit 2) unless overwriting a previous
+/// slot holding `previous_ids` is safe. An empty previous slot protects nothing, so no
+/// dry run is needed then.
+async fn ensure_safe(
+    context: &Context,
+    current_id: &str,
+    previous_ids: &[String],
+    what: &str,
+    interrupts: &mut mpsc::UnboundedReceiver<()>,
+) -> Result<(), ExitError> {
+    if previous_ids.iter().all(|id| id == current_id) {
+        return Ok(());
+    }
+    context.renderer.note(&format!(
+        "checking with `reencrypt --dry-run` on ECS that no value is still under {}",
+        previous_ids.join(", ")
+    ));
+    let job = Job {
+        argv: vec!["reencrypt".into(), "--dry-run".into()],
+        mutating: false,
+    };
+    let (code, report) = launch_and_follow(context, &job, false, interrupts).await?;
+    let result = report.as_ref().and_then(|r| r.result.as_ref());
+    let Some(findings) = DryRunFindings::from_result(result) else {
+        let code = if code == 0 { launcher::NEVER_RAN } else { code };
+        return Err(ExitError::new(
+            code,
+            anyhow!(
+                "refusing to {what}: `reencrypt --dry-run` gave no result (exit {code}); nothing \
+                 was changed"
+            ),
+        ));
+    };
+    check_safe(&findings, current_id, previous_ids, what)?;
+    context
+        .renderer
+        .note("the dry run found no value under the previous slot's keys");
+    Ok(())
+}
+
+/// Asks in a `confirm = true` environment; `false` when interrupted.
+async fn confirmed(
+    context: &Context,
+    what: &str,
+    interrupts: &mut mpsc::UnboundedReceiver<()>,
+) -> Result<bool, ExitError> {
+    let config = &context.config;
+    let decision = confirm(
+        config.confirm,
+        context.options.yes,
+        config.env_name.as_deref(),
+        &config.cluster,
+        what,
+        interrupts,
+    )
+    .await?;
+    Ok(decision == Decision::Proceed)
+}
+
+/// `keys rotate`.
+async fn rotate(
+    context: &Context,
+    clients: &Clients,
+    id: Option<&str>,
+    dry_run: bool,
+    flags: &SecretFlags,
+    interrupts: &mut mpsc::UnboundedReceiver<()>,
+) -> Result<u8, ExitError> {
+    let renderer = &context.renderer;
+    let slots = find_slots(context, clients, flags).await?;
+    let previous_secret = slots.require_previous()?.to_string();
+    let current_value = read_value(&clients.secrets, &slots.current).await?;
+    let current_id = current_id(clients, &slots.current).await?;
+    let previous = read_ids(&read_value(&clients.secrets, &previous_secret).await?);
+    if !previous.problems.is_empty() {
+        return Err(ExitError::usage(anyhow!(
+            "refusing to rotate: the previous slot {previous_secret} holds keys that cannot be \
+             read ({}); fix it first; nothing was changed",
+            previous.problems.join("; ")
+        )));
+    }
+    let new_id = match id {
+        Some(id) => {
+            keys::check_id(id)?;
+            id.to_string()
+        }
+        None => keys::next_id(&current_id)?,
+    };
+    if new_id == current_id || previous.ids.contains(&new_id) {
+        return Err(ExitError::usage(anyhow!(
+            "key id {new_id} is already in use; values record the id they were wrapped with, so \
+             pick a new one with --id"
+        )));
+    }
+    ensure_safe(context, &current_id, &previous.ids, "rotate", interrupts).await?;
+    let plan = format!(
+        "previous slot {previous_secret}: {} -> {current_id}; current slot {}: {current_id} -> {new_id}",
+        if previous.ids.is_empty() {
+            "(empty)".to_string()
+        } else {
+            previous.ids.join(", ")
+        },
+        slots.current
+    );
+    if dry_run {
+        renderer.note(&format!(
+            "dry run: would rotate: {plan}; nothing was changed"
+        ));
+        print_json(
+            context.options.output,
+            &json!({"action": "rotate", "dry_run": true, "current_id": current_id, "new_id": new_id, "previous_ids": previous.ids, "changed": false}),
+        );
+        return Ok(0);
+    }
+    if !confirmed(context, &format!("keys rotate ({plan})"), interrupts).await? {
+        renderer.warn("interrupted; nothing was changed");
+        return Ok(launcher::INTERRUPTED);
+    }
+    let new_key = keys::generate(&new_id)?;
+    keys::write_rotation(
+        &clients.secrets,
+        &slots,
+        &current_value,
+        &current_id,
+        &new_key,
+        &new_id,
+    )
+    .await?;
+    drop(new_key);
+    renderer.warn(&format!("rotated: {plan}"));
+    renderer.warn(&format!(
+        "next: (1) redeploy the application so its tasks load both keys (new values are \
+         written under {new_id}); (2) run `run-admin-task reencrypt` to move every value to \
+         {new_id}; (3) when `run-admin-task reencrypt --dry-run` shows nothing under \
+         {current_id}, run `run-admin-task keys retire`"
+    ));
+    print_json(
+        context.options.output,
+        &json!({"action": "rotate", "dry_run": false, "current_id": current_id, "new_id": new_id, "previous_ids": previous.ids, "changed": true}),
+    );
+    Ok(0)
+}
+
+/// `keys retire`.
+async fn retire(
+    context: &Context,
+    clients: &Clients,
+    dry_run: bool,
+    flags: &SecretFlags,
+    interrupts: &mut mpsc::UnboundedReceiver<()>,
+) -> Result<u8, ExitError> {
+    let renderer = &context.renderer;
+    let slots = find_slots(context, clients, flags).await?;
+    let previous_secret = slots.require_previous()?.to_string();
+    let current_id = current_id(clients, &slots.current).await?;
+    let previous = read_ids(&read_value(&clients.secrets, &previous_secret).await?);
+    if previous.ids.is_empty() && previous.problems.is_empty() {
+        renderer.note(&format!(
+            "the previous slot {previous_secret} is already empty; nothing to do"
+        ));
+        return Ok(0);
+    }
+    if !previous.problems.is_empty() {
+        return Err(ExitError::usage(anyhow!(
+            "refusing to retire: the previous slot {previous_secret} holds keys that cannot be \
+             read ({}), so it cannot be checked that no value needs them; nothing was changed",
+            previous.problems.join("; ")
+        )));
+    }
+    ensure_safe(context, &current_id, &previous.ids, "retire", interrupts).await?;
+    let plan = format!(
+        "previous slot {previous_secret}: {} -> (empty)",
+        previous.ids.join(", ")
+    );
+    if dry_run {
+        renderer.note(&format!(
+            "dry run: would retire: {plan}; nothing was changed"
+        ));
+        print_json(
+            context.options.output,
+            &json!({"action": "retire", "dry_run": true, "current_id": current_id, "previous_ids": previous.ids, "changed": false}),
+        );
+        return Ok(0);
+    }
+    if !confirmed(context, &format!("keys retire ({plan})"), interrupts).await? {
+        renderer.warn("interrupted; nothing was changed");
+        return Ok(launcher::INTERRUPTED);
+    }
+    keys::write_retirement(&clients.secrets, &previous_secret).await?;
+    renderer.warn(&format!("retired: {plan}"));
+    renderer.warn(
+        "next: redeploy the application so no task holds the retired keys; the old value stays \
+         retrievable as the secret's AWSPREVIOUS version",
+    );
+    print_json(
+        context.options.output,
+        &json!({"action": "retire", "dry_run": false, "current_id": current_id, "previous_ids": previous.ids, "changed": true}),
+    );
+    Ok(0)
+}
