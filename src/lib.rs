@@ -5,6 +5,7 @@
 //! container on ECS, follows it and its logs, and exits with its exit code. The only
 //! channel between them is the container's log stream, spoken in [`protocol`].
 
+pub mod completions;
 pub mod console;
 pub mod database;
 pub mod duration;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use everruns_admin::database::DatabaseUrl;
 use everruns_admin::exit::ExitError;
 use everruns_admin::migrations::{Catalog, SessionLimits, info, migrate};
@@ -61,6 +61,13 @@ enum Command {
     ///
     /// Example: everruns-admin status
     Status,
+    /// Print a shell completion script.
+    ///
+    /// Example: everruns-admin completions bash > /etc/bash_completion.d/everruns-admin
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Args)]
@@ -135,6 +142,10 @@ fn catalog(source: Option<&PathBuf>) -> Result<Catalog, ExitError> {
 async fn run(cli: Cli) -> u8 {
     let connect_timeout = cli.connect_timeout;
     match cli.command {
+        Command::Completions { shell } => {
+            everruns_admin::completions::print(shell, Cli::command());
+            0
+        }
         Command::Migrate(args) => {
             let result = async {
                 let catalog = catalog(args.source.as_ref())?;

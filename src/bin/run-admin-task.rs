@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use everruns_admin::duration;
 use everruns_admin::launcher::commands::doctor::DoctorOptions;
 use everruns_admin::launcher::commands::keys::{KeysCommand, SecretFlags};
@@ -108,21 +108,36 @@ enum Output {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Apply pending migrations (arguments go to the companion verbatim)
-    #[command(disable_help_flag = true)]
+    #[command(
+        disable_help_flag = true,
+        after_help = "Example: run-admin-task --env production --yes migrate --ddl-lock-timeout 5s"
+    )]
     Migrate(Passthrough),
     /// Show migration status (arguments go to the companion verbatim)
-    #[command(disable_help_flag = true)]
+    #[command(
+        disable_help_flag = true,
+        after_help = "Example (CI gate: 0 at this image, 3 pending, 4 drift): run-admin-task --output json migrate-info --check"
+    )]
     MigrateInfo(Passthrough),
     /// Re-encrypt stored secrets (arguments go to the companion verbatim)
-    #[command(disable_help_flag = true)]
+    #[command(
+        disable_help_flag = true,
+        after_help = "Example: run-admin-task reencrypt --dry-run --table llm_providers"
+    )]
     Reencrypt(Passthrough),
     /// Run any container command: run -- CMD ARGS...
+    #[command(
+        after_help = "Example: run-admin-task run -- migrate --target-version 20250101000100"
+    )]
     Run {
         /// The command and its arguments, verbatim
         #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
         argv: Vec<String>,
     },
     /// Print a task's logs from the first line
+    #[command(
+        after_help = "Example: run-admin-task logs 0729ffba-dec4-4add-aa06-dc6a49642789 --follow"
+    )]
     Logs {
         /// Task id or ARN
         task: String,
@@ -131,11 +146,17 @@ enum Cmd {
         follow: bool,
     },
     /// Show a task's state and how it ended
+    #[command(
+        after_help = "Example: run-admin-task --output json status 0729ffba-dec4-4add-aa06-dc6a49642789"
+    )]
     Status {
         /// Task id or ARN
         task: String,
     },
     /// Stop a task
+    #[command(
+        after_help = "Example: run-admin-task stop 0729ffba-dec4-4add-aa06-dc6a49642789 --reason 'wrong image'"
+    )]
     Stop {
         /// Task id or ARN
         task: String,
@@ -144,20 +165,26 @@ enum Cmd {
         reason: Option<String>,
     },
     /// Recent tasks this tool started: who, what, when, state, exit code
+    #[command(after_help = "Example: run-admin-task --env production list --limit 5")]
     List {
         /// At most this many, newest first
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
     /// A shell in the admin container over ECS Exec (needs session-manager-plugin)
+    #[command(
+        after_help = "Example: run-admin-task --env staging shell --command 'psql \"$DATABASE_URL\"'"
+    )]
     Shell(ShellCli),
     /// The encryption key secrets: generate, status, rotate, retire
+    #[command(after_help = "Example: run-admin-task --env production keys rotate --dry-run")]
     Keys {
         #[command(subcommand)]
         command: KeysCli,
     },
     /// Check credentials, cluster, task definition, log group, secrets and network;
     /// exit 0 when nothing fails, 1 when something does, 2 on a usage error
+    #[command(after_help = "Example: run-admin-task --env production doctor --in-vpc")]
     Doctor {
         /// Also run the companion's `status` in the VPC: database reachable, schema, key ids
         #[arg(long)]
@@ -169,9 +196,18 @@ enum Cmd {
     },
     /// The admin task definition from its template: render or register;
     /// exit 0 done, 1 AWS refused, 2 template or configuration error
+    #[command(after_help = "Example: IMAGE_TAG=$GITHUB_SHA run-admin-task task-def register")]
     TaskDef {
         #[command(subcommand)]
         command: TaskDefCli,
+    },
+    /// Print a shell completion script
+    #[command(
+        after_help = "Example: run-admin-task completions bash > /etc/bash_completion.d/run-admin-task"
+    )]
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
     },
 }
 
@@ -354,6 +390,10 @@ fn main() {
                 image_tag: args.image_tag,
                 template: args.template,
             })
+        }
+        Cmd::Completions { shell } => {
+            everruns_admin::completions::print(shell, Cli::command());
+            return;
         }
     };
     let code = everruns_admin::launcher::main(Invocation { options, command });

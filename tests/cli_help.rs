@@ -1,0 +1,118 @@
+//! Both command lines document themselves: every command's help has an example, the
+//! top-level help names the environment and the exit codes, and completions are
+//! generated for the common shells, even into a pipe closed early.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+const LAUNCHER: &str = env!("CARGO_BIN_EXE_run-admin-task");
+const COMPANION: &str = env!("CARGO_BIN_EXE_everruns-admin");
+
+fn stdout_of(bin: &str, args: &[&str]) -> String {
+    let out = Command::new(bin).args(args).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{bin} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The subcommand names listed under "Commands:" in a top-level help.
+fn commands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        // Wrapped descriptions are indented further than names.
+        .filter(|l| !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .filter(|c| c != "help")
+        .collect()
+}
+
+#[test]
+fn every_command_has_an_example() {
+    for bin in [LAUNCHER, COMPANION] {
+        let help = stdout_of(bin, &["--help"]);
+        let names = commands(&help);
+        assert!(names.len() >= 5, "{bin}: {names:?}");
+        for name in names {
+            let text = stdout_of(bin, &["help", &name]);
+            assert!(
+                text.contains("Example"),
+                "{bin} help {name} has no example:\n{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn top_level_help_names_environment_and_exit_codes() {
+    let launcher = stdout_of(LAUNCHER, &["--help"]);
+    for needle in [
+        "ECS_CLUSTER",
+        "ECS_SUBNETS",
+        "AWS_REGION",
+        "124",
+        "125",
+        "130",
+    ] {
+        assert!(
+            launcher.contains(needle),
+            "run-admin-task --help lacks {needle}"
+        );
+    }
+    let companion = stdout_of(COMPANION, &["--help"]);
+    for needle in [
+        "DATABASE_URL",
+        "SECRETS_ENCRYPTION_KEY_PREVIOUS",
+        "RUST_LOG",
+        "Exit codes",
+        "migrate-info --check",
+    ] {
+        assert!(
+            companion.contains(needle),
+            "everruns-admin --help lacks {needle}"
+        );
+    }
+}
+
+#[test]
+fn completions_for_common_shells_survive_a_closed_pipe() {
+    for bin in [LAUNCHER, COMPANION] {
+        let name = std::path::Path::new(bin)
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap();
+        for shell in ["bash", "zsh", "fish"] {
+            let script = stdout_of(bin, &["completions", shell]);
+            assert!(
+                script.contains(name) && script.len() > 500,
+                "{name} {shell}"
+            );
+        }
+        // `| head -c 10`: the reader goes away after a few bytes.
+        let mut child = Command::new(bin)
+            .args(["completions", "bash"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 10];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = Command::new(LAUNCHER)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
