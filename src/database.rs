@@ -37,13 +37,15 @@ impl DatabaseUrl {
     /// Parses a `postgres://` URL.
     pub fn parse(raw: &str) -> Result<Self, ExitError> {
         let raw = Zeroizing::new(raw.to_owned());
-        crate::console::never_print(&raw);
         let parsed = url::Url::parse(&raw).map_err(|e| {
+            // Unparsed, the password cannot be told apart: mask the whole value.
+            crate::console::never_print(&raw);
             ExitError::usage(anyhow!(
                 "DATABASE_URL is not a valid URL ({e}): expected postgres://USER:PASSWORD@HOST:5432/DBNAME"
             ))
         })?;
         if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            crate::console::never_print(&raw);
             return Err(ExitError::usage(anyhow!(
                 "DATABASE_URL has scheme {:?}: expected postgres:// or postgresql://",
                 parsed.scheme()
@@ -66,9 +68,13 @@ impl DatabaseUrl {
         }
         // Query parameters can carry `password=` too; drop them from what is shown.
         shown.set_query(None);
+        let redacted = shown.to_string();
+        if redacted != *raw {
+            crate::console::never_print(&raw);
+        }
         Ok(Self {
             raw,
-            redacted: shown.to_string(),
+            redacted,
             password,
         })
     }

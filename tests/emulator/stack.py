@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import types
 import time
 import uuid
 from datetime import datetime, timezone
@@ -907,6 +908,21 @@ def install_patches(agent: Agent) -> None:
             return orig_backend_get(self, *a, **kw)
 
     logs_models.LogsBackend.get_log_events = backend_get_log_events
+
+    orig_requirements = ecs_models.EC2ContainerServiceBackend._calculate_task_resource_requirements
+
+    def task_resource_requirements(task_definition: Any) -> Any:
+        # Fargate containers may leave cpu/memory to the task level; moto would add
+        # None. Count those as 0 on copies, leaving the stored definition as registered.
+        containers = [
+            {**c, **{k: 0 for k in ("cpu", "memory", "memoryReservation") if c.get(k) is None}}
+            for c in task_definition.container_definitions
+        ]
+        return orig_requirements(types.SimpleNamespace(container_definitions=containers))
+
+    ecs_models.EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(
+        task_resource_requirements
+    )
 
 
 def port_is_free(port: int) -> bool:

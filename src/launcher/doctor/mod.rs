@@ -170,9 +170,10 @@ impl DoctorReport {
         }
         let count = |status| self.checks.iter().filter(|c| c.status == status).count();
         lines.push(format!(
-            "doctor: {} passed, {} failed, {} skipped",
-            count(Status::Pass),
+            "doctor: {} of {} checks failed ({} passed, {} skipped)",
             count(Status::Fail),
+            self.checks.len(),
+            count(Status::Pass),
             count(Status::Skip)
         ));
         lines
@@ -228,6 +229,9 @@ mod tests {
         assert!(lines[0].starts_with("PASS  cluster"));
         assert!(lines[1].starts_with("FAIL  log-group"));
         assert_eq!(lines[2], "      fix: create it");
-        assert_eq!(lines[3], "doctor: 1 passed, 1 failed, 0 skipped");
+        assert_eq!(
+            lines[3],
+            "doctor: 1 of 2 checks failed (1 passed, 0 skipped)"
+        );
     }
 }
