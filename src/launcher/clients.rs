@@ -125,7 +125,7 @@ where
 pub fn describe_error<E, R>(operation: &str, err: &SdkError<E, R>) -> String
 where
     E: ProvideErrorMetadata + StdError + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     match err {
         SdkError::ServiceError(service) => {
@@ -136,20 +136,24 @@ where
                 e.message().unwrap_or("no message")
             )
         }
-        other => {
-            let mut text = other.to_string();
-            let mut source = other.source();
-            while let Some(cause) = source {
-                let cause_text = cause.to_string();
-                if !text.contains(&cause_text) {
-                    text.push_str(": ");
-                    text.push_str(&cause_text);
-                }
-                source = cause.source();
-            }
-            format!("{operation} failed: {text}")
-        }
+        other => format!("{operation} failed: {}", error_chain(other)),
     }
+}
+
+/// An error and its causes on one line, each cause once: the SDK's top-level message
+/// ("dispatch failure") says little without them.
+pub fn error_chain(err: &(dyn StdError + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// An API failure before or at launch: nothing ran, so exit 125, with a hint that fits
@@ -157,7 +161,7 @@ where
 pub fn launch_error<E, R>(operation: &str, err: &SdkError<E, R>) -> ExitError
 where
     E: ProvideErrorMetadata + StdError + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     let code = error_code(err).unwrap_or_default();
     let hint = match code {

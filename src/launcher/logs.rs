@@ -253,7 +253,12 @@ impl LogFollower {
                         } else {
                             (quiet_delay * 2).min(self.timing.tail_ceiling)
                         };
-                    tokio::time::sleep(quiet_delay).await;
+                    // Wake early when the task's phase changes: STOPPED may mean the
+                    // drain is already complete. (A closed channel disables the branch.)
+                    tokio::select! {
+                        _ = tokio::time::sleep(quiet_delay) => {}
+                        Ok(()) = phase.changed() => {}
+                    }
                 }
             }
         }

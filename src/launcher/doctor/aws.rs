@@ -4,14 +4,12 @@
 //! Secrets are checked with DescribeSecret only, which returns metadata: doctor never
 //! reads a secret's value.
 
-use std::error::Error as StdError;
-
 use aws_sdk_ecs::config::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::types::{LogDriver, TaskDefinition};
 
 use super::Check;
-use crate::launcher::clients::{describe_error, error_code};
+use crate::launcher::clients::{describe_error, error_chain, error_code};
 use crate::launcher::task_definition::TaskDefinitionInfo;
 
 /// Where the operator policy that grants doctor's calls lives.
@@ -31,20 +29,6 @@ where
         "" => "check the region (--region / AWS_REGION), the endpoint and the network".to_owned(),
         _ => otherwise.to_owned(),
     }
-}
-
-fn error_text(err: &(dyn StdError + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Credentials resolve through the SDK's chain (profile, SSO, environment, ...).
@@ -68,7 +52,7 @@ pub async fn credentials(provider: Option<SharedCredentialsProvider>) -> Check {
         }
         Err(e) => Check::fail(
             NAME,
-            format!("cannot resolve credentials: {}", error_text(&e)),
+            format!("cannot resolve credentials: {}", error_chain(&e)),
             FIX,
         ),
     }
