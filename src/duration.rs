@@ -4,6 +4,13 @@ use std::time::Duration;
 
 /// Parses a duration flag value; a bare number is seconds. The error says what is
 /// accepted, for clap to show next to the flag's name.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// assert_eq!(everruns_admin::duration::parse("90"), Ok(Duration::from_secs(90)));
+/// assert_eq!(everruns_admin::duration::parse("10m"), Ok(Duration::from_secs(600)));
+/// ```
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if let Ok(seconds) = text.parse::<u64>() {

@@ -58,6 +58,14 @@ pub enum Event {
 
 impl Event {
     /// Parses one log line; `None` for lines that are not protocol events.
+    ///
+    /// ```
+    /// use everruns_admin::protocol::Event;
+    ///
+    /// let line = r#"{"event":"progress","ts":"2026-01-02T03:04:05Z","phase":"migrate","done":1,"total":4}"#;
+    /// assert!(matches!(Event::parse(line), Some(Event::Progress { done: 1, .. })));
+    /// assert_eq!(Event::parse("a plain line from another container"), None);
+    /// ```
     pub fn parse(line: &str) -> Option<Event> {
         let line = line.trim_end();
         if !line.starts_with('{') || !line.contains("\"event\"") {
