@@ -42,9 +42,10 @@ new_key="kek-v2:$(python3 -c 'import base64, os; print(base64.b64encode(os.urand
 old_key="kek-v1:$(python3 -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')"
 
 coproc EMU { exec python3 tests/emulator/stack.py --port 0 --companion "$bin/everruns-admin" \
-    --database-url "$database_url" --encryption-key "$new_key" --encryption-key-previous "$old_key"; }
+    --database-url "$database_url" --encryption-key "$new_key" --encryption-key-previous "$old_key" \
+    2>"$work/emulator.log"; }
 EMU_PID=$!
-read -r ready <&"${EMU[0]}"
+read -r ready <&"${EMU[0]}" || { cat "$work/emulator.log" >&2; exit 1; }
 field() { python3 -c 'import json, sys; v = json.loads(sys.argv[1])[sys.argv[2]]; print(",".join(v) if isinstance(v, list) else v)' "$ready" "$1"; }
 
 export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_EC2_METADATA_DISABLED=true
