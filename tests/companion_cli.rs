@@ -32,10 +32,7 @@ fn shell_without_a_terminal_exits_0_on_sigterm() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    common::send_signal(child.id(), libc::SIGTERM);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(result_summary(&out)["ended"], "stopped (SIGTERM)");

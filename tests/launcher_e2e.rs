@@ -363,10 +363,7 @@ fn interrupt_stops_the_task_and_exits_130() {
     rx.recv_timeout(Duration::from_secs(30))
         .expect("the container's first line");
     let interrupted = Instant::now();
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    common::send_signal(child.id(), libc::SIGINT);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", describe(&out));
     assert!(interrupted.elapsed() < Duration::from_secs(15));

@@ -635,21 +635,13 @@ fn start_slow_run(db: &TestDatabase, baseline_on_primary: usize) -> Child {
     child
 }
 
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[test]
 fn sigkill_mid_run_then_rerun_leaves_every_value_on_the_primary() {
     let db = migrated_database();
     let expected = seed(&db, 1200);
     let baseline = count_on_primary(&db);
     let child = start_slow_run(&db, baseline);
-    signal(&child, "KILL");
+    common::send_signal(child.id(), libc::SIGKILL);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), None, "killed by a signal");
     let part = count_on_primary(&db);
@@ -666,7 +658,7 @@ fn sigterm_finishes_the_batch_and_stops_cleanly() {
     let expected = seed(&db, 1200);
     let baseline = count_on_primary(&db);
     let child = start_slow_run(&db, baseline);
-    signal(&child, "TERM");
+    common::send_signal(child.id(), libc::SIGTERM);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(143), "{}", describe(&out));
     let summary = result_summary(&out);

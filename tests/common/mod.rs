@@ -269,3 +269,11 @@ pub fn result_summary(out: &Output) -> serde_json::Value {
 pub fn migrations_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
 }
+
+/// Sends `signal` (e.g. `libc::SIGINT`) to process `pid`, as an operator or ECS would.
+pub fn send_signal(pid: u32, signal: i32) {
+    let pid = i32::try_from(pid).expect("a pid fits in i32");
+    // SAFETY: kill(2) with a pid this test started and a valid signal number.
+    let result = unsafe { libc::kill(pid, signal) };
+    assert_eq!(result, 0, "kill({pid}, {signal}) failed");
+}
