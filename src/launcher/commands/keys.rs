@@ -10,13 +10,14 @@ use anyhow::anyhow;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::confirmed;
 use super::print_json;
 use super::run::launch_and_follow;
 use crate::exit::{ExitError, launcher};
 use crate::launcher::Context;
 use crate::launcher::clients::{Clients, launch_error};
 use crate::launcher::config::OutputFormat;
-use crate::launcher::confirm::{Decision, confirm, ensure_can_ask};
+use crate::launcher::confirm::ensure_can_ask;
 use crate::launcher::keys::{
     self, DryRunFindings, SlotIds, SlotStatus, Slots, check_safe, read_ids, read_value,
     resolve_slots, slot_status,
@@ -276,25 +277,6 @@ async fn ensure_safe(
         .renderer
         .note("the dry run found no value under the previous slot's keys");
     Ok(())
-}
-
-/// Asks in a `confirm = true` environment; `false` when interrupted.
-async fn confirmed(
-    context: &Context,
-    what: &str,
-    interrupts: &mut mpsc::UnboundedReceiver<()>,
-) -> Result<bool, ExitError> {
-    let config = &context.config;
-    let decision = confirm(
-        config.confirm,
-        context.options.yes,
-        config.env_name.as_deref(),
-        &config.cluster,
-        what,
-        interrupts,
-    )
-    .await?;
-    Ok(decision == Decision::Proceed)
 }
 
 /// `keys rotate`.

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use super::clients::Clients;
 use super::config::OutputFormat;
+use super::confirm::{Decision, confirm};
 use super::follow::FollowSettings;
 use super::outcome::console_url;
 use super::task::TaskSnapshot;
@@ -48,6 +49,27 @@ pub async fn dispatch(
         Command::Doctor(options) => doctor::doctor(context, options, interrupts).await,
         Command::TaskDef(request) => task_def::task_def(context, request).await,
     }
+}
+
+/// Asks before `what` in a `confirm = true` environment, with this invocation's
+/// settings (`--yes`, the environment's name, the cluster); `false` when the operator
+/// interrupted the question. Refusals are errors (exit 2).
+pub async fn confirmed(
+    context: &Context,
+    what: &str,
+    interrupts: &mut mpsc::UnboundedReceiver<()>,
+) -> Result<bool, ExitError> {
+    let config = &context.config;
+    let decision = confirm(
+        config.confirm,
+        context.options.yes,
+        config.env_name.as_deref(),
+        &config.cluster,
+        what,
+        interrupts,
+    )
+    .await?;
+    Ok(decision == Decision::Proceed)
 }
 
 /// Following settings from the global options.

@@ -3,12 +3,13 @@
 
 use tokio::sync::mpsc;
 
+use super::confirmed;
 use super::{LogTarget, follow_settings, log_target, print_json};
 use crate::exit::{ExitError, launcher};
 use crate::launcher::Context;
 use crate::launcher::clients::Clients;
 use crate::launcher::config::OutputFormat;
-use crate::launcher::confirm::{Decision, confirm, ensure_can_ask};
+use crate::launcher::confirm::ensure_can_ask;
 use crate::launcher::follow::{Ending, Followed, LogSource, Target, follow, reattach_hint};
 use crate::launcher::launch::{
     Job, RunTaskPlan, concurrency_refusal, find_running_mutation, rejected,
@@ -86,20 +87,9 @@ pub async fn launch_and_follow(
         return Err(concurrency_refusal(&running, &config.cluster));
     }
 
-    if needs_confirmation {
-        let decision = confirm(
-            config.confirm,
-            options.yes,
-            config.env_name.as_deref(),
-            &config.cluster,
-            &what,
-            interrupts,
-        )
-        .await?;
-        if decision == Decision::Interrupted {
-            renderer.warn("interrupted; nothing was launched");
-            return Ok((launcher::INTERRUPTED, None));
-        }
+    if needs_confirmation && !confirmed(context, &what, interrupts).await? {
+        renderer.warn("interrupted; nothing was launched");
+        return Ok((launcher::INTERRUPTED, None));
     }
 
     let plan = RunTaskPlan::new(config, &definition.arn, job, &context.operator)?;

@@ -12,12 +12,13 @@ use std::path::Path;
 use anyhow::anyhow;
 use tokio::sync::mpsc;
 
+use super::confirmed;
 use super::{describe_task, print_json};
 use crate::exit::{ExitError, launcher};
 use crate::launcher::Context;
 use crate::launcher::clients::{Clients, launch_error};
 use crate::launcher::config::process_env;
-use crate::launcher::confirm::{Decision, confirm, ensure_can_ask};
+use crate::launcher::confirm::ensure_can_ask;
 use crate::launcher::exec::{
     self, DEFAULT_COMMAND, ExecTiming, WaitEnd, execute_command, plugin_argv, run_plugin,
     target_json, wait_until_ready,
@@ -252,16 +253,7 @@ async fn launch(
     for warning in exec::check_task_definition(definition, &config.container)? {
         renderer.warn(&format!("warning: {warning}"));
     }
-    let decision = confirm(
-        config.confirm,
-        context.options.yes,
-        config.env_name.as_deref(),
-        &config.cluster,
-        COMPANION_SHELL,
-        interrupts,
-    )
-    .await?;
-    if decision == Decision::Interrupted {
+    if !confirmed(context, COMPANION_SHELL, interrupts).await? {
         renderer.warn("interrupted; nothing was launched");
         return Ok(None);
     }
