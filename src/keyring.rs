@@ -374,7 +374,8 @@ impl fmt::Debug for Keyring {
 }
 
 /// Splits a variable's value into key specs at commas and whitespace.
-fn split_keys(value: &str) -> Vec<&str> {
+/// The key specs in a variable or secret value: separated by commas and/or whitespace.
+pub fn split_keys(value: &str) -> Vec<&str> {
     value
         .split(|c: char| c == ',' || c.is_whitespace())
         .filter(|part| !part.is_empty())

@@ -110,15 +110,7 @@ fn local_host(env: EnvLookup) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |name: &str| map.get(name).cloned()
-    }
+    use crate::launcher::config::tests::env_of;
 
     #[test]
     fn started_by_keeps_only_what_ecs_accepts() {

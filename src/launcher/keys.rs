@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 
 use super::clients::describe_error;
 use crate::exit::{ExitError, launcher};
-use crate::keyring::{KEY_LEN, Key, PREVIOUS_VAR, PRIMARY_VAR, is_valid_id};
+use crate::keyring::{KEY_LEN, Key, PREVIOUS_VAR, PRIMARY_VAR, is_valid_id, split_keys};
 
 /// What `keys retire` writes into the previous slot: one space, which the companion
 /// reads as "no previous keys" (Secrets Manager does not store an empty string).
@@ -127,13 +127,6 @@ pub fn read_ids(value: &str) -> SlotIds {
         }
     }
     slot
-}
-
-fn split_keys(value: &str) -> Vec<&str> {
-    value
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|part| !part.is_empty())
-        .collect()
 }
 
 /// A new key `id:base64(32 random bytes)`, for a secret value or a pipe.

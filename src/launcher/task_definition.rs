@@ -48,19 +48,7 @@ pub struct TaskDefinitionInfo {
 impl TaskDefinitionInfo {
     /// DescribeTaskDefinition for a family, `family:revision` or ARN.
     pub async fn describe(clients: &Clients, task_definition: &str) -> Result<Self, ExitError> {
-        let reply = clients
-            .ecs
-            .describe_task_definition()
-            .task_definition(task_definition)
-            .send()
-            .await
-            .map_err(|e| launch_error("DescribeTaskDefinition", &e))?;
-        let Some(def) = reply.task_definition() else {
-            return Err(ExitError::usage(anyhow!(
-                "task definition {task_definition} was not returned; check --task-definition"
-            )));
-        };
-        Ok(Self::from_sdk(def))
+        Ok(Self::from_sdk(&fetch(clients, task_definition).await?))
     }
 
     /// Converts the SDK's task definition.
@@ -103,6 +91,26 @@ impl TaskDefinitionInfo {
                 ))
             })
     }
+}
+
+/// The whole task definition as ECS describes it (for the checks that need more than
+/// [`TaskDefinitionInfo`]). A failure is exit 125: nothing could be launched.
+pub async fn fetch(
+    clients: &Clients,
+    task_definition: &str,
+) -> Result<aws_sdk_ecs::types::TaskDefinition, ExitError> {
+    let reply = clients
+        .ecs
+        .describe_task_definition()
+        .task_definition(task_definition)
+        .send()
+        .await
+        .map_err(|e| launch_error("DescribeTaskDefinition", &e))?;
+    reply.task_definition.ok_or_else(|| {
+        ExitError::usage(anyhow!(
+            "task definition {task_definition} was not returned; check --task-definition"
+        ))
+    })
 }
 
 #[cfg(test)]

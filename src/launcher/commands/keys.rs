@@ -10,19 +10,19 @@ use anyhow::anyhow;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::confirmed;
 use super::print_json;
 use super::run::launch_and_follow;
+use super::{confirmed, ensure_can_confirm};
 use crate::exit::{ExitError, launcher};
 use crate::launcher::Context;
-use crate::launcher::clients::{Clients, launch_error};
+use crate::launcher::clients::Clients;
 use crate::launcher::config::OutputFormat;
-use crate::launcher::confirm::ensure_can_ask;
 use crate::launcher::keys::{
     self, DryRunFindings, SlotIds, SlotStatus, Slots, check_safe, read_ids, read_value,
     resolve_slots, slot_status,
 };
 use crate::launcher::launch::Job;
+use crate::launcher::task_definition;
 
 /// Which secrets hold the keys, when named on the command line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -82,13 +82,7 @@ pub async fn keys(
     };
     let config = &context.config;
     if writes {
-        ensure_can_ask(
-            config.confirm,
-            context.options.yes,
-            config.env_name.as_deref(),
-            &config.cluster,
-            "keys",
-        )?;
+        ensure_can_confirm(context, "keys")?;
     }
     let clients = Clients::connect(config).await?;
     match command {
@@ -140,14 +134,7 @@ pub async fn find_slots(
         .clone()
         .or_else(|| config.previous_secret.clone());
     let definition = if current.is_none() || previous.is_none() {
-        let reply = clients
-            .ecs
-            .describe_task_definition()
-            .task_definition(&config.task_definition)
-            .send()
-            .await
-            .map_err(|e| launch_error("DescribeTaskDefinition", &e))?;
-        reply.task_definition().cloned()
+        Some(task_definition::fetch(clients, &config.task_definition).await?)
     } else {
         None
     };
@@ -162,7 +149,12 @@ pub async fn find_slots(
 /// The current key's id; the slot must hold exactly one well-formed key.
 async fn current_id(clients: &Clients, secret: &str) -> Result<String, ExitError> {
     let value = read_value(&clients.secrets, secret).await?;
-    match read_ids(&value) {
+    single_id(secret, &value)
+}
+
+/// The id of the one key `value` (the current-key secret's value) must hold.
+fn single_id(secret: &str, value: &str) -> Result<String, ExitError> {
+    match read_ids(value) {
         SlotIds { ids, problems } if ids.len() == 1 && problems.is_empty() => {
             Ok(ids.into_iter().next().unwrap_or_default())
         }
@@ -279,6 +271,34 @@ async fn ensure_safe(
     Ok(())
 }
 
+/// What `rotate` and `retire` start from: both slots, each read once.
+struct SlotContents {
+    slots: Slots,
+    previous_secret: String,
+    current_value: zeroize::Zeroizing<String>,
+    current_id: String,
+    previous: SlotIds,
+}
+
+async fn read_slots(
+    context: &Context,
+    clients: &Clients,
+    flags: &SecretFlags,
+) -> Result<SlotContents, ExitError> {
+    let slots = find_slots(context, clients, flags).await?;
+    let previous_secret = slots.require_previous()?.to_string();
+    let current_value = read_value(&clients.secrets, &slots.current).await?;
+    let current_id = single_id(&slots.current, &current_value)?;
+    let previous = read_ids(&read_value(&clients.secrets, &previous_secret).await?);
+    Ok(SlotContents {
+        slots,
+        previous_secret,
+        current_value,
+        current_id,
+        previous,
+    })
+}
+
 /// `keys rotate`.
 async fn rotate(
     context: &Context,
@@ -289,11 +309,13 @@ async fn rotate(
     interrupts: &mut mpsc::UnboundedReceiver<()>,
 ) -> Result<u8, ExitError> {
     let renderer = &context.renderer;
-    let slots = find_slots(context, clients, flags).await?;
-    let previous_secret = slots.require_previous()?.to_string();
-    let current_value = read_value(&clients.secrets, &slots.current).await?;
-    let current_id = current_id(clients, &slots.current).await?;
-    let previous = read_ids(&read_value(&clients.secrets, &previous_secret).await?);
+    let SlotContents {
+        slots,
+        previous_secret,
+        current_value,
+        current_id,
+        previous,
+    } = read_slots(context, clients, flags).await?;
     if !previous.problems.is_empty() {
         return Err(ExitError::usage(anyhow!(
             "refusing to rotate: the previous slot {previous_secret} holds keys that cannot be \
@@ -372,10 +394,12 @@ async fn retire(
     interrupts: &mut mpsc::UnboundedReceiver<()>,
 ) -> Result<u8, ExitError> {
     let renderer = &context.renderer;
-    let slots = find_slots(context, clients, flags).await?;
-    let previous_secret = slots.require_previous()?.to_string();
-    let current_id = current_id(clients, &slots.current).await?;
-    let previous = read_ids(&read_value(&clients.secrets, &previous_secret).await?);
+    let SlotContents {
+        previous_secret,
+        current_id,
+        previous,
+        ..
+    } = read_slots(context, clients, flags).await?;
     if previous.ids.is_empty() && previous.problems.is_empty() {
         renderer.note(&format!(
             "the previous slot {previous_secret} is already empty; nothing to do"

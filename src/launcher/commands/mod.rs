@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::clients::Clients;
 use super::config::OutputFormat;
-use super::confirm::{Decision, confirm};
+use super::confirm::{Decision, confirm, ensure_can_ask};
 use super::follow::FollowSettings;
 use super::outcome::console_url;
 use super::task::TaskSnapshot;
@@ -70,6 +70,19 @@ pub async fn confirmed(
     )
     .await?;
     Ok(decision == Decision::Proceed)
+}
+
+/// Refuses at once, before any AWS call, what [`confirmed`] would have to ask about
+/// when there is no terminal to ask on and no `--yes`.
+pub fn ensure_can_confirm(context: &Context, what: &str) -> Result<(), ExitError> {
+    let config = &context.config;
+    ensure_can_ask(
+        config.confirm,
+        context.options.yes,
+        config.env_name.as_deref(),
+        &config.cluster,
+        what,
+    )
 }
 
 /// Following settings from the global options.

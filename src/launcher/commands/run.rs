@@ -3,13 +3,12 @@
 
 use tokio::sync::mpsc;
 
-use super::confirmed;
 use super::{LogTarget, follow_settings, log_target, print_json};
+use super::{confirmed, ensure_can_confirm};
 use crate::exit::{ExitError, launcher};
 use crate::launcher::Context;
 use crate::launcher::clients::Clients;
 use crate::launcher::config::OutputFormat;
-use crate::launcher::confirm::ensure_can_ask;
 use crate::launcher::follow::{Ending, Followed, LogSource, Target, follow, reattach_hint};
 use crate::launcher::launch::{
     Job, RunTaskPlan, concurrency_refusal, find_running_mutation, rejected,
@@ -56,13 +55,7 @@ pub async fn launch_and_follow(
     config.require_subnets()?;
     let what = job.argv.join(" ");
     if needs_confirmation {
-        ensure_can_ask(
-            config.confirm,
-            options.yes,
-            config.env_name.as_deref(),
-            &config.cluster,
-            &what,
-        )?;
+        ensure_can_confirm(context, &what)?;
     }
 
     let clients = Clients::connect(config).await?;

@@ -9,16 +9,14 @@
 
 use std::path::Path;
 
-use anyhow::anyhow;
 use tokio::sync::mpsc;
 
-use super::confirmed;
+use super::{confirmed, ensure_can_confirm};
 use super::{describe_task, print_json};
 use crate::exit::{ExitError, launcher};
 use crate::launcher::Context;
-use crate::launcher::clients::{Clients, launch_error};
+use crate::launcher::clients::Clients;
 use crate::launcher::config::process_env;
-use crate::launcher::confirm::ensure_can_ask;
 use crate::launcher::exec::{
     self, DEFAULT_COMMAND, ExecTiming, WaitEnd, execute_command, plugin_argv, run_plugin,
     target_json, wait_until_ready,
@@ -28,7 +26,7 @@ use crate::launcher::launch::{Job, RunTaskPlan, rejected};
 use crate::launcher::outcome::TaskOutcome;
 use crate::launcher::report::TaskReport;
 use crate::launcher::task::{TaskSnapshot, task_id};
-use crate::launcher::task_definition::TaskDefinitionInfo;
+use crate::launcher::task_definition::{self, TaskDefinitionInfo};
 use crate::launcher::watch::{Poll, PollTiming, TaskWatcher};
 
 /// The companion command a shell task runs: it waits for sessions without a terminal.
@@ -55,13 +53,7 @@ pub async fn shell(
     let config = &context.config;
     if args.task.is_none() {
         config.require_subnets()?;
-        ensure_can_ask(
-            config.confirm,
-            context.options.yes,
-            config.env_name.as_deref(),
-            &config.cluster,
-            COMPANION_SHELL,
-        )?;
+        ensure_can_confirm(context, COMPANION_SHELL)?;
     }
     let clients = Clients::connect(config).await?;
     session(
@@ -145,12 +137,8 @@ pub async fn session(
             return Ok(launcher::INTERRUPTED);
         }
         Err(e) => {
-            renderer.finish();
-            if stop_after {
-                renderer.warn(&format!("run-admin-task: {e}"));
-                end_task(context, clients, &task, timing, &mut report, "No session").await;
-            }
-            return Err(e);
+            let stop = stop_after.then_some((&task, timing));
+            return Err(no_session(context, clients, stop, &mut report, e).await);
         }
     };
 
@@ -166,12 +154,8 @@ pub async fn session(
     {
         Ok(session) => session,
         Err(e) => {
-            renderer.finish();
-            if stop_after {
-                renderer.warn(&format!("run-admin-task: {e}"));
-                end_task(context, clients, &task, timing, &mut report, "No session").await;
-            }
-            return Err(e);
+            let stop = stop_after.then_some((&task, timing));
+            return Err(no_session(context, clients, stop, &mut report, e).await);
         }
     };
     let endpoint = exec::ecs_endpoint(
@@ -235,22 +219,10 @@ async fn launch(
 ) -> Result<Option<TaskSnapshot>, ExitError> {
     let config = &context.config;
     let renderer = &context.renderer;
-    let reply = clients
-        .ecs
-        .describe_task_definition()
-        .task_definition(&config.task_definition)
-        .send()
-        .await
-        .map_err(|e| launch_error("DescribeTaskDefinition", &e))?;
-    let definition = reply.task_definition().ok_or_else(|| {
-        ExitError::usage(anyhow!(
-            "task definition {} was not returned; check --task-definition",
-            config.task_definition
-        ))
-    })?;
-    let info = TaskDefinitionInfo::from_sdk(definition);
+    let definition = task_definition::fetch(clients, &config.task_definition).await?;
+    let info = TaskDefinitionInfo::from_sdk(&definition);
     info.container(&config.container)?;
-    for warning in exec::check_task_definition(definition, &config.container)? {
+    for warning in exec::check_task_definition(&definition, &config.container)? {
         renderer.warn(&format!("warning: {warning}"));
     }
     if !confirmed(context, COMPANION_SHELL, interrupts).await? {
@@ -277,6 +249,23 @@ async fn launch(
         }
         _ => Err(rejected(&reply.failures)),
     }
+}
+
+/// A failure before the session opened: the task this invocation started (`stop`) is
+/// stopped first, so nothing is left running, then the failure is returned.
+async fn no_session(
+    context: &Context,
+    clients: &Clients,
+    stop: Option<(&TaskSnapshot, &ExecTiming)>,
+    report: &mut TaskReport,
+    error: ExitError,
+) -> ExitError {
+    context.renderer.finish();
+    if let Some((task, timing)) = stop {
+        context.renderer.warn(&format!("run-admin-task: {error}"));
+        end_task(context, clients, task, timing, report, "No session").await;
+    }
+    error
 }
 
 /// Stops the shell task and reports how it ended, waiting for STOPPED up to the stop
