@@ -358,9 +358,10 @@ impl Envelope {
 
     /// Re-wraps the data key with the keyring's primary key (fresh wrap nonce), keeping
     /// the data nonce and ciphertext. The original is authenticated in full first, and
-    /// the result is decrypted and compared with the original plaintext before it is
-    /// returned, so a value that comes back is known to be good.
-    pub fn rewrap(&self, keyring: &Keyring) -> Result<Envelope, EnvelopeError> {
+    /// the result is parsed back from its payload bytes, decrypted and compared with the
+    /// original plaintext; those same bytes are returned, so what is written is exactly
+    /// what was verified.
+    pub fn rewrap(&self, keyring: &Keyring) -> Result<Vec<u8>, EnvelopeError> {
         let dek = self.unwrap_dek(keyring)?;
         let plaintext = decrypt_data(&dek, &self.nonce, &self.ciphertext)?;
         let primary = keyring.primary();
@@ -370,9 +371,10 @@ impl Envelope {
             nonce: self.nonce,
             ciphertext: self.ciphertext.clone(),
         };
-        let stored = Envelope::parse(&rewrapped.to_bytes())?;
+        let bytes = rewrapped.to_bytes();
+        let stored = Envelope::parse(&bytes)?;
         match stored.open(keyring) {
-            Ok(check) if check == plaintext && stored == rewrapped => Ok(rewrapped),
+            Ok(check) if check == plaintext && stored == rewrapped => Ok(bytes),
             _ => Err(EnvelopeError::Verification),
         }
     }
@@ -406,9 +408,7 @@ pub fn decrypt(payload: &[u8], keyring: &Keyring) -> Result<Zeroizing<Vec<u8>>, 
 
 /// Re-wraps payload bytes under the keyring's primary key; see [`Envelope::rewrap`].
 pub fn rewrap(payload: &[u8], keyring: &Keyring) -> Result<Vec<u8>, EnvelopeError> {
-    Envelope::parse(payload)?
-        .rewrap(keyring)
-        .map(|envelope| envelope.to_bytes())
+    Envelope::parse(payload)?.rewrap(keyring)
 }
 
 fn wrap_dek(dek: &[u8; DEK_LEN], kek: &Key) -> Result<Vec<u8>, EnvelopeError> {

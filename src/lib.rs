@@ -1,21 +1,22 @@
 //! everruns-admin: run admin jobs against everruns' PostgreSQL on ECS Fargate.
 //!
-//! Two binaries share this library. The companion (`everruns-admin`) runs inside the
-//! admin container and does the work; the launcher (`run-admin-task`) starts that
-//! container on ECS, follows it and its logs, and exits with its exit code. The only
-//! channel between them is the container's log stream, spoken in [`protocol`].
+//! Two binaries share this library. The companion (`everruns-admin`, [`companion`])
+//! runs inside the admin container and does the work; the launcher (`run-admin-task`,
+//! [`launcher`]) starts that container on ECS, follows it and its logs, and exits with
+//! its exit code. The only channel between them is the container's log stream, spoken
+//! in [`protocol`]. The modules at the top are what both use.
+//!
+//! The launcher and the AWS SDKs are behind the default feature `launcher`, so the
+//! admin image builds the companion without them.
 
 pub mod completions;
-pub mod console;
-pub mod database;
 pub mod duration;
-pub mod encrypted_columns;
 pub mod envelope;
 pub mod exit;
 pub mod keyring;
-pub mod launcher;
-pub mod migrations;
 pub mod protocol;
-pub mod reencrypt;
-pub mod shell;
-pub mod status;
+pub mod signals;
+
+pub mod companion;
+#[cfg(feature = "launcher")]
+pub mod launcher;

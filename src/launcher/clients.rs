@@ -8,8 +8,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 
-use super::config::LaunchConfig;
 use crate::exit::{ExitError, launcher};
+use crate::launcher::config::LaunchConfig;
 
 /// Attempts per API call; the SDK's standard retry backs off on throttling itself.
 const MAX_ATTEMPTS: u32 = 5;

@@ -24,63 +24,82 @@ pub const DEFAULT_CONTAINER: &str = "admin";
 /// The launch type used when no capacity provider is named.
 pub const DEFAULT_LAUNCH_TYPE: &str = "FARGATE";
 
-/// How the launcher prints its results.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// How the launcher prints its results: readable text (log lines on stdout, status on
+/// stderr), or one JSON document on stdout at the end with everything else on stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
-    /// Readable text; log lines on stdout, status on stderr.
     #[default]
     Human,
-    /// One JSON document on stdout at the end; everything else on stderr.
     Json,
 }
 
-/// The global options as given on the command line; `None`/empty means "not given".
-///
-/// The binary fills this from its argument parser; resolution into a [`LaunchConfig`]
-/// happens here so precedence is decided in one place.
-#[derive(Debug, Clone, Default)]
+/// The global options, before the command; `None`/empty means "not given". Resolution
+/// into a [`LaunchConfig`] happens here so precedence is decided in one place. The help
+/// texts are what `run-admin-task --help` prints.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct GlobalOptions {
-    /// `--config PATH`: the config file to read instead of the default location.
+    /// Config file [default: $RUN_ADMIN_TASK_CONFIG or ~/.config/everruns-admin/config.toml]
+    #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// `--env NAME`: the config file's `[env.NAME]` table to use.
+    /// Config file environment ([env.NAME]) [env: EVERRUNS_ENV]
+    #[arg(long, value_name = "NAME")]
     pub env: Option<String>,
-    /// `--cluster`.
+    /// ECS cluster [env: ECS_CLUSTER] [default: everruns]
+    #[arg(long)]
     pub cluster: Option<String>,
-    /// `--subnets` (repeatable, each comma-separated).
+    /// Subnets, comma-separated or repeated [env: ECS_SUBNETS]
+    #[arg(long, value_name = "IDS")]
     pub subnets: Vec<String>,
-    /// `--security-groups` (repeatable, each comma-separated).
+    /// Security groups, comma-separated or repeated [env: ECS_SECURITY_GROUP]
+    #[arg(long = "security-groups", alias = "security-group", value_name = "IDS")]
     pub security_groups: Vec<String>,
-    /// `--assign-public-ip`: give the task a public IP (for public subnets without NAT).
+    /// Give the task a public IP (public subnets without NAT)
+    #[arg(long)]
     pub assign_public_ip: bool,
-    /// `--task-definition FAMILY[:REV]|ARN`.
+    /// Task definition: FAMILY, FAMILY:REVISION or ARN [default: everruns-admin]
+    #[arg(long, value_name = "FAMILY[:REV]|ARN")]
     pub task_definition: Option<String>,
-    /// `--container`: the container whose command is overridden and whose exit code counts.
+    /// Container to run the command in and take the exit code from [default: admin]
+    #[arg(long)]
     pub container: Option<String>,
-    /// `--launch-type` (FARGATE by default).
+    /// Launch type [default: FARGATE]
+    #[arg(long, value_name = "TYPE", conflicts_with = "capacity_provider")]
     pub launch_type: Option<String>,
-    /// `--capacity-provider` (e.g. FARGATE_SPOT); replaces the launch type.
+    /// Capacity provider instead of a launch type (e.g. FARGATE_SPOT)
+    #[arg(long, value_name = "NAME")]
     pub capacity_provider: Option<String>,
-    /// `--region`.
+    /// AWS region [env: AWS_REGION]
+    #[arg(long)]
     pub region: Option<String>,
-    /// `--profile`.
+    /// AWS profile [env: AWS_PROFILE]
+    #[arg(long)]
     pub profile: Option<String>,
-    /// `--endpoint-url`: an AWS-compatible endpoint (emulators, VPC endpoints).
+    /// AWS endpoint, e.g. an emulator [env: AWS_ENDPOINT_URL]
+    #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
-    /// `--timeout`: stop following after this long (exit 124).
+    /// Stop waiting after this long and exit 124 (seconds, or 90s, 10m, 2h)
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_nonzero)]
     pub timeout: Option<Duration>,
-    /// `--stop-on-timeout`: stop the task when `--timeout` is reached.
+    /// Stop the task when --timeout is reached
+    #[arg(long, requires = "timeout")]
     pub stop_on_timeout: bool,
-    /// `--no-wait`: print the task ARN and how to re-attach, then exit.
+    /// Print the task ARN and how to re-attach, then exit without following
+    #[arg(long)]
     pub no_wait: bool,
-    /// `--output human|json`.
+    /// Output: human text, or one JSON document on stdout
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
-    /// `--print-request`: print the RunTask request and send nothing.
+    /// Print the RunTask request that would be sent, and send nothing
+    #[arg(long)]
     pub print_request: bool,
-    /// `--yes`: do not ask before a mutating command in a `confirm = true` environment.
+    /// Do not ask for confirmation in a `confirm = true` environment
+    #[arg(long, short = 'y')]
     pub yes: bool,
-    /// `--quiet`: no status lines, spinner or progress bars.
+    /// No status lines, spinner or progress bars
+    #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// `--allow-concurrent`: launch a mutating command even if another one is running.
+    /// Launch a mutating command even while another one is running
+    #[arg(long)]
     pub allow_concurrent: bool,
 }
 

@@ -1,7 +1,7 @@
 //! Who is launching: recorded on every task (startedBy, tags) and in stop reasons, so an
 //! operator looking at a running admin task can tell who started it and from where.
 
-use super::config::EnvLookup;
+use crate::launcher::config::EnvLookup;
 
 /// ECS's limit on `startedBy`.
 pub const STARTED_BY_MAX: usize = 128;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::config::OutputFormat;
+use crate::launcher::config::OutputFormat;
 use crate::protocol::Event;
 
 /// One log line, understood.

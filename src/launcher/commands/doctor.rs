@@ -12,17 +12,17 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::print_json;
 use crate::exit::{ExitError, launcher};
-use crate::launcher::Context;
+use crate::launcher::checks::in_vpc::{self, COMPANION_COMMAND, StatusRun};
+use crate::launcher::checks::local::{self, ONLY_FOR_SHELL};
+use crate::launcher::checks::{Check, DoctorReport, Status, aws, elapsed_ms, timed};
 use crate::launcher::clients::{Clients, shared_config};
 use crate::launcher::config::{GlobalOptions, OutputFormat};
-use crate::launcher::doctor::in_vpc::{self, COMPANION_COMMAND, StatusRun};
-use crate::launcher::doctor::local::{self, ONLY_FOR_SHELL};
-use crate::launcher::doctor::{Check, DoctorReport, Status, aws, elapsed_ms, timed};
-use crate::launcher::launch::Job;
+use crate::launcher::context::Context;
+use crate::launcher::context::print_json;
+use crate::launcher::job::launch::Job;
+use crate::launcher::job::report::TaskReport;
 use crate::launcher::render::Renderer;
-use crate::launcher::report::TaskReport;
 
 /// How long `doctor --in-vpc` waits for its task when `--timeout` is not given; the
 /// task is stopped when the wait ends.
@@ -38,19 +38,22 @@ fn blocks_launch(check: &Check) -> bool {
         && !check.name.starts_with("shell:")
 }
 
-/// What `doctor` was asked for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DoctorOptions {
-    /// Also launch the companion's `status` in the VPC.
+/// `doctor [--in-vpc] [--for-shell]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::Args)]
+pub struct DoctorArgs {
+    /// Also run the companion's `status` in the VPC: database reachable, schema, key ids
+    #[arg(long)]
     pub in_vpc: bool,
-    /// Fail on the `shell` (ECS Exec) prerequisites instead of only reporting them.
+    /// Fail on what `shell` needs (session-manager-plugin, task role) instead of
+    /// reporting it as SKIP
+    #[arg(long)]
     pub for_shell: bool,
 }
 
 /// Runs the checks, prints them, and returns doctor's exit status.
-pub async fn doctor(
+pub async fn exec(
     context: &Context,
-    options: &DoctorOptions,
+    options: &DoctorArgs,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
 ) -> Result<u8, ExitError> {
     let config = &context.config;
@@ -129,7 +132,7 @@ async fn aws_checks(
     context: &Context,
     clients: &Clients,
     credentials: impl Future<Output = Check>,
-    options: &DoctorOptions,
+    options: &DoctorArgs,
 ) -> Vec<Check> {
     let config = &context.config;
     let definition = async {
@@ -259,7 +262,7 @@ async fn run_status(
     sub.renderer
         .note("doctor: launching `everruns-admin status` in the task's subnets");
     let started = Instant::now();
-    let outcome = super::run::launch_and_follow(&sub, &job, false, interrupts).await;
+    let outcome = crate::launcher::job::launch_and_follow(&sub, &job, false, interrupts).await;
     sub.renderer.finish();
     let ms = elapsed_ms(started);
     match outcome {

@@ -10,74 +10,80 @@ use anyhow::anyhow;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::print_json;
-use super::run::launch_and_follow;
-use super::{confirmed, ensure_can_confirm};
 use crate::exit::{ExitError, launcher};
-use crate::launcher::Context;
 use crate::launcher::clients::Clients;
 use crate::launcher::config::OutputFormat;
-use crate::launcher::keys::{
+use crate::launcher::context::Context;
+use crate::launcher::context::print_json;
+use crate::launcher::context::{confirmed, ensure_can_confirm};
+use crate::launcher::job::launch::Job;
+use crate::launcher::job::launch_and_follow;
+use crate::launcher::key_secrets::{
     self, DryRunFindings, SlotIds, SlotStatus, Slots, check_safe, read_ids, read_value,
     resolve_slots, slot_status,
 };
-use crate::launcher::launch::Job;
-use crate::launcher::task_definition;
+use crate::launcher::task_def::fetch;
 
 /// Which secrets hold the keys, when named on the command line.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct SecretFlags {
-    /// `--current-secret NAME|ARN`.
+    /// The current key's secret [default: the task definition's SECRETS_ENCRYPTION_KEY]
+    #[arg(long, value_name = "NAME|ARN")]
     pub current_secret: Option<String>,
-    /// `--previous-secret NAME|ARN`.
+    /// The previous keys' secret [default: the task definition's SECRETS_ENCRYPTION_KEY_PREVIOUS]
+    #[arg(long, value_name = "NAME|ARN")]
     pub previous_secret: Option<String>,
 }
 
-/// The `keys` subcommands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeysCommand {
-    /// Print a new key; without an id, the next version after the current key's.
+/// `keys generate|status|rotate|retire`; the help texts are what `--help` prints.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum KeysArgs {
+    /// Print a new key id:base64(32 random bytes) on stdout, to be piped
     Generate {
-        /// `--id`.
+        /// The key id [default: the next version after the current key's]
+        #[arg(long, value_name = "ID")]
         id: Option<String>,
-        /// The secrets.
+        #[command(flatten)]
         secrets: SecretFlags,
     },
-    /// Show both slots: last change, version stages, key ids.
+    /// Key ids, last change and version stages of both key secrets (never the keys)
     Status {
-        /// The secrets.
+        #[command(flatten)]
         secrets: SecretFlags,
     },
-    /// Move the current key to the previous slot and store a new current key.
+    /// Check with reencrypt --dry-run, move the current key to the previous slot, store a new one
     Rotate {
-        /// `--id` of the new key.
+        /// The new key's id [default: the next version after the current key's]
+        #[arg(long, value_name = "ID")]
         id: Option<String>,
-        /// `--dry-run`: check and say what would change; change nothing.
+        /// Check and show what would change; change nothing
+        #[arg(long)]
         dry_run: bool,
-        /// The secrets.
+        #[command(flatten)]
         secrets: SecretFlags,
     },
-    /// Empty the previous slot.
+    /// Check with reencrypt --dry-run, then empty the previous slot
     Retire {
-        /// `--dry-run`.
+        /// Check and show what would change; change nothing
+        #[arg(long)]
         dry_run: bool,
-        /// The secrets.
+        #[command(flatten)]
         secrets: SecretFlags,
     },
 }
 
 /// Runs a `keys` command.
-pub async fn keys(
+pub async fn exec(
     context: &Context,
-    command: &KeysCommand,
+    command: &KeysArgs,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
 ) -> Result<u8, ExitError> {
-    if let KeysCommand::Generate { id: Some(id), .. } = command {
-        println!("{}", keys::generate(id)?.as_str());
+    if let KeysArgs::Generate { id: Some(id), .. } = command {
+        println!("{}", key_secrets::generate(id)?.as_str());
         return Ok(0);
     }
     let writes = match command {
-        KeysCommand::Rotate { dry_run, .. } | KeysCommand::Retire { dry_run, .. } => !dry_run,
+        KeysArgs::Rotate { dry_run, .. } | KeysArgs::Retire { dry_run, .. } => !dry_run,
         _ => false,
     };
     let config = &context.config;
@@ -86,18 +92,18 @@ pub async fn keys(
     }
     let clients = Clients::connect(config).await?;
     match command {
-        KeysCommand::Generate { secrets, .. } => {
+        KeysArgs::Generate { secrets, .. } => {
             let slots = find_slots(context, &clients, secrets).await?;
             let current = current_id(&clients, &slots.current).await?;
-            let id = keys::next_id(&current)?;
+            let id = key_secrets::next_id(&current)?;
             context
                 .renderer
                 .note(&format!("the current key is {current}; new key id {id}"));
-            println!("{}", keys::generate(&id)?.as_str());
+            println!("{}", key_secrets::generate(&id)?.as_str());
             Ok(0)
         }
-        KeysCommand::Status { secrets } => status(context, &clients, secrets).await,
-        KeysCommand::Rotate {
+        KeysArgs::Status { secrets } => status(context, &clients, secrets).await,
+        KeysArgs::Rotate {
             id,
             dry_run,
             secrets,
@@ -112,7 +118,7 @@ pub async fn keys(
             )
             .await
         }
-        KeysCommand::Retire { dry_run, secrets } => {
+        KeysArgs::Retire { dry_run, secrets } => {
             retire(context, &clients, *dry_run, secrets, interrupts).await
         }
     }
@@ -134,7 +140,7 @@ pub async fn find_slots(
         .clone()
         .or_else(|| config.previous_secret.clone());
     let definition = if current.is_none() || previous.is_none() {
-        Some(task_definition::fetch(clients, &config.task_definition).await?)
+        Some(fetch::fetch(clients, &config.task_definition).await?)
     } else {
         None
     };
@@ -325,10 +331,10 @@ async fn rotate(
     }
     let new_id = match id {
         Some(id) => {
-            keys::check_id(id)?;
+            key_secrets::check_id(id)?;
             id.to_string()
         }
-        None => keys::next_id(&current_id)?,
+        None => key_secrets::next_id(&current_id)?,
     };
     if new_id == current_id || previous.ids.contains(&new_id) {
         return Err(ExitError::usage(anyhow!(
@@ -360,8 +366,8 @@ async fn rotate(
         renderer.warn("interrupted; nothing was changed");
         return Ok(launcher::INTERRUPTED);
     }
-    let new_key = keys::generate(&new_id)?;
-    keys::write_rotation(
+    let new_key = key_secrets::generate(&new_id)?;
+    key_secrets::write_rotation(
         &clients.secrets,
         &slots,
         &current_value,
@@ -432,7 +438,7 @@ async fn retire(
         renderer.warn("interrupted; nothing was changed");
         return Ok(launcher::INTERRUPTED);
     }
-    keys::write_retirement(&clients.secrets, &previous_secret).await?;
+    key_secrets::write_retirement(&clients.secrets, &previous_secret).await?;
     renderer.warn(&format!("retired: {plan}"));
     renderer.warn(
         "next: redeploy the application so no task holds the retired keys; the old value stays \

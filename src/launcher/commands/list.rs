@@ -7,11 +7,11 @@ use aws_sdk_ecs::types::{DesiredStatus, TaskField};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use super::print_json;
 use crate::exit::ExitError;
-use crate::launcher::Context;
 use crate::launcher::clients::{Clients, launch_error};
 use crate::launcher::config::OutputFormat;
+use crate::launcher::context::Context;
+use crate::launcher::context::print_json;
 use crate::launcher::identity::STARTED_BY_PREFIX;
 use crate::launcher::task::{TaskSnapshot, tags};
 
@@ -64,8 +64,17 @@ impl ListEntry {
     }
 }
 
+/// `list [--limit N]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ListArgs {
+    /// At most this many, newest first
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
 /// Lists running and recently stopped tasks (ECS keeps stopped ones about an hour).
-pub async fn list(context: &Context, limit: usize) -> Result<u8, ExitError> {
+pub async fn exec(context: &Context, args: &ListArgs) -> Result<u8, ExitError> {
+    let limit = args.limit;
     let config = &context.config;
     let clients = Clients::connect(config).await?;
     let mut arns = BTreeSet::new();

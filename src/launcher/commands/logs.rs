@@ -6,22 +6,32 @@
 use anyhow::anyhow;
 use tokio::sync::{mpsc, watch};
 
-use super::run::conclude;
-use super::{describe_task, existing_log_target, follow_settings, print_json};
 use crate::exit::ExitError;
-use crate::launcher::Context;
 use crate::launcher::clients::Clients;
-use crate::launcher::follow::{FollowSettings, LogSource, Target, follow, reattach_hint};
-use crate::launcher::logs::{LogFollower, TaskPhase};
-use crate::launcher::report::TaskReport;
+use crate::launcher::context::Context;
+use crate::launcher::context::print_json;
+use crate::launcher::job::follow::{FollowSettings, LogSource, Target, follow, reattach_hint};
+use crate::launcher::job::report::TaskReport;
+use crate::launcher::job::{conclude, describe_task, existing_log_target, follow_settings};
+use crate::launcher::log_follower::{LogFollower, TaskPhase};
+
+/// `logs TASK [--follow]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogsArgs {
+    /// Task id or ARN
+    pub task: String,
+    /// Keep following until the task stops; exit with its exit code
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
 
 /// Prints (and optionally follows) a task's logs.
-pub async fn logs(
+pub async fn exec(
     context: &Context,
-    task: &str,
-    follow_logs: bool,
+    args: &LogsArgs,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
 ) -> Result<u8, ExitError> {
+    let (task, follow_logs) = (args.task.as_str(), args.follow);
     let config = &context.config;
     let renderer = &context.renderer;
     let clients = Clients::connect(config).await?;

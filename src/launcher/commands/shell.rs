@@ -11,45 +11,49 @@ use std::path::Path;
 
 use tokio::sync::mpsc;
 
-use super::{confirmed, ensure_can_confirm};
-use super::{describe_task, print_json};
 use crate::exit::{ExitError, launcher};
-use crate::launcher::Context;
 use crate::launcher::clients::Clients;
 use crate::launcher::config::process_env;
-use crate::launcher::exec::{
+use crate::launcher::context::Context;
+use crate::launcher::context::print_json;
+use crate::launcher::context::{confirmed, ensure_can_confirm};
+use crate::launcher::ecs_exec::{
     self, DEFAULT_COMMAND, ExecTiming, WaitEnd, execute_command, plugin_argv, run_plugin,
     target_json, wait_until_ready,
 };
-use crate::launcher::follow::{reattach_hint, stop_task};
-use crate::launcher::launch::{Job, RunTaskPlan, rejected};
-use crate::launcher::outcome::TaskOutcome;
-use crate::launcher::report::TaskReport;
+use crate::launcher::job::describe_task;
+use crate::launcher::job::follow::{reattach_hint, stop_task};
+use crate::launcher::job::launch::{Job, RunTaskPlan, rejected};
+use crate::launcher::job::outcome::TaskOutcome;
+use crate::launcher::job::report::TaskReport;
+use crate::launcher::job::watch::{Poll, PollTiming, TaskWatcher};
 use crate::launcher::task::{TaskSnapshot, task_id};
-use crate::launcher::task_definition::{self, TaskDefinitionInfo};
-use crate::launcher::watch::{Poll, PollTiming, TaskWatcher};
+use crate::launcher::task_def::fetch::{self, TaskDefinitionInfo};
 
 /// The companion command a shell task runs: it waits for sessions without a terminal.
 pub const COMPANION_SHELL: &str = "shell";
 
-/// What `shell` was asked for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// `shell [--task TASK] [--command CMD] [--keep]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct ShellArgs {
-    /// Attach to this running task (id or ARN) instead of starting one.
+    /// Attach to this running task (id or ARN) instead of starting one; it keeps running
+    #[arg(long, value_name = "TASK")]
     pub task: Option<String>,
-    /// The command to run interactively (default `/bin/bash`).
+    /// The command to run in the session
+    #[arg(long, value_name = "CMD", default_value = "/bin/bash")]
     pub command: Option<String>,
-    /// Leave the started task running after the session.
+    /// Leave the started task running after the session ends
+    #[arg(long)]
     pub keep: bool,
 }
 
 /// Finds the plugin (before any AWS call), connects, and runs the session.
-pub async fn shell(
+pub async fn exec(
     context: &Context,
     args: &ShellArgs,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
 ) -> Result<u8, ExitError> {
-    let plugin = exec::find_plugin(std::env::var_os("PATH").as_deref())?;
+    let plugin = ecs_exec::find_plugin(std::env::var_os("PATH").as_deref())?;
     let config = &context.config;
     if args.task.is_none() {
         config.require_subnets()?;
@@ -158,7 +162,7 @@ pub async fn session(
             return Err(no_session(context, clients, stop, &mut report, e).await);
         }
     };
-    let endpoint = exec::ecs_endpoint(
+    let endpoint = ecs_exec::ecs_endpoint(
         config.endpoint_url.as_deref(),
         &process_env,
         &clients.region,
@@ -181,7 +185,7 @@ pub async fn session(
     drop(argv);
     match &status {
         Ok(status) if !status.success() => {
-            renderer.warn(&format!("{} ended with {status}", exec::PLUGIN));
+            renderer.warn(&format!("{} ended with {status}", ecs_exec::PLUGIN));
         }
         Ok(_) => renderer.note("session ended"),
         Err(e) => renderer.warn(&format!("run-admin-task: {e}")),
@@ -219,10 +223,10 @@ async fn launch(
 ) -> Result<Option<TaskSnapshot>, ExitError> {
     let config = &context.config;
     let renderer = &context.renderer;
-    let definition = task_definition::fetch(clients, &config.task_definition).await?;
+    let definition = fetch::fetch(clients, &config.task_definition).await?;
     let info = TaskDefinitionInfo::from_sdk(&definition);
     info.container(&config.container)?;
-    for warning in exec::check_task_definition(&definition, &config.container)? {
+    for warning in ecs_exec::check_task_definition(&definition, &config.container)? {
         renderer.warn(&format!("warning: {warning}"));
     }
     if !confirmed(context, COMPANION_SHELL, interrupts).await? {

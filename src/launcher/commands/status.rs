@@ -3,17 +3,26 @@
 
 use chrono::SecondsFormat;
 
-use super::{describe_task, existing_log_target, print_json};
 use crate::exit::ExitError;
-use crate::launcher::Context;
 use crate::launcher::clients::Clients;
 use crate::launcher::config::OutputFormat;
-use crate::launcher::outcome::TaskOutcome;
-use crate::launcher::report::TaskReport;
+use crate::launcher::context::Context;
+use crate::launcher::context::print_json;
+use crate::launcher::job::outcome::TaskOutcome;
+use crate::launcher::job::report::TaskReport;
+use crate::launcher::job::{describe_task, existing_log_target};
 use crate::launcher::task::tags;
 
+/// `status TASK`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatusArgs {
+    /// Task id or ARN
+    pub task: String,
+}
+
 /// Describes one task; exits 0 whatever its state (its exit code is in the output).
-pub async fn status(context: &Context, task: &str) -> Result<u8, ExitError> {
+pub async fn exec(context: &Context, args: &StatusArgs) -> Result<u8, ExitError> {
+    let task = args.task.as_str();
     let config = &context.config;
     let clients = Clients::connect(config).await?;
     let snapshot = describe_task(&clients, &config.cluster, task).await?;

@@ -1,14 +1,26 @@
 //! `stop TASK [--reason TEXT]`: stop a task, recording who stopped it.
 
-use super::{describe_task, print_json};
 use crate::exit::ExitError;
-use crate::launcher::Context;
 use crate::launcher::clients::Clients;
-use crate::launcher::follow::stop_task;
-use crate::launcher::report::TaskReport;
+use crate::launcher::context::Context;
+use crate::launcher::context::print_json;
+use crate::launcher::job::describe_task;
+use crate::launcher::job::follow::stop_task;
+use crate::launcher::job::report::TaskReport;
+
+/// `stop TASK [--reason TEXT]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StopArgs {
+    /// Task id or ARN
+    pub task: String,
+    /// Why (recorded by ECS) [default: who stopped it]
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+}
 
 /// Sends StopTask (SIGTERM to the containers, SIGKILL after the stop timeout).
-pub async fn stop(context: &Context, task: &str, reason: Option<&str>) -> Result<u8, ExitError> {
+pub async fn exec(context: &Context, args: &StopArgs) -> Result<u8, ExitError> {
+    let (task, reason) = (args.task.as_str(), args.reason.as_deref());
     let config = &context.config;
     let clients = Clients::connect(config).await?;
     let before = describe_task(&clients, &config.cluster, task).await?;

@@ -8,60 +8,51 @@
 
 use std::path::PathBuf;
 
-use anyhow::anyhow;
-use serde::Serialize;
+use clap::{Args, Subcommand};
 
-use super::print_json;
 use crate::exit::ExitError;
-use crate::launcher::Context;
-use crate::launcher::clients::{Clients, describe_error};
+use crate::launcher::clients::Clients;
 use crate::launcher::config::{OutputFormat, process_env};
-use crate::launcher::task_spec::TaskDefSpec;
-use crate::launcher::template::{RenderError, render_json};
+use crate::launcher::context::Context;
+use crate::launcher::context::print_json;
+use crate::launcher::task_def::{load_template, register, render};
 
-/// The admin task definition template, built in.
-pub const DEFAULT_TEMPLATE: &str = include_str!("../../../task-definitions/admin.json.tmpl");
-
-/// How the built-in template is named in messages.
-const DEFAULT_ORIGIN: &str = "the built-in template (task-definitions/admin.json.tmpl)";
-
-/// What to do with the rendered task definition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskDefAction {
-    /// Print it.
-    Render,
-    /// Register it as a new revision.
-    Register,
+/// `task-def render|register`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum TaskDefArgs {
+    /// Print the rendered, checked task definition JSON
+    Render(TemplateArgs),
+    /// Register it as a new revision and print FAMILY:REVISION
+    Register(TemplateArgs),
 }
 
-/// What `task-def` was asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskDefRequest {
-    /// Render or register.
-    pub action: TaskDefAction,
-    /// `--image-tag`: the value of `IMAGE_TAG`.
+/// The template and its `IMAGE_TAG`.
+#[derive(Debug, Clone, Args)]
+pub struct TemplateArgs {
+    /// The image tag (the value of IMAGE_TAG) [env: IMAGE_TAG]
+    #[arg(long, value_name = "TAG")]
     pub image_tag: Option<String>,
-    /// `--template`: a template file instead of the built-in one.
+    /// A template file instead of the built-in task-definitions/admin.json.tmpl
+    #[arg(long, value_name = "PATH")]
     pub template: Option<PathBuf>,
 }
 
-/// `--output json` of `task-def register`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Registered {
-    /// The new revision's ARN.
-    pub task_definition_arn: String,
-    /// Its family.
-    pub family: String,
-    /// Its revision.
-    pub revision: i32,
+#[derive(Clone, Copy)]
+enum Action {
+    Render,
+    Register,
 }
 
 /// Runs `task-def render` or `task-def register`.
-pub async fn task_def(context: &Context, request: &TaskDefRequest) -> Result<u8, ExitError> {
-    let (text, origin) = load_template(request.template.as_ref())?;
-    match request.action {
-        TaskDefAction::Render => {
-            let lookup = variables(request, context.config.region.clone());
+pub async fn exec(context: &Context, args: &TaskDefArgs) -> Result<u8, ExitError> {
+    let (action, template) = match args {
+        TaskDefArgs::Render(t) => (Action::Render, t),
+        TaskDefArgs::Register(t) => (Action::Register, t),
+    };
+    let (text, origin) = load_template(template.template.as_ref())?;
+    match action {
+        Action::Render => {
+            let lookup = variables(template, context.config.region.clone());
             let spec = render(&text, &origin, &lookup, &context.config.container)?;
             println!(
                 "{}",
@@ -69,14 +60,14 @@ pub async fn task_def(context: &Context, request: &TaskDefRequest) -> Result<u8,
             );
             Ok(0)
         }
-        TaskDefAction::Register => {
+        Action::Register => {
             let clients = Clients::connect(&context.config).await?;
             let region = context
                 .config
                 .region
                 .clone()
                 .unwrap_or_else(|| clients.region.clone());
-            let lookup = variables(request, Some(region));
+            let lookup = variables(template, Some(region));
             let spec = render(&text, &origin, &lookup, &context.config.container)?;
             let registered = register(&clients, &spec).await?;
             let pinned = format!("{}:{}", registered.family, registered.revision);
@@ -93,171 +84,13 @@ pub async fn task_def(context: &Context, request: &TaskDefRequest) -> Result<u8,
     }
 }
 
-fn load_template(path: Option<&PathBuf>) -> Result<(String, String), ExitError> {
-    match path {
-        None => Ok((DEFAULT_TEMPLATE.to_owned(), DEFAULT_ORIGIN.to_owned())),
-        Some(path) => std::fs::read_to_string(path)
-            .map(|text| (text, format!("template {}", path.display())))
-            .map_err(|e| {
-                ExitError::usage(anyhow!(
-                    "cannot read template {}: {e}; check --template",
-                    path.display()
-                ))
-            }),
-    }
-}
-
 /// The template's variables: `--image-tag` for `IMAGE_TAG`, the environment (empty
 /// counts as unset), and `region` for `AWS_REGION` when the environment has none.
-fn variables(request: &TaskDefRequest, region: Option<String>) -> impl Fn(&str) -> Option<String> {
-    let image_tag = request.image_tag.clone().filter(|t| !t.trim().is_empty());
+fn variables(args: &TemplateArgs, region: Option<String>) -> impl Fn(&str) -> Option<String> {
+    let image_tag = args.image_tag.clone().filter(|t| !t.trim().is_empty());
     move |name: &str| match name {
         "IMAGE_TAG" => image_tag.clone().or_else(|| process_env(name)),
         "AWS_REGION" => process_env(name).or_else(|| region.clone()),
         _ => process_env(name),
-    }
-}
-
-/// Renders `text` with `lookup` and checks the result for container `container`;
-/// `origin` names the template in messages. Every failure is a usage error (exit 2) that lists all of its problems at once.
-pub fn render(
-    text: &str,
-    origin: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    container: &str,
-) -> Result<TaskDefSpec, ExitError> {
-    if let Err(e) = serde_json::from_str::<TaskDefSpec>(text) {
-        return Err(ExitError::usage(if e.is_data() {
-            anyhow!(
-                "{origin}: {e}; this tool registers only the fields it supports (family, \
-                 roles, networkMode, requiresCompatibilities, cpu, memory, runtimePlatform, and per \
-                 container name, image, essential, command, cpu, memory, memoryReservation, \
-                 environment, secrets, logConfiguration, linuxParameters.initProcessEnabled, \
-                 stopTimeout, portMappings): remove the field, or register that task definition \
-                 with the AWS CLI"
-            )
-        } else {
-            anyhow!("{origin} is not valid JSON: {e}")
-        }));
-    }
-    let rendered = render_json(text, lookup).map_err(|e| {
-        let hint = match &e {
-            RenderError::Unset(names) => {
-                let mut hint = String::from(
-                    "; export them (task-definitions/README.md says what each one is)",
-                );
-                if names.iter().any(|n| n == "IMAGE_TAG") {
-                    hint.push_str(", pass --image-tag for IMAGE_TAG");
-                }
-                if names.iter().any(|n| n == "AWS_REGION") {
-                    hint.push_str(", pass --region for AWS_REGION");
-                }
-                hint
-            }
-            _ => String::new(),
-        };
-        ExitError::usage(anyhow!("{origin} {e}{hint}"))
-    })?;
-    let spec: TaskDefSpec = serde_json::from_value(rendered)
-        .map_err(|e| ExitError::usage(anyhow!("{origin}, once rendered: {e}")))?;
-    let problems = spec.problems(container);
-    if !problems.is_empty() {
-        return Err(ExitError::usage(anyhow!(
-            "the task definition rendered from {origin} would not work:\n  - {}",
-            problems.join("\n  - ")
-        )));
-    }
-    Ok(spec)
-}
-
-/// Sends RegisterTaskDefinition. A refusal or an unreachable endpoint is exit 1.
-pub async fn register(clients: &Clients, spec: &TaskDefSpec) -> Result<Registered, ExitError> {
-    let request = spec
-        .register_request(&clients.ecs)
-        .map_err(|e| ExitError::usage(anyhow!("the task definition is incomplete: {e}")))?;
-    let reply = request.send().await.map_err(|e| {
-        ExitError::runtime(anyhow!(
-            "{}; nothing was registered: check the values, the credentials and that the \
-             operator may ecs:RegisterTaskDefinition and iam:PassRole the two roles \
-             (task-definitions/iam/operator-policy.json)",
-            describe_error("RegisterTaskDefinition", &e)
-        ))
-    })?;
-    let def = reply.task_definition().ok_or_else(|| {
-        ExitError::runtime(anyhow!(
-            "RegisterTaskDefinition answered without the task definition; check with `aws ecs \
-             list-task-definitions --family-prefix {}`",
-            spec.family
-        ))
-    })?;
-    Ok(Registered {
-        task_definition_arn: def.task_definition_arn().unwrap_or_default().to_owned(),
-        family: def.family().unwrap_or(&spec.family).to_owned(),
-        revision: def.revision(),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const VARIABLES: [(&str, &str); 8] = [
-        (
-            "ECR_REGISTRY",
-            "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
-        ),
-        ("IMAGE_TAG", "abc123"),
-        ("EXECUTION_ROLE_ARN", "arn:aws:iam::123456789012:role/exec"),
-        ("TASK_ROLE_ARN", "arn:aws:iam::123456789012:role/task"),
-        (
-            "DATABASE_URL_SECRET_ARN",
-            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:everruns/database-url-AbCdEf",
-        ),
-        (
-            "ENCRYPTION_KEY_SECRET_ARN",
-            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:everruns/encryption-key-GhIjKl",
-        ),
-        (
-            "ENCRYPTION_KEY_PREVIOUS_SECRET_ARN",
-            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:everruns/encryption-key-previous-MnOpQr",
-        ),
-        ("AWS_REGION", "eu-west-1"),
-    ];
-
-    fn all(name: &str) -> Option<String> {
-        VARIABLES
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.to_string())
-    }
-
-    #[test]
-    fn the_built_in_template_renders_and_passes_its_checks() {
-        let spec = render(DEFAULT_TEMPLATE, DEFAULT_ORIGIN, &all, "admin").unwrap();
-        assert_eq!(spec.family, "everruns-admin");
-        let admin = &spec.container_definitions[0];
-        assert_eq!(
-            admin.image,
-            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/everruns-admin:abc123"
-        );
-    }
-
-    #[test]
-    fn every_unset_variable_is_named_at_once() {
-        let err = render(DEFAULT_TEMPLATE, DEFAULT_ORIGIN, &|_| None, "admin").unwrap_err();
-        assert_eq!(err.code, 2);
-        let text = err.to_string();
-        for (name, _) in VARIABLES {
-            assert!(text.contains(name), "{name} missing from {text}");
-        }
-        assert!(text.contains("--image-tag"), "{text}");
-    }
-
-    #[test]
-    fn unknown_fields_are_a_usage_error_naming_the_field() {
-        let template = DEFAULT_TEMPLATE.replacen("\"cpu\"", "\"pidMode\": \"task\", \"cpu\"", 1);
-        let err = render(&template, "template t.json", &all, "admin").unwrap_err();
-        assert_eq!(err.code, 2);
-        assert!(err.to_string().contains("pidMode"), "{err}");
     }
 }

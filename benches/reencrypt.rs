@@ -1,0 +1,262 @@
+//! Benchmark: `everruns-admin reencrypt` against the old tool's method and the floor.
+//!
+//! `cargo bench --bench reencrypt` seeds 200,000 `llm_providers` rows under the previous
+//! key and times, from the same starting state each time:
+//!
+//! - baseline: what the old tool did: OFFSET pages of 100 ordered by id, one UPDATE per row;
+//! - floor: one `UPDATE ... SET col = col || ''::bytea` (the database's own cost);
+//! - reencrypt: the companion binary, default batch size.
+//!
+//! It prints rows/s, the ratios, and the companion's peak RSS (VmHWM). Environment:
+//! `EVERRUNS_BENCH_DATABASE_URL` uses that database instead of a throwaway cluster
+//! (it is migrated, and its `llm_providers` and `mcp_servers` are EMPTIED);
+//! `EVERRUNS_BENCH_ROWS` changes the row count; `EVERRUNS_BENCH_SKIP_BASELINE=1` skips the
+//! slow baseline; `EVERRUNS_BENCH_1M=1` adds a 1,000,000-row run (floor and reencrypt).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use everruns_admin::envelope;
+use everruns_admin::keyring::{Key, Keyring};
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+const KEK_V1: &str = "kek-v1:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+const KEK_V2: &str = "kek-v2:ZWZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/gIGCg4Q=";
+const OLD_PAGE: i64 = 100;
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+fn main() {
+    let rows: usize = std::env::var("EVERRUNS_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let url = match std::env::var("EVERRUNS_BENCH_DATABASE_URL") {
+        Ok(url) => {
+            let out = common::companion(&url).arg("migrate").output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{}", common::describe(&out));
+            url
+        }
+        Err(_) => common::migrated_database().url,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(bench(&url, rows, !env_flag("EVERRUNS_BENCH_SKIP_BASELINE")));
+    if env_flag("EVERRUNS_BENCH_1M") {
+        runtime.block_on(bench(&url, 1_000_000, false));
+    }
+}
+
+async fn bench(url: &str, rows: usize, with_baseline: bool) {
+    let mut conn = PgConnection::connect(url).await.unwrap();
+    println!("reencrypt benchmark: {rows} rows of llm_providers under the previous key");
+    let started = Instant::now();
+    seed_source(&mut conn, rows).await;
+    println!("  seeded in {:.1} s", started.elapsed().as_secs_f64());
+
+    let baseline = if with_baseline {
+        reset(&mut conn).await;
+        let t = old_tool(&mut conn).await;
+        assert_all_on_primary(&mut conn, rows).await;
+        report("baseline (OFFSET pages, UPDATE per row)", rows, t);
+        Some(t)
+    } else {
+        None
+    };
+
+    reset(&mut conn).await;
+    let started = Instant::now();
+    sqlx::query("UPDATE llm_providers SET api_key_encrypted = api_key_encrypted || ''::bytea")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let floor = started.elapsed();
+    report("floor (one UPDATE of every row)", rows, floor);
+
+    reset(&mut conn).await;
+    let (ours, peak_kib) = companion(url, rows);
+    assert_all_on_primary(&mut conn, rows).await;
+    report("reencrypt (companion, batch 100)", rows, ours);
+    println!(
+        "  companion peak RSS (VmHWM): {:.1} MiB",
+        peak_kib as f64 / 1024.0
+    );
+    if let Some(baseline) = baseline {
+        println!(
+            "  speed-up over baseline: {:.1}x",
+            baseline.as_secs_f64() / ours.as_secs_f64()
+        );
+    }
+    println!(
+        "  reencrypt / floor time: {:.2}x",
+        ours.as_secs_f64() / floor.as_secs_f64()
+    );
+    sqlx::query("DROP TABLE bench_source")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+fn report(what: &str, rows: usize, took: Duration) {
+    println!(
+        "  {what}: {:.2} s, {:.0} rows/s",
+        took.as_secs_f64(),
+        rows as f64 / took.as_secs_f64()
+    );
+}
+
+/// Encrypts `rows` values under kek-v1 into `bench_source`, the state every run starts from.
+async fn seed_source(conn: &mut PgConnection, rows: usize) {
+    let old = Key::parse(KEK_V1).unwrap();
+    sqlx::query("DROP TABLE IF EXISTS bench_source")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE bench_source (id UUID PRIMARY KEY, name TEXT, value BYTEA)")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    for start in (0..rows).step_by(10_000) {
+        let end = (start + 10_000).min(rows);
+        let ids: Vec<Uuid> = (start..end).map(|_| Uuid::new_v4()).collect();
+        let names: Vec<String> = (start..end).map(|i| format!("provider-{i}")).collect();
+        let values: Vec<Vec<u8>> = (start..end)
+            .map(|i| {
+                envelope::encrypt(
+                    format!("sk-bench-{i:012}-{}", "x".repeat(40)).as_bytes(),
+                    &old,
+                )
+                .unwrap()
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO bench_source SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bytea[])",
+        )
+        .bind(&ids)
+        .bind(&names)
+        .bind(&values)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    }
+}
+
+/// Puts `llm_providers` back to the seeded state, vacuumed and checkpointed.
+async fn reset(conn: &mut PgConnection) {
+    for sql in [
+        "TRUNCATE llm_providers, mcp_servers",
+        "INSERT INTO llm_providers (id, name, provider_type, api_key_encrypted) \
+         SELECT id, name, 'openai', value FROM bench_source",
+        "VACUUM ANALYZE llm_providers",
+        "CHECKPOINT",
+    ] {
+        sqlx::query(sql).execute(&mut *conn).await.unwrap();
+    }
+}
+
+/// The old tool: pages by OFFSET, decrypt and re-encrypt, one UPDATE per row.
+async fn old_tool(conn: &mut PgConnection) -> Duration {
+    let ring = Keyring::parse(KEK_V2, Some(KEK_V1)).unwrap();
+    let started = Instant::now();
+    let mut offset = 0i64;
+    loop {
+        let page: Vec<(Uuid, Vec<u8>)> = sqlx::query_as(
+            "SELECT id, api_key_encrypted FROM llm_providers \
+             WHERE api_key_encrypted IS NOT NULL ORDER BY id LIMIT $1 OFFSET $2",
+        )
+        .bind(OLD_PAGE)
+        .bind(offset)
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        for (id, value) in &page {
+            let new = envelope::rewrap(value, &ring).unwrap();
+            sqlx::query("UPDATE llm_providers SET api_key_encrypted = $1 WHERE id = $2")
+                .bind(&new)
+                .bind(id)
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+        }
+        offset += OLD_PAGE;
+    }
+    started.elapsed()
+}
+
+/// Runs the companion; returns its wall time and peak RSS in KiB, sampled from
+/// /proc while it runs (VmHWM only grows, so the last sample is the peak).
+fn companion(url: &str, rows: usize) -> (Duration, u64) {
+    let output = tempfile::NamedTempFile::new().unwrap();
+    let started = Instant::now();
+    let mut child = common::companion(url)
+        .arg("reencrypt")
+        .env("SECRETS_ENCRYPTION_KEY", KEK_V2)
+        .env("SECRETS_ENCRYPTION_KEY_PREVIOUS", KEK_V1)
+        .stdout(Stdio::from(output.reopen().unwrap()))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if let Some(kib) = std::fs::read_to_string(&status_file)
+            .ok()
+            .and_then(|s| vm_hwm(&s))
+        {
+            peak_kib = peak_kib.max(kib);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let took = started.elapsed();
+    let text = std::fs::read_to_string(output.path()).unwrap();
+    assert_eq!(status.code(), Some(0), "{text}");
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        last["summary"]["tables"][0]["reencrypted"], rows as u64,
+        "{last}"
+    );
+    (took, peak_kib)
+}
+
+fn vm_hwm(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+async fn assert_all_on_primary(conn: &mut PgConnection, rows: usize) {
+    let on_primary: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM llm_providers \
+         WHERE convert_from(api_key_encrypted, 'UTF8')::jsonb->>'key_id' = 'kek-v2'",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(on_primary, rows as i64);
+    let ring = Keyring::parse(KEK_V2, None).unwrap();
+    let sample: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT api_key_encrypted FROM llm_providers ORDER BY random() LIMIT 100",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    for value in sample {
+        let plaintext = envelope::decrypt(&value, &ring).unwrap();
+        assert!(plaintext.starts_with(b"sk-bench-"));
+    }
+}

@@ -1,0 +1,210 @@
+//! The companion's command line: what `everruns-admin` accepts, and the dispatch of
+//! each command to its subject module. The launcher parses companion arguments with
+//! these same definitions.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use super::database::DatabaseUrl;
+use super::migrations::{Catalog, SessionLimits, info, migrate};
+use super::{console, reencrypt, shell, status};
+use crate::duration;
+use crate::exit::ExitError;
+
+const ENVIRONMENT_AND_EXIT_CODES: &str = "\
+Environment:
+  DATABASE_URL                      postgres://USER:PASSWORD@HOST:5432/DB (password never printed)
+  SECRETS_ENCRYPTION_KEY            primary key, key_id:base64(32 bytes) (reencrypt)
+  SECRETS_ENCRYPTION_KEY_PREVIOUS   previous key(s), comma or newline separated (reencrypt)
+  RUST_LOG                          log filter (default info)
+  EVERRUNS_ADMIN_OUTPUT             json | text (default: text on a terminal, JSON lines otherwise)
+
+Exit codes:
+  0 success   1 runtime failure   2 usage or configuration error (nothing written)
+  3 migrate-info --check: migrations pending   4 database disagrees with this image
+  5 reencrypt finished but some values could not be decrypted
+  143 / 130 reencrypt stopped by SIGTERM / SIGINT after its current batch; rerun to continue";
+
+/// Admin jobs against everruns' PostgreSQL: migrations, secret re-encryption, a shell.
+#[derive(Parser)]
+#[command(name = "everruns-admin", version, after_help = ENVIRONMENT_AND_EXIT_CODES)]
+pub struct Cli {
+    /// How long to retry the first database connection (a fresh task's network can
+    /// take seconds): seconds or 30s, 2m.
+    #[arg(long, global = true, default_value = "30s", value_parser = duration::parse)]
+    connect_timeout: Duration,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending migrations under sqlx's migration lock.
+    ///
+    /// Example: everruns-admin migrate --dry-run
+    Migrate(MigrateArgs),
+    /// List every migration and its state; read-only.
+    ///
+    /// Example (CI gate): everruns-admin migrate-info --check
+    MigrateInfo(InfoArgs),
+    /// Re-encrypt stored secrets under the primary key after a key rotation.
+    ///
+    /// Example: everruns-admin reencrypt --dry-run --table llm_providers
+    Reencrypt(ReencryptArgs),
+    /// An interactive shell on a terminal; otherwise stay up for ECS Exec.
+    ///
+    /// Example: everruns-admin shell --max-idle 30m
+    Shell(ShellArgs),
+    /// Check the database (reachable, server version, latency), the schema against this
+    /// image, and the encryption keys (ids only); read-only. Exit 0 when the database is
+    /// reachable and the keys are valid, 1 otherwise.
+    ///
+    /// Example: everruns-admin status
+    Status,
+    /// Print a shell completion script.
+    ///
+    /// Example: everruns-admin completions bash > /etc/bash_completion.d/everruns-admin
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    /// Show what would be applied; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Apply pending migrations up to and including this version.
+    #[arg(long, value_name = "VERSION")]
+    target_version: Option<i64>,
+    /// Proceed although the database has versions this image does not know.
+    #[arg(long)]
+    ignore_missing: bool,
+    /// How long to wait for the migration lock held by another migrator.
+    #[arg(long, default_value = "60s", value_parser = duration::parse)]
+    lock_timeout: Duration,
+    /// PostgreSQL lock_timeout for the migration's statements, so DDL does not queue
+    /// behind production traffic for ever.
+    #[arg(long, value_parser = duration::parse, value_name = "DURATION")]
+    ddl_lock_timeout: Option<Duration>,
+    /// PostgreSQL statement_timeout for the migration's statements.
+    #[arg(long, value_parser = duration::parse, value_name = "DURATION")]
+    statement_timeout: Option<Duration>,
+    /// Read migrations from this folder instead of those built into the binary.
+    #[arg(long, value_name = "DIR")]
+    source: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct InfoArgs {
+    /// Exit 3 when migrations are pending, 4 on disagreement, 0 when at this image.
+    #[arg(long)]
+    check: bool,
+    /// Accept versions applied in the database but unknown to this image.
+    #[arg(long)]
+    ignore_missing: bool,
+    /// Read migrations from this folder instead of those built into the binary.
+    #[arg(long, value_name = "DIR")]
+    source: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ReencryptArgs {
+    /// Decrypt and check everything, write nothing.
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+    /// Rows per batch (one short transaction each).
+    #[arg(short = 'b', long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    batch_size: u32,
+    /// Only this declared table.
+    #[arg(short = 't', long, value_name = "NAME")]
+    table: Option<String>,
+    /// How long to wait for another reencrypt's lock.
+    #[arg(long, default_value = "10s", value_parser = duration::parse)]
+    lock_timeout: Duration,
+}
+
+#[derive(Args)]
+struct ShellArgs {
+    /// Without a terminal: how long to stay up waiting for an operator.
+    #[arg(long, default_value = "1h", value_parser = duration::parse)]
+    max_idle: Duration,
+}
+
+fn catalog(source: Option<&PathBuf>) -> Result<Catalog, ExitError> {
+    match source {
+        Some(dir) => Catalog::from_dir(dir),
+        None => Ok(Catalog::embedded()),
+    }
+}
+
+/// Runs the parsed command line and returns the exit status.
+pub async fn execute(cli: Cli) -> u8 {
+    let connect_timeout = cli.connect_timeout;
+    match cli.command {
+        Command::Completions { shell } => {
+            crate::completions::print(shell, Cli::command());
+            0
+        }
+        Command::Migrate(args) => {
+            let result = async {
+                let catalog = catalog(args.source.as_ref())?;
+                let url = DatabaseUrl::from_env()?;
+                let options = migrate::MigrateOptions {
+                    dry_run: args.dry_run,
+                    target_version: args.target_version,
+                    ignore_missing: args.ignore_missing,
+                    lock_wait: args.lock_timeout,
+                    limits: SessionLimits {
+                        lock_timeout: args.ddl_lock_timeout,
+                        statement_timeout: args.statement_timeout,
+                    },
+                    connect_timeout,
+                };
+                migrate::run(&catalog, &url, &options).await
+            }
+            .await;
+            console::conclude("migrate", result)
+        }
+        Command::MigrateInfo(args) => {
+            let result = async {
+                let catalog = catalog(args.source.as_ref())?;
+                let url = DatabaseUrl::from_env()?;
+                let options = info::InfoOptions {
+                    check: args.check,
+                    ignore_missing: args.ignore_missing,
+                    connect_timeout,
+                };
+                info::run(&catalog, &url, &options).await
+            }
+            .await;
+            console::conclude("migrate-info", result)
+        }
+        Command::Reencrypt(args) => {
+            let options = reencrypt::ReencryptOptions {
+                dry_run: args.dry_run,
+                batch_size: args.batch_size,
+                table: args.table,
+                connect_timeout,
+                lock_timeout: args.lock_timeout,
+            };
+            let result = reencrypt::run(options)
+                .await
+                .map(|report| (report.exit_code(), report.summary()));
+            console::conclude("reencrypt", result)
+        }
+        Command::Shell(args) => {
+            let options = shell::ShellOptions {
+                max_idle: args.max_idle,
+            };
+            console::conclude("shell", shell::run(&options).await)
+        }
+        Command::Status => {
+            let options = status::StatusOptions { connect_timeout };
+            console::conclude("status", status::run(&options).await)
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! Reaching the database: `DATABASE_URL` handling that never shows the password,
+//! a first connection retried while a fresh task's network comes up, and advisory
+//! locks that wait a bounded time and say who holds them.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection};
+use zeroize::Zeroizing;
+
+use crate::exit::ExitError;
+
+/// The database to work on, from `DATABASE_URL`. Its password is kept out of every
+/// message: [`DatabaseUrl::scrub`] removes it from any text that might quote it.
+pub struct DatabaseUrl {
+    raw: Zeroizing<String>,
+    redacted: String,
+    password: Option<Zeroizing<String>>,
+}
+
+impl DatabaseUrl {
+    /// Reads `DATABASE_URL`; a missing or malformed value is a usage error (exit 2).
+    pub fn from_env() -> Result<Self, ExitError> {
+        let raw = std::env::var("DATABASE_URL").map_err(|_| {
+            ExitError::usage(anyhow!(
+                "DATABASE_URL is not set: set it to postgres://USER:PASSWORD@HOST:5432/DBNAME \
+                 (on ECS the task definition injects it from Secrets Manager)"
+            ))
+        })?;
+        Self::parse(&raw)
+    }
+
+    /// Parses a `postgres://` URL.
+    pub fn parse(raw: &str) -> Result<Self, ExitError> {
+        let raw = Zeroizing::new(raw.to_owned());
+        let parsed = url::Url::parse(&raw).map_err(|e| {
+            // Unparsed, the password cannot be told apart: mask the whole value.
+            crate::companion::console::never_print(&raw);
+            ExitError::usage(anyhow!(
+                "DATABASE_URL is not a valid URL ({e}): expected postgres://USER:PASSWORD@HOST:5432/DBNAME"
+            ))
+        })?;
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            crate::companion::console::never_print(&raw);
+            return Err(ExitError::usage(anyhow!(
+                "DATABASE_URL has scheme {:?}: expected postgres:// or postgresql://",
+                parsed.scheme()
+            )));
+        }
+        let password = parsed.password().map(|p| {
+            Zeroizing::new(
+                percent_encoding::percent_decode_str(p)
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            )
+        });
+        if let Some(password) = &password {
+            crate::companion::console::never_print(password);
+            crate::companion::console::never_print(parsed.password().unwrap_or_default());
+        }
+        let mut shown = parsed.clone();
+        if parsed.password().is_some() {
+            let _ = shown.set_password(Some("****"));
+        }
+        // Query parameters can carry `password=` too; drop them from what is shown.
+        shown.set_query(None);
+        let redacted = shown.to_string();
+        if redacted != *raw {
+            crate::companion::console::never_print(&raw);
+        }
+        Ok(Self {
+            raw,
+            redacted,
+            password,
+        })
+    }
+
+    /// The URL with its password masked, safe to print.
+    pub fn redacted(&self) -> &str {
+        &self.redacted
+    }
+
+    /// `text` with every occurrence of the password (raw or percent-encoded) masked.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        if let Some(password) = &self.password
+            && !password.is_empty()
+        {
+            out = out.replace(password.as_str(), "****");
+            let encoded =
+                percent_encoding::utf8_percent_encode(password, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string();
+            out = out.replace(&encoded, "****");
+        }
+        out.replace(self.raw.as_str(), &self.redacted)
+    }
+
+    /// Connection options for this URL, with statement logging kept at debug level.
+    pub fn options(&self) -> Result<PgConnectOptions, ExitError> {
+        let options = PgConnectOptions::from_str(&self.raw).map_err(|e| {
+            ExitError::usage(anyhow!(
+                "DATABASE_URL is not usable: {}",
+                self.scrub(&e.to_string())
+            ))
+        })?;
+        Ok(options
+            .application_name("everruns-admin")
+            .log_statements(tracing::log::LevelFilter::Debug))
+    }
+
+    /// The database name in the URL (what sqlx's migration lock key is derived from
+    /// when the server is not asked).
+    pub fn database_name(&self) -> Option<String> {
+        url::Url::parse(&self.raw)
+            .ok()
+            .map(|u| u.path().trim_start_matches('/').to_owned())
+            .filter(|name| !name.is_empty())
+    }
+}
+
+/// Connects, retrying failures that a network still coming up produces (refused,
+/// unreachable, timed out) with backoff for up to `retry_for`. Authentication and
+/// missing-database errors fail at once: waiting will not fix them.
+pub async fn connect(url: &DatabaseUrl, retry_for: Duration) -> Result<PgConnection, ExitError> {
+    let options = url.options()?;
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        match options.connect().await {
+            Ok(conn) => return Ok(conn),
+            Err(error) => {
+                let transient = is_transient(&error);
+                let elapsed = started.elapsed();
+                if !transient || elapsed + delay > retry_for {
+                    let hint = if transient {
+                        format!(
+                            "gave up after {attempts} attempts over {:.1}s; check that the host is reachable \
+                             from here (security groups, subnets) or raise --connect-timeout",
+                            elapsed.as_secs_f64()
+                        )
+                    } else {
+                        "check the user, password and database name in DATABASE_URL".to_owned()
+                    };
+                    return Err(ExitError::runtime(anyhow!(
+                        "cannot connect to {}: {}; {hint}",
+                        url.redacted(),
+                        url.scrub(&error.to_string()),
+                    )));
+                }
+                tracing::warn!(
+                    attempt = attempts,
+                    error = %url.scrub(&error.to_string()),
+                    "database not reachable yet, retrying in {} ms",
+                    delay.as_millis()
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+        // 57P03: the server is starting up or shutting down.
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("57P03"),
+        _ => false,
+    }
+}
+
+/// A session that holds, or held, an advisory lock: what an operator needs to find it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct LockHolder {
+    /// Server process id (for `pg_terminate_backend`, if it must come to that).
+    pub pid: i32,
+    /// The holder's `application_name`.
+    pub application_name: Option<String>,
+    /// Client address, when over TCP.
+    pub client_addr: Option<String>,
+    /// When the holder's session started.
+    pub backend_start: Option<DateTime<Utc>>,
+    /// When its current state began.
+    pub state_change: Option<DateTime<Utc>>,
+    /// `active`, `idle`, ...
+    pub state: Option<String>,
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pid {} (application {:?}, client {}, connected since {}, {} since {})",
+            self.pid,
+            self.application_name.as_deref().unwrap_or(""),
+            self.client_addr.as_deref().unwrap_or("local socket"),
+            self.backend_start
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_else(|| "?".into()),
+            self.state.as_deref().unwrap_or("?"),
+            self.state_change
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_else(|| "?".into()),
+        )
+    }
+}
+
+/// The sessions, other than this one, that hold the session-level advisory lock `key`.
+pub async fn lock_holders(
+    conn: &mut PgConnection,
+    key: i64,
+) -> Result<Vec<LockHolder>, sqlx::Error> {
+    // A bigint advisory key is stored as classid = high 32 bits, objid = low 32 bits, objsubid = 1.
+    sqlx::query_as::<_, LockHolder>(
+        "SELECT a.pid, a.application_name, a.client_addr::text AS client_addr, \
+                a.backend_start, a.state_change, a.state \
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+           AND l.classid = ((($1::bigint >> 32) & 4294967295))::oid \
+           AND l.objid = (($1::bigint & 4294967295))::oid \
+           AND l.pid <> pg_backend_pid()",
+    )
+    .bind(key)
+    .fetch_all(conn)
+    .await
+}
+
+/// Takes the session-level advisory lock `key`, trying until `wait` has passed. On
+/// time-out the error names the holders. `what` says what the lock protects.
+pub async fn acquire_lock(
+    conn: &mut PgConnection,
+    key: i64,
+    wait: Duration,
+    what: &str,
+) -> Result<(), ExitError> {
+    let started = Instant::now();
+    let mut announced = false;
+    loop {
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await?;
+        if got {
+            return Ok(());
+        }
+        if started.elapsed() >= wait {
+            let holders = lock_holders(conn, key).await.unwrap_or_default();
+            let who = if holders.is_empty() {
+                "a session that has since let go".to_owned()
+            } else {
+                holders
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            return Err(ExitError::runtime(anyhow!(
+                "the {what} lock (advisory lock {key}) is still held after waiting {}s, by {who}; \
+                 wait for that job to finish and rerun, or raise --lock-timeout",
+                wait.as_secs()
+            )));
+        }
+        if !announced {
+            announced = true;
+            let holders = lock_holders(conn, key).await.unwrap_or_default();
+            tracing::info!(
+                holders = %holders.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+                "waiting up to {}s for the {what} lock",
+                wait.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Releases the session-level advisory lock `key` (a no-op if it is not held).
+pub async fn release_lock(conn: &mut PgConnection, key: i64) -> Result<(), sqlx::Error> {
+    sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
+        .bind(key)
+        .fetch_one(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Closes a connection, ignoring errors: used on paths that already failed.
+pub async fn close_quietly(conn: PgConnection) {
+    let _ = conn.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_is_masked_and_scrubbed() {
+        let url =
+            DatabaseUrl::parse("postgres://admin:s3cr%40t@db.internal:5432/everruns").unwrap();
+        assert_eq!(
+            url.redacted(),
+            "postgres://admin:****@db.internal:5432/everruns"
+        );
+        assert_eq!(
+            url.scrub("error for s3cr@t and s3cr%40t"),
+            "error for **** and ****"
+        );
+        assert_eq!(url.database_name().as_deref(), Some("everruns"));
+    }
+
+    #[test]
+    fn query_parameters_are_not_shown() {
+        let url = DatabaseUrl::parse("postgres://db/app?password=hunter2&sslmode=require").unwrap();
+        assert!(!url.redacted().contains("hunter2"));
+    }
+
+    #[test]
+    fn malformed_urls_are_usage_errors_without_the_url() {
+        let err = DatabaseUrl::parse("mysql://u:topsecret@h/d").err().unwrap();
+        assert_eq!(err.code, 2);
+        assert!(!err.to_string().contains("topsecret"));
+        let err = DatabaseUrl::parse("not a url topsecret").err().unwrap();
+        assert_eq!(err.code, 2);
+        assert!(!err.to_string().contains("topsecret"));
+    }
+}

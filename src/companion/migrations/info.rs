@@ -1,0 +1,91 @@
+//! `migrate-info`: where the database stands against this image, strictly read-only.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{Catalog, history, lock_key_of, state::SchemaState};
+use crate::companion::database::{self, DatabaseUrl};
+use crate::exit::{ExitError, companion};
+
+/// Options of `migrate-info`.
+#[derive(Debug, Clone)]
+pub struct InfoOptions {
+    /// Exit 3 when migrations are pending (exit 4 on drift applies either way).
+    pub check: bool,
+    /// Accept versions applied in the database but unknown to this image.
+    pub ignore_missing: bool,
+    /// How long to retry the first connection.
+    pub connect_timeout: Duration,
+}
+
+/// Lists every migration with its state and whether the migration lock is held.
+/// Runs in a read-only session and creates nothing. Returns the exit code
+/// (0, 3 with `--check` when pending, 4 on drift) and the result summary.
+pub async fn run(
+    catalog: &Catalog,
+    url: &DatabaseUrl,
+    options: &InfoOptions,
+) -> Result<(u8, serde_json::Value), ExitError> {
+    let mut conn = database::connect(url, options.connect_timeout).await?;
+    sqlx::query("SET default_transaction_read_only = on")
+        .execute(&mut conn)
+        .await?;
+    let history = history::read(&mut conn).await.map_err(|e| {
+        ExitError::runtime(anyhow::anyhow!(
+            "reading _sqlx_migrations: {}",
+            url.scrub(&e.to_string())
+        ))
+    })?;
+    let key = lock_key_of(&mut conn).await?;
+    let holders = database::lock_holders(&mut conn, key).await?;
+    database::close_quietly(conn).await;
+
+    let state = SchemaState::compare(catalog, history.as_deref());
+    if !state.history_table_exists {
+        tracing::info!("no _sqlx_migrations table: nothing has been applied to this database yet");
+    }
+    for status in &state.migrations {
+        if status.is_drift(options.ignore_missing) {
+            tracing::error!(version = status.version, "{}", status.describe());
+        } else if status.is_pending() {
+            tracing::warn!(version = status.version, "{}", status.describe());
+        } else {
+            tracing::info!(version = status.version, "{}", status.describe());
+        }
+    }
+    match holders.as_slice() {
+        [] => tracing::info!("the migration lock is free"),
+        holders => {
+            for holder in holders {
+                tracing::warn!("the migration lock is held by {holder}");
+            }
+        }
+    }
+
+    let drift = state.drift(options.ignore_missing);
+    let pending = state.pending().count();
+    let code = if !drift.is_empty() {
+        tracing::error!(
+            "the database disagrees with this image:\n{}",
+            SchemaState::drift_advice(&drift)
+        );
+        companion::DRIFT
+    } else if options.check && pending > 0 {
+        tracing::warn!("{pending} migration(s) pending: run `everruns-admin migrate`");
+        companion::PENDING
+    } else {
+        if pending == 0 {
+            tracing::info!("the database is exactly at this image");
+        }
+        companion::SUCCESS
+    };
+    let summary = json!({
+        "pending": pending,
+        "drift": drift.len(),
+        "lock_holders": holders,
+        "history_table_exists": state.history_table_exists,
+        "migrations": state.migrations,
+    });
+    Ok((code, summary))
+}

@@ -1,0 +1,210 @@
+//! `migrate`: applies pending migrations under sqlx's migration lock.
+
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use serde::Serialize;
+use serde_json::json;
+use sqlx::migrate::Migrate;
+use sqlx::postgres::PgConnection;
+
+use super::state::{MigrationStatus, SchemaState};
+use super::{Catalog, SessionLimits, history, lock_key_of};
+use crate::companion::console::Progress;
+use crate::companion::database::{self, DatabaseUrl};
+use crate::exit::{ExitError, companion};
+
+/// Options of `migrate`.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    /// Show what would be applied; write nothing, take no lock.
+    pub dry_run: bool,
+    /// Apply pending migrations up to and including this version only.
+    pub target_version: Option<i64>,
+    /// Proceed although the database has versions this image does not know.
+    pub ignore_missing: bool,
+    /// How long to wait for the migration lock.
+    pub lock_wait: Duration,
+    /// `lock_timeout` / `statement_timeout` for the migration session.
+    pub limits: SessionLimits,
+    /// How long to retry the first connection.
+    pub connect_timeout: Duration,
+}
+
+/// One migration this run applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    /// Its version.
+    pub version: i64,
+    /// Its description.
+    pub description: String,
+    /// How long it took, in milliseconds.
+    pub ms: f64,
+}
+
+/// Applies the pending migrations of `catalog` in version order, each in its own
+/// transaction unless its file starts with `-- no-transaction`, recording each in
+/// `_sqlx_migrations` the way sqlx does. Holds sqlx's migration lock throughout and
+/// releases it on every path. Returns the exit code and the result summary.
+pub async fn run(
+    catalog: &Catalog,
+    url: &DatabaseUrl,
+    options: &MigrateOptions,
+) -> Result<(u8, serde_json::Value), ExitError> {
+    if let Some(target) = options.target_version
+        && catalog.get(target).is_none()
+    {
+        let known: Vec<String> = catalog
+            .migrations()
+            .iter()
+            .map(|m| m.version.to_string())
+            .collect();
+        return Err(ExitError::usage(anyhow!(
+            "--target-version {target} is not a migration of this image; its versions are {}",
+            known.join(", ")
+        )));
+    }
+    let mut conn = database::connect(url, options.connect_timeout).await?;
+    if options.dry_run {
+        let result = plan(&mut conn, catalog, url, options).await;
+        database::close_quietly(conn).await;
+        let (state, to_apply) = result?;
+        let summary = json!({
+            "dry_run": true,
+            "would_apply": to_apply,
+            "pending": state.pending().count(),
+        });
+        if to_apply.is_empty() {
+            tracing::info!("dry run: nothing to apply");
+        }
+        for status in &to_apply {
+            tracing::info!(
+                version = status.version,
+                "dry run: would apply {} {}",
+                status.version,
+                status.description
+            );
+        }
+        return Ok((companion::SUCCESS, summary));
+    }
+
+    let key = lock_key_of(&mut conn).await?;
+    database::acquire_lock(&mut conn, key, options.lock_wait, "migration").await?;
+    let result = apply_locked(&mut conn, catalog, url, options).await;
+    // A session-level lock: if the connection broke, the server has already let go.
+    if let Err(e) = database::release_lock(&mut conn, key).await {
+        tracing::debug!(error = %url.scrub(&e.to_string()), "could not release the migration lock explicitly");
+    }
+    database::close_quietly(conn).await;
+    let applied = result?;
+    let total_ms = (applied.iter().map(|a| a.ms).sum::<f64>() * 10.0).round() / 10.0;
+    Ok((
+        companion::SUCCESS,
+        json!({ "dry_run": false, "applied": applied, "total_ms": total_ms }),
+    ))
+}
+
+/// Reads the history and decides what to apply; drift is exit 4.
+async fn plan(
+    conn: &mut PgConnection,
+    catalog: &Catalog,
+    url: &DatabaseUrl,
+    options: &MigrateOptions,
+) -> Result<(SchemaState, Vec<MigrationStatus>), ExitError> {
+    let history = history::read(conn).await.map_err(|e| {
+        ExitError::runtime(anyhow!(
+            "reading _sqlx_migrations: {}",
+            url.scrub(&e.to_string())
+        ))
+    })?;
+    let state = SchemaState::compare(catalog, history.as_deref());
+    let drift = state.drift(options.ignore_missing);
+    if !drift.is_empty() {
+        return Err(ExitError::new(
+            companion::DRIFT,
+            anyhow!(
+                "refusing to migrate: the database disagrees with this image:\n{}",
+                SchemaState::drift_advice(&drift)
+            ),
+        ));
+    }
+    let to_apply: Vec<MigrationStatus> = state
+        .pending()
+        .filter(|m| options.target_version.is_none_or(|t| m.version <= t))
+        .cloned()
+        .collect();
+    for status in to_apply
+        .iter()
+        .filter(|m| !matches!(m.state, super::state::MigrationState::Pending))
+    {
+        tracing::warn!(version = status.version, "{}", status.describe());
+    }
+    Ok((state, to_apply))
+}
+
+async fn apply_locked(
+    conn: &mut PgConnection,
+    catalog: &Catalog,
+    url: &DatabaseUrl,
+    options: &MigrateOptions,
+) -> Result<Vec<Applied>, ExitError> {
+    // Planned under the lock: another migrator may have just finished.
+    let (_, to_apply) = plan(conn, catalog, url, options).await?;
+    if to_apply.is_empty() {
+        tracing::info!("nothing to apply: the database is at this image");
+        return Ok(Vec::new());
+    }
+    conn.ensure_migrations_table().await.map_err(|e| {
+        ExitError::runtime(anyhow!(
+            "creating _sqlx_migrations: {}",
+            url.scrub(&e.to_string())
+        ))
+    })?;
+    options.limits.apply(conn).await?;
+    let started = Instant::now();
+    let mut progress = Progress::start("migrate", Some(to_apply.len() as u64));
+    let mut applied = Vec::new();
+    for status in &to_apply {
+        let migration = catalog
+            .get(status.version)
+            .expect("planned from this catalog");
+        tracing::info!(
+            version = migration.version,
+            no_transaction = migration.no_tx,
+            "applying {} {}",
+            migration.version,
+            migration.description
+        );
+        let elapsed = conn.apply(migration).await.map_err(|e| {
+            ExitError::runtime(anyhow!(
+                "migration {} {} failed and was rolled back{}: {}; it is still pending. Fix it in a new image and rerun",
+                migration.version,
+                migration.description,
+                if migration.no_tx { " as far as a no-transaction migration can be" } else { "" },
+                url.scrub(&e.to_string())
+            ))
+        })?;
+        // Tenths of a millisecond: finer is noise.
+        let ms = (elapsed.as_secs_f64() * 10_000.0).round() / 10.0;
+        tracing::info!(
+            version = migration.version,
+            ms,
+            "applied {} {}",
+            migration.version,
+            migration.description
+        );
+        applied.push(Applied {
+            version: migration.version,
+            description: migration.description.to_string(),
+            ms,
+        });
+        progress.advance(1);
+    }
+    progress.finish();
+    tracing::info!(
+        "applied {} migration(s) in {:.1} ms",
+        applied.len(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    Ok(applied)
+}

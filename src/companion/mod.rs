@@ -1,0 +1,29 @@
+//! The companion, `everruns-admin`: runs inside the admin container and does the work
+//! against the database (migrations, re-encryption, status, a shell). It speaks to the
+//! launcher only through its output, in [`crate::protocol`]; it never calls AWS.
+
+pub mod cli;
+pub mod console;
+pub mod database;
+pub mod encrypted_columns;
+pub mod migrations;
+pub mod reencrypt;
+pub mod shell;
+pub mod status;
+
+pub use self::cli::Cli;
+
+/// Runs the companion and returns its exit status.
+pub fn main(cli: Cli) -> u8 {
+    console::init();
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(cli::execute(cli)),
+        Err(e) => {
+            eprintln!("everruns-admin: cannot start the async runtime: {e}");
+            crate::exit::companion::FAILURE
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! `reencrypt`: after a key rotation, re-wrap every stored secret under the primary key.
+//!
+//! Safe alongside the running application: each table is walked by primary key in
+//! batches (keyset pagination), every new value is verified before it is written, and
+//! a batch is written by one compare-and-swap statement, so a value the application
+//! changed meanwhile is never overwritten (it is re-read and retried, or left alone).
+//! Values already on the primary key are checked and passed over, so an interrupted
+//! run is simply run again. Only one reencrypt runs per database (an advisory lock).
+//!
+//! Nothing secret leaves this module: values are reported by table, id and reason.
+
+mod judge;
+mod report;
+mod walk;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use sqlx::postgres::PgConnection;
+
+pub use self::report::{Counts, Outcome, ReencryptReport, TableReport, UndecryptableValue};
+use self::walk::Walk;
+use crate::companion::database::{self, DatabaseUrl};
+use crate::companion::encrypted_columns::{self, EncryptedColumn};
+use crate::exit::{ExitError, companion};
+use crate::keyring::Keyring;
+use crate::signals::{Signal, StopFlag};
+
+/// The advisory lock that lets only one reencrypt run per database. Fixed, and far
+/// from sqlx's migration lock (`0x3d32ad9e * crc32(database)`), so the two never meet.
+pub const LOCK_KEY: i64 = 0x6576_7272_6e72_6563;
+/// Rows per batch unless told otherwise.
+pub const DEFAULT_BATCH_SIZE: u32 = 100;
+/// Largest batch accepted: one statement carries the whole batch.
+pub const MAX_BATCH_SIZE: u32 = 10_000;
+/// How often a value changed by another writer is re-read and retried before it is
+/// left alone.
+pub const MAX_RETRIES: usize = 3;
+/// Undecryptable values logged one by one; beyond this, only counted.
+const MAX_LOGGED_UNDECRYPTABLE: usize = 10_000;
+/// Undecryptable values listed in the final result event (the log has them all).
+const MAX_LISTED_UNDECRYPTABLE: usize = 200;
+/// Key-id bucket for values whose key id could not be read.
+const NO_KEY_ID: &str = "(unreadable)";
+
+/// What to re-encrypt and how.
+#[derive(Debug, Clone)]
+pub struct ReencryptOptions {
+    /// Decrypt, re-wrap and verify everything, but write nothing.
+    pub dry_run: bool,
+    /// Rows read and written per batch; each batch is one short transaction.
+    pub batch_size: u32,
+    /// Only this declared table (`--table`); all declared tables when `None`.
+    pub table: Option<String>,
+    /// How long to retry the first connection while the network comes up.
+    pub connect_timeout: Duration,
+    /// How long to wait for another reencrypt to release the lock.
+    pub lock_timeout: Duration,
+}
+
+impl Default for ReencryptOptions {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            batch_size: DEFAULT_BATCH_SIZE,
+            table: None,
+            connect_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Re-encrypts every declared column (or the one `--table`) under the primary key.
+///
+/// Keys, `--table`, the batch size and `DATABASE_URL` are checked before connecting:
+/// any problem there is a usage error (exit 2) and nothing is written. A lost
+/// connection or another database failure is a runtime error (exit 1); values written
+/// before it are verified and on the primary key, so a rerun continues. Undecryptable
+/// values do not stop the run: they end up in the report, which then calls for exit 5.
+pub async fn run(options: ReencryptOptions) -> Result<ReencryptReport, ExitError> {
+    let keyring = Keyring::from_env()?;
+    let columns = encrypted_columns::select(options.table.as_deref())?;
+    check_batch_size(options.batch_size)?;
+    let url = DatabaseUrl::from_env()?;
+    run_with(&options, &keyring, &url, &columns).await
+}
+
+/// [`run`] with keys, database and columns given rather than read from the
+/// environment (for embedding and benchmarks).
+pub async fn run_with(
+    options: &ReencryptOptions,
+    keyring: &Keyring,
+    url: &DatabaseUrl,
+    columns: &[&EncryptedColumn],
+) -> Result<ReencryptReport, ExitError> {
+    check_batch_size(options.batch_size)?;
+    let started = Instant::now();
+    let stop = StopFlag::install(|signal| {
+        tracing::warn!(
+            "{signal} received: finishing the current batch, then stopping; rerun reencrypt \
+             to continue"
+        );
+    })
+    .map_err(|e| ExitError::runtime(anyhow!("cannot listen for SIGTERM and SIGINT: {e}")))?;
+    let result = match database::connect(url, options.connect_timeout).await {
+        Ok(mut conn) => {
+            let result = locked_run(&mut conn, options, keyring, url, columns, &stop).await;
+            database::close_quietly(conn).await;
+            result
+        }
+        Err(error) => Err(error),
+    };
+    drop(stop);
+    let mut report = result?;
+    report.elapsed_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
+    report.log_summary();
+    Ok(report)
+}
+
+fn check_batch_size(batch_size: u32) -> Result<(), ExitError> {
+    if (1..=MAX_BATCH_SIZE).contains(&batch_size) {
+        Ok(())
+    } else {
+        Err(ExitError::usage(anyhow!(
+            "--batch-size {batch_size} is out of range: use 1 to {MAX_BATCH_SIZE}"
+        )))
+    }
+}
+
+/// Takes the lock, walks the columns, and releases the lock on every path.
+async fn locked_run(
+    conn: &mut PgConnection,
+    options: &ReencryptOptions,
+    keyring: &Keyring,
+    url: &DatabaseUrl,
+    columns: &[&EncryptedColumn],
+    stop: &StopFlag,
+) -> Result<ReencryptReport, ExitError> {
+    database::acquire_lock(conn, LOCK_KEY, options.lock_timeout, "reencrypt")
+        .await
+        .map_err(|e| ExitError::new(e.code, anyhow!(url.scrub(&format!("{:#}", e.error)))))?;
+    warn_if_migrating(conn).await;
+    let keys = keyring.ids();
+    tracing::info!(
+        primary_key_id = %keys.primary,
+        previous_key_ids = %keys.previous.join(","),
+        tables = %columns.iter().map(|c| c.table.as_str()).collect::<Vec<_>>().join(","),
+        batch_size = options.batch_size,
+        dry_run = options.dry_run,
+        "reencrypt starting{}",
+        if options.dry_run { " (dry run: nothing will be written)" } else { "" }
+    );
+    let mut walk = Walk {
+        conn,
+        keyring,
+        url,
+        options,
+        stop,
+        by_key_id: BTreeMap::new(),
+        undecryptable: Vec::new(),
+    };
+    let mut tables = Vec::new();
+    let mut failure = None;
+    for column in columns {
+        if stop.received().is_some() {
+            break;
+        }
+        match walk.column(column).await {
+            Ok(counts) => tables.push(TableReport {
+                table: column.table.clone(),
+                column: column.column.clone(),
+                counts,
+            }),
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
+        }
+    }
+    let Walk {
+        conn,
+        by_key_id,
+        undecryptable,
+        ..
+    } = walk;
+    // After a lost connection there is nothing to release: the server already did.
+    let _ = database::release_lock(conn, LOCK_KEY).await;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    let outcome = match stop.received() {
+        Some(Signal::Terminate) => Outcome::Terminated,
+        Some(Signal::Interrupt) => Outcome::Interrupted,
+        None => Outcome::Completed,
+    };
+    let exit_code = match outcome {
+        Outcome::Terminated => companion::TERMINATED,
+        Outcome::Interrupted => companion::INTERRUPTED,
+        Outcome::Completed if undecryptable.is_empty() => companion::SUCCESS,
+        Outcome::Completed => companion::UNDECRYPTABLE,
+    };
+    Ok(ReencryptReport {
+        outcome,
+        dry_run: options.dry_run,
+        exit_code,
+        keys,
+        batch_size: options.batch_size,
+        elapsed_ms: 0,
+        tables,
+        by_key_id,
+        undecryptable,
+    })
+}
+
+/// A migration running at the same time is not an error (the writes here are
+/// compare-and-swap), but the operator should know.
+async fn warn_if_migrating(conn: &mut PgConnection) {
+    let Ok(name) = sqlx::query_scalar::<_, String>("SELECT current_database()")
+        .fetch_one(&mut *conn)
+        .await
+    else {
+        return;
+    };
+    let key = crate::companion::migrations::lock_key(&name);
+    if let Ok(holders) = database::lock_holders(conn, key).await
+        && !holders.is_empty()
+    {
+        tracing::warn!(
+            holder = %holders[0],
+            "a migration is running on this database at the same time; re-encryption goes on \
+             (its writes never overwrite a changed value)"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lock_is_not_sqlx_migration_lock() {
+        for name in ["everruns", "postgres", "t1"] {
+            assert_ne!(
+                LOCK_KEY,
+                0x3d32_ad9e_i64 * i64::from(crc32fast::hash(name.as_bytes()))
+            );
+        }
+    }
+
+    #[test]
+    fn batch_size_is_bounded() {
+        assert_eq!(check_batch_size(0).unwrap_err().code, 2);
+        assert_eq!(check_batch_size(MAX_BATCH_SIZE + 1).unwrap_err().code, 2);
+        assert!(check_batch_size(1).is_ok());
+    }
+}

@@ -1,0 +1,215 @@
+//! What a run found and did: counts per table and per key id, the undecryptable
+//! values (by table and id, never content), and the readable summary.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::MAX_LISTED_UNDECRYPTABLE;
+use crate::keyring::KeyIds;
+
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every declared value was visited.
+    Completed,
+    /// SIGTERM: the current batch was finished, then the run stopped.
+    Terminated,
+    /// SIGINT: the current batch was finished, then the run stopped.
+    Interrupted,
+}
+
+/// Counts of values, for one table or one key id. Every scanned value ends in exactly
+/// one of the other four.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Non-NULL values read.
+    pub scanned: u64,
+    /// Already under the primary key (checked, not rewritten).
+    pub already_on_primary: u64,
+    /// Re-wrapped under the primary key and written (in a dry run: would be).
+    pub reencrypted: u64,
+    /// Changed by another writer on every attempt, or deleted meanwhile; left as is.
+    pub skipped: u64,
+    /// Could not be decrypted; listed by table and id.
+    pub undecryptable: u64,
+}
+
+impl Counts {
+    pub(super) fn add(&mut self, disposition: Disposition) {
+        match disposition {
+            Disposition::OnPrimary => self.already_on_primary += 1,
+            Disposition::Reencrypted => self.reencrypted += 1,
+            Disposition::Skipped => self.skipped += 1,
+            Disposition::Undecryptable => self.undecryptable += 1,
+        }
+    }
+}
+
+/// The counts of one encrypted column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableReport {
+    /// The table.
+    pub table: String,
+    /// The encrypted column.
+    pub column: String,
+    /// The counts.
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
+/// One value that could not be decrypted: where it is and why, never what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UndecryptableValue {
+    /// The table.
+    pub table: String,
+    /// The encrypted column.
+    pub column: String,
+    /// The row's primary key (a UUID, as text).
+    pub id: String,
+    /// Short stable reason code (`unknown_key_id`, `authentication_failed`, ...).
+    pub kind: String,
+    /// The reason, for a person.
+    pub reason: String,
+}
+
+/// What a run did; serialized into the final result event.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReencryptReport {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Whether writes were skipped (`reencrypted` then means "would be").
+    pub dry_run: bool,
+    /// The exit status this report calls for.
+    pub exit_code: u8,
+    /// Key ids in use (never key material).
+    pub keys: KeyIds,
+    /// Rows per batch.
+    pub batch_size: u32,
+    /// Wall time of the run in milliseconds.
+    pub elapsed_ms: u64,
+    /// Per encrypted column.
+    pub tables: Vec<TableReport>,
+    /// Per key id the values were found under (`(unreadable)` when the payload could not be read).
+    pub by_key_id: BTreeMap<String, Counts>,
+    /// All undecryptable values, in the order found.
+    pub undecryptable: Vec<UndecryptableValue>,
+}
+
+impl ReencryptReport {
+    /// The status the companion exits with: 0, 5 when values could not be decrypted,
+    /// 143 / 130 when stopped by SIGTERM / SIGINT.
+    pub fn exit_code(&self) -> u8 {
+        self.exit_code
+    }
+
+    /// The summary for the final result event; the list of undecryptable values is
+    /// cut to its first 200 there (the log lists every one).
+    pub fn summary(&self) -> Value {
+        let mut summary = serde_json::to_value(self).expect("a report always serializes");
+        if self.undecryptable.len() > MAX_LISTED_UNDECRYPTABLE {
+            summary["undecryptable"] =
+                serde_json::to_value(&self.undecryptable[..MAX_LISTED_UNDECRYPTABLE])
+                    .expect("a report always serializes");
+            summary["undecryptable_not_listed"] =
+                Value::from(self.undecryptable.len() - MAX_LISTED_UNDECRYPTABLE);
+        }
+        summary
+    }
+
+    fn total(&self) -> Counts {
+        let mut total = Counts::default();
+        for t in &self.tables {
+            total.scanned += t.counts.scanned;
+            total.already_on_primary += t.counts.already_on_primary;
+            total.reencrypted += t.counts.reencrypted;
+            total.skipped += t.counts.skipped;
+            total.undecryptable += t.counts.undecryptable;
+        }
+        total
+    }
+
+    /// Writes the readable summary: a line per table and per key id, then the verdict.
+    pub(super) fn log_summary(&self) {
+        let done = if self.dry_run {
+            "would re-encrypt"
+        } else {
+            "re-encrypted"
+        };
+        for t in &self.tables {
+            tracing::info!(
+                table = %t.table,
+                column = %t.column,
+                "{}.{}: {}",
+                t.table,
+                t.column,
+                CountsLine(&t.counts, done)
+            );
+        }
+        for (key_id, counts) in &self.by_key_id {
+            tracing::info!(key_id = %key_id, "values under key {key_id}: {}", CountsLine(counts, done));
+        }
+        let total = self.total();
+        let mode = if self.dry_run {
+            " (dry run, nothing written)"
+        } else {
+            ""
+        };
+        match self.outcome {
+            Outcome::Completed if total.undecryptable == 0 && self.dry_run => tracing::info!(
+                "reencrypt finished{mode}: {}; every value can be decrypted, {} would move to key {}",
+                CountsLine(&total, done),
+                total.reencrypted,
+                self.keys.primary
+            ),
+            Outcome::Completed if total.undecryptable == 0 && total.skipped > 0 => tracing::warn!(
+                "reencrypt finished: {}; {} value(s) kept changing under another writer and were \
+                 left as they are: rerun to move them to key {}",
+                CountsLine(&total, done),
+                total.skipped,
+                self.keys.primary
+            ),
+            Outcome::Completed if total.undecryptable == 0 => tracing::info!(
+                "reencrypt finished: {}; every value is on key {}",
+                CountsLine(&total, done),
+                self.keys.primary
+            ),
+            Outcome::Completed => tracing::warn!(
+                "reencrypt finished{mode}: {}; {} value(s) could not be decrypted (listed above by \
+                 table and id): check SECRETS_ENCRYPTION_KEY_PREVIOUS, then rerun",
+                CountsLine(&total, done),
+                total.undecryptable
+            ),
+            Outcome::Terminated | Outcome::Interrupted => tracing::warn!(
+                "reencrypt stopped early by a signal{mode}: {}; finished batches are written; \
+                 rerun to continue (values already on the primary key are passed over)",
+                CountsLine(&total, done)
+            ),
+        }
+    }
+}
+
+struct CountsLine<'a>(&'a Counts, &'a str);
+
+impl fmt::Display for CountsLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.0;
+        write!(
+            f,
+            "scanned {}, already on primary {}, {} {}, skipped {}, undecryptable {}",
+            c.scanned, c.already_on_primary, self.1, c.reencrypted, c.skipped, c.undecryptable
+        )
+    }
+}
+
+/// What happened to one scanned value in the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Disposition {
+    OnPrimary,
+    Reencrypted,
+    Skipped,
+    Undecryptable,
+}

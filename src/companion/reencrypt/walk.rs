@@ -1,0 +1,347 @@
+//! The walk over one column: keyset pages by primary key, a verdict per value, and a
+//! compare-and-swap write per batch, re-reading values another writer changed.
+
+use std::collections::{BTreeMap, HashSet};
+
+use anyhow::anyhow;
+use sqlx::postgres::PgConnection;
+use uuid::Uuid;
+
+use super::judge::{Verdict, judge};
+use super::report::{Counts, Disposition, UndecryptableValue};
+use super::{MAX_LOGGED_UNDECRYPTABLE, MAX_RETRIES, NO_KEY_ID, ReencryptOptions};
+use crate::companion::console::Progress;
+use crate::companion::database::DatabaseUrl;
+use crate::companion::encrypted_columns::EncryptedColumn;
+use crate::envelope::EnvelopeError;
+use crate::exit::ExitError;
+use crate::keyring::Keyring;
+use crate::signals::StopFlag;
+
+/// A value waiting to be written: the row, what it held when read, its replacement,
+/// and the key-id bucket it is counted under.
+struct Pending {
+    id: Uuid,
+    old: Vec<u8>,
+    new: Vec<u8>,
+    key_id: String,
+}
+
+/// The state of one run across columns.
+pub(super) struct Walk<'a> {
+    pub(super) conn: &'a mut PgConnection,
+    pub(super) keyring: &'a Keyring,
+    pub(super) url: &'a DatabaseUrl,
+    pub(super) options: &'a ReencryptOptions,
+    pub(super) stop: &'a StopFlag,
+    pub(super) by_key_id: BTreeMap<String, Counts>,
+    pub(super) undecryptable: Vec<UndecryptableValue>,
+}
+
+/// The statements for one column, built once from its declared (validated) names.
+struct Statements {
+    count: String,
+    first_page: String,
+    next_page: String,
+    reread: String,
+    write: String,
+}
+
+impl Statements {
+    fn new(c: &EncryptedColumn) -> Self {
+        let (t, id, col) = (c.quoted_table(), c.quoted_id(), c.quoted_column());
+        Self {
+            count: format!("SELECT count(*) FROM {t} WHERE {col} IS NOT NULL"),
+            first_page: format!(
+                "SELECT {id}, {col} FROM {t} WHERE {col} IS NOT NULL ORDER BY {id} LIMIT $1"
+            ),
+            next_page: format!(
+                "SELECT {id}, {col} FROM {t} WHERE {col} IS NOT NULL AND {id} > $1 \
+                 ORDER BY {id} LIMIT $2"
+            ),
+            reread: format!("SELECT {id}, {col} FROM {t} WHERE {id} = ANY($1)"),
+            write: format!(
+                "UPDATE {t} AS t SET {col} = v.new \
+                 FROM UNNEST($1::uuid[], $2::bytea[], $3::bytea[]) AS v(id, old, new) \
+                 WHERE t.{id} = v.id AND t.{col} = v.old RETURNING t.{id}"
+            ),
+        }
+    }
+}
+
+impl Walk<'_> {
+    /// Walks one column by primary key, batch by batch, until the end or a signal.
+    pub(super) async fn column(&mut self, column: &EncryptedColumn) -> Result<Counts, ExitError> {
+        let sql = Statements::new(column);
+        let place = format!("{}.{}", column.table, column.column);
+        let total: i64 = sqlx::query_scalar(&sql.count)
+            .fetch_one(&mut *self.conn)
+            .await
+            .map_err(|e| self.db_error(&e, &format!("counting the values of {place}")))?;
+        let mut progress = Progress::start(
+            format!("reencrypt {}", column.table),
+            Some(total.try_into().unwrap_or(0)),
+        );
+        let mut counts = Counts::default();
+        let mut last: Option<Uuid> = None;
+        let limit = i64::from(self.options.batch_size);
+        loop {
+            if let Some(signal) = self.stop.received() {
+                tracing::warn!(
+                    table = %column.table,
+                    "{signal} received: stopping before the next batch of {place}{}",
+                    last.map(|id| format!(" (after id {id})")).unwrap_or_default()
+                );
+                break;
+            }
+            let page = match last {
+                None => sqlx::query_as::<_, (Uuid, Vec<u8>)>(&sql.first_page).bind(limit),
+                Some(id) => sqlx::query_as::<_, (Uuid, Vec<u8>)>(&sql.next_page)
+                    .bind(id)
+                    .bind(limit),
+            };
+            let rows = page
+                .fetch_all(&mut *self.conn)
+                .await
+                .map_err(|e| self.db_error(&e, &format!("reading {place}{}", after(last))))?;
+            let Some(&(tail, _)) = rows.last() else {
+                break;
+            };
+            let read = rows.len();
+            counts.scanned += read as u64;
+            self.batch(column, &sql, rows, &mut counts).await?;
+            last = Some(tail);
+            progress.advance(read as u64);
+            if read < self.options.batch_size as usize {
+                break;
+            }
+        }
+        progress.finish();
+        Ok(counts)
+    }
+
+    /// Judges one batch and writes it, retrying rows that changed meanwhile.
+    async fn batch(
+        &mut self,
+        column: &EncryptedColumn,
+        sql: &Statements,
+        rows: Vec<(Uuid, Vec<u8>)>,
+        counts: &mut Counts,
+    ) -> Result<(), ExitError> {
+        let mut pending = Vec::new();
+        for (id, value) in rows {
+            let (key_id, verdict) = judge(&value, self.keyring);
+            let key_id = key_id.unwrap_or_else(|| NO_KEY_ID.to_owned());
+            self.by_key_id.entry(key_id.clone()).or_default().scanned += 1;
+            self.settle(column, counts, id, key_id, value, verdict, &mut pending);
+        }
+        for attempt in 0..=MAX_RETRIES {
+            if pending.is_empty() {
+                break;
+            }
+            if self.options.dry_run {
+                for p in pending.drain(..) {
+                    self.count(counts, &p.key_id, Disposition::Reencrypted);
+                }
+                break;
+            }
+            let written = self.write(column, sql, &pending).await?;
+            let mut changed = Vec::new();
+            for p in pending.drain(..) {
+                if written.contains(&p.id) {
+                    self.count(counts, &p.key_id, Disposition::Reencrypted);
+                } else {
+                    changed.push(p);
+                }
+            }
+            if changed.is_empty() {
+                break;
+            }
+            if attempt == MAX_RETRIES {
+                for p in changed {
+                    tracing::warn!(
+                        table = %column.table,
+                        id = %p.id,
+                        "{}.{} id {}: changed by another writer on every attempt; left as that \
+                         writer wrote it",
+                        column.table,
+                        column.column,
+                        p.id
+                    );
+                    self.count(counts, &p.key_id, Disposition::Skipped);
+                }
+                break;
+            }
+            tracing::debug!(
+                table = %column.table,
+                rows = changed.len(),
+                "values changed by another writer since they were read; reading them again"
+            );
+            pending = self.reread(column, sql, changed, counts).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads changed rows again and judges their current values.
+    async fn reread(
+        &mut self,
+        column: &EncryptedColumn,
+        sql: &Statements,
+        changed: Vec<Pending>,
+        counts: &mut Counts,
+    ) -> Result<Vec<Pending>, ExitError> {
+        let ids: Vec<Uuid> = changed.iter().map(|p| p.id).collect();
+        let rows: Vec<(Uuid, Option<Vec<u8>>)> = sqlx::query_as(&sql.reread)
+            .bind(&ids)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(|e| {
+                self.db_error(&e, &format!("re-reading changed rows of {}", column.table))
+            })?;
+        let mut current: BTreeMap<Uuid, Option<Vec<u8>>> = rows.into_iter().collect();
+        let mut pending = Vec::new();
+        for p in changed {
+            match current.remove(&p.id).flatten() {
+                Some(value) => {
+                    let (_, verdict) = judge(&value, self.keyring);
+                    self.settle(column, counts, p.id, p.key_id, value, verdict, &mut pending);
+                }
+                None => {
+                    tracing::info!(
+                        table = %column.table,
+                        id = %p.id,
+                        "{}.{} id {}: deleted or cleared by another writer meanwhile",
+                        column.table,
+                        column.column,
+                        p.id
+                    );
+                    self.count(counts, &p.key_id, Disposition::Skipped);
+                }
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Counts a verdict that needs no write, or queues the write.
+    #[allow(clippy::too_many_arguments)]
+    fn settle(
+        &mut self,
+        column: &EncryptedColumn,
+        counts: &mut Counts,
+        id: Uuid,
+        key_id: String,
+        old: Vec<u8>,
+        verdict: Verdict,
+        pending: &mut Vec<Pending>,
+    ) {
+        match verdict {
+            Verdict::OnPrimary => self.count(counts, &key_id, Disposition::OnPrimary),
+            Verdict::Rewrap(new) => pending.push(Pending {
+                id,
+                old,
+                new,
+                key_id,
+            }),
+            Verdict::Undecryptable(error) => {
+                self.count(counts, &key_id, Disposition::Undecryptable);
+                self.report_undecryptable(column, id, &error);
+            }
+        }
+    }
+
+    fn count(&mut self, counts: &mut Counts, key_id: &str, disposition: Disposition) {
+        counts.add(disposition);
+        self.by_key_id
+            .entry(key_id.to_owned())
+            .or_default()
+            .add(disposition);
+    }
+
+    fn report_undecryptable(&mut self, column: &EncryptedColumn, id: Uuid, error: &EnvelopeError) {
+        let logged = self.undecryptable.len();
+        if logged < MAX_LOGGED_UNDECRYPTABLE {
+            tracing::warn!(
+                table = %column.table,
+                column = %column.column,
+                id = %id,
+                kind = error.kind(),
+                "cannot decrypt {}.{} id {id}: {error}",
+                column.table,
+                column.column
+            );
+        } else if logged == MAX_LOGGED_UNDECRYPTABLE {
+            tracing::warn!(
+                "more than {MAX_LOGGED_UNDECRYPTABLE} values cannot be decrypted; the rest are \
+                 only counted (is SECRETS_ENCRYPTION_KEY_PREVIOUS right?)"
+            );
+        }
+        self.undecryptable.push(UndecryptableValue {
+            table: column.table.clone(),
+            column: column.column.clone(),
+            id: id.to_string(),
+            kind: error.kind().to_owned(),
+            reason: error.to_string(),
+        });
+    }
+
+    /// Writes a batch in one compare-and-swap statement; returns the rows it changed.
+    async fn write(
+        &mut self,
+        column: &EncryptedColumn,
+        sql: &Statements,
+        pending: &[Pending],
+    ) -> Result<HashSet<Uuid>, ExitError> {
+        let ids: Vec<Uuid> = pending.iter().map(|p| p.id).collect();
+        let olds: Vec<&[u8]> = pending.iter().map(|p| p.old.as_slice()).collect();
+        let news: Vec<&[u8]> = pending.iter().map(|p| p.new.as_slice()).collect();
+        let written: Vec<Uuid> = sqlx::query_scalar(&sql.write)
+            .bind(&ids)
+            .bind(&olds)
+            .bind(&news)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(|e| {
+                self.db_error(
+                    &e,
+                    &format!(
+                        "writing a batch of {} (ids {} to {}); that batch was not written",
+                        column.table,
+                        ids[0],
+                        ids[ids.len() - 1]
+                    ),
+                )
+            })?;
+        Ok(written.into_iter().collect())
+    }
+
+    /// A database failure as a runtime error (exit 1), password scrubbed, saying that
+    /// a rerun continues where this one stopped.
+    fn db_error(&self, error: &sqlx::Error, doing: &str) -> ExitError {
+        let lost = is_connection_lost(error);
+        let what = if lost {
+            "lost the database connection"
+        } else {
+            "the database refused"
+        };
+        ExitError::runtime(anyhow!(
+            "{what} while {doing}: {}; values written before this are verified and on the \
+             primary key; rerun reencrypt to continue",
+            self.url.scrub(&error.to_string())
+        ))
+    }
+}
+
+fn after(last: Option<Uuid>) -> String {
+    last.map(|id| format!(" after id {id}")).unwrap_or_default()
+}
+
+/// Whether the error means the session is gone (network, server shutdown, terminated).
+fn is_connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("57P") || code.starts_with("08")),
+        _ => false,
+    }
+}

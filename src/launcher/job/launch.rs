@@ -1,0 +1,399 @@
+//! Starting the task: the RunTask request (who and what recorded on it, a client token
+//! so a retried call starts one task), and the refusal to start a second mutating job
+//! while one is still running.
+
+use anyhow::anyhow;
+use aws_sdk_ecs::types::{
+    AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, ContainerOverride,
+    LaunchType, NetworkConfiguration, Tag, TaskField, TaskOverride,
+};
+use serde_json::{Value, json};
+
+use crate::exit::{ExitError, launcher};
+use crate::launcher::clients::{describe_error, launch_error};
+use crate::launcher::config::{Capacity, LaunchConfig};
+use crate::launcher::identity::{Operator, STARTED_BY_PREFIX};
+use crate::launcher::job::report::LaunchFailure;
+use crate::launcher::task::{TaskSnapshot, tags};
+
+/// ECS's limit on a tag value.
+pub const TAG_VALUE_MAX: usize = 256;
+
+/// What to run in the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// The container command, passed verbatim (no shell, no splitting, no globbing).
+    pub argv: Vec<String>,
+    /// Whether it writes to the database (guarded against concurrent runs).
+    pub mutating: bool,
+}
+
+/// A RunTask request, complete before it is sent, so `--print-request` shows exactly
+/// what would go out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunTaskPlan {
+    /// Cluster name or ARN.
+    pub cluster: String,
+    /// Task definition (ARN with revision once described).
+    pub task_definition: String,
+    /// Launch type or capacity provider.
+    pub capacity: Capacity,
+    /// awsvpc subnets.
+    pub subnets: Vec<String>,
+    /// awsvpc security groups.
+    pub security_groups: Vec<String>,
+    /// Whether to assign a public IP.
+    pub assign_public_ip: bool,
+    /// The container whose command is overridden.
+    pub container: String,
+    /// The command override.
+    pub command: Vec<String>,
+    /// `startedBy`.
+    pub started_by: String,
+    /// Tags: who, from where, what, and whether it mutates.
+    pub tags: Vec<(String, String)>,
+    /// Idempotency token for this invocation.
+    pub client_token: String,
+    /// `enableExecuteCommand`: the task accepts ECS Exec sessions (`shell`).
+    pub enable_execute_command: bool,
+}
+
+/// What RunTask answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunTaskReply {
+    /// The task, when one was started.
+    pub task: Option<TaskSnapshot>,
+    /// `failures[]`: why no task was started.
+    pub failures: Vec<LaunchFailure>,
+}
+
+impl RunTaskPlan {
+    /// Builds the request. Fails (exit 2) when no subnets are configured.
+    pub fn new(
+        config: &LaunchConfig,
+        task_definition: &str,
+        job: &Job,
+        operator: &Operator,
+    ) -> Result<Self, ExitError> {
+        let subnets = config.require_subnets()?.to_vec();
+        Ok(RunTaskPlan {
+            cluster: config.cluster.clone(),
+            task_definition: task_definition.to_string(),
+            capacity: config.capacity.clone(),
+            subnets,
+            security_groups: config.security_groups.clone(),
+            assign_public_ip: config.assign_public_ip,
+            container: config.container.clone(),
+            command: job.argv.clone(),
+            started_by: operator.started_by(),
+            tags: vec![
+                (tags::STARTED_BY.into(), tag_value(&operator.who)),
+                (tags::HOST.into(), tag_value(&operator.host)),
+                (tags::COMMAND.into(), tag_value(&job.argv.join(" "))),
+                (tags::MUTATING.into(), job.mutating.to_string()),
+            ],
+            client_token: uuid::Uuid::new_v4().to_string(),
+            enable_execute_command: false,
+        })
+    }
+
+    /// The request in RunTask's JSON shape (as the AWS CLI would send it).
+    pub fn to_json(&self) -> Value {
+        let mut request = json!({
+            "cluster": self.cluster,
+            "taskDefinition": self.task_definition,
+            "count": 1,
+            "networkConfiguration": {"awsvpcConfiguration": {
+                "subnets": self.subnets,
+                "securityGroups": self.security_groups,
+                "assignPublicIp": if self.assign_public_ip { "ENABLED" } else { "DISABLED" },
+            }},
+            "overrides": {"containerOverrides": [{"name": self.container, "command": self.command}]},
+            "startedBy": self.started_by,
+            "tags": self.tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+            "clientToken": self.client_token,
+        });
+        if self.enable_execute_command {
+            request["enableExecuteCommand"] = json!(true);
+        }
+        match &self.capacity {
+            Capacity::LaunchType(t) => request["launchType"] = json!(t),
+            Capacity::CapacityProvider(p) => {
+                request["capacityProviderStrategy"] = json!([{"capacityProvider": p, "weight": 1}])
+            }
+        }
+        request
+    }
+
+    /// Sends RunTask. API errors are exit 125 with the error's code and message;
+    /// `failures[]` come back in the reply for the caller to report.
+    pub async fn send(&self, ecs: &aws_sdk_ecs::Client) -> Result<RunTaskReply, ExitError> {
+        let vpc = AwsVpcConfiguration::builder()
+            .set_subnets(Some(self.subnets.clone()))
+            .set_security_groups(
+                (!self.security_groups.is_empty()).then(|| self.security_groups.clone()),
+            )
+            .assign_public_ip(if self.assign_public_ip {
+                AssignPublicIp::Enabled
+            } else {
+                AssignPublicIp::Disabled
+            })
+            .build()
+            .map_err(|e| ExitError::usage(anyhow!("invalid network configuration: {e}")))?;
+        let mut request = ecs
+            .run_task()
+            .cluster(&self.cluster)
+            .task_definition(&self.task_definition)
+            .count(1)
+            .network_configuration(
+                NetworkConfiguration::builder()
+                    .awsvpc_configuration(vpc)
+                    .build(),
+            )
+            .overrides(
+                TaskOverride::builder()
+                    .container_overrides(
+                        ContainerOverride::builder()
+                            .name(&self.container)
+                            .set_command(Some(self.command.clone()))
+                            .build(),
+                    )
+                    .build(),
+            )
+            .started_by(&self.started_by)
+            .client_token(&self.client_token)
+            .set_enable_execute_command(self.enable_execute_command.then_some(true));
+        for (key, value) in &self.tags {
+            request = request.tags(Tag::builder().key(key).value(value).build());
+        }
+        request = match &self.capacity {
+            Capacity::LaunchType(t) => request.launch_type(LaunchType::from(t.as_str())),
+            Capacity::CapacityProvider(p) => request.capacity_provider_strategy(
+                CapacityProviderStrategyItem::builder()
+                    .capacity_provider(p)
+                    .weight(1)
+                    .build()
+                    .map_err(|e| ExitError::usage(anyhow!("invalid capacity provider: {e}")))?,
+            ),
+        };
+        let reply = request
+            .send()
+            .await
+            .map_err(|e| launch_error("RunTask", &e))?;
+        Ok(RunTaskReply {
+            task: reply.tasks().first().map(TaskSnapshot::from_sdk),
+            failures: reply
+                .failures()
+                .iter()
+                .map(|f| LaunchFailure {
+                    arn: f.arn().map(str::to_string),
+                    reason: f.reason().map(str::to_string),
+                    detail: f.detail().map(str::to_string),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// The error for a RunTask reply that started nothing: exit 125 with each failure's
+/// reason and detail.
+pub fn rejected(failures: &[LaunchFailure]) -> ExitError {
+    let listed: Vec<String> = failures
+        .iter()
+        .map(|f| {
+            let mut line = f.reason.clone().unwrap_or_else(|| "unknown reason".into());
+            if let Some(detail) = &f.detail {
+                line.push_str(&format!(" ({detail})"));
+            }
+            if let Some(arn) = &f.arn {
+                line.push_str(&format!(" [{arn}]"));
+            }
+            line
+        })
+        .collect();
+    ExitError::new(
+        launcher::NEVER_RAN,
+        anyhow!(
+            "RunTask started no task: {}",
+            if listed.is_empty() {
+                "no task and no failure returned".to_string()
+            } else {
+                listed.join("; ")
+            }
+        ),
+    )
+}
+
+/// Reduces text to what ECS accepts in a tag value (letters, digits, spaces and
+/// `+ - = . _ : / @`) and to its length limit.
+pub fn tag_value(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || " +-=._:/@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(TAG_VALUE_MAX)
+        .collect()
+}
+
+/// Finds a task this tool started for `family` on `cluster` that is still running a
+/// mutating command (ListTasks by family, then DescribeTasks with tags).
+pub async fn find_running_mutation(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    family: &str,
+) -> Result<Option<TaskSnapshot>, ExitError> {
+    let mut arns = Vec::new();
+    let mut pages = ecs
+        .list_tasks()
+        .cluster(cluster)
+        .family(family)
+        .desired_status(aws_sdk_ecs::types::DesiredStatus::Running)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| launch_error("ListTasks", &e))?;
+        arns.extend(page.task_arns().iter().cloned());
+    }
+    for chunk in arns.chunks(100) {
+        let reply = ecs
+            .describe_tasks()
+            .cluster(cluster)
+            .set_tasks(Some(chunk.to_vec()))
+            .include(TaskField::Tags)
+            .send()
+            .await
+            .map_err(|e| {
+                ExitError::new(
+                    launcher::NEVER_RAN,
+                    anyhow!(
+                        "{}; check credentials and region",
+                        describe_error("DescribeTasks", &e)
+                    ),
+                )
+            })?;
+        let mut running: Vec<TaskSnapshot> = reply
+            .tasks()
+            .iter()
+            .map(TaskSnapshot::from_sdk)
+            .filter(|t| !t.is_stopped() && t.desired_status.as_deref() != Some("STOPPED"))
+            .filter(|t| {
+                t.started_by
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with(STARTED_BY_PREFIX))
+            })
+            .filter(|t| t.tag(tags::MUTATING) == Some("true"))
+            .collect();
+        running.sort_by_key(|t| t.created_at);
+        if let Some(task) = running.into_iter().next() {
+            return Ok(Some(task));
+        }
+    }
+    Ok(None)
+}
+
+/// The refusal (exit 2) to start a mutating job while `running` is still at work.
+pub fn concurrency_refusal(running: &TaskSnapshot, cluster: &str) -> ExitError {
+    let who = running.tag(tags::STARTED_BY).unwrap_or("someone");
+    let host = running
+        .tag(tags::HOST)
+        .map(|h| format!(" on {h}"))
+        .unwrap_or_default();
+    let when = running
+        .created_at
+        .map(|t| {
+            format!(
+                " at {}",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )
+        })
+        .unwrap_or_default();
+    let what = running.tag(tags::COMMAND).unwrap_or("a mutating command");
+    let id = running.id();
+    ExitError::usage(anyhow!(
+        "task {id} on cluster {cluster} is still running `{what}` ({}), started by {who}{host}{when}; \
+         follow it with `run-admin-task logs {id} --follow`, stop it with `run-admin-task stop {id}`, \
+         or pass --allow-concurrent to run anyway",
+        running.last_status
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::launcher::config::GlobalOptions;
+
+    fn config() -> LaunchConfig {
+        let mut cfg = LaunchConfig::resolve(&GlobalOptions::default(), &|_: &str| None).unwrap();
+        cfg.subnets = vec!["subnet-1".into()];
+        cfg
+    }
+
+    fn operator() -> Operator {
+        Operator {
+            who: "alice".into(),
+            host: "laptop".into(),
+        }
+    }
+
+    #[test]
+    fn plan_records_who_and_what_and_keeps_arguments_verbatim() {
+        let job = Job {
+            argv: vec!["sh".into(), "-c".into(), "echo 'x y' *".into()],
+            mutating: false,
+        };
+        let plan = RunTaskPlan::new(&config(), "everruns-admin", &job, &operator()).unwrap();
+        let json = plan.to_json();
+        assert_eq!(
+            json["overrides"]["containerOverrides"][0]["command"][2],
+            "echo 'x y' *"
+        );
+        assert_eq!(json["overrides"]["containerOverrides"][0]["name"], "admin");
+        assert_eq!(json["launchType"], "FARGATE");
+        assert_eq!(
+            json["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"],
+            "DISABLED"
+        );
+        assert_eq!(json["startedBy"], "run-admin-task/alice");
+        assert!(plan.client_token.len() <= 64);
+        assert!(
+            plan.tags
+                .contains(&(tags::COMMAND.into(), "sh -c echo _x y_ _".into()))
+        );
+        assert!(plan.tags.contains(&(tags::MUTATING.into(), "false".into())));
+    }
+
+    #[test]
+    fn each_invocation_gets_its_own_client_token() {
+        let job = Job {
+            argv: vec!["x".into()],
+            mutating: false,
+        };
+        let a = RunTaskPlan::new(&config(), "td", &job, &operator()).unwrap();
+        let b = RunTaskPlan::new(&config(), "td", &job, &operator()).unwrap();
+        assert_ne!(a.client_token, b.client_token);
+    }
+
+    #[test]
+    fn tag_values_are_cut_to_the_limit() {
+        assert_eq!(tag_value(&"a".repeat(300)).len(), TAG_VALUE_MAX);
+        assert_eq!(
+            tag_value("migrate --target-version=3"),
+            "migrate --target-version=3"
+        );
+    }
+
+    #[test]
+    fn failures_name_reason_and_detail() {
+        let err = rejected(&[LaunchFailure {
+            arn: None,
+            reason: Some("RESOURCE:MEMORY".into()),
+            detail: Some("no capacity".into()),
+        }]);
+        assert_eq!(err.code, 125);
+        assert!(err.to_string().contains("RESOURCE:MEMORY (no capacity)"));
+    }
+}

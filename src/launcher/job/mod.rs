@@ -1,0 +1,335 @@
+//! The launch-and-follow path that every command launching a task goes through:
+//! start it ([`launch`]), follow its status and logs ([`follow`], [`watch`]), decide how
+//! it ended ([`outcome`]) and report it ([`report`]). Also how an existing task and its
+//! log stream are found, for `logs`, `status` and `stop`.
+
+pub mod follow;
+pub mod launch;
+pub mod outcome;
+pub mod report;
+pub mod watch;
+
+use anyhow::anyhow;
+use tokio::sync::mpsc;
+
+use self::follow::{Ending, FollowSettings, Followed, LogSource, Target, follow, reattach_hint};
+use self::launch::{Job, RunTaskPlan, concurrency_refusal, find_running_mutation, rejected};
+use self::outcome::{TaskOutcome, console_url};
+use self::report::TaskReport;
+use self::watch::{Poll, PollTiming, TaskWatcher};
+use crate::exit::{ExitError, launcher};
+use crate::launcher::clients::Clients;
+use crate::launcher::config::OutputFormat;
+use crate::launcher::context::{Context, confirmed, ensure_can_confirm, print_json};
+use crate::launcher::task::TaskSnapshot;
+use crate::launcher::task_def::fetch::TaskDefinitionInfo;
+
+/// Launches `job`, follows it to its end and returns the exit status with the report
+/// (`None` when nothing was launched), printing no JSON: for commands such as
+/// `keys rotate` that act on the companion's result themselves.
+pub async fn launch_and_follow(
+    context: &Context,
+    job: &Job,
+    needs_confirmation: bool,
+    interrupts: &mut mpsc::UnboundedReceiver<()>,
+) -> Result<(u8, Option<TaskReport>), ExitError> {
+    let config = &context.config;
+    let options = &context.options;
+    let renderer = &context.renderer;
+    config.require_subnets()?;
+    let what = job.argv.join(" ");
+    if needs_confirmation {
+        ensure_can_confirm(context, &what)?;
+    }
+
+    let clients = Clients::connect(config).await?;
+    let describe = TaskDefinitionInfo::describe(&clients, &config.task_definition);
+    let check = async {
+        if job.mutating && !options.allow_concurrent {
+            find_running_mutation(&clients.ecs, &config.cluster, &config.family()).await
+        } else {
+            Ok(None)
+        }
+    };
+    let (definition, running) = tokio::select! {
+        both = async { tokio::join!(describe, check) } => both,
+        Some(()) = interrupts.recv() => {
+            renderer.warn("interrupted; nothing was launched");
+            return Ok((launcher::INTERRUPTED, None));
+        }
+    };
+    let definition = definition?;
+    definition.container(&config.container)?;
+    if let Some(running) = running? {
+        return Err(concurrency_refusal(&running, &config.cluster));
+    }
+
+    if needs_confirmation && !confirmed(context, &what, interrupts).await? {
+        renderer.warn("interrupted; nothing was launched");
+        return Ok((launcher::INTERRUPTED, None));
+    }
+
+    let plan = RunTaskPlan::new(config, &definition.arn, job, &context.operator)?;
+    let mut report = TaskReport {
+        cluster: config.cluster.clone(),
+        task_definition: Some(definition.arn.clone()),
+        container: config.container.clone(),
+        command: job.argv.clone(),
+        started_by: Some(plan.started_by.clone()),
+        operator: Some(context.operator.display()),
+        ..TaskReport::default()
+    };
+    let reply = plan.send(&clients.ecs).await?;
+    let task = match reply.task {
+        Some(task) if reply.failures.is_empty() => task,
+        _ => {
+            let error = rejected(&reply.failures);
+            renderer.warn(&format!("run-admin-task: {error}"));
+            report.failures = reply.failures;
+            report.exit_code = error.code;
+            report.error = Some(error.to_string());
+            return Ok((error.code, Some(report)));
+        }
+    };
+    report.apply_snapshot(&task);
+    let log = log_target(&clients, &definition, &config.container, task.id())?;
+    if let Some(log) = &log {
+        report.log_group = Some(log.group.clone());
+        report.log_stream = Some(log.stream.clone());
+        report.console_url = Some(log.console_url());
+    }
+    renderer.note(&format!(
+        "started task {} running `{what}` on cluster {}",
+        task.arn, config.cluster
+    ));
+    match &log {
+        Some(log) => renderer.note(&format!("logs: {} {}", log.group, log.stream)),
+        None => renderer.warn(&format!(
+            "container {} does not use the awslogs driver: following its status only",
+            config.container
+        )),
+    }
+
+    if options.no_wait {
+        if options.output == OutputFormat::Human {
+            println!("{}", task.arn);
+        }
+        renderer.warn(&format!("not waiting: {}", reattach_hint(&task.arn)));
+        return Ok((0, Some(report)));
+    }
+
+    let target = Target {
+        cluster: config.cluster.clone(),
+        task: task.arn.clone(),
+        container: config.container.clone(),
+        log: log.as_ref().map(|l| LogSource {
+            client: clients.logs_in(Some(&l.region)),
+            group: l.group.clone(),
+            stream: l.stream.clone(),
+        }),
+    };
+    let stop_reason = format!(
+        "Interrupted by {} via run-admin-task",
+        context.operator.display()
+    );
+    let followed = follow(
+        &clients,
+        &target,
+        &follow_settings(context),
+        renderer,
+        interrupts,
+        &stop_reason,
+    )
+    .await?;
+    let code = settle(context, &mut report, followed, log.as_ref());
+    Ok((code, Some(report)))
+}
+
+/// Turns what following saw into the exit status, the closing explanation on stderr,
+/// and the JSON document.
+pub fn conclude(
+    context: &Context,
+    report: &mut TaskReport,
+    followed: Followed,
+    log: Option<&LogTarget>,
+) -> u8 {
+    let code = settle(context, report, followed, log);
+    print_json(context.options.output, report);
+    code
+}
+
+/// [`conclude`] without the JSON document: the exit status and the closing explanation.
+pub fn settle(
+    context: &Context,
+    report: &mut TaskReport,
+    followed: Followed,
+    log: Option<&LogTarget>,
+) -> u8 {
+    let renderer = &context.renderer;
+    renderer.finish();
+    if let Some(last) = &followed.last {
+        report.apply_snapshot(last);
+    }
+    report.result = followed
+        .result
+        .as_ref()
+        .and_then(|event| serde_json::to_value(event).ok());
+    let task = report.task_id.clone().unwrap_or_default();
+    let code = match followed.ending {
+        Ending::Stopped | Ending::Interrupted => {
+            let outcome = followed
+                .last
+                .as_ref()
+                .map(|last| TaskOutcome::decide(last, &report.container));
+            let code = match (&followed.ending, &outcome) {
+                (Ending::Interrupted, _) => launcher::INTERRUPTED,
+                (_, Some(outcome)) => outcome.exit_code,
+                (_, None) => launcher::NEVER_RAN,
+            };
+            if let Some(outcome) = &outcome {
+                report.apply_outcome(outcome);
+                let say = |line: &str| {
+                    if code == 0 {
+                        renderer.note(line)
+                    } else {
+                        renderer.warn(line)
+                    }
+                };
+                // ECS's own timestamps: the launcher's wall time includes the log drain.
+                let lifetime = match (report.created_at, report.stopped_at) {
+                    (Some(created), Some(stopped)) => {
+                        (stopped - created).to_std().unwrap_or_default()
+                    }
+                    _ => renderer.elapsed(),
+                };
+                say(&format!(
+                    "task {task} stopped {:.1}s after it was created",
+                    lifetime.as_secs_f64()
+                ));
+                for line in &outcome.explanation {
+                    say(&format!("  {line}"));
+                }
+                for hint in &outcome.hints {
+                    renderer.warn(&format!("  hint: {hint}"));
+                }
+                if let Some(log) = log {
+                    say(&format!("  log stream: {} {}", log.group, log.stream));
+                    say(&format!("  console: {}", log.console_url()));
+                }
+            }
+            if followed.ending == Ending::Interrupted {
+                report.interrupted = true;
+                renderer.warn(&format!("interrupted: task {task} was stopped"));
+            }
+            code
+        }
+        Ending::TimedOut { stop_requested } => {
+            report.timed_out = true;
+            let timeout = context
+                .options
+                .timeout
+                .map(|t| humantime::format_duration(t).to_string())
+                .unwrap_or_default();
+            if stop_requested {
+                renderer.warn(&format!(
+                    "timed out after {timeout}: task {task} was asked to stop"
+                ));
+            } else {
+                renderer.warn(&format!(
+                    "timed out after {timeout}: task {task} is still running; {}",
+                    reattach_hint(&task)
+                ));
+            }
+            launcher::TIMEOUT
+        }
+        Ending::Abandoned => {
+            report.interrupted = true;
+            launcher::INTERRUPTED
+        }
+    };
+    report.exit_code = code;
+    code
+}
+
+/// Following settings from the global options.
+pub fn follow_settings(context: &Context) -> FollowSettings {
+    FollowSettings {
+        timeout: context.options.timeout,
+        stop_on_timeout: context.options.stop_on_timeout,
+        ..FollowSettings::default()
+    }
+}
+
+/// Where a task's container logs, as an operator needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogTarget {
+    /// The log group.
+    pub group: String,
+    /// The stream of this task's container.
+    pub stream: String,
+    /// The log region (the awslogs region, else the client's).
+    pub region: String,
+}
+
+impl LogTarget {
+    /// The CloudWatch console link to the stream.
+    pub fn console_url(&self) -> String {
+        console_url(&self.region, &self.group, &self.stream)
+    }
+}
+
+/// The log target of `container` in a task running `definition`.
+pub fn log_target(
+    clients: &Clients,
+    definition: &TaskDefinitionInfo,
+    container: &str,
+    task_id: &str,
+) -> Result<Option<LogTarget>, ExitError> {
+    let spec = definition.container(container)?;
+    Ok(spec.logs.as_ref().map(|logs| LogTarget {
+        group: logs.group.clone(),
+        stream: logs.stream_name(container, task_id),
+        region: logs
+            .region
+            .clone()
+            .unwrap_or_else(|| clients.region.clone()),
+    }))
+}
+
+/// Describes an existing task (id or ARN). Not found is a usage error: the id, the
+/// cluster or the region is wrong, or the task stopped over an hour ago.
+pub async fn describe_task(
+    clients: &Clients,
+    cluster: &str,
+    task: &str,
+) -> Result<TaskSnapshot, ExitError> {
+    let timing = PollTiming {
+        missing_grace: std::time::Duration::ZERO,
+        ..PollTiming::default()
+    };
+    let mut watcher = TaskWatcher::new(clients.ecs.clone(), cluster, task, timing);
+    match watcher.poll().await {
+        Ok(Poll::Seen(snapshot)) => Ok(*snapshot),
+        Ok(Poll::Unavailable(problem)) => Err(ExitError::new(
+            crate::exit::launcher::NEVER_RAN,
+            anyhow!("{problem}; check the endpoint and network, then try again"),
+        )),
+        Ok(Poll::NotVisibleYet) | Err(_) => Err(ExitError::usage(anyhow!(
+            "task {task} was not found on cluster {cluster}: check the id, --cluster and --region (ECS keeps stopped tasks visible for about an hour)"
+        ))),
+    }
+}
+
+/// The log target of an existing task, looked up from its task definition; `None`
+/// when its container does not log to CloudWatch.
+pub async fn existing_log_target(
+    clients: &Clients,
+    task: &TaskSnapshot,
+    container: &str,
+) -> Result<Option<LogTarget>, ExitError> {
+    let Some(arn) = &task.task_definition_arn else {
+        return Ok(None);
+    };
+    let definition = TaskDefinitionInfo::describe(clients, arn).await?;
+    log_target(clients, &definition, container, task.id())
+}

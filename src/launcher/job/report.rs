@@ -1,0 +1,199 @@
+//! The `--output json` document: exactly one on stdout at the end of `run`, the
+//! companion commands and `status`, so CI can read the result without parsing text.
+//!
+//! Fields (absent values are `null`, lists may be empty):
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `task_arn`, `task_id` | the task |
+//! | `cluster` | the cluster as configured (name or ARN) |
+//! | `task_definition` | the task definition ARN the task runs (as configured when not launched) |
+//! | `container` | the container whose exit code counts |
+//! | `command` | the container command override, as an array |
+//! | `started_by` | the task's `startedBy` |
+//! | `operator` | who launched it (`alice@laptop`, `github:octocat@org/repo run 1`) |
+//! | `created_at`, `started_at`, `stopping_at`, `stopped_at` | ECS timestamps (RFC 3339) |
+//! | `last_status` | the task's last status seen |
+//! | `stop_code`, `stopped_reason` | ECS's stop code and reason |
+//! | `container_exit_code`, `container_reason` | the named container's exit code and reason |
+//! | `exit_code` | the launcher's own exit status (see the exit code table) |
+//! | `timed_out`, `interrupted` | whether `--timeout` or Ctrl-C ended the wait |
+//! | `result` | the companion's final result event (`command`, `exit_code`, `summary`, `ts`) |
+//! | `log_group`, `log_stream`, `console_url` | where the container's logs are |
+//! | `hints` | what to check for a recognised failure |
+//! | `failures` | RunTask's `failures[]` (`arn`, `reason`, `detail`) |
+//! | `error` | what went wrong when the launcher itself failed |
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::launcher::job::outcome::TaskOutcome;
+use crate::launcher::task::TaskSnapshot;
+
+/// A RunTask `failures[]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LaunchFailure {
+    /// The resource it concerns.
+    pub arn: Option<String>,
+    /// Why (`RESOURCE:MEMORY`, `MISSING`, ...).
+    pub reason: Option<String>,
+    /// More detail, when ECS gives it.
+    pub detail: Option<String>,
+}
+
+/// The JSON report of one task (see the module docs for the fields).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TaskReport {
+    /// The task ARN.
+    pub task_arn: Option<String>,
+    /// The task id.
+    pub task_id: Option<String>,
+    /// The cluster.
+    pub cluster: String,
+    /// The task definition.
+    pub task_definition: Option<String>,
+    /// The container whose exit code counts.
+    pub container: String,
+    /// The container command override.
+    pub command: Vec<String>,
+    /// The task's startedBy.
+    pub started_by: Option<String>,
+    /// Who launched it.
+    pub operator: Option<String>,
+    /// When the task was created.
+    pub created_at: Option<DateTime<Utc>>,
+    /// When its containers started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it began stopping.
+    pub stopping_at: Option<DateTime<Utc>>,
+    /// When it stopped.
+    pub stopped_at: Option<DateTime<Utc>>,
+    /// Its last status.
+    pub last_status: Option<String>,
+    /// ECS's stop code.
+    pub stop_code: Option<String>,
+    /// ECS's stop reason.
+    pub stopped_reason: Option<String>,
+    /// The named container's exit code.
+    pub container_exit_code: Option<i32>,
+    /// The named container's stop reason.
+    pub container_reason: Option<String>,
+    /// The launcher's exit status.
+    pub exit_code: u8,
+    /// Whether `--timeout` ended the wait.
+    pub timed_out: bool,
+    /// Whether Ctrl-C ended the wait.
+    pub interrupted: bool,
+    /// The companion's result event.
+    pub result: Option<Value>,
+    /// The log group.
+    pub log_group: Option<String>,
+    /// The log stream.
+    pub log_stream: Option<String>,
+    /// The CloudWatch console link to the stream.
+    pub console_url: Option<String>,
+    /// Hints for recognised failures.
+    pub hints: Vec<String>,
+    /// RunTask failures.
+    pub failures: Vec<LaunchFailure>,
+    /// The launcher's own error, if it failed.
+    pub error: Option<String>,
+}
+
+impl TaskReport {
+    /// Copies what a snapshot knows into the report.
+    pub fn apply_snapshot(&mut self, task: &TaskSnapshot) {
+        self.task_arn = Some(task.arn.clone());
+        self.task_id = Some(task.id().to_string());
+        if task.task_definition_arn.is_some() {
+            self.task_definition = task.task_definition_arn.clone();
+        }
+        self.started_by = task.started_by.clone().or(self.started_by.take());
+        self.created_at = task.created_at;
+        self.started_at = task.started_at;
+        self.stopping_at = task.stopping_at;
+        self.stopped_at = task.stopped_at;
+        self.last_status = Some(task.last_status.clone());
+        self.stop_code = task.stop_code.clone();
+        self.stopped_reason = task.stopped_reason.clone();
+        if let Some(c) = task.container(&self.container) {
+            self.container_exit_code = c.exit_code;
+            self.container_reason = c.reason.clone();
+        }
+        if self.operator.is_none() {
+            let who = task.tag(crate::launcher::task::tags::STARTED_BY);
+            let host = task.tag(crate::launcher::task::tags::HOST);
+            self.operator = who.map(|w| match host {
+                Some(h) => format!("{w}@{h}"),
+                None => w.to_string(),
+            });
+        }
+        if self.command.is_empty() {
+            self.command = task
+                .tag(crate::launcher::task::tags::COMMAND)
+                .map(|c| vec![c.to_string()])
+                .unwrap_or_default();
+        }
+    }
+
+    /// Copies the verdict into the report.
+    pub fn apply_outcome(&mut self, outcome: &TaskOutcome) {
+        self.container_exit_code = outcome.container_exit_code;
+        self.container_reason = outcome.container_reason.clone();
+        self.exit_code = outcome.exit_code;
+        self.hints = outcome.hints.clone();
+    }
+
+    /// The document as printed: pretty JSON, one trailing newline.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("reports always serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::launcher::task::ContainerState;
+
+    #[test]
+    fn every_documented_field_is_present() {
+        let mut report = TaskReport {
+            cluster: "everruns".into(),
+            container: "admin".into(),
+            ..Default::default()
+        };
+        report.apply_snapshot(&TaskSnapshot {
+            arn: "arn:aws:ecs:r:1:task/everruns/t1".into(),
+            last_status: "STOPPED".into(),
+            containers: vec![ContainerState {
+                name: "admin".into(),
+                exit_code: Some(3),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let value: Value = serde_json::from_str(&report.to_json()).unwrap();
+        let object = value.as_object().unwrap();
+        let documented = include_str!("report.rs")
+            .lines()
+            .filter(|l| l.starts_with("//! | `"))
+            .flat_map(|l| {
+                let cell = l.trim_start_matches("//! | ").split(" |").next().unwrap();
+                cell.split(", ")
+                    .map(|f| f.trim_matches('`').to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>();
+        assert!(documented.len() > 20);
+        for field in &documented {
+            assert!(
+                object.contains_key(field),
+                "{field} documented but not emitted"
+            );
+        }
+        assert_eq!(object.len(), documented.len(), "undocumented fields");
+        assert_eq!(value["container_exit_code"], 3);
+        assert_eq!(value["task_id"], "t1");
+    }
+}

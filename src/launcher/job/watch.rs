@@ -1,0 +1,157 @@
+//! Following a task's status with DescribeTasks: often while it starts (a short task is
+//! reported within a fraction of a second of stopping), backing off to a ceiling while it
+//! runs, with jitter so many launchers do not poll in step. A task that DescribeTasks
+//! calls MISSING right after RunTask is not yet visible (eventual consistency), not gone.
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use aws_sdk_ecs::types::TaskField;
+use tokio::time::Instant;
+
+use crate::exit::{ExitError, launcher};
+use crate::launcher::clients::{describe_error, is_transient};
+use crate::launcher::task::TaskSnapshot;
+
+/// How often to ask, and how long MISSING is tolerated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PollTiming {
+    /// The interval after every status change (and after StopTask).
+    pub fast: Duration,
+    /// The ceiling while RUNNING.
+    pub running_ceiling: Duration,
+    /// The ceiling in the other states (starting, stopping).
+    pub transitional_ceiling: Duration,
+    /// How long after the watch starts a MISSING answer means "not visible yet".
+    pub missing_grace: Duration,
+    /// Relative jitter (0.2 = ±20%).
+    pub jitter: f64,
+}
+
+impl Default for PollTiming {
+    fn default() -> Self {
+        PollTiming {
+            fast: Duration::from_millis(250),
+            running_ceiling: Duration::from_secs(5),
+            transitional_ceiling: Duration::from_secs(1),
+            missing_grace: Duration::from_secs(30),
+            jitter: 0.2,
+        }
+    }
+}
+
+/// One DescribeTasks answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Poll {
+    /// The task as it is now.
+    Seen(Box<TaskSnapshot>),
+    /// Not visible yet (within the grace period).
+    NotVisibleYet,
+    /// The call failed in a way worth retrying (throttling after the SDK's own retries,
+    /// a network failure); the text says what happened.
+    Unavailable(String),
+}
+
+/// Polls one task's status with an adaptive interval.
+#[derive(Debug)]
+pub struct TaskWatcher {
+    ecs: aws_sdk_ecs::Client,
+    cluster: String,
+    task: String,
+    timing: PollTiming,
+    since: Instant,
+    interval: Duration,
+    last_status: Option<String>,
+}
+
+impl TaskWatcher {
+    /// Watches `task` (id or ARN) on `cluster`, starting now.
+    pub fn new(ecs: aws_sdk_ecs::Client, cluster: &str, task: &str, timing: PollTiming) -> Self {
+        TaskWatcher {
+            ecs,
+            cluster: cluster.to_string(),
+            task: task.to_string(),
+            timing,
+            since: Instant::now(),
+            interval: timing.fast,
+            last_status: None,
+        }
+    }
+
+    /// Asks DescribeTasks once.
+    pub async fn poll(&mut self) -> Result<Poll, ExitError> {
+        let reply = self
+            .ecs
+            .describe_tasks()
+            .cluster(&self.cluster)
+            .tasks(&self.task)
+            .include(TaskField::Tags)
+            .send()
+            .await;
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(e) if is_transient(&e) => {
+                self.back_off();
+                return Ok(Poll::Unavailable(describe_error("DescribeTasks", &e)));
+            }
+            Err(e) => {
+                return Err(ExitError::runtime(anyhow!(
+                    "{}; the task may still be running: check credentials, then `run-admin-task status {}`",
+                    describe_error("DescribeTasks", &e),
+                    self.task
+                )));
+            }
+        };
+        if let Some(task) = reply.tasks().first() {
+            let snapshot = TaskSnapshot::from_sdk(task);
+            if self.last_status.as_deref() == Some(snapshot.last_status.as_str()) {
+                self.back_off();
+            } else {
+                self.interval = self.timing.fast;
+                self.last_status = Some(snapshot.last_status.clone());
+            }
+            return Ok(Poll::Seen(Box::new(snapshot)));
+        }
+        if self.since.elapsed() < self.timing.missing_grace {
+            self.interval = self.timing.fast;
+            return Ok(Poll::NotVisibleYet);
+        }
+        let reason = reply
+            .failures()
+            .first()
+            .and_then(|f| f.reason())
+            .unwrap_or("MISSING");
+        Err(ExitError::new(
+            launcher::NEVER_RAN,
+            anyhow!(
+                "task {} is not on cluster {} ({reason}); check the id, --cluster and --region",
+                self.task,
+                self.cluster
+            ),
+        ))
+    }
+
+    fn back_off(&mut self) {
+        let ceiling = match self.last_status.as_deref() {
+            Some("RUNNING") => self.timing.running_ceiling,
+            _ => self.timing.transitional_ceiling,
+        };
+        self.interval = (self.interval * 2).min(ceiling);
+    }
+
+    /// Returns to fast polling, e.g. right after StopTask.
+    pub fn poke(&mut self) {
+        self.interval = self.timing.fast;
+    }
+
+    /// The wait before the next poll, jittered.
+    pub fn next_delay(&self) -> Duration {
+        let factor = 1.0 + self.timing.jitter * (fastrand::f64() * 2.0 - 1.0);
+        self.interval.mul_f64(factor.max(0.0))
+    }
+
+    /// The un-jittered interval (for tests and diagnostics).
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+}

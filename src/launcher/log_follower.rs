@@ -1,0 +1,266 @@
+//! Reading a container's log stream from its first line, every line once and in order,
+//! live while the task runs, and knowing when the last line has arrived.
+//!
+//! GetLogEvents with `startFromHead` and the forward token reads forward; only a token
+//! that comes back unchanged says "this is the end of what exists now" (empty pages
+//! happen before that). A stream that does not exist yet is simply not created yet.
+//! After the task stops, reading goes on until the companion's final `result` event has
+//! arrived, or, for a container that does not speak the protocol, until the stream has
+//! been quiet for longer than the awslogs driver's 5-second batching. A stream that
+//! speaks the protocol but never writes its result (the companion was killed) ends
+//! after a longer quiet spell; nothing drains longer than a fixed cap.
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use aws_sdk_cloudwatchlogs::operation::get_log_events::GetLogEventsError;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::exit::ExitError;
+use crate::launcher::clients::{describe_error, is_transient};
+use crate::protocol::Event;
+
+/// How often to read, and the drain rule's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogTiming {
+    /// The wait at the end of the stream (or before it exists) while tailing; it
+    /// doubles while the stream stays quiet, up to `tail_ceiling`.
+    pub tail_interval: Duration,
+    /// The longest wait between reads of a quiet stream of a running task: keeps a long,
+    /// silent task at a few calls a minute (the awslogs driver batches every 5 s anyway).
+    pub tail_ceiling: Duration,
+    /// The wait after an empty page that is not yet the end.
+    pub empty_page_interval: Duration,
+    /// After the task stopped, the quiet time that ends a stream without a result event
+    /// (longer than the awslogs driver's 5-second batching).
+    pub quiet_after_stop: Duration,
+    /// The same for a stream that speaks the protocol: its result event is expected, so
+    /// it is waited for longer.
+    pub result_wait: Duration,
+    /// After the task stopped, the most time spent draining whatever happens.
+    pub drain_cap: Duration,
+}
+
+impl Default for LogTiming {
+    fn default() -> Self {
+        LogTiming {
+            tail_interval: Duration::from_millis(500),
+            tail_ceiling: Duration::from_secs(2),
+            empty_page_interval: Duration::from_millis(100),
+            quiet_after_stop: Duration::from_secs(6),
+            result_wait: Duration::from_secs(20),
+            drain_cap: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the log reader needs to know about the task, kept current by the status loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TaskPhase {
+    /// The container may have started (the task is past PROVISIONING and PENDING), so
+    /// its stream may exist.
+    pub started: bool,
+    /// When the launcher saw the task STOPPED.
+    pub stopped_at: Option<Instant>,
+    /// Whether the container ran at all (it has an exit code); a container that never
+    /// ran writes no stream, so there is nothing to wait for.
+    pub container_ran: bool,
+}
+
+/// One GetLogEvents answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Page {
+    /// The stream does not exist yet.
+    NotCreated,
+    /// Some lines (possibly none); `at_end` when the forward token came back unchanged.
+    Lines {
+        /// The messages, in order.
+        lines: Vec<String>,
+        /// Whether this is the end of what exists now.
+        at_end: bool,
+    },
+    /// A failure worth retrying later.
+    Unavailable(String),
+}
+
+/// Reads one log stream forward from its first line.
+#[derive(Debug)]
+pub struct LogFollower {
+    logs: aws_sdk_cloudwatchlogs::Client,
+    group: String,
+    stream: String,
+    token: Option<String>,
+    timing: LogTiming,
+    last_line_at: Option<Instant>,
+    speaks_protocol: bool,
+    result: Option<Event>,
+}
+
+impl LogFollower {
+    /// A reader of `stream` in `group`, at its first line.
+    pub fn new(
+        logs: aws_sdk_cloudwatchlogs::Client,
+        group: &str,
+        stream: &str,
+        timing: LogTiming,
+    ) -> Self {
+        LogFollower {
+            logs,
+            group: group.to_string(),
+            stream: stream.to_string(),
+            token: None,
+            timing,
+            last_line_at: None,
+            speaks_protocol: false,
+            result: None,
+        }
+    }
+
+    /// The companion's final result event, once read.
+    pub fn result(&self) -> Option<&Event> {
+        self.result.as_ref()
+    }
+
+    /// Reads the next page.
+    pub async fn next_page(&mut self) -> Result<Page, ExitError> {
+        let reply = self
+            .logs
+            .get_log_events()
+            .log_group_name(&self.group)
+            .log_stream_name(&self.stream)
+            .start_from_head(true)
+            .set_next_token(self.token.clone())
+            .send()
+            .await;
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(e) => {
+                if matches!(
+                    e.as_service_error(),
+                    Some(GetLogEventsError::ResourceNotFoundException(_))
+                ) {
+                    return Ok(Page::NotCreated);
+                }
+                if is_transient(&e) {
+                    return Ok(Page::Unavailable(describe_error("GetLogEvents", &e)));
+                }
+                return Err(ExitError::runtime(anyhow!(
+                    "{}; check the role may read log group {} (logs:GetLogEvents)",
+                    describe_error("GetLogEvents", &e),
+                    self.group
+                )));
+            }
+        };
+        let next = reply.next_forward_token().map(str::to_string);
+        let at_end = next.is_some() && next == self.token;
+        if next.is_some() {
+            self.token = next;
+        }
+        let lines: Vec<String> = reply
+            .events()
+            .iter()
+            .map(|e| {
+                e.message()
+                    .unwrap_or_default()
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string()
+            })
+            .collect();
+        if !lines.is_empty() {
+            self.last_line_at = Some(Instant::now());
+        }
+        Ok(Page::Lines { lines, at_end })
+    }
+
+    /// The drain rule, asked at the end of the stream: whether every line has arrived.
+    pub fn drained(&self, phase: &TaskPhase, stream_exists: bool) -> bool {
+        let Some(stopped_at) = phase.stopped_at else {
+            return false;
+        };
+        if self.result.is_some() {
+            return true;
+        }
+        if !stream_exists && !phase.container_ran {
+            return true;
+        }
+        let now = Instant::now();
+        let quiet_since = self.last_line_at.map_or(stopped_at, |t| t.max(stopped_at));
+        let quiet = if self.speaks_protocol {
+            self.timing.result_wait
+        } else {
+            self.timing.quiet_after_stop
+        };
+        now.duration_since(quiet_since) > quiet
+            || now.duration_since(stopped_at) > self.timing.drain_cap
+    }
+
+    /// Reads until the stream is drained, handing every line to `on_line` (which
+    /// returns its protocol event, if any). With `follow` false, stops at the current
+    /// end of the stream instead. `on_problem` hears about retried failures.
+    pub async fn run(
+        &mut self,
+        mut phase: watch::Receiver<TaskPhase>,
+        follow: bool,
+        on_line: &(dyn Fn(&str) -> Option<Event> + Sync),
+        on_problem: &(dyn Fn(&str) + Sync),
+    ) -> Result<(), ExitError> {
+        let mut quiet_delay = self.timing.tail_interval;
+        // Lines since the last wait: the page that reaches the end is usually empty.
+        let mut fresh_lines = false;
+        loop {
+            let current = *phase.borrow_and_update();
+            if follow && !current.started && current.stopped_at.is_none() {
+                if phase.changed().await.is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
+            match self.next_page().await? {
+                Page::NotCreated => {
+                    if !follow || self.drained(&current, false) {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(self.timing.tail_interval).await;
+                }
+                Page::Unavailable(problem) => {
+                    on_problem(&problem);
+                    tokio::time::sleep(self.timing.tail_interval).await;
+                }
+                Page::Lines { lines, at_end } => {
+                    let empty = lines.is_empty();
+                    fresh_lines |= !empty;
+                    for line in &lines {
+                        match on_line(line) {
+                            Some(event @ Event::Result { .. }) => self.result = Some(event),
+                            Some(_) => self.speaks_protocol = true,
+                            None => {}
+                        }
+                    }
+                    if !at_end {
+                        if empty {
+                            tokio::time::sleep(self.timing.empty_page_interval).await;
+                        }
+                        continue;
+                    }
+                    if !follow || self.drained(&current, true) {
+                        return Ok(());
+                    }
+                    quiet_delay =
+                        if std::mem::take(&mut fresh_lines) || current.stopped_at.is_some() {
+                            // New lines, or draining after STOPPED: read again soon.
+                            self.timing.tail_interval
+                        } else {
+                            (quiet_delay * 2).min(self.timing.tail_ceiling)
+                        };
+                    // Wake early when the task's phase changes: STOPPED may mean the
+                    // drain is already complete. (A closed channel disables the branch.)
+                    tokio::select! {
+                        _ = tokio::time::sleep(quiet_delay) => {}
+                        Ok(()) = phase.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+}

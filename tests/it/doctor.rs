@@ -1,0 +1,394 @@
+//! `run-admin-task doctor` against the emulated stack (passing, failing with the fix
+//! named, `--in-vpc` against a real database), the companion's `status` on its own,
+//! and the secret check against a mocked Secrets Manager: DescribeSecret only, never
+//! GetSecretValue.
+
+use std::process::Output;
+
+use crate::common::emulator::{Emulator, Secrets};
+use crate::common::{TestDatabase, cluster, describe};
+use aws_sdk_secretsmanager::operation::describe_secret::{
+    DescribeSecretError, DescribeSecretOutput,
+};
+use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput;
+use aws_smithy_mocks::{RuleMode, mock, mock_client};
+use everruns_admin::launcher::checks::Status;
+use everruns_admin::launcher::checks::aws::{SecretRef, secret};
+use serde_json::Value;
+
+const KEK_V1: &str = "kek-v1:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+const KEK_V2: &str = "kek-v2:ZWZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/gIGCg4Q=";
+
+/// The checks the emulator can answer, all of which must pass on it.
+const MUST_PASS: [&str; 13] = [
+    "region",
+    "credentials",
+    "cluster",
+    "task-definition",
+    "container",
+    "execution-role",
+    "awslogs",
+    "log-group",
+    "secret:DATABASE_URL",
+    "secret:SECRETS_ENCRYPTION_KEY",
+    "secret:SECRETS_ENCRYPTION_KEY_PREVIOUS",
+    "subnets",
+    "security-groups",
+];
+
+fn stack() -> (TestDatabase, Emulator) {
+    let db = cluster().create_database();
+    let emulator = Emulator::start(&Secrets {
+        database_url: &db.url,
+        key: KEK_V2,
+        previous: Some(KEK_V1),
+    });
+    (db, emulator)
+}
+
+fn document(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", describe(out)))
+}
+
+fn check<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name}: {doc:#}"))
+}
+
+fn assert_no_secret_material(out: &Output, db: &TestDatabase) {
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut forbidden = vec![crate::common::PASSWORD.to_owned(), db.url.clone()];
+    for key in [KEK_V1, KEK_V2] {
+        let material = key.split_once(':').unwrap().1;
+        forbidden.push(material.to_owned());
+        forbidden.push(material.trim_end_matches('=').to_owned());
+    }
+    for secret in forbidden {
+        assert!(
+            !all.contains(&secret),
+            "secret material in output: {}",
+            describe(out)
+        );
+    }
+}
+
+#[test]
+fn doctor_passes_on_the_emulated_stack() {
+    let (_db, emu) = stack();
+    let out = emu
+        .launcher()
+        .args(["--output", "json", "doctor"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let doc = document(&out);
+    assert_eq!(doc["ok"], true, "{doc:#}");
+    for name in MUST_PASS {
+        assert_eq!(check(&doc, name)["status"], "pass", "{name}: {doc:#}");
+    }
+    for c in doc["checks"].as_array().unwrap() {
+        for field in ["name", "status", "detail", "fix", "ms"] {
+            assert!(c.get(field).is_some(), "{field} missing in {c}");
+        }
+    }
+    // The emulated definition has no task role: a `shell` concern, reported, not failed.
+    let role = check(&doc, "shell:task-role");
+    assert_eq!(role["status"], "skip", "{doc:#}");
+    assert!(
+        role["fix"].as_str().unwrap().contains("taskRoleArn"),
+        "{role}"
+    );
+    let plugin = check(&doc, "shell:plugin");
+    assert!(
+        plugin["status"] == "pass" || plugin["status"] == "skip",
+        "{plugin}"
+    );
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("PASS  cluster"), "{stderr}");
+
+    let counts = emu.request_counts();
+    assert!(
+        counts.get("DescribeSecret").copied().unwrap_or(0) >= 3,
+        "{counts:?}"
+    );
+    assert_eq!(
+        counts.get("GetSecretValue"),
+        None,
+        "doctor read a secret: {counts:?}"
+    );
+
+    let strict = emu
+        .launcher()
+        .args(["doctor", "--for-shell"])
+        .output()
+        .unwrap();
+    assert_eq!(strict.status.code(), Some(1), "{}", describe(&strict));
+    let stderr = String::from_utf8_lossy(&strict.stderr);
+    assert!(stderr.contains("FAIL  shell:task-role"), "{stderr}");
+}
+
+#[test]
+fn doctor_fails_with_the_fix_named() {
+    let (_db, emu) = stack();
+    let out = emu
+        .launcher()
+        .args(["--task-definition", "everruns-admin-badsecret", "doctor"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("FAIL  secret:SECRETS_ENCRYPTION_KEY "))
+        .unwrap_or_else(|| panic!("no failing key secret: {stderr}"));
+    assert!(
+        line.contains("secret:everruns/does-not-exist-AbCdEf"),
+        "{line}"
+    );
+    assert!(stderr.contains("fix: create the secret"), "{stderr}");
+    assert!(stderr.contains("PASS  secret:DATABASE_URL"), "{stderr}");
+
+    let out = emu
+        .launcher()
+        .args([
+            "--output",
+            "json",
+            "--cluster",
+            "nope",
+            "doctor",
+            "--in-vpc",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let doc = document(&out);
+    let cluster = check(&doc, "cluster");
+    assert_eq!(cluster["status"], "fail", "{doc:#}");
+    assert!(
+        cluster["detail"].as_str().unwrap().contains("nope"),
+        "{cluster}"
+    );
+    assert!(
+        cluster["fix"].as_str().unwrap().contains("ECS_CLUSTER"),
+        "{cluster}"
+    );
+    assert_eq!(
+        check(&doc, "in-vpc:task")["status"],
+        "skip",
+        "nothing launched: {doc:#}"
+    );
+
+    let out = emu
+        .launcher()
+        .env_remove("ECS_SECURITY_GROUP")
+        .args(["--task-definition", "absent-family", "doctor"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("FAIL  task-definition"), "{stderr}");
+    assert!(stderr.contains("task-def register"), "{stderr}");
+    assert!(stderr.contains("FAIL  security-groups"), "{stderr}");
+}
+
+#[test]
+fn doctor_in_vpc_reports_the_database_schema_and_key_ids() {
+    let (db, emu) = stack();
+    let migrations = std::fs::read_dir(crate::common::migrations_dir())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "sql")
+        })
+        .count();
+    let out = emu
+        .launcher()
+        .args(["--output", "json", "doctor", "--in-vpc"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let doc = document(&out);
+    assert_eq!(check(&doc, "in-vpc:task")["status"], "pass", "{doc:#}");
+    let database = check(&doc, "in-vpc:database");
+    assert_eq!(database["status"], "pass", "{doc:#}");
+    assert!(
+        database["detail"].as_str().unwrap().contains("PostgreSQL"),
+        "{database}"
+    );
+    let schema = check(&doc, "in-vpc:schema");
+    assert!(
+        schema["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{migrations} migration(s) pending")),
+        "{schema}"
+    );
+    let keys = check(&doc, "in-vpc:keys");
+    assert_eq!(keys["detail"], "primary kek-v2, previous kek-v1", "{keys}");
+    assert_no_secret_material(&out, &db);
+}
+
+#[test]
+fn companion_status_reports_each_probe_and_never_crashes() {
+    let db = cluster().create_database();
+    let out = crate::common::companion(&db.url)
+        .env("SECRETS_ENCRYPTION_KEY", KEK_V2)
+        .env("SECRETS_ENCRYPTION_KEY_PREVIOUS", KEK_V1)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let summary = crate::common::result_summary(&out);
+    assert_eq!(summary["database"]["ok"], true, "{summary}");
+    assert!(
+        summary["database"]["server_version"].is_string(),
+        "{summary}"
+    );
+    assert_eq!(
+        summary["schema"]["history_table_exists"], false,
+        "{summary}"
+    );
+    assert!(
+        summary["schema"]["pending"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    assert_eq!(summary["keys"]["primary"], "kek-v2", "{summary}");
+    for part in ["database", "schema", "keys"] {
+        assert!(summary[part]["ms"].is_u64(), "{part}: {summary}");
+    }
+    assert_no_secret_material(&out, &db);
+
+    let bad_key = crate::common::companion(&db.url)
+        .env("SECRETS_ENCRYPTION_KEY", "kek-v2:bm90IDMyIGJ5dGVz")
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(bad_key.status.code(), Some(1), "{}", describe(&bad_key));
+    let summary = crate::common::result_summary(&bad_key);
+    assert_eq!(summary["database"]["ok"], true, "{summary}");
+    assert_eq!(summary["keys"]["ok"], false, "{summary}");
+    assert!(
+        summary["keys"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("SECRETS_ENCRYPTION_KEY"),
+        "{summary}"
+    );
+    assert!(!String::from_utf8_lossy(&bad_key.stdout).contains("bm90IDMyIGJ5dGVz"));
+
+    let unreachable = crate::common::companion("postgres://u:pw-unreachable@127.0.0.1:1/x")
+        .env("SECRETS_ENCRYPTION_KEY", KEK_V2)
+        .args(["--connect-timeout", "1s", "status"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        unreachable.status.code(),
+        Some(1),
+        "{}",
+        describe(&unreachable)
+    );
+    let summary = crate::common::result_summary(&unreachable);
+    assert_eq!(summary["database"]["ok"], false, "{summary}");
+    assert_eq!(summary["schema"]["ok"], false, "{summary}");
+    assert_eq!(summary["keys"]["ok"], true, "{summary}");
+    assert!(!String::from_utf8_lossy(&unreachable.stdout).contains("pw-unreachable"));
+}
+
+#[tokio::test]
+async fn secret_checks_describe_and_never_read_values() {
+    const FOUND: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:everruns/db-AbCdEf";
+    const GONE: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:everruns/key-GhIjKl";
+    let described = mock!(aws_sdk_secretsmanager::Client::describe_secret)
+        .match_requests(|r| r.secret_id() == Some(FOUND))
+        .then_output(|| {
+            DescribeSecretOutput::builder()
+                .arn(FOUND)
+                .name("everruns/db")
+                .build()
+        });
+    let missing = mock!(aws_sdk_secretsmanager::Client::describe_secret)
+        .match_requests(|r| r.secret_id() == Some(GONE))
+        .then_error(|| {
+            DescribeSecretError::ResourceNotFoundException(
+                aws_sdk_secretsmanager::types::error::ResourceNotFoundException::builder()
+                    .message("Secrets Manager can't find the specified secret.")
+                    .build(),
+            )
+        });
+    let read = mock!(aws_sdk_secretsmanager::Client::get_secret_value).then_output(|| {
+        GetSecretValueOutput::builder()
+            .secret_string("must not be read")
+            .build()
+    });
+    let client = mock_client!(
+        aws_sdk_secretsmanager,
+        RuleMode::MatchAny,
+        &[&described, &missing, &read],
+        |c| c.region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+    );
+    let reference = |variable: &str, value_from: &str| SecretRef {
+        container: "admin".into(),
+        variable: variable.into(),
+        value_from: value_from.into(),
+    };
+
+    let ok = secret(
+        &client,
+        &reference("DATABASE_URL", FOUND),
+        "secret:DATABASE_URL".into(),
+    )
+    .await;
+    assert_eq!(ok.status, Status::Pass, "{ok:?}");
+    let json_key = format!("{FOUND}:password::");
+    let ok = secret(
+        &client,
+        &reference("DATABASE_URL", &json_key),
+        "secret:X".into(),
+    )
+    .await;
+    assert_eq!(
+        ok.status,
+        Status::Pass,
+        "a JSON key is not part of the secret id: {ok:?}"
+    );
+    let failed = secret(
+        &client,
+        &reference("SECRETS_ENCRYPTION_KEY", GONE),
+        "secret:K".into(),
+    )
+    .await;
+    assert_eq!(failed.status, Status::Fail, "{failed:?}");
+    assert!(failed.detail.contains(GONE), "{failed:?}");
+    assert!(
+        failed
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("SECRETS_ENCRYPTION_KEY"),
+        "{failed:?}"
+    );
+    let parameter = secret(
+        &client,
+        &reference("X", "arn:aws:ssm:us-east-1:123456789012:parameter/x"),
+        "secret:X".into(),
+    )
+    .await;
+    assert_eq!(parameter.status, Status::Skip, "{parameter:?}");
+
+    assert_eq!(described.num_calls(), 2);
+    assert_eq!(missing.num_calls(), 1);
+    assert_eq!(read.num_calls(), 0, "GetSecretValue must never be called");
+}

@@ -1,0 +1,546 @@
+//! End to end: the real launcher drives the emulated ECS, whose agent runs the real
+//! companion against a real PostgreSQL, with the output carried by the emulated
+//! CloudWatch Logs stream.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::emulator::{Emulator, Secrets};
+use crate::common::{TestDatabase, cluster, describe, psql};
+use everruns_admin::envelope;
+use everruns_admin::keyring::{Key, Keyring};
+use serde_json::Value;
+
+const KEK_V1: &str = "kek-v1:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+const KEK_V2: &str = "kek-v2:ZWZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/gIGCg4Q=";
+const GENERIC: &str = "everruns-admin-generic";
+
+fn stack() -> (TestDatabase, Emulator) {
+    let db = cluster().create_database();
+    let emulator = Emulator::start(&Secrets {
+        database_url: &db.url,
+        key: KEK_V2,
+        previous: Some(KEK_V1),
+    });
+    (db, emulator)
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run the launcher")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The single JSON document `--output json` prints on stdout.
+fn report(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", describe(out)))
+}
+
+fn assert_no_secrets(outputs: &[&Output], db: &TestDatabase, plaintexts: &[String]) {
+    let mut forbidden: Vec<String> = vec![crate::common::PASSWORD.to_owned(), db.url.clone()];
+    for key in [KEK_V1, KEK_V2] {
+        let material = key.split_once(':').unwrap().1;
+        forbidden.push(material.to_owned());
+        forbidden.push(material.trim_end_matches('=').to_owned());
+    }
+    forbidden.extend(plaintexts.iter().cloned());
+    for out in outputs {
+        let all = text(out);
+        for secret in &forbidden {
+            assert!(
+                !all.contains(secret.as_str()),
+                "a secret reached the output: {}",
+                describe(out)
+            );
+        }
+    }
+}
+
+/// Rows under the previous key in both encrypted tables; returns their plaintexts.
+fn seed_under_previous_key(db: &TestDatabase) -> Vec<String> {
+    let old = Key::parse(KEK_V1).unwrap();
+    let mut plaintexts = Vec::new();
+    for i in 0..25 {
+        let secret = format!("sk-e2e-secret-{i:03}");
+        let payload = envelope::encrypt(secret.as_bytes(), &old).unwrap();
+        let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
+        let (table, columns) = if i % 2 == 0 {
+            (
+                "llm_providers",
+                format!(
+                    "(name, provider_type, api_key_encrypted, api_key_set) VALUES ('p{i}', 'openai', '\\x{hex}', TRUE)"
+                ),
+            )
+        } else {
+            (
+                "mcp_servers",
+                format!(
+                    "(name, url, auth_token_encrypted) VALUES ('m{i}', 'http://m{i}', '\\x{hex}')"
+                ),
+            )
+        };
+        psql(&db.url, &format!("INSERT INTO {table} {columns}"));
+        plaintexts.push(secret);
+    }
+    psql(
+        &db.url,
+        "INSERT INTO llm_providers (name, provider_type) VALUES ('no-key', 'llmsim')",
+    );
+    plaintexts
+}
+
+fn key_ids_in(db: &TestDatabase) -> Vec<String> {
+    psql(
+        &db.url,
+        "SELECT convert_from(api_key_encrypted, 'UTF8')::json->>'key_id' FROM llm_providers WHERE api_key_encrypted IS NOT NULL \
+         UNION ALL SELECT convert_from(auth_token_encrypted, 'UTF8')::json->>'key_id' FROM mcp_servers",
+    )
+    .lines()
+    .map(str::to_owned)
+    .collect()
+}
+
+#[test]
+fn companion_commands_run_through_the_launcher() {
+    let (db, emu) = stack();
+
+    let info = run(emu.launcher().args(["migrate-info", "--check"]));
+    assert_eq!(
+        info.status.code(),
+        Some(3),
+        "exit 3 passed through: {}",
+        describe(&info)
+    );
+    assert!(
+        String::from_utf8_lossy(&info.stdout).contains("pending"),
+        "{}",
+        describe(&info)
+    );
+
+    let migrate = run(emu.launcher().args(["--output", "json", "migrate"]));
+    assert_eq!(migrate.status.code(), Some(0), "{}", describe(&migrate));
+    let doc = report(&migrate);
+    assert_eq!(doc["exit_code"], 0, "{doc}");
+    assert_eq!(doc["result"]["command"], "migrate", "{doc}");
+    assert_eq!(
+        doc["result"]["summary"]["applied"].as_array().map(Vec::len),
+        Some(4),
+        "{doc}"
+    );
+    assert!(
+        doc["log_stream"]
+            .as_str()
+            .unwrap()
+            .starts_with("admin/admin/"),
+        "{doc}"
+    );
+
+    let gate = run(emu.launcher().args(["migrate-info", "--check"]));
+    assert_eq!(gate.status.code(), Some(0), "{}", describe(&gate));
+
+    let plaintexts = seed_under_previous_key(&db);
+    let dry = run(emu
+        .launcher()
+        .args(["--output", "json", "reencrypt", "--dry-run"]));
+    assert_eq!(dry.status.code(), Some(0), "{}", describe(&dry));
+    assert!(
+        key_ids_in(&db).iter().all(|id| id == "kek-v1"),
+        "a dry run writes nothing"
+    );
+
+    let reencrypt = run(emu.launcher().args(["reencrypt", "--batch-size", "7"]));
+    assert_eq!(reencrypt.status.code(), Some(0), "{}", describe(&reencrypt));
+    let ids = key_ids_in(&db);
+    assert_eq!(ids.len(), 25);
+    assert!(ids.iter().all(|id| id == "kek-v2"), "{ids:?}");
+    let keyring = Keyring::parse(KEK_V2, None).unwrap();
+    let values = psql(
+        &db.url,
+        "SELECT encode(api_key_encrypted, 'hex') FROM llm_providers WHERE api_key_encrypted IS NOT NULL ORDER BY name",
+    );
+    for value in values.lines() {
+        let bytes: Vec<u8> = (0..value.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&value[i..i + 2], 16).unwrap())
+            .collect();
+        let plain = envelope::decrypt(&bytes, &keyring).unwrap();
+        assert!(plaintexts.contains(&String::from_utf8(plain.to_vec()).unwrap()));
+    }
+
+    assert_no_secrets(
+        &[&info, &migrate, &gate, &dry, &reencrypt],
+        &db,
+        &plaintexts,
+    );
+}
+
+#[test]
+fn the_named_containers_exit_code_is_the_launchers() {
+    let (_db, emu) = stack();
+    for code in ["0", "3", "42"] {
+        let out = run(emu
+            .launcher()
+            .args(["--task-definition", GENERIC, "run", "--", "sh", "-c"])
+            .arg(format!("echo bye; exit {code}")));
+        assert_eq!(
+            out.status.code(),
+            Some(code.parse().unwrap()),
+            "{}",
+            describe(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("bye"),
+            "{}",
+            describe(&out)
+        );
+    }
+}
+
+#[test]
+fn twenty_thousand_lines_arrive_once_and_in_order() {
+    let (_db, emu) = stack();
+    let out = run(emu.launcher().args([
+        "--task-definition",
+        GENERIC,
+        "run",
+        "--",
+        "seq",
+        "-f",
+        "line %g",
+        "1",
+        "20000",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("line ")).collect();
+    let expected: Vec<String> = (1..=20000).map(|i| format!("line {i}")).collect();
+    assert_eq!(lines.len(), expected.len(), "every line once");
+    assert!(lines.iter().zip(&expected).all(|(a, b)| a == b), "in order");
+}
+
+#[test]
+fn arguments_reach_the_container_verbatim() {
+    let (_db, emu) = stack();
+    let out = run(emu.launcher().args([
+        "--task-definition",
+        GENERIC,
+        "run",
+        "--",
+        "printf",
+        "<%s>\\n",
+        "two  spaces",
+        "*",
+        "$HOME",
+        "a'b\"c",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let got: Vec<&str> = stdout.lines().filter(|l| l.starts_with('<')).collect();
+    assert_eq!(
+        got,
+        ["<two  spaces>", "<*>", "<$HOME>", "<a'b\"c>"],
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn a_task_that_cannot_start_is_125_with_the_reason_and_a_hint() {
+    let (_db, emu) = stack();
+    let out = run(emu.launcher().args([
+        "--task-definition",
+        "everruns-admin-badsecret",
+        "migrate-info",
+    ]));
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("TaskFailedToStart") && all.contains("ResourceInitializationError"),
+        "{all}"
+    );
+    assert!(
+        all.contains("Secrets Manager"),
+        "a hint about secrets: {all}"
+    );
+
+    let out = run(emu.launcher().args([
+        "--task-definition",
+        "everruns-admin-badimage",
+        "migrate-info",
+    ]));
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    assert!(
+        text(&out).contains("CannotPullContainerError"),
+        "{}",
+        describe(&out)
+    );
+}
+
+fn task_status(emu: &Emulator, task_arn: &str) -> Value {
+    let out = run(emu
+        .launcher()
+        .args(["--output", "json", "status", task_arn]));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    report(&out)
+}
+
+#[test]
+fn timeout_is_124_and_leaves_the_task_running() {
+    let (_db, emu) = stack();
+    let started = Instant::now();
+    let out = run(emu.launcher().args([
+        "--output",
+        "json",
+        "--timeout",
+        "3s",
+        "--task-definition",
+        GENERIC,
+        "run",
+        "--",
+        "sleep",
+        "60",
+    ]));
+    assert_eq!(out.status.code(), Some(124), "{}", describe(&out));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let doc = report(&out);
+    let arn = doc["task_arn"].as_str().unwrap().to_owned();
+    assert!(
+        text(&out).contains("logs"),
+        "says how to re-attach: {}",
+        describe(&out)
+    );
+    assert_eq!(task_status(&emu, &arn)["last_status"], "RUNNING");
+
+    let stop = run(emu
+        .launcher()
+        .args(["stop", &arn, "--reason", "e2e cleanup"]));
+    assert_eq!(stop.status.code(), Some(0), "{}", describe(&stop));
+}
+
+#[test]
+fn interrupt_stops_the_task_and_exits_130() {
+    let (_db, emu) = stack();
+    let mut child = emu
+        .launcher()
+        .args([
+            "--output",
+            "json",
+            "--task-definition",
+            GENERIC,
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "echo started; sleep 60",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("started") {
+                let _ = tx.send(());
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        seen
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the container's first line");
+    let interrupted = Instant::now();
+    crate::common::send_signal(child.id(), libc::SIGINT);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", describe(&out));
+    assert!(interrupted.elapsed() < Duration::from_secs(15));
+    let doc = report(&out);
+    assert_eq!(doc["last_status"], "STOPPED", "{doc}");
+    assert_eq!(doc["stop_code"], "UserInitiated", "{doc}");
+    assert!(
+        doc["stopped_reason"]
+            .as_str()
+            .unwrap()
+            .contains("e2e-operator"),
+        "{doc}"
+    );
+}
+
+#[test]
+fn production_guard_and_missing_settings_refuse_before_any_aws_call() {
+    let (_db, emu) = stack();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[env.production]\ncluster = \"everruns\"\nconfirm = true\n",
+    )
+    .unwrap();
+
+    let out =
+        run(emu
+            .launcher()
+            .arg("--config")
+            .arg(&config)
+            .args(["--env", "production", "migrate"]));
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(text(&out).contains("--yes"), "{}", describe(&out));
+
+    let out = run(emu.launcher().env_remove("ECS_SUBNETS").arg("migrate-info"));
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("--subnets") && all.contains("ECS_SUBNETS") && all.contains("subnets"),
+        "{all}"
+    );
+
+    let calls = emu.request_counts();
+    assert!(
+        !calls.contains_key("RunTask") && !calls.contains_key("DescribeTaskDefinition"),
+        "no AWS call was made: {calls:?}"
+    );
+
+    // With --yes the same command runs.
+    let out = run(emu.launcher().arg("--config").arg(&config).args([
+        "--env",
+        "production",
+        "--yes",
+        "migrate-info",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+}
+
+#[test]
+fn no_wait_then_logs_status_list_and_stop() {
+    let (_db, emu) = stack();
+    let out = run(emu.launcher().args([
+        "--no-wait",
+        "--task-definition",
+        GENERIC,
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "echo first; sleep 1; echo second; exit 7",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let arn = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(arn.starts_with("arn:aws:ecs:"), "{}", describe(&out));
+    assert!(
+        text(&out).contains("logs"),
+        "says how to re-attach: {}",
+        describe(&out)
+    );
+
+    let follow = run(emu.launcher().args(["logs", &arn, "--follow"]));
+    assert_eq!(follow.status.code(), Some(7), "{}", describe(&follow));
+    let lines: Vec<String> = String::from_utf8_lossy(&follow.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        lines.iter().any(|l| l == "first") && lines.iter().any(|l| l == "second"),
+        "{}",
+        describe(&follow)
+    );
+
+    let logs = run(emu.launcher().args(["logs", &arn]));
+    assert_eq!(logs.status.code(), Some(0), "{}", describe(&logs));
+    assert_eq!(
+        String::from_utf8_lossy(&logs.stdout)
+            .lines()
+            .filter(|l| *l == "first")
+            .count(),
+        1
+    );
+
+    let status = task_status(&emu, &arn);
+    assert_eq!(status["last_status"], "STOPPED");
+    assert_eq!(status["container_exit_code"], 7);
+
+    let list = run(emu
+        .launcher()
+        .args(["--output", "json", "--task-definition", GENERIC, "list"]));
+    assert_eq!(list.status.code(), Some(0), "{}", describe(&list));
+    let tasks: Value = serde_json::from_slice(&list.stdout).unwrap();
+    let listed = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task_arn"] == arn.as_str())
+        .cloned();
+    let listed = listed.unwrap_or_else(|| panic!("{arn} not in {tasks}"));
+    assert!(
+        listed.to_string().contains("e2e-operator"),
+        "who started it: {listed}"
+    );
+
+    let out = run(emu.launcher().args([
+        "stop",
+        "arn:aws:ecs:us-east-1:123456789012:task/everruns/0123456789abcdef",
+    ]));
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "stopping an unknown task fails: {}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn a_second_mutating_job_is_refused_while_one_runs() {
+    let (db, emu) = stack();
+    let migrate = run(emu.launcher().arg("migrate"));
+    assert_eq!(migrate.status.code(), Some(0), "{}", describe(&migrate));
+    // Hold reencrypt's own lock so the first reencrypt task waits, still running.
+    let mut holder = std::process::Command::new("psql")
+        .args(["-X", "-q", "-d", &db.url, "-c"])
+        .arg(format!(
+            "SELECT pg_advisory_lock({}); SELECT pg_sleep(30)",
+            everruns_admin::companion::reencrypt::LOCK_KEY
+        ))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let first = run(emu
+        .launcher()
+        .args(["--no-wait", "reencrypt", "--lock-timeout", "60s"]));
+    assert_eq!(first.status.code(), Some(0), "{}", describe(&first));
+    let arn = String::from_utf8_lossy(&first.stdout).trim().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while task_status(&emu, &arn)["last_status"] != "RUNNING" {
+        assert!(Instant::now() < deadline, "the first task never ran");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let second = run(emu.launcher().arg("reencrypt"));
+    assert_eq!(second.status.code(), Some(2), "{}", describe(&second));
+    let all = text(&second);
+    let id = arn.rsplit('/').next().unwrap();
+    assert!(
+        all.contains(id) && all.contains("e2e-operator"),
+        "names the running task and who: {all}"
+    );
+    // A dry run does not write: it is not refused.
+    let dry = run(emu
+        .launcher()
+        .args(["reencrypt", "--dry-run", "--lock-timeout", "1s"]));
+    assert_ne!(dry.status.code(), Some(2), "{}", describe(&dry));
+
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let stop = run(emu.launcher().args(["stop", &arn]));
+    assert_eq!(stop.status.code(), Some(0), "{}", describe(&stop));
+}

@@ -1,0 +1,787 @@
+//! The launcher's AWS conversations against mocked ECS and CloudWatch Logs clients:
+//! every branch the follow and log loops take, without a network or real waiting.
+
+use std::time::Duration;
+
+use aws_sdk_cloudwatchlogs::operation::get_log_events::{GetLogEventsError, GetLogEventsOutput};
+use aws_sdk_cloudwatchlogs::types::OutputLogEvent;
+use aws_sdk_ecs::error::ErrorMetadata;
+use aws_sdk_ecs::operation::describe_tasks::{DescribeTasksError, DescribeTasksOutput};
+use aws_sdk_ecs::operation::run_task::RunTaskOutput;
+use aws_sdk_ecs::operation::stop_task::StopTaskOutput;
+use aws_sdk_ecs::types::{Container, Failure, Task};
+use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+use everruns_admin::launcher::clients::Clients;
+use everruns_admin::launcher::config::{GlobalOptions, LaunchConfig, OutputFormat};
+use everruns_admin::launcher::identity::Operator;
+use everruns_admin::launcher::job::follow::{Ending, FollowSettings, LogSource, Target, follow};
+use everruns_admin::launcher::job::launch::{Job, RunTaskPlan, rejected};
+use everruns_admin::launcher::job::outcome::TaskOutcome;
+use everruns_admin::launcher::job::watch::{Poll, PollTiming, TaskWatcher};
+use everruns_admin::launcher::log_follower::{LogFollower, LogTiming, Page, TaskPhase};
+use everruns_admin::launcher::render::Renderer;
+use everruns_admin::protocol::Event;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+const ARN: &str = "arn:aws:ecs:us-east-1:123456789012:task/everruns/0123456789abcdef";
+const GROUP: &str = "/ecs/everruns-admin";
+const STREAM: &str = "ecs/admin/0123456789abcdef";
+
+fn task(status: &str, containers: Vec<Container>) -> Task {
+    Task::builder()
+        .task_arn(ARN)
+        .last_status(status)
+        .set_containers(Some(containers))
+        .build()
+}
+
+fn admin(exit_code: Option<i32>) -> Container {
+    Container::builder()
+        .name("admin")
+        .set_exit_code(exit_code)
+        .build()
+}
+
+fn described(status: &str, containers: Vec<Container>) -> DescribeTasksOutput {
+    DescribeTasksOutput::builder()
+        .tasks(task(status, containers))
+        .build()
+}
+
+fn missing() -> DescribeTasksOutput {
+    DescribeTasksOutput::builder()
+        .failures(Failure::builder().arn(ARN).reason("MISSING").build())
+        .build()
+}
+
+fn throttled() -> DescribeTasksError {
+    DescribeTasksError::generic(
+        ErrorMetadata::builder()
+            .code("ThrottlingException")
+            .message("Rate exceeded")
+            .build(),
+    )
+}
+
+fn page(lines: &[&str], token: &str) -> GetLogEventsOutput {
+    GetLogEventsOutput::builder()
+        .set_events(Some(
+            lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    OutputLogEvent::builder()
+                        .message(*l)
+                        .timestamp(i as i64)
+                        .build()
+                })
+                .collect(),
+        ))
+        .next_forward_token(token)
+        .next_backward_token("b")
+        .build()
+}
+
+fn not_created() -> GetLogEventsError {
+    GetLogEventsError::ResourceNotFoundException(
+        aws_sdk_cloudwatchlogs::types::error::ResourceNotFoundException::builder()
+            .message("The specified log stream does not exist.")
+            .build(),
+    )
+}
+
+fn ecs(rules: &[&Rule]) -> aws_sdk_ecs::Client {
+    mock_client!(aws_sdk_ecs, RuleMode::MatchAny, rules)
+}
+
+fn logs(rules: &[&Rule]) -> aws_sdk_cloudwatchlogs::Client {
+    mock_client!(aws_sdk_cloudwatchlogs, RuleMode::Sequential, rules)
+}
+
+fn clients(ecs: aws_sdk_ecs::Client, logs: aws_sdk_cloudwatchlogs::Client) -> Clients {
+    Clients {
+        ecs,
+        logs,
+        secrets: aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::Config::builder()
+                .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+                .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+                .build(),
+        ),
+        region: "us-east-1".into(),
+    }
+}
+
+fn target(clients: &Clients) -> Target {
+    Target {
+        cluster: "everruns".into(),
+        task: ARN.into(),
+        container: "admin".into(),
+        log: Some(LogSource {
+            client: clients.logs.clone(),
+            group: GROUP.into(),
+            stream: STREAM.into(),
+        }),
+    }
+}
+
+fn stdout_lines(renderer: &Renderer) -> Vec<String> {
+    renderer
+        .captured()
+        .into_iter()
+        .filter_map(|l| l.strip_prefix("stdout: ").map(str::to_string))
+        .collect()
+}
+
+const RESULT: &str = r#"{"event":"result","ts":"2026-01-02T03:04:05Z","command":"migrate","exit_code":0,"summary":{"applied":1}}"#;
+
+// --- RunTask ---------------------------------------------------------------------
+
+fn plan() -> RunTaskPlan {
+    let mut config = LaunchConfig::resolve(&GlobalOptions::default(), &|_: &str| None).unwrap();
+    config.subnets = vec!["subnet-1".into()];
+    let job = Job {
+        argv: vec!["migrate".into()],
+        mutating: true,
+    };
+    let operator = Operator {
+        who: "alice".into(),
+        host: "laptop".into(),
+    };
+    RunTaskPlan::new(&config, "everruns-admin:3", &job, &operator).unwrap()
+}
+
+#[tokio::test]
+async fn run_task_failures_are_exit_125_with_reason_and_detail() {
+    let rule = mock!(aws_sdk_ecs::Client::run_task).then_output(|| {
+        RunTaskOutput::builder()
+            .failures(
+                Failure::builder()
+                    .arn("arn:aws:ecs:us-east-1:1:container-instance/x")
+                    .reason("RESOURCE:ENI")
+                    .detail("no free ENI in subnet-1")
+                    .build(),
+            )
+            .build()
+    });
+    let reply = plan().send(&ecs(&[&rule])).await.unwrap();
+    assert!(reply.task.is_none());
+    let err = rejected(&reply.failures);
+    assert_eq!(err.code, 125);
+    let text = err.to_string();
+    assert!(
+        text.contains("RESOURCE:ENI") && text.contains("no free ENI in subnet-1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn run_task_sends_override_for_the_named_container_with_who_and_token() {
+    let plan = plan();
+    let token = plan.client_token.clone();
+    let rule = mock!(aws_sdk_ecs::Client::run_task)
+        .match_requests(move |req| {
+            let overrides = req.overrides().unwrap().container_overrides();
+            let vpc = req
+                .network_configuration()
+                .unwrap()
+                .awsvpc_configuration()
+                .unwrap();
+            overrides.len() == 1
+                && overrides[0].name() == Some("admin")
+                && overrides[0].command() == ["migrate"]
+                && req.started_by() == Some("run-admin-task/alice")
+                && req.client_token() == Some(token.as_str())
+                && req.launch_type().map(|l| l.as_str()) == Some("FARGATE")
+                && vpc.assign_public_ip().map(|a| a.as_str()) == Some("DISABLED")
+                && req.tags().iter().any(|t| {
+                    t.key() == Some("everruns-admin:mutating") && t.value() == Some("true")
+                })
+        })
+        .then_output(|| {
+            RunTaskOutput::builder()
+                .tasks(task("PROVISIONING", vec![admin(None)]))
+                .build()
+        });
+    let reply = plan.send(&ecs(&[&rule])).await.unwrap();
+    assert_eq!(rule.num_calls(), 1);
+    assert_eq!(reply.task.unwrap().arn, ARN);
+    assert!(reply.failures.is_empty());
+}
+
+// --- DescribeTasks ------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn missing_right_after_launch_is_not_yet_visible_then_found() {
+    let rule = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .sequence()
+        .output(missing)
+        .times(2)
+        .output(|| described("PENDING", vec![admin(None)]))
+        .build();
+    let mut watcher = TaskWatcher::new(ecs(&[&rule]), "everruns", ARN, PollTiming::default());
+    assert_eq!(watcher.poll().await.unwrap(), Poll::NotVisibleYet);
+    assert_eq!(watcher.poll().await.unwrap(), Poll::NotVisibleYet);
+    match watcher.poll().await.unwrap() {
+        Poll::Seen(snapshot) => assert_eq!(snapshot.last_status, "PENDING"),
+        other => panic!("expected the task, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn missing_after_the_grace_period_is_an_error() {
+    let rule = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .sequence()
+        .output(missing)
+        .repeatedly()
+        .build();
+    let timing = PollTiming {
+        missing_grace: Duration::from_secs(30),
+        ..PollTiming::default()
+    };
+    let mut watcher = TaskWatcher::new(ecs(&[&rule]), "everruns", ARN, timing);
+    assert_eq!(watcher.poll().await.unwrap(), Poll::NotVisibleYet);
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let err = watcher.poll().await.unwrap_err();
+    assert_eq!(err.code, 125);
+    assert!(err.to_string().contains("MISSING"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttling_is_retried_by_the_sdk() {
+    let rule = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .sequence()
+        .error(throttled)
+        .times(2)
+        .output(|| described("RUNNING", vec![admin(None)]))
+        .build();
+    let mut watcher = TaskWatcher::new(ecs(&[&rule]), "everruns", ARN, PollTiming::default());
+    assert!(matches!(watcher.poll().await.unwrap(), Poll::Seen(_)));
+    assert_eq!(rule.num_calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttling_beyond_the_sdk_retries_is_retried_by_the_watcher() {
+    let rule = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .sequence()
+        .error(throttled)
+        .times(3)
+        .output(|| described("RUNNING", vec![admin(None)]))
+        .build();
+    let client = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], |c| c
+        .retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled()));
+    let mut watcher = TaskWatcher::new(client, "everruns", ARN, PollTiming::default());
+    for _ in 0..3 {
+        match watcher.poll().await.unwrap() {
+            Poll::Unavailable(problem) => assert!(problem.contains("ThrottlingException")),
+            other => panic!("expected a retryable failure, got {other:?}"),
+        }
+    }
+    assert!(matches!(watcher.poll().await.unwrap(), Poll::Seen(_)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn polling_is_fast_while_starting_and_backs_off_while_running() {
+    let rule = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .sequence()
+        .output(|| described("PENDING", vec![admin(None)]))
+        .output(|| described("RUNNING", vec![admin(None)]))
+        .repeatedly()
+        .build();
+    let timing = PollTiming::default();
+    let mut watcher = TaskWatcher::new(ecs(&[&rule]), "everruns", ARN, timing);
+    watcher.poll().await.unwrap();
+    assert_eq!(watcher.interval(), timing.fast);
+    watcher.poll().await.unwrap();
+    assert_eq!(
+        watcher.interval(),
+        timing.fast,
+        "a transition resets the interval"
+    );
+    for _ in 0..10 {
+        watcher.poll().await.unwrap();
+    }
+    assert_eq!(watcher.interval(), timing.running_ceiling);
+    watcher.poke();
+    assert_eq!(watcher.interval(), timing.fast);
+    let delay = watcher.next_delay();
+    assert!(delay >= timing.fast.mul_f64(0.79) && delay <= timing.fast.mul_f64(1.21));
+}
+
+// --- Outcome from DescribeTasks ----------------------------------------------------
+
+#[tokio::test]
+async fn containers_in_another_order_and_a_container_reason() {
+    let rule = mock!(aws_sdk_ecs::Client::describe_tasks).then_output(|| {
+        DescribeTasksOutput::builder()
+            .tasks(
+                Task::builder()
+                    .task_arn(ARN)
+                    .last_status("STOPPED")
+                    .stop_code(aws_sdk_ecs::types::TaskStopCode::EssentialContainerExited)
+                    .stopped_reason("Essential container in task exited")
+                    .containers(Container::builder().name("log-router").exit_code(0).build())
+                    .containers(
+                        Container::builder()
+                            .name("admin")
+                            .exit_code(137)
+                            .reason("OutOfMemoryError: Container killed due to memory usage")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    });
+    let mut watcher = TaskWatcher::new(ecs(&[&rule]), "everruns", ARN, PollTiming::default());
+    let Poll::Seen(snapshot) = watcher.poll().await.unwrap() else {
+        panic!("no task");
+    };
+    let outcome = TaskOutcome::decide(&snapshot, "admin");
+    assert_eq!(
+        outcome.exit_code, 137,
+        "the named container, not containers[0]"
+    );
+    assert!(
+        outcome
+            .explanation
+            .iter()
+            .any(|l| l.contains("OutOfMemoryError"))
+    );
+    assert!(
+        outcome
+            .explanation
+            .iter()
+            .any(|l| l.contains("EssentialContainerExited"))
+    );
+    assert!(!outcome.hints.is_empty());
+}
+
+// --- GetLogEvents --------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_end_is_only_where_the_token_comes_back_unchanged() {
+    let first = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
+        .match_requests(|r| r.next_token().is_none() && r.start_from_head() == Some(true))
+        .then_output(|| page(&[], "f1"));
+    let second = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
+        .match_requests(|r| r.next_token() == Some("f1"))
+        .then_output(|| page(&[], "f2"));
+    let third = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
+        .match_requests(|r| r.next_token() == Some("f2"))
+        .then_output(|| page(&["a"], "f3"));
+    let end = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
+        .match_requests(|r| r.next_token() == Some("f3"))
+        .then_output(|| page(&[], "f3"));
+    let mut follower = LogFollower::new(
+        logs(&[&first, &second, &third, &end]),
+        GROUP,
+        STREAM,
+        LogTiming::default(),
+    );
+    let lines = |lines: Vec<&str>, at_end| Page::Lines {
+        lines: lines.into_iter().map(str::to_string).collect(),
+        at_end,
+    };
+    assert_eq!(follower.next_page().await.unwrap(), lines(vec![], false));
+    assert_eq!(
+        follower.next_page().await.unwrap(),
+        lines(vec![], false),
+        "an empty page is not the end"
+    );
+    assert_eq!(follower.next_page().await.unwrap(), lines(vec!["a"], false));
+    assert_eq!(follower.next_page().await.unwrap(), lines(vec![], true));
+}
+
+#[tokio::test]
+async fn a_missing_stream_is_not_created_yet() {
+    let rule = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events).then_error(not_created);
+    let mut follower = LogFollower::new(logs(&[&rule]), GROUP, STREAM, LogTiming::default());
+    assert_eq!(follower.next_page().await.unwrap(), Page::NotCreated);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_line_once_in_order_across_missing_stream_and_empty_pages() {
+    let rule = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
+        .sequence()
+        .error(not_created)
+        .times(2)
+        .output(|| page(&[], "f1"))
+        .output(|| page(&["one", "two"], "f2"))
+        .output(|| page(&[], "f3"))
+        .output(|| page(&["three"], "f4"))
+        .output(|| page(&[RESULT], "f5"))
+        .output(|| page(&[], "f5"))
+        .build();
+    let mut follower = LogFollower::new(logs(&[&rule]), GROUP, STREAM, LogTiming::default());
+    let (_tx, rx) = watch::channel(TaskPhase {
+        started: true,
+        stopped_at: Some(Instant::now()),
+        container_ran: true,
+    });
+    let seen = std::sync::Mutex::new(Vec::new());
+    let on_line = |line: &str| {
+        seen.lock().unwrap().push(line.to_string());
+        Event::parse(line)
+    };
+    follower.run(rx, true, &on_line, &|_| {}).await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec!["one", "two", "three", RESULT]);
+    assert!(follower.result().is_some());
+    assert!(rule.is_exhausted());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quiet_running_task_is_read_a_few_times_a_minute() {
+    let rule = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
+        .sequence()
+        .output(|| page(&["one"], "f1"))
+        .output(|| page(&[], "f1"))
+        .times(1000)
+        .build();
+    let mut follower = LogFollower::new(logs(&[&rule]), GROUP, STREAM, LogTiming::default());
+    let (_tx, rx) = watch::channel(TaskPhase {
+        started: true,
+        stopped_at: None,
+        container_ran: false,
+    });
+    let on_line = |line: &str| Event::parse(line);
+    let quiet_minute = tokio::time::timeout(
+        Duration::from_secs(60),
+        follower.run(rx, true, &on_line, &|_| {}),
+    );
+    assert!(
+        quiet_minute.await.is_err(),
+        "still following a running task"
+    );
+    // Backing off to the 2 s ceiling: about 30 reads, not the 120 of a fixed 0.5 s.
+    let calls = rule.num_calls();
+    assert!(
+        (25..=40).contains(&calls),
+        "{calls} GetLogEvents calls in a quiet minute"
+    );
+}
+
+// --- Following -----------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn follow_drains_after_stopped_until_the_result_event() {
+    let status = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .sequence()
+        .output(missing)
+        .output(|| described("PROVISIONING", vec![admin(None)]))
+        .output(|| described("RUNNING", vec![admin(None)]))
+        .output(|| described("STOPPED", vec![admin(Some(3))]))
+        .repeatedly()
+        .build();
+    let log = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
+        .sequence()
+        .error(not_created)
+        .output(|| {
+            page(
+                &[r#"{"event":"log","ts":"2026-01-02T03:04:05Z","level":"warn","msg":"early"}"#],
+                "f1",
+            )
+        })
+        .output(|| page(&[], "f1"))
+        .times(20)
+        .output(|| page(&["late plain line"], "f2"))
+        .output(|| page(&[], "f2"))
+        .times(3)
+        .output(|| page(&[RESULT], "f3"))
+        .output(|| page(&[], "f3"))
+        .repeatedly()
+        .build();
+    let clients = clients(ecs(&[&status]), logs(&[&log]));
+    let renderer = Renderer::capturing(OutputFormat::Human);
+    let (_tx, mut interrupts) = mpsc::unbounded_channel();
+    let start = Instant::now();
+    let followed = follow(
+        &clients,
+        &target(&clients),
+        &FollowSettings::default(),
+        &renderer,
+        &mut interrupts,
+        "stop",
+    )
+    .await
+    .unwrap();
+    assert_eq!(followed.ending, Ending::Stopped);
+    let last = followed.last.unwrap();
+    assert_eq!(TaskOutcome::decide(&last, "admin").exit_code, 3);
+    assert!(matches!(followed.result, Some(Event::Result { .. })));
+    assert_eq!(
+        stdout_lines(&renderer),
+        vec![
+            "2026-01-02T03:04:05.000Z  WARN early".to_string(),
+            "late plain line".to_string(),
+            "migrate finished with exit code 0".to_string(),
+        ]
+    );
+    let statuses: Vec<String> = renderer
+        .captured()
+        .into_iter()
+        .filter(|l| l.starts_with("stderr: "))
+        .collect();
+    for status in ["PROVISIONING", "RUNNING", "STOPPED"] {
+        assert!(
+            statuses.iter().any(|l| l.ends_with(status)),
+            "{status} not shown: {statuses:?}"
+        );
+    }
+    let waited = start.elapsed();
+    assert!(
+        waited > Duration::from_secs(10),
+        "a protocol stream is read past the 5 s quiet rule until its result: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(14),
+        "the result event ends the drain at once: {waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn follow_waits_out_the_batching_for_a_container_without_the_protocol() {
+    let status = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .sequence()
+        .output(|| described("STOPPED", vec![admin(Some(0))]))
+        .repeatedly()
+        .build();
+    let log = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
+        .sequence()
+        .error(not_created)
+        .times(3)
+        .output(|| page(&["first"], "f1"))
+        .output(|| page(&[], "f1"))
+        .times(4)
+        .output(|| page(&["second"], "f2"))
+        .output(|| page(&[], "f2"))
+        .repeatedly()
+        .build();
+    let clients = clients(ecs(&[&status]), logs(&[&log]));
+    let renderer = Renderer::capturing(OutputFormat::Human);
+    let (_tx, mut interrupts) = mpsc::unbounded_channel();
+    let start = Instant::now();
+    let followed = follow(
+        &clients,
+        &target(&clients),
+        &FollowSettings::default(),
+        &renderer,
+        &mut interrupts,
+        "stop",
+    )
+    .await
+    .unwrap();
+    assert_eq!(followed.ending, Ending::Stopped);
+    assert_eq!(followed.result, None);
+    assert_eq!(stdout_lines(&renderer), vec!["first", "second"]);
+    let waited = start.elapsed();
+    assert!(
+        waited > Duration::from_secs(6),
+        "quiet must outlast the 5 s batching: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(12),
+        "and not much longer: {waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_that_never_ran_ends_without_waiting_for_logs() {
+    let status = mock!(aws_sdk_ecs::Client::describe_tasks).then_output(|| {
+        DescribeTasksOutput::builder()
+            .tasks(
+                Task::builder()
+                    .task_arn(ARN)
+                    .last_status("STOPPED")
+                    .stop_code(aws_sdk_ecs::types::TaskStopCode::TaskFailedToStart)
+                    .stopped_reason("ResourceInitializationError: unable to pull secrets or registry auth: unable to retrieve secret from asm")
+                    .containers(admin(None))
+                    .build(),
+            )
+            .build()
+    });
+    let log = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
+        .sequence()
+        .error(not_created)
+        .repeatedly()
+        .build();
+    let clients = clients(ecs(&[&status]), logs(&[&log]));
+    let renderer = Renderer::capturing(OutputFormat::Human);
+    let (_tx, mut interrupts) = mpsc::unbounded_channel();
+    let start = Instant::now();
+    let followed = follow(
+        &clients,
+        &target(&clients),
+        &FollowSettings::default(),
+        &renderer,
+        &mut interrupts,
+        "stop",
+    )
+    .await
+    .unwrap();
+    assert!(start.elapsed() < Duration::from_secs(1));
+    let outcome = TaskOutcome::decide(&followed.last.unwrap(), "admin");
+    assert_eq!(
+        outcome.exit_code, 125,
+        "no exit code: the container never ran"
+    );
+    assert!(outcome.hints.iter().any(|h| h.contains("execution role")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn ctrl_c_stops_the_task_and_keeps_following_a_second_leaves() {
+    let status = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .sequence()
+        .output(|| described("RUNNING", vec![admin(None)]))
+        .times(30)
+        .output(|| described("STOPPED", vec![admin(Some(143))]))
+        .repeatedly()
+        .build();
+    let stop = mock!(aws_sdk_ecs::Client::stop_task)
+        .match_requests(|r| {
+            r.reason() == Some("Interrupted by alice@laptop via run-admin-task")
+                && r.task() == Some(ARN)
+        })
+        .then_output(|| {
+            StopTaskOutput::builder()
+                .task(task("STOPPING", vec![admin(None)]))
+                .build()
+        });
+    let log = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
+        .sequence()
+        .output(|| page(&["working"], "f1"))
+        .output(|| page(&[RESULT], "f2"))
+        .output(|| page(&[], "f2"))
+        .repeatedly()
+        .build();
+    let clients = clients(ecs(&[&status, &stop]), logs(&[&log]));
+    let renderer = Renderer::capturing(OutputFormat::Human);
+    let (tx, mut interrupts) = mpsc::unbounded_channel();
+    tx.send(()).unwrap();
+    let followed = follow(
+        &clients,
+        &target(&clients),
+        &FollowSettings::default(),
+        &renderer,
+        &mut interrupts,
+        "Interrupted by alice@laptop via run-admin-task",
+    )
+    .await
+    .unwrap();
+    assert_eq!(stop.num_calls(), 1);
+    assert_eq!(followed.ending, Ending::Interrupted);
+    assert!(
+        followed.last.unwrap().is_stopped(),
+        "followed until STOPPED"
+    );
+
+    let status = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .sequence()
+        .output(|| described("RUNNING", vec![admin(None)]))
+        .repeatedly()
+        .build();
+    let stop =
+        mock!(aws_sdk_ecs::Client::stop_task).then_output(|| StopTaskOutput::builder().build());
+    let log = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
+        .sequence()
+        .output(|| page(&[], "f1"))
+        .repeatedly()
+        .build();
+    let clients = self::clients(ecs(&[&status, &stop]), logs(&[&log]));
+    let (tx, mut interrupts) = mpsc::unbounded_channel();
+    tx.send(()).unwrap();
+    tx.send(()).unwrap();
+    let followed = follow(
+        &clients,
+        &target(&clients),
+        &FollowSettings::default(),
+        &renderer,
+        &mut interrupts,
+        "x",
+    )
+    .await
+    .unwrap();
+    assert_eq!(followed.ending, Ending::Abandoned);
+    assert!(
+        renderer
+            .captured()
+            .iter()
+            .any(|l| l.contains("run-admin-task logs 0123456789abcdef --follow"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeout_leaves_the_task_running_unless_asked_to_stop_it() {
+    for stop_on_timeout in [false, true] {
+        let status = mock!(aws_sdk_ecs::Client::describe_tasks)
+            .sequence()
+            .output(|| described("RUNNING", vec![admin(None)]))
+            .repeatedly()
+            .build();
+        let stop =
+            mock!(aws_sdk_ecs::Client::stop_task).then_output(|| StopTaskOutput::builder().build());
+        let log = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
+            .sequence()
+            .output(|| page(&[], "f1"))
+            .repeatedly()
+            .build();
+        let clients = clients(ecs(&[&status, &stop]), logs(&[&log]));
+        let renderer = Renderer::capturing(OutputFormat::Human);
+        let (_tx, mut interrupts) = mpsc::unbounded_channel();
+        let settings = FollowSettings {
+            timeout: Some(Duration::from_secs(90)),
+            stop_on_timeout,
+            ..FollowSettings::default()
+        };
+        let start = Instant::now();
+        let followed = follow(
+            &clients,
+            &target(&clients),
+            &settings,
+            &renderer,
+            &mut interrupts,
+            "x",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            followed.ending,
+            Ending::TimedOut {
+                stop_requested: stop_on_timeout
+            }
+        );
+        assert_eq!(stop.num_calls(), usize::from(stop_on_timeout));
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_secs(90) && waited < Duration::from_secs(91));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn json_mode_keeps_log_lines_off_stdout() {
+    let status = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .sequence()
+        .output(|| described("STOPPED", vec![admin(Some(0))]))
+        .repeatedly()
+        .build();
+    let log = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
+        .sequence()
+        .output(|| page(&["hello", RESULT], "f1"))
+        .output(|| page(&[], "f1"))
+        .repeatedly()
+        .build();
+    let clients = clients(ecs(&[&status]), logs(&[&log]));
+    let renderer = Renderer::capturing(OutputFormat::Json);
+    let (_tx, mut interrupts) = mpsc::unbounded_channel();
+    follow(
+        &clients,
+        &target(&clients),
+        &FollowSettings::default(),
+        &renderer,
+        &mut interrupts,
+        "x",
+    )
+    .await
+    .unwrap();
+    assert!(stdout_lines(&renderer).is_empty());
+    assert!(renderer.captured().contains(&"stderr: hello".to_string()));
+}

@@ -1,0 +1,21 @@
+//! The integration tests, in one binary so the AWS SDKs are linked once.
+//!
+//! Each module tests one subject through the binaries or the library's public API;
+//! the fixtures they share (the PostgreSQL cluster, the emulator, keys, mock clients)
+//! are in `tests/common`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cli_help;
+mod companion_cli;
+mod doctor;
+mod envelope;
+mod keys;
+mod launcher_e2e;
+mod launcher_mocks;
+mod migrations;
+mod packaging;
+mod reencrypt;
+mod shell;
+mod task_def;
