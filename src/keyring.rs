@@ -14,7 +14,7 @@ use aes_gcm::{Aes256Gcm, KeyInit};
 use anyhow::anyhow;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::exit::ExitError;
@@ -246,7 +246,7 @@ impl KeyringError {
 }
 
 /// The ids of a keyring, for reports: the only part of a key that may be shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyIds {
     /// The primary key's id.
     pub primary: String,

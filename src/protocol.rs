@@ -14,6 +14,33 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// One line of a container's output, read once: its text, and its event when the
+/// container speaks this protocol. Everything downstream (the renderer, the drain rule,
+/// the report) works from this, so a line is never parsed twice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    /// The line without its line ending.
+    pub text: String,
+    /// The protocol event it carries, if any.
+    pub event: Option<Event>,
+}
+
+impl LogLine {
+    /// Reads one log message.
+    ///
+    /// ```
+    /// use everruns_admin::protocol::LogLine;
+    ///
+    /// let line = LogLine::parse("plain output\r\n");
+    /// assert_eq!((line.text.as_str(), line.event), ("plain output", None));
+    /// ```
+    pub fn parse(message: &str) -> Self {
+        let text = message.trim_end_matches(['\r', '\n']).to_string();
+        let event = Event::parse(&text);
+        Self { text, event }
+    }
+}
+
 /// One line of the companion's structured output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -67,7 +94,6 @@ impl Event {
     /// assert_eq!(Event::parse("a plain line from another container"), None);
     /// ```
     pub fn parse(line: &str) -> Option<Event> {
-        let line = line.trim_end();
         if !line.starts_with('{') || !line.contains("\"event\"") {
             return None;
         }

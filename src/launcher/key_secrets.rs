@@ -12,13 +12,15 @@ use aws_sdk_ecs::types::TaskDefinition;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
+use crate::companion::reencrypt::ReencryptReport;
 use crate::exit::{ExitError, launcher};
 use crate::keyring::{KEY_LEN, Key, PREVIOUS_VAR, PRIMARY_VAR, is_valid_id, split_keys};
 use crate::launcher::clients::describe_error;
+use crate::protocol::Event;
 
 /// What `keys retire` writes into the previous slot: one space, which the companion
 /// reads as "no previous keys" (Secrets Manager does not store an empty string).
@@ -188,52 +190,36 @@ pub struct DryRunFindings {
     pub error: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct ResultEvent {
-    exit_code: u8,
-    #[serde(default)]
-    summary: Value,
-}
-
-#[derive(Deserialize, Default)]
-struct Summary {
-    #[serde(default)]
-    keys: Option<SummaryKeys>,
-    #[serde(default)]
-    by_key_id: BTreeMap<String, SummaryCounts>,
-    #[serde(default)]
-    error: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct SummaryKeys {
-    primary: String,
-}
-
-#[derive(Deserialize)]
-struct SummaryCounts {
-    #[serde(default)]
-    scanned: u64,
-    #[serde(default)]
-    undecryptable: u64,
-}
-
 impl DryRunFindings {
-    /// Reads the result event of `reencrypt --dry-run` (as the launcher's report holds
-    /// it); `None` when there is none.
-    pub fn from_result(result: Option<&Value>) -> Option<Self> {
-        let event: ResultEvent = serde_json::from_value(result?.clone()).ok()?;
-        let summary: Summary = serde_json::from_value(event.summary).unwrap_or_default();
+    /// Reads the result event of `reencrypt --dry-run` with the companion's own report
+    /// type; `None` when there is no result event. A failed run's summary is its error.
+    pub fn from_result(result: Option<&Event>) -> Option<Self> {
+        let Event::Result {
+            exit_code, summary, ..
+        } = result?
+        else {
+            return None;
+        };
+        let error = summary
+            .get("error")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let report = serde_json::from_value::<ReencryptReport>(summary.clone()).ok();
         Some(DryRunFindings {
-            exit_code: event.exit_code,
-            primary: summary.keys.map(|k| k.primary),
-            undecryptable: summary.by_key_id.values().map(|c| c.undecryptable).sum(),
-            scanned_by_key_id: summary
-                .by_key_id
-                .into_iter()
-                .map(|(id, c)| (id, c.scanned))
-                .collect(),
-            error: summary.error,
+            exit_code: *exit_code,
+            primary: report.as_ref().map(|r| r.keys.primary.clone()),
+            undecryptable: report
+                .as_ref()
+                .map_or(0, |r| r.by_key_id.values().map(|c| c.undecryptable).sum()),
+            scanned_by_key_id: report
+                .map(|r| {
+                    r.by_key_id
+                        .into_iter()
+                        .map(|(id, c)| (id, c.scanned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            error,
         })
     }
 }
@@ -441,7 +427,8 @@ pub async fn write_retirement(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::companion::reencrypt::{Counts, Outcome};
+    use crate::keyring::KeyIds;
 
     #[test]
     fn next_version_keeps_stem_and_padding() {
@@ -494,16 +481,36 @@ mod tests {
     }
 
     fn findings(exit_code: u8, by_key: &[(&str, u64)]) -> DryRunFindings {
-        let by_key_id: serde_json::Map<String, Value> = by_key
-            .iter()
-            .map(|(id, n)| (id.to_string(), json!({"scanned": n, "undecryptable": 0})))
-            .collect();
-        DryRunFindings::from_result(Some(&json!({
-            "event": "result", "ts": "2026-01-01T00:00:00Z", "command": "reencrypt",
-            "exit_code": exit_code,
-            "summary": {"keys": {"primary": "kek-v2", "previous": ["kek-v1"]}, "by_key_id": by_key_id}
-        })))
-        .unwrap()
+        let report = ReencryptReport {
+            outcome: Outcome::Completed,
+            dry_run: true,
+            exit_code,
+            keys: KeyIds {
+                primary: "kek-v2".into(),
+                previous: vec!["kek-v1".into()],
+            },
+            batch_size: 100,
+            elapsed_ms: 1,
+            tables: Vec::new(),
+            by_key_id: by_key
+                .iter()
+                .map(|(id, n)| {
+                    let counts = Counts {
+                        scanned: *n,
+                        ..Counts::default()
+                    };
+                    (id.to_string(), counts)
+                })
+                .collect(),
+            undecryptable: Vec::new(),
+        };
+        let event = Event::Result {
+            ts: chrono::Utc::now(),
+            command: "reencrypt".into(),
+            exit_code,
+            summary: report.summary(),
+        };
+        DryRunFindings::from_result(Some(&event)).unwrap()
     }
 
     #[test]

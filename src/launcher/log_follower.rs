@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::exit::ExitError;
 use crate::launcher::clients::{describe_error, is_transient};
-use crate::protocol::Event;
+use crate::protocol::{Event, LogLine};
 
 /// How often to read, and the drain rule's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,14 +69,14 @@ pub struct TaskPhase {
 }
 
 /// One GetLogEvents answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Page {
     /// The stream does not exist yet.
     NotCreated,
     /// Some lines (possibly none); `at_end` when the forward token came back unchanged.
     Lines {
-        /// The messages, in order.
-        lines: Vec<String>,
+        /// The messages, in order, each read once.
+        lines: Vec<LogLine>,
         /// Whether this is the end of what exists now.
         at_end: bool,
     },
@@ -157,15 +157,10 @@ impl LogFollower {
         if next.is_some() {
             self.token = next;
         }
-        let lines: Vec<String> = reply
+        let lines: Vec<LogLine> = reply
             .events()
             .iter()
-            .map(|e| {
-                e.message()
-                    .unwrap_or_default()
-                    .trim_end_matches(['\r', '\n'])
-                    .to_string()
-            })
+            .map(|e| LogLine::parse(e.message().unwrap_or_default()))
             .collect();
         if !lines.is_empty() {
             self.last_line_at = Some(Instant::now());
@@ -195,14 +190,15 @@ impl LogFollower {
             || now.duration_since(stopped_at) > self.timing.drain_cap
     }
 
-    /// Reads until the stream is drained, handing every line to `on_line` (which
-    /// returns its protocol event, if any). With `follow` false, stops at the current
-    /// end of the stream instead. `on_problem` hears about retried failures.
+    /// Reads until the stream is drained, handing every line to `on_line`; the
+    /// protocol events seen on the way decide when that is. With `follow` false, stops
+    /// at the current end of the stream instead. `on_problem` hears about retried
+    /// failures.
     pub async fn run(
         &mut self,
         mut phase: watch::Receiver<TaskPhase>,
         follow: bool,
-        on_line: &(dyn Fn(&str) -> Option<Event> + Sync),
+        on_line: &(dyn Fn(&LogLine) + Sync),
         on_problem: &(dyn Fn(&str) + Sync),
     ) -> Result<(), ExitError> {
         let mut quiet_delay = self.timing.tail_interval;
@@ -230,8 +226,9 @@ impl LogFollower {
                 Page::Lines { lines, at_end } => {
                     let empty = lines.is_empty();
                     fresh_lines |= !empty;
-                    for line in &lines {
-                        match on_line(line) {
+                    for line in lines {
+                        on_line(&line);
+                        match line.event {
                             Some(event @ Event::Result { .. }) => self.result = Some(event),
                             Some(_) => self.speaks_protocol = true,
                             None => {}

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::launcher::config::OutputFormat;
-use crate::protocol::Event;
+use crate::protocol::{Event, LogLine};
 
 /// One log line, understood.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,15 +39,12 @@ pub enum Rendered {
     },
 }
 
-/// Renders one raw log line: protocol events readably, anything else unchanged.
-pub fn render_line(raw: &str) -> (Rendered, Option<Event>) {
-    let Some(event) = Event::parse(raw) else {
-        return (
-            Rendered::Line(raw.trim_end_matches(['\r', '\n']).to_string()),
-            None,
-        );
+/// Renders one log line: protocol events readably, anything else unchanged.
+pub fn render_line(line: &LogLine) -> Rendered {
+    let Some(event) = &line.event else {
+        return Rendered::Line(line.text.clone());
     };
-    let rendered = match &event {
+    match event {
         Event::Progress {
             ts,
             phase,
@@ -61,8 +58,7 @@ pub fn render_line(raw: &str) -> (Rendered, Option<Event>) {
             text: event.to_text(),
         },
         other => Rendered::Line(other.to_text()),
-    };
-    (rendered, Some(event))
+    }
 }
 
 /// Rate and remaining time of one phase, measured between its first and latest event.
@@ -193,8 +189,8 @@ impl Renderer {
     }
 
     /// Prints one of the container's log lines and returns its protocol event, if any.
-    pub fn log_line(&self, raw: &str) -> Option<Event> {
-        let (rendered, event) = render_line(raw);
+    pub fn log_line(&self, line: &LogLine) {
+        let rendered = render_line(line);
         let to_stdout = self.output == OutputFormat::Human;
         match rendered {
             Rendered::Line(text) => self.print(to_stdout, &text),
@@ -209,7 +205,6 @@ impl Renderer {
                 None => self.print(to_stdout, &text),
             },
         }
-        event
     }
 
     fn draw_progress(
@@ -324,7 +319,8 @@ mod tests {
     #[test]
     fn protocol_log_lines_are_rendered_readably() {
         let raw = r#"{"event":"log","ts":"2026-01-02T03:04:05Z","level":"info","msg":"applied","fields":{"version":3,"table":"users"}}"#;
-        let (rendered, event) = render_line(raw);
+        let line = LogLine::parse(raw);
+        let (rendered, event) = (render_line(&line), line.event);
         assert!(event.is_some());
         assert_eq!(
             rendered,
@@ -339,7 +335,8 @@ mod tests {
             r#"{"level":"info","msg":"someone else"}"#,
             "",
         ] {
-            let (rendered, event) = render_line(raw);
+            let line = LogLine::parse(raw);
+            let (rendered, event) = (render_line(&line), line.event);
             assert_eq!(event, None);
             assert_eq!(rendered, Rendered::Line(raw.to_string()));
         }
@@ -348,7 +345,7 @@ mod tests {
     #[test]
     fn progress_events_carry_their_counts() {
         let raw = r#"{"event":"progress","ts":"2026-01-02T03:04:05Z","phase":"reencrypt llm_providers","done":5,"total":10}"#;
-        match render_line(raw).0 {
+        match render_line(&LogLine::parse(raw)) {
             Rendered::Progress {
                 phase,
                 done,
@@ -381,7 +378,8 @@ mod tests {
     #[test]
     fn result_events_render_as_a_summary_line() {
         let raw = r#"{"event":"result","ts":"2026-01-02T03:04:05Z","command":"migrate","exit_code":0,"summary":{"applied":2}}"#;
-        let (rendered, event) = render_line(raw);
+        let line = LogLine::parse(raw);
+        let (rendered, event) = (render_line(&line), line.event);
         assert!(matches!(event, Some(Event::Result { exit_code: 0, .. })));
         assert_eq!(
             rendered,

@@ -20,7 +20,7 @@ use everruns_admin::launcher::job::outcome::TaskOutcome;
 use everruns_admin::launcher::job::watch::{Poll, PollTiming, TaskWatcher};
 use everruns_admin::launcher::log_follower::{LogFollower, LogTiming, Page, TaskPhase};
 use everruns_admin::launcher::render::Renderer;
-use everruns_admin::protocol::Event;
+use everruns_admin::protocol::{Event, LogLine};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -380,7 +380,7 @@ async fn the_end_is_only_where_the_token_comes_back_unchanged() {
         LogTiming::default(),
     );
     let lines = |lines: Vec<&str>, at_end| Page::Lines {
-        lines: lines.into_iter().map(str::to_string).collect(),
+        lines: lines.into_iter().map(LogLine::parse).collect(),
         at_end,
     };
     assert_eq!(follower.next_page().await.unwrap(), lines(vec![], false));
@@ -420,10 +420,7 @@ async fn every_line_once_in_order_across_missing_stream_and_empty_pages() {
         container_ran: true,
     });
     let seen = std::sync::Mutex::new(Vec::new());
-    let on_line = |line: &str| {
-        seen.lock().unwrap().push(line.to_string());
-        Event::parse(line)
-    };
+    let on_line = |line: &LogLine| seen.lock().unwrap().push(line.text.clone());
     follower.run(rx, true, &on_line, &|_| {}).await.unwrap();
     assert_eq!(*seen.lock().unwrap(), vec!["one", "two", "three", RESULT]);
     assert!(follower.result().is_some());
@@ -444,7 +441,7 @@ async fn a_quiet_running_task_is_read_a_few_times_a_minute() {
         stopped_at: None,
         container_ran: false,
     });
-    let on_line = |line: &str| Event::parse(line);
+    let on_line = |_: &LogLine| {};
     let quiet_minute = tokio::time::timeout(
         Duration::from_secs(60),
         follower.run(rx, true, &on_line, &|_| {}),

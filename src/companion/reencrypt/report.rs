@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::MAX_LISTED_UNDECRYPTABLE;
 use crate::keyring::KeyIds;
 
 /// How the run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Every declared value was visited.
@@ -24,7 +24,7 @@ pub enum Outcome {
 
 /// Counts of values, for one table or one key id. Every scanned value ends in exactly
 /// one of the other four.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Non-NULL values read.
     pub scanned: u64,
@@ -50,7 +50,7 @@ impl Counts {
 }
 
 /// The counts of one encrypted column.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableReport {
     /// The table.
     pub table: String,
@@ -62,7 +62,7 @@ pub struct TableReport {
 }
 
 /// One value that could not be decrypted: where it is and why, never what it holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UndecryptableValue {
     /// The table.
     pub table: String,
@@ -77,7 +77,7 @@ pub struct UndecryptableValue {
 }
 
 /// What a run did; serialized into the final result event.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReencryptReport {
     /// How it ended.
     pub outcome: Outcome,

@@ -23,6 +23,7 @@ use crate::launcher::context::print_json;
 use crate::launcher::job::launch::Job;
 use crate::launcher::job::report::TaskReport;
 use crate::launcher::render::Renderer;
+use crate::protocol::Event;
 
 /// How long `doctor --in-vpc` waits for its task when `--timeout` is not given; the
 /// task is stopped when the wait ends.
@@ -291,13 +292,15 @@ async fn run_status(
 
 /// What doctor needs from a task report.
 fn status_run(report: &TaskReport, ms: u64) -> StatusRun {
-    let result = report.result.as_ref().and_then(|event| {
-        Some((
-            event.get("command")?.as_str()?.to_owned(),
-            u8::try_from(event.get("exit_code")?.as_u64()?).ok()?,
-            event.get("summary")?.clone(),
-        ))
-    });
+    let result = match &report.result {
+        Some(Event::Result {
+            command,
+            exit_code,
+            summary,
+            ..
+        }) => Some((command.clone(), *exit_code, summary.clone())),
+        _ => None,
+    };
     let mut problem = Vec::new();
     if report.timed_out {
         problem.push("the task did not finish before the timeout (raise --timeout)".to_owned());

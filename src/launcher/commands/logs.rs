@@ -14,6 +14,7 @@ use crate::launcher::job::follow::{FollowSettings, LogSource, Target, follow, re
 use crate::launcher::job::report::TaskReport;
 use crate::launcher::job::{conclude, describe_task, existing_log_target, follow_settings};
 use crate::launcher::log_follower::{LogFollower, TaskPhase};
+use crate::protocol::LogLine;
 
 /// `logs TASK [--follow]`.
 #[derive(Debug, Clone, clap::Args)]
@@ -69,7 +70,7 @@ pub async fn exec(
             started: true,
             ..TaskPhase::default()
         });
-        let on_line = |line: &str| renderer.log_line(line);
+        let on_line = |line: &LogLine| renderer.log_line(line);
         let on_problem = |problem: &str| renderer.warn(&format!("{problem}; retrying"));
         follower.run(phase_rx, false, &on_line, &on_problem).await?;
         if !snapshot.is_stopped() {
@@ -80,7 +81,7 @@ pub async fn exec(
                 reattach_hint(&snapshot.arn)
             ));
         }
-        report.result = follower.result().and_then(|e| serde_json::to_value(e).ok());
+        report.result = follower.result().cloned();
         print_json(context.options.output, &report);
         return Ok(0);
     }

@@ -16,7 +16,7 @@ use crate::launcher::job::watch::{Poll, PollTiming, TaskWatcher};
 use crate::launcher::log_follower::{LogFollower, LogTiming, TaskPhase};
 use crate::launcher::render::Renderer;
 use crate::launcher::task::{TaskSnapshot, task_id};
-use crate::protocol::Event;
+use crate::protocol::{Event, LogLine};
 
 /// How following behaves.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -208,14 +208,13 @@ pub async fn follow(
             &source.stream,
             settings.logs,
         );
-        let on_line = |line: &str| {
-            let event = renderer.log_line(line);
-            if matches!(event, Some(Event::Result { .. })) {
+        let on_line = |line: &LogLine| {
+            renderer.log_line(line);
+            if matches!(line.event, Some(Event::Result { .. })) {
                 // The container is exiting: look for STOPPED now, not at the next
                 // backed-off poll.
                 poke.notify_one();
             }
-            event
         };
         let on_problem = |problem: &str| renderer.warn(&format!("{problem}; retrying"));
         if let Err(e) = follower.run(phase_rx, true, &on_line, &on_problem).await {

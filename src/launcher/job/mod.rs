@@ -170,10 +170,7 @@ pub fn settle(
     if let Some(last) = &followed.last {
         report.apply_snapshot(last);
     }
-    report.result = followed
-        .result
-        .as_ref()
-        .and_then(|event| serde_json::to_value(event).ok());
+    report.result = followed.result;
     let task = report.task_id.clone().unwrap_or_default();
     let code = match followed.ending {
         Ending::Stopped | Ending::Interrupted => {

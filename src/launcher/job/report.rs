@@ -26,10 +26,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::launcher::job::outcome::TaskOutcome;
 use crate::launcher::task::TaskSnapshot;
+use crate::protocol::Event;
 
 /// A RunTask `failures[]` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -86,7 +86,7 @@ pub struct TaskReport {
     /// Whether Ctrl-C ended the wait.
     pub interrupted: bool,
     /// The companion's result event.
-    pub result: Option<Value>,
+    pub result: Option<Event>,
     /// The log group.
     pub log_group: Option<String>,
     /// The log stream.
@@ -173,7 +173,7 @@ mod tests {
             }],
             ..Default::default()
         });
-        let value: Value = serde_json::from_str(&report.to_json()).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
         let object = value.as_object().unwrap();
         let documented = include_str!("report.rs")
             .lines()
