@@ -8,14 +8,14 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use common::KEK_V2;
+
 use std::io::Read;
 use std::net::TcpListener;
 use std::process::Stdio;
 use std::time::{Instant, SystemTime};
 
 use common::emulator::{Emulator, Secrets};
-
-const KEK: &str = "kek-v2:ZWZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/gIGCg4Q=";
 
 fn median(mut values: Vec<f64>) -> (f64, f64, f64) {
     values.sort_by(f64::total_cmp);
@@ -100,7 +100,7 @@ fn main() {
     let db = common::cluster().create_database();
     let emu = Emulator::start(&Secrets {
         database_url: &db.url,
-        key: KEK,
+        key: KEK_V2,
         previous: None,
     });
 

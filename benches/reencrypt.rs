@@ -16,6 +16,8 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use common::{KEK_V1, KEK_V2};
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -24,8 +26,6 @@ use everruns_admin::keyring::{Key, Keyring};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-const KEK_V1: &str = "kek-v1:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
-const KEK_V2: &str = "kek-v2:ZWZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/gIGCg4Q=";
 const OLD_PAGE: i64 = 100;
 
 fn env_flag(name: &str) -> bool {

@@ -118,3 +118,16 @@ impl Drop for Emulator {
         let _ = self.child.wait();
     }
 }
+
+/// A fresh database and an emulator whose task definition points at it, with the keys
+/// as after a rotation ([`KEK_V2`](super::KEK_V2) current, [`KEK_V1`](super::KEK_V1)
+/// previous).
+pub fn stack() -> (super::TestDatabase, Emulator) {
+    let db = super::cluster().create_database();
+    let emulator = Emulator::start(&Secrets {
+        database_url: &db.url,
+        key: super::KEK_V2,
+        previous: Some(super::KEK_V1),
+    });
+    (db, emulator)
+}

@@ -17,6 +17,12 @@ use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+/// The test keys, as after a rotation: kek-v2 is the current key, kek-v1 the previous
+/// one (kek-v1 is also the key of the independent vectors in tests/fixtures).
+pub const KEK_V1: &str = "kek-v1:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+/// See [`KEK_V1`].
+pub const KEK_V2: &str = "kek-v2:ZWZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/gIGCg4Q=";
+
 /// A running PostgreSQL server the tests may create databases on.
 pub struct Cluster {
     /// Superuser URL without a database name.

@@ -5,7 +5,8 @@
 
 use std::process::Output;
 
-use crate::common::emulator::{Emulator, Secrets};
+use crate::common::emulator::stack;
+use crate::common::{KEK_V1, KEK_V2};
 use crate::common::{TestDatabase, cluster, describe};
 use aws_sdk_secretsmanager::operation::describe_secret::{
     DescribeSecretError, DescribeSecretOutput,
@@ -15,9 +16,6 @@ use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use everruns_admin::launcher::checks::Status;
 use everruns_admin::launcher::checks::aws::{SecretRef, secret};
 use serde_json::Value;
-
-const KEK_V1: &str = "kek-v1:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
-const KEK_V2: &str = "kek-v2:ZWZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/gIGCg4Q=";
 
 /// The checks the emulator can answer, all of which must pass on it.
 const MUST_PASS: [&str; 13] = [
@@ -35,16 +33,6 @@ const MUST_PASS: [&str; 13] = [
     "subnets",
     "security-groups",
 ];
-
-fn stack() -> (TestDatabase, Emulator) {
-    let db = cluster().create_database();
-    let emulator = Emulator::start(&Secrets {
-        database_url: &db.url,
-        key: KEK_V2,
-        previous: Some(KEK_V1),
-    });
-    (db, emulator)
-}
 
 fn document(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout)

@@ -1,6 +1,7 @@
 //! Payload format v1 against vectors from an independent implementation, both ways,
 //! tampering, re-wrapping, and keyring validation.
 
+use crate::common::{KEK_V1, KEK_V2};
 use aes_gcm::aead::Aead;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use base64::Engine;
@@ -305,8 +306,6 @@ fn rewrap_refuses_what_it_cannot_authenticate() {
     );
 }
 
-const GOOD_V1: &str = "kek-v1:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
-const GOOD_V2: &str = "kek-v2:ZWZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/gIGCg4Q=";
 const SHORT_B64: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHw=="; // 31 bytes
 const LONG_B64: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAh"; // 33 bytes
 
@@ -353,35 +352,35 @@ fn malformed_keys() -> Vec<(String, Option<String>, Vec<&'static str>)> {
             vec!["decodes to 33 bytes, expected 32"],
         ),
         (
-            format!("{GOOD_V2},{GOOD_V1}"),
+            format!("{KEK_V2},{KEK_V1}"),
             None,
             vec!["SECRETS_ENCRYPTION_KEY", "more than one key"],
         ),
         (
-            GOOD_V2.into(),
-            Some(format!("{GOOD_V1}, kek-v0:{SHORT_B64}")),
+            KEK_V2.into(),
+            Some(format!("{KEK_V1}, kek-v0:{SHORT_B64}")),
             vec![
                 "SECRETS_ENCRYPTION_KEY_PREVIOUS, key 2 (id kek-v0): decodes to 31 bytes, expected 32",
             ],
         ),
         (
-            GOOD_V2.into(),
-            Some(format!("{GOOD_V1}\n{GOOD_V1}")),
+            KEK_V2.into(),
+            Some(format!("{KEK_V1}\n{KEK_V1}")),
             vec![
                 "SECRETS_ENCRYPTION_KEY_PREVIOUS, key 2 (id kek-v1)",
                 "more than once",
             ],
         ),
         (
-            GOOD_V2.into(),
-            Some(format!("{GOOD_V1} {GOOD_V2}")),
+            KEK_V2.into(),
+            Some(format!("{KEK_V1} {KEK_V2}")),
             vec![
                 "SECRETS_ENCRYPTION_KEY_PREVIOUS, key 2 (id kek-v2)",
                 "same id as",
             ],
         ),
         (
-            GOOD_V2.into(),
+            KEK_V2.into(),
             Some("AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=".into()),
             vec!["SECRETS_ENCRYPTION_KEY_PREVIOUS, key 1:", "no ':'"],
         ),
@@ -414,14 +413,14 @@ fn previous_keys_may_be_separated_by_commas_and_whitespace() {
     let k3 = format!("kek-v3:{}", STANDARD.encode([7u8; 32]));
     let ring = Keyring::parse(
         &format!("  {k3}\n"),
-        Some(&format!("{GOOD_V1},\n {GOOD_V2} ,")),
+        Some(&format!("{KEK_V1},\n {KEK_V2} ,")),
     )
     .unwrap();
     let ids = ring.ids();
     assert_eq!(ids.primary, "kek-v3");
     assert_eq!(ids.previous, vec!["kek-v1", "kek-v2"]);
     assert!(
-        Keyring::parse(GOOD_V2, Some("  \n"))
+        Keyring::parse(KEK_V2, Some("  \n"))
             .unwrap()
             .ids()
             .previous

@@ -6,6 +6,7 @@
 use std::process::Output;
 
 use crate::common::emulator::{Emulator, Secrets};
+use crate::common::{KEK_V1, KEK_V2};
 use crate::common::{TestDatabase, describe, migrated_database, psql};
 use aws_sdk_secretsmanager::error::ErrorMetadata;
 use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
@@ -18,8 +19,6 @@ use everruns_admin::envelope;
 use everruns_admin::keyring::Key;
 use everruns_admin::launcher::key_secrets::{Slots, slot_status, write_rotation};
 
-const KEK_V1: &str = "kek-v1:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
-const KEK_V2: &str = "kek-v2:ZWZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/gIGCg4Q=";
 const CURRENT: &str = "everruns/encryption-key";
 const PREVIOUS: &str = "everruns/encryption-key-previous";
 

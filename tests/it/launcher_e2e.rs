@@ -6,25 +6,14 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::emulator::{Emulator, Secrets};
-use crate::common::{TestDatabase, cluster, describe, psql};
+use crate::common::emulator::{Emulator, stack};
+use crate::common::{KEK_V1, KEK_V2};
+use crate::common::{TestDatabase, describe, psql};
 use everruns_admin::envelope;
 use everruns_admin::keyring::{Key, Keyring};
 use serde_json::Value;
 
-const KEK_V1: &str = "kek-v1:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
-const KEK_V2: &str = "kek-v2:ZWZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/gIGCg4Q=";
 const GENERIC: &str = "everruns-admin-generic";
-
-fn stack() -> (TestDatabase, Emulator) {
-    let db = cluster().create_database();
-    let emulator = Emulator::start(&Secrets {
-        database_url: &db.url,
-        key: KEK_V2,
-        previous: Some(KEK_V1),
-    });
-    (db, emulator)
-}
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run the launcher")

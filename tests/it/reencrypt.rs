@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::{KEK_V1, KEK_V2};
 use crate::common::{TestDatabase, companion, describe, events, migrated_database, result_summary};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -17,8 +18,6 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-const KEK_V1: &str = "kek-v1:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
-const KEK_V2: &str = "kek-v2:ZWZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/gIGCg4Q=";
 /// Same id as KEK_V1, different bytes: a wrong previous key.
 const WRONG_V1: &str = "kek-v1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const KEY_MATERIAL: [&str; 3] = [

@@ -6,12 +6,12 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use crate::common::KEK_V1;
 use crate::common::emulator::{Emulator, Secrets};
 use crate::common::{cluster, describe};
 use serde_json::Value;
 
 const TEMPLATE: &str = include_str!("../../task-definitions/admin.json.tmpl");
-const KEK: &str = "kek-v1:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
 const ACCOUNT_ARN: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:everruns";
 
 const VARIABLES: [&str; 8] = [
@@ -225,8 +225,8 @@ fn register_prints_the_revision_and_a_run_can_pin_it() {
     let db = cluster().create_database();
     let emu = Emulator::start(&Secrets {
         database_url: &db.url,
-        key: KEK,
-        previous: Some(KEK),
+        key: KEK_V1,
+        previous: Some(KEK_V1),
     });
     let arns = secret_arns(&emu);
     // The emulator's admin image is `everruns-admin:TAG` with no registry, and moto
