@@ -11,31 +11,18 @@ examples/local/setup.sh
 cargo build --locked --bins
 bin=target/debug
 
+. examples/local/postgres.sh
 work=$(mktemp -d -t everruns-demo-XXXXXX)
-pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-as_postgres=()
-if [ "$(id -u)" = 0 ]; then
-    chown postgres:postgres "$work"
-    as_postgres=(runuser -u postgres --)
-fi
 
 cleanup() {
     set +e
     [ -n "${EMU_PID:-}" ] && { exec {EMU[1]}>&-; wait "$EMU_PID"; } 2>/dev/null
-    "${as_postgres[@]}" "$pgbin/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1
-    rm -rf "$work"
+    stop_postgres "$work"
 }
 trap cleanup EXIT
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-password=$(python3 -c 'import secrets; print(secrets.token_urlsafe(12))')
-echo "$password" >"$work/pw"
-"${as_postgres[@]}" "$pgbin/initdb" -D "$work/data" -U postgres --auth-host=scram-sha-256 \
-    --auth-local=trust --pwfile="$work/pw" --no-sync >/dev/null
-"${as_postgres[@]}" "$pgbin/pg_ctl" -D "$work/data" -l "$work/server.log" -w \
-    -o "-p $port -k $work -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
-database_url="postgres://postgres:$password@127.0.0.1:$port/everruns"
-psql -X -q -d "postgres://postgres:$password@127.0.0.1:$port/postgres" -c 'CREATE DATABASE everruns'
+start_postgres "$work"
+database_url=$DATABASE_URL
 
 # Two keys, as after a rotation: kek-v2 is current, kek-v1 the previous one.
 new_key="kek-v2:$(python3 -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')"
