@@ -1,9 +1,13 @@
 //! Benchmark of the launcher against the local emulator: `cargo bench --bench launcher`.
 //!
-//! Prints (1) the time from process start to the first AWS request, (2) the time from
-//! the task reaching STOPPED (the emulator's `stoppedAt`) to the launcher's exit for a
-//! short companion task, and (3) DescribeTasks and GetLogEvents calls per minute while
-//! a long task runs, counted by the emulator.
+//! The emulator runs with Fargate's timings where they matter: a 30 s DEPROVISIONING,
+//! the awslogs driver's 5 s batching, and the last batch sent 0.5 s after the exit code
+//! is visible. Prints (1) the time from process start to the first AWS request, (2) the
+//! time from the container's exit (the emulator's `executionStoppedAt`) to the
+//! launcher's exit, for the companion and for a container that does not speak the log
+//! protocol, (3) DescribeTasks and GetLogEvents calls per minute while a long task runs,
+//! counted by the emulator, and (4) the time an endpoint that never answers takes to end
+//! in exit 125 with the default timeouts.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -16,6 +20,10 @@ use std::process::Stdio;
 use std::time::{Instant, SystemTime};
 
 use common::emulator::{Emulator, Secrets};
+
+/// How long after a container's exit the emulator sends its last log batch: the part of
+/// "container exit to launcher exit" that is the log driver's, not the launcher's.
+const FINAL_FLUSH: &str = "0.5";
 
 fn median(mut values: Vec<f64>) -> (f64, f64, f64) {
     values.sort_by(f64::total_cmp);
@@ -52,24 +60,40 @@ fn first_request_latency(emu: &Emulator) -> Vec<f64> {
         .collect()
 }
 
-/// Seconds from the task's `stoppedAt` to the launcher's exit.
-fn stopped_to_exit(emu: &Emulator) -> Vec<f64> {
+/// Seconds from the container's exit (`executionStoppedAt`) to the launcher's exit.
+fn exit_to_exit(emu: &Emulator, args: &[&str]) -> Vec<f64> {
     (0..10)
         .map(|_| {
             let out = emu
                 .launcher()
-                .args(["--output", "json", "migrate-info"])
+                .args(["--output", "json"])
+                .args(args)
                 .output()
                 .unwrap();
             let exited = SystemTime::now();
             assert_eq!(out.status.code(), Some(0), "{}", common::describe(&out));
             let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            let stopped: chrono::DateTime<chrono::Utc> =
-                serde_json::from_value(report["stopped_at"].clone()).unwrap();
+            let container_exit: chrono::DateTime<chrono::Utc> =
+                serde_json::from_value(report["execution_stopped_at"].clone()).unwrap();
             let exited: chrono::DateTime<chrono::Utc> = exited.into();
-            (exited - stopped).as_seconds_f64()
+            (exited - container_exit).as_seconds_f64()
         })
         .collect()
+}
+
+/// Seconds until the launcher exits 125 against an endpoint that accepts connections
+/// and never answers, with the default timeouts.
+fn silent_endpoint_to_125(emu: &Emulator) -> f64 {
+    let silent = common::emulator::SilentEndpoint::start();
+    let started = Instant::now();
+    let out = emu
+        .launcher()
+        .env("AWS_ENDPOINT_URL", &silent.url)
+        .args(["run", "--", "echo", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", common::describe(&out));
+    started.elapsed().as_secs_f64()
 }
 
 /// API calls per minute while a task runs for `seconds`, from the emulator's counts.
@@ -98,20 +122,46 @@ fn calls_per_minute(emu: &Emulator, seconds: u64) -> (f64, f64) {
 
 fn main() {
     let db = common::cluster().create_database();
-    let emu = Emulator::start(&Secrets {
-        database_url: &db.url,
-        key: KEK_V2,
-        previous: None,
-    });
+    let emu = Emulator::start_with(
+        &Secrets {
+            database_url: &db.url,
+            key: KEK_V2,
+            previous: None,
+        },
+        &[
+            "--state-delay",
+            "DEPROVISIONING=30",
+            "--log-batch-seconds",
+            "5",
+            "--final-flush-delay-seconds",
+            FINAL_FLUSH,
+        ],
+    );
 
     let (med, min, max) = median(first_request_latency(&emu));
     println!(
         "launcher start to first AWS request: median {med:.1} ms (min {min:.1}, max {max:.1}) over 10 runs"
     );
 
-    let (med, min, max) = median(stopped_to_exit(&emu));
+    let (med, min, max) = median(exit_to_exit(&emu, &["migrate-info"]));
     println!(
-        "task STOPPED to launcher exit (migrate-info): median {med:.2} s (min {min:.2}, max {max:.2}) over 10 runs"
+        "container exit to launcher exit, companion (migrate-info): median {med:.2} s (min {min:.2}, max {max:.2}) over 10 runs; the emulator sends the last log batch {FINAL_FLUSH} s after the exit"
+    );
+    let plain = [
+        "--task-definition",
+        "everruns-admin-generic",
+        "run",
+        "--",
+        "echo",
+        "hello",
+    ];
+    let (med, min, max) = median(exit_to_exit(&emu, &plain));
+    println!(
+        "container exit to launcher exit, no log protocol (run -- echo hello): median {med:.2} s (min {min:.2}, max {max:.2}) over 10 runs"
+    );
+    println!(
+        "endpoint that never answers to exit 125 (default timeouts): {:.1} s",
+        silent_endpoint_to_125(&emu)
     );
 
     let seconds = std::env::var("EVERRUNS_BENCH_LONG_TASK_SECONDS")

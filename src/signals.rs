@@ -3,10 +3,9 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
 
 /// A signal that asks the process to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,21 +49,6 @@ impl Signals {
             _ = self.interrupt.recv() => Signal::Interrupt,
         }
     }
-
-    /// One message per signal, for as long as the receiver lives: for code that selects
-    /// over a channel and treats both signals alike (tests send on the channel instead).
-    pub fn into_channel(mut self) -> mpsc::UnboundedReceiver<()> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            loop {
-                self.recv().await;
-                if tx.send(()).is_err() {
-                    return;
-                }
-            }
-        });
-        rx
-    }
 }
 
 /// Remembers the first stop signal, for loops that finish a unit of work before they
@@ -103,5 +87,32 @@ impl StopFlag {
 impl Drop for StopFlag {
     fn drop(&mut self) {
         self.listener.abort();
+    }
+}
+
+/// How many [`Handled`] guards are alive.
+static HANDLED: AtomicUsize = AtomicUsize::new(0);
+
+/// While alive, says that the code running handles stop signals itself: a task this
+/// invocation launched must be stopped, or a write sequence finished, before the process
+/// leaves. Elsewhere a signal simply ends the command, even in the middle of a call.
+pub struct Handled(());
+
+impl Handled {
+    /// Claims the signals until the guard is dropped.
+    pub fn claim() -> Self {
+        HANDLED.fetch_add(1, Ordering::SeqCst);
+        Handled(())
+    }
+
+    /// Whether some code has claimed the signals.
+    pub fn is_claimed() -> bool {
+        HANDLED.load(Ordering::SeqCst) > 0
+    }
+}
+
+impl Drop for Handled {
+    fn drop(&mut self) {
+        HANDLED.fetch_sub(1, Ordering::SeqCst);
     }
 }

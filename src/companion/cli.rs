@@ -18,7 +18,8 @@ Environment:
   DATABASE_URL                      postgres://USER:PASSWORD@HOST:5432/DB (password never printed)
   SECRETS_ENCRYPTION_KEY            primary key, key_id:base64(32 bytes) (reencrypt)
   SECRETS_ENCRYPTION_KEY_PREVIOUS   previous key(s), comma or newline separated (reencrypt)
-  RUST_LOG                          log filter (default info)
+  RUST_LOG                          more log lines, e.g. info,everruns_admin=debug,sqlx=warn (default
+                                    info); the companion's own info lines are always written
   EVERRUNS_ADMIN_OUTPUT             json | text (default: text on a terminal, JSON lines otherwise)
 
 Exit codes:
@@ -37,6 +38,19 @@ pub struct Cli {
     connect_timeout: Duration,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Cli {
+    /// Whether this command line writes to the database: `migrate` and `reencrypt`
+    /// without a dry run. The launcher judges the work by it (its concurrency guard, its
+    /// tags, `list`), whichever way the command was asked for.
+    pub fn writes(&self) -> bool {
+        match &self.command {
+            Command::Migrate(args) => !args.dry_run,
+            Command::Reencrypt(args) => !args.dry_run,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Subcommand)]

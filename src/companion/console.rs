@@ -3,6 +3,24 @@
 //! Everything goes to stdout through one lock so log lines, progress and the final
 //! result keep their order in the container's log stream. `tracing` events become
 //! protocol `log` events; [`Progress`] and [`finish`] write the other two kinds.
+//!
+//! # What `RUST_LOG` can and cannot do
+//!
+//! The log stream is the launcher's only view of the job, so `RUST_LOG` only ever
+//! *adds* to what the companion says:
+//!
+//! - It can add debug and trace lines, for the companion (`everruns_admin=debug`,
+//!   `everruns_admin::companion::migrations=trace`) or for a crate (`sqlx=debug`
+//!   shows every statement).
+//! - It can quiet other crates: `sqlx=warn`, or a bare level such as `warn` or `off`,
+//!   which applies to every crate no directive names. Without a bare level, crates
+//!   that no directive names stay at the default, `info`.
+//! - It cannot remove the companion's own `info`, `warn` and `error` lines, nor the
+//!   `progress` and `result` events (which never go through `tracing`): whatever the
+//!   filter says, those are written.
+//!
+//! Unset or empty means `info`. A value that does not parse is reported in a warning
+//! line and `info` is used: a typo must not cost a production job its log.
 
 use std::io::{IsTerminal, Write};
 use std::sync::{OnceLock, RwLock};
@@ -11,6 +29,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
+use tracing::level_filters::LevelFilter;
+use tracing::subscriber::Interest;
+use tracing::{Level, Metadata, span};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -44,7 +65,8 @@ fn mask_secrets(mut line: String) -> String {
 }
 
 /// Sets up output for this process: JSON when stdout is not a terminal (or when
-/// `EVERRUNS_ADMIN_OUTPUT=json`), and `RUST_LOG` filtering (default `info`).
+/// `EVERRUNS_ADMIN_OUTPUT=json`), and `RUST_LOG` filtering as the module
+/// documentation describes.
 pub fn init() {
     let json = match std::env::var("EVERRUNS_ADMIN_OUTPUT").as_deref() {
         Ok("json") => true,
@@ -52,10 +74,106 @@ pub fn init() {
         _ => !std::io::stdout().is_terminal(),
     };
     let _ = JSON.set(json);
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let rust_log = std::env::var("RUST_LOG").unwrap_or_default();
+    let (filter, invalid) = match LogFilter::parse(&rust_log) {
+        Ok(filter) => (filter, None),
+        Err(error) => (LogFilter::default_info(), Some(error)),
+    };
+    // A global filter, not a per-layer one: tracing-subscriber's per-layer filters keep
+    // per-thread state between `enabled` and the event, and a bare `enabled!` check
+    // (sqlx asks one before each statement) leaves that state behind, so the next
+    // event of an already-registered callsite was dropped.
     let _ = tracing_subscriber::registry()
-        .with(ProtocolLayer.with_filter(filter))
+        .with(filter)
+        .with(ProtocolLayer)
         .try_init();
+    if let Some(error) = invalid {
+        tracing::warn!(
+            "RUST_LOG={rust_log:?} is not a valid log filter ({error}); using `info`. \
+             Example: RUST_LOG=info,everruns_admin=debug,sqlx=warn"
+        );
+    }
+}
+
+/// `RUST_LOG`, widened so that the companion's own lines at `info` and above always
+/// pass (see the module documentation).
+struct LogFilter {
+    user: EnvFilter,
+}
+
+impl LogFilter {
+    /// Parses a `RUST_LOG` value; unset or empty means `info`, and a value without a
+    /// bare level keeps `info` for the crates it does not name.
+    fn parse(rust_log: &str) -> Result<Self, tracing_subscriber::filter::ParseError> {
+        // tracing parses an empty directive as a level (`error`): skip empty ones.
+        let has_default_level = rust_log
+            .split(',')
+            .map(str::trim)
+            .any(|directive| !directive.is_empty() && directive.parse::<LevelFilter>().is_ok());
+        let directives = if rust_log.trim().is_empty() {
+            "info".to_owned()
+        } else if has_default_level {
+            rust_log.to_owned()
+        } else {
+            format!("info,{rust_log}")
+        };
+        let user = EnvFilter::builder().parse(directives)?;
+        Ok(Self { user })
+    }
+
+    fn default_info() -> Self {
+        Self {
+            user: EnvFilter::new("info"),
+        }
+    }
+}
+
+/// Whether `metadata` is one of the companion's own lines that no filter may remove.
+fn always_written(metadata: &Metadata<'_>) -> bool {
+    is_own_target(metadata.target()) && *metadata.level() <= Level::INFO
+}
+
+fn is_own_target(target: &str) -> bool {
+    target == "everruns_admin" || target.starts_with("everruns_admin::")
+}
+
+impl<S: tracing::Subscriber> Layer<S> for LogFilter {
+    fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
+        if always_written(metadata) {
+            Interest::always()
+        } else {
+            Layer::<S>::register_callsite(&self.user, metadata)
+        }
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>, ctx: Context<'_, S>) -> bool {
+        always_written(metadata) || Layer::<S>::enabled(&self.user, metadata, ctx)
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Layer::<S>::max_level_hint(&self.user).map(|level| level.max(LevelFilter::INFO))
+    }
+
+    // The span callbacks keep the user's span-scoped directives (`[span]=debug`) working.
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        self.user.on_new_span(attrs, id, ctx);
+    }
+
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
+        self.user.on_record(id, values, ctx);
+    }
+
+    fn on_enter(&self, id: &span::Id, ctx: Context<'_, S>) {
+        self.user.on_enter(id, ctx);
+    }
+
+    fn on_exit(&self, id: &span::Id, ctx: Context<'_, S>) {
+        self.user.on_exit(id, ctx);
+    }
+
+    fn on_close(&self, id: span::Id, ctx: Context<'_, S>) {
+        self.user.on_close(id, ctx);
+    }
 }
 
 fn is_json() -> bool {
@@ -113,17 +231,30 @@ pub struct Progress {
     done: u64,
     interval: Duration,
     last: Option<Instant>,
+    /// The count the last written event carried.
+    written: Option<u64>,
 }
 
 impl Progress {
     /// Starts a phase; writes its first event (0 done) at once.
     pub fn start(phase: impl Into<String>, total: Option<u64>) -> Self {
+        Self::with_interval(phase.into(), total, Duration::from_secs(1))
+    }
+
+    /// Starts a phase whose every step is written: for few, slow units (migrations),
+    /// where each one is news.
+    pub fn start_every_step(phase: impl Into<String>, total: Option<u64>) -> Self {
+        Self::with_interval(phase.into(), total, Duration::ZERO)
+    }
+
+    fn with_interval(phase: String, total: Option<u64>, interval: Duration) -> Self {
         let mut progress = Self {
-            phase: phase.into(),
+            phase,
             total,
             done: 0,
-            interval: Duration::from_secs(1),
+            interval,
             last: None,
+            written: None,
         };
         progress.write();
         progress
@@ -137,13 +268,16 @@ impl Progress {
         }
     }
 
-    /// Writes the final count of this phase.
+    /// Writes the final count of this phase, unless the last event already carried it.
     pub fn finish(mut self) {
-        self.write();
+        if self.written != Some(self.done) {
+            self.write();
+        }
     }
 
     fn write(&mut self) {
         self.last = Some(Instant::now());
+        self.written = Some(self.done);
         emit(&Event::Progress {
             ts: Utc::now(),
             phase: self.phase.clone(),
@@ -162,7 +296,7 @@ impl<S: tracing::Subscriber> Layer<S> for ProtocolLayer {
         event.record(&mut visitor);
         let mut msg = visitor.message.unwrap_or_default();
         let target = event.metadata().target();
-        if !target.starts_with("everruns_admin") && !target.starts_with("everruns-admin") {
+        if !is_own_target(target) {
             msg = format!("{target}: {msg}");
         }
         emit(&Event::Log {
@@ -211,5 +345,62 @@ impl Visit for FieldCollector {
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         self.insert(field, Value::from(format!("{value:?}")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[test]
+    fn directives_keep_info_for_unnamed_crates() {
+        for (rust_log, effective) in [
+            ("", "info"),
+            (" ", "info"),
+            ("sqlx=warn", "info,sqlx=warn"),
+            ("everruns_admin=debug", "info,everruns_admin=debug"),
+            ("warn,everruns_admin=info", "warn,everruns_admin=info"),
+            ("off", "off"),
+        ] {
+            let filter = LogFilter::parse(rust_log).unwrap();
+            let mut got: Vec<String> = filter.user.to_string().split(',').map(Into::into).collect();
+            let mut want: Vec<&str> = effective.split(',').collect();
+            got.sort();
+            want.sort();
+            assert_eq!(got, want, "RUST_LOG={rust_log}");
+        }
+        assert!(LogFilter::parse("sqlx=loud").is_err());
+    }
+
+    #[test]
+    fn own_info_lines_pass_every_filter() {
+        struct Count(Arc<AtomicUsize>);
+        impl<S: tracing::Subscriber> Layer<S> for Count {
+            fn on_event(&self, _: &tracing::Event<'_>, _: Context<'_, S>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        for (rust_log, lines) in [
+            ("info,everruns_admin=debug", 4),
+            ("off", 3),
+            ("sqlx=warn", 3),
+            ("error", 3),
+            ("everruns_admin=warn", 3),
+        ] {
+            let seen = Arc::new(AtomicUsize::new(0));
+            let subscriber = tracing_subscriber::registry()
+                .with(LogFilter::parse(rust_log).unwrap())
+                .with(Count(seen.clone()));
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::info!("one of ours");
+                tracing::warn!("one of ours");
+                tracing::error!("one of ours");
+                tracing::debug!("only when asked for");
+            });
+            assert_eq!(seen.load(Ordering::SeqCst), lines, "RUST_LOG={rust_log}");
+        }
     }
 }

@@ -122,46 +122,89 @@ impl DatabaseUrl {
     }
 }
 
+/// The least time one connection attempt gets, so that the last try, at the end of the
+/// budget, is a real try rather than an instant time-out.
+const MIN_ATTEMPT: Duration = Duration::from_millis(250);
+
 /// Connects, retrying failures that a network still coming up produces (refused,
 /// unreachable, timed out) with backoff for up to `retry_for`. Authentication and
 /// missing-database errors fail at once: waiting will not fix them.
+///
+/// The whole budget is used: the last pause is shortened to what is left, and each
+/// attempt is bounded by the time left (at least [`MIN_ATTEMPT`]), so a host that
+/// drops packets cannot hold the companion much past the budget.
 pub async fn connect(url: &DatabaseUrl, retry_for: Duration) -> Result<PgConnection, ExitError> {
     let options = url.options()?;
     let started = Instant::now();
+    let deadline = started + retry_for;
     let mut delay = Duration::from_millis(100);
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        match options.connect().await {
-            Ok(conn) => return Ok(conn),
-            Err(error) => {
-                let transient = is_transient(&error);
-                let elapsed = started.elapsed();
-                if !transient || elapsed + delay > retry_for {
-                    let hint = if transient {
-                        format!(
-                            "gave up after {attempts} attempts over {:.1}s; check that the host is reachable \
-                             from here (security groups, subnets) or raise --connect-timeout",
-                            elapsed.as_secs_f64()
-                        )
-                    } else {
-                        "check the user, password and database name in DATABASE_URL".to_owned()
-                    };
-                    return Err(ExitError::runtime(anyhow!(
-                        "cannot connect to {}: {}; {hint}",
-                        url.redacted(),
-                        url.scrub(&error.to_string()),
-                    )));
-                }
-                tracing::warn!(
-                    attempt = attempts,
-                    error = %url.scrub(&error.to_string()),
-                    "database not reachable yet, retrying in {} ms",
-                    delay.as_millis()
-                );
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
+        let bound = deadline
+            .saturating_duration_since(Instant::now())
+            .max(MIN_ATTEMPT);
+        let error = match tokio::time::timeout(bound, options.connect()).await {
+            Ok(Ok(conn)) => return Ok(conn),
+            Ok(Err(error)) => ConnectFailure::Refused(error),
+            Err(_) => ConnectFailure::NoAnswer(bound),
+        };
+        let transient = error.is_transient();
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if !transient || remaining.is_zero() {
+            let hint = if transient {
+                format!(
+                    "gave up after {attempts} attempts over {:.1}s; check that the host is reachable \
+                     from here (security groups, subnets) or raise --connect-timeout",
+                    started.elapsed().as_secs_f64()
+                )
+            } else {
+                "check the user, password and database name in DATABASE_URL".to_owned()
+            };
+            return Err(ExitError::runtime(anyhow!(
+                "cannot connect to {}: {}; {hint}",
+                url.redacted(),
+                url.scrub(&error.to_string()),
+            )));
+        }
+        let pause = delay.min(remaining);
+        tracing::warn!(
+            attempt = attempts,
+            error = %url.scrub(&error.to_string()),
+            "database not reachable yet, retrying in {} ms",
+            pause.as_millis()
+        );
+        tokio::time::sleep(pause).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Why one connection attempt failed.
+enum ConnectFailure {
+    /// The server or the network answered with an error.
+    Refused(sqlx::Error),
+    /// Nothing came back within the attempt's bound.
+    NoAnswer(Duration),
+}
+
+impl ConnectFailure {
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Refused(error) => is_transient(error),
+            Self::NoAnswer(_) => true,
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused(error) => error.fmt(f),
+            Self::NoAnswer(bound) => write!(
+                f,
+                "no answer within {:.1}s (packets dropped on the way?)",
+                bound.as_secs_f64()
+            ),
         }
     }
 }

@@ -2,6 +2,8 @@
 //! to an operator.
 
 use std::error::Error as StdError;
+use std::sync::RwLock;
+use std::time::Duration;
 
 use anyhow::anyhow;
 use aws_config::retry::RetryConfig;
@@ -9,10 +11,25 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 
 use crate::exit::{ExitError, launcher};
-use crate::launcher::config::LaunchConfig;
+use crate::launcher::config::{ApiTimeouts, LaunchConfig};
 
 /// Attempts per API call; the SDK's standard retry backs off on throttling itself.
 const MAX_ATTEMPTS: u32 = 5;
+
+/// The longest wait for a TCP (and TLS) connection: an endpoint that does not even
+/// accept is told apart quickly from one that accepts and stalls.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where calls go and how long they may take, for the message that explains a call that
+/// got no answer. Set by [`shared_config`]; one invocation talks to one endpoint.
+static CALLS: RwLock<Option<CallSettings>> = RwLock::new(None);
+
+#[derive(Debug, Clone)]
+struct CallSettings {
+    endpoint: Option<String>,
+    region: Option<String>,
+    timeouts: ApiTimeouts,
+}
 
 /// The clients one invocation uses, all for the same region and endpoint.
 #[derive(Clone, Debug)]
@@ -73,8 +90,16 @@ impl Clients {
 /// there, else from the SDK's own chain (`AWS_ENDPOINT_URL` included). No request is
 /// made; credentials are resolved on the first call.
 pub async fn shared_config(config: &LaunchConfig) -> aws_config::SdkConfig {
+    let timeouts = config.api_timeouts;
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT.min(timeouts.attempt))
+                .operation_attempt_timeout(timeouts.attempt)
+                .operation_timeout(timeouts.call)
+                .build(),
+        );
     if let Some(region) = &config.region {
         loader = loader.region(Region::new(region.clone()));
     }
@@ -84,7 +109,51 @@ pub async fn shared_config(config: &LaunchConfig) -> aws_config::SdkConfig {
     if let Some(url) = &config.endpoint_url {
         loader = loader.endpoint_url(url);
     }
-    loader.load().await
+    let shared = loader.load().await;
+    if let Ok(mut calls) = CALLS.write() {
+        *calls = Some(CallSettings {
+            endpoint: shared.endpoint_url().map(str::to_string),
+            region: shared.region().map(|r| r.to_string()),
+            timeouts,
+        });
+    }
+    shared
+}
+
+/// The service an operation belongs to, as an operator names it, and its endpoint
+/// prefix (`ecs.REGION.amazonaws.com`).
+fn service_of(operation: &str) -> (&'static str, &'static str) {
+    if operation.contains("Secret") {
+        ("Secrets Manager", "secretsmanager")
+    } else if operation.contains("Log") {
+        ("CloudWatch Logs", "logs")
+    } else if operation == "GetCallerIdentity" {
+        ("STS", "sts")
+    } else {
+        ("ECS", "ecs")
+    }
+}
+
+/// Why a call got no answer in time: the service, the endpoint and how long it waited,
+/// with what to check.
+fn no_answer(operation: &str) -> String {
+    let calls = CALLS.read().ok().and_then(|c| c.clone());
+    let (service, prefix) = service_of(operation);
+    let timeouts = calls.as_ref().map(|c| c.timeouts).unwrap_or_default();
+    let endpoint = calls
+        .as_ref()
+        .and_then(|c| match (&c.endpoint, &c.region) {
+            (Some(url), _) => Some(url.clone()),
+            (None, Some(region)) => Some(format!("https://{prefix}.{region}.amazonaws.com")),
+            (None, None) => None,
+        })
+        .unwrap_or_else(|| format!("the {service} endpoint"));
+    format!(
+        "{service} {operation} got no answer from {endpoint} within {} ({} per attempt); \
+         check the network path to it (VPN, proxy, AWS_ENDPOINT_URL), or raise --call-timeout",
+        humantime::format_duration(timeouts.call),
+        humantime::format_duration(timeouts.attempt),
+    )
 }
 
 /// The service's error code (`ThrottlingException`, `ClusterNotFoundException`, ...).
@@ -136,6 +205,8 @@ where
                 e.message().unwrap_or("no message")
             )
         }
+        SdkError::TimeoutError(_) => no_answer(operation),
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => no_answer(operation),
         other => format!("{operation} failed: {}", error_chain(other)),
     }
 }
@@ -154,6 +225,31 @@ pub fn error_chain(err: &(dyn StdError + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// The error for an ECS call on `cluster` that ECS does not know: exit 125, naming the
+/// cluster and the region asked, which are what is wrong.
+pub fn cluster_not_found<E, R>(
+    err: &SdkError<E, R>,
+    cluster: &str,
+    ecs: &aws_sdk_ecs::Client,
+) -> Option<ExitError>
+where
+    E: ProvideErrorMetadata,
+{
+    if !error_code(err)?.contains("ClusterNotFound") {
+        return None;
+    }
+    let region = ecs
+        .config()
+        .region()
+        .map_or_else(|| "(none)".to_string(), |r| r.to_string());
+    Some(ExitError::new(
+        launcher::NEVER_RAN,
+        anyhow!(
+            "there is no ECS cluster {cluster:?} in region {region}: check --cluster / ECS_CLUSTER / `cluster`, and --region / AWS_REGION / `region`"
+        ),
+    ))
 }
 
 /// An API failure before or at launch: nothing ran, so exit 125, with a hint that fits

@@ -101,6 +101,27 @@ pub struct GlobalOptions {
     /// Launch a mutating command even while another one is running
     #[arg(long)]
     pub allow_concurrent: bool,
+    /// Wait for the task to reach STOPPED (stoppedAt), not just for the container's
+    /// exit and its logs [config: wait_stopped]
+    #[arg(long)]
+    pub wait_stopped: bool,
+    /// The longest one AWS call may take, retries included
+    /// [env: RUN_ADMIN_TASK_CALL_TIMEOUT] [config: call_timeout] [default: 20s]
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_nonzero)]
+    pub call_timeout: Option<Duration>,
+    /// The longest one attempt of an AWS call may take before it is retried
+    /// [env: RUN_ADMIN_TASK_ATTEMPT_TIMEOUT] [config: attempt_timeout] [default: 8s]
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_nonzero)]
+    pub attempt_timeout: Option<Duration>,
+    /// Warn once when the task has not started after this long
+    /// [env: RUN_ADMIN_TASK_SLOW_START] [config: slow_start] [default: 2m]
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_nonzero)]
+    pub slow_start: Option<Duration>,
+    /// RunTask's clientToken: a rerun with the same key attaches to the task the first
+    /// run started (ECS honours it for a limited time: see README). In GitHub Actions it
+    /// defaults to one derived from the run, attempt, job, step and command
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
 }
 
 /// How the task gets its capacity.
@@ -144,7 +165,83 @@ pub struct LaunchConfig {
     pub current_secret: Option<String>,
     /// The previous encryption keys' secret, likewise.
     pub previous_secret: Option<String>,
+    /// Whether following waits for STOPPED instead of the container's exit.
+    pub wait_stopped: bool,
+    /// The bounds on every AWS call.
+    pub api_timeouts: ApiTimeouts,
+    /// When a task that has not started yet earns a warning.
+    pub slow_start: Duration,
+    /// Where RunTask's clientToken comes from.
+    pub idempotency: Idempotency,
 }
+
+/// Where RunTask's clientToken comes from: it decides whether a rerun starts a second
+/// task or attaches to the first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Idempotency {
+    /// `--idempotency-key KEY`, used as the token itself.
+    Key(String),
+    /// A CI step (GitHub Actions): repository, run id, run attempt, job and step; the
+    /// token also covers the command, so two commands in one step stay two jobs.
+    CiStep(String),
+    /// A fresh token per invocation (it still covers the SDK's own retries).
+    PerInvocation,
+}
+
+impl Idempotency {
+    /// Resolves it: the flag, else the GitHub Actions run when `GITHUB_ACTIONS=true`.
+    /// A key RunTask would refuse is a usage error.
+    fn resolve(key: Option<&str>, env: EnvLookup) -> Result<Self, ExitError> {
+        if let Some(key) = key {
+            // RunTask's limit: 1 to 64 ASCII characters from 33 to 126.
+            if key.is_empty() || key.len() > 64 || !key.bytes().all(|b| (33..=126).contains(&b)) {
+                return Err(ExitError::usage(anyhow!(
+                    "--idempotency-key {key:?}: use 1 to 64 printable ASCII characters without spaces (RunTask's clientToken)"
+                )));
+            }
+            return Ok(Idempotency::Key(key.to_string()));
+        }
+        if env("GITHUB_ACTIONS").as_deref() != Some("true") {
+            return Ok(Idempotency::PerInvocation);
+        }
+        let part = |name: &str| env(name).unwrap_or_default();
+        let Some(run_id) = env("GITHUB_RUN_ID") else {
+            return Ok(Idempotency::PerInvocation);
+        };
+        Ok(Idempotency::CiStep(
+            [
+                part("GITHUB_REPOSITORY"),
+                run_id,
+                part("GITHUB_RUN_ATTEMPT"),
+                part("GITHUB_JOB"),
+                part("GITHUB_ACTION"),
+            ]
+            .join("\n"),
+        ))
+    }
+}
+
+/// How long AWS calls may take: a CLI must answer, so an endpoint that never replies
+/// ends in bounded time instead of the SDK's unbounded wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiTimeouts {
+    /// One call, the SDK's retries included.
+    pub call: Duration,
+    /// One attempt; a stalled attempt is abandoned and retried within `call`.
+    pub attempt: Duration,
+}
+
+impl Default for ApiTimeouts {
+    fn default() -> Self {
+        ApiTimeouts {
+            call: Duration::from_secs(20),
+            attempt: Duration::from_secs(8),
+        }
+    }
+}
+
+/// The default of `--slow-start`: Fargate usually starts a task within a minute.
+pub const DEFAULT_SLOW_START: Duration = Duration::from_secs(120);
 
 /// One environment's settings in the config file (also the file's top level, which
 /// every environment inherits).
@@ -180,6 +277,14 @@ pub struct FileSettings {
     pub current_secret: Option<String>,
     /// `previous_secret = "everruns/encryption-key-previous"`: the previous keys' secret.
     pub previous_secret: Option<String>,
+    /// `wait_stopped = true`: follow a task until STOPPED, not just its container's exit.
+    pub wait_stopped: Option<bool>,
+    /// `call_timeout = "20s"`: the longest one AWS call may take, retries included.
+    pub call_timeout: Option<String>,
+    /// `attempt_timeout = "8s"`: the longest one attempt may take.
+    pub attempt_timeout: Option<String>,
+    /// `slow_start = "2m"`: warn once when the task has not started after this long.
+    pub slow_start: Option<String>,
 }
 
 /// A list written either as a TOML array or as one comma-separated string.
@@ -259,6 +364,10 @@ impl ConfigFile {
             confirm: table.confirm.or(base.confirm),
             current_secret: table.current_secret.or(base.current_secret),
             previous_secret: table.previous_secret.or(base.previous_secret),
+            wait_stopped: table.wait_stopped.or(base.wait_stopped),
+            call_timeout: table.call_timeout.or(base.call_timeout),
+            attempt_timeout: table.attempt_timeout.or(base.attempt_timeout),
+            slow_start: table.slow_start.or(base.slow_start),
         })
     }
 }
@@ -356,6 +465,46 @@ impl LaunchConfig {
             },
         };
 
+        // A duration from the flag, else the variable, else the config key, each
+        // checked with the same parser, so a bad value names where it came from.
+        let duration = |flag: Option<Duration>, var: &str, key: &str, value: &Option<String>| {
+            if let Some(flag) = flag {
+                return Ok(Some(flag));
+            }
+            let (origin, text) = match (env(var), value) {
+                (Some(text), _) => (var.to_string(), text),
+                (None, Some(text)) => (format!("`{key}` in the config file"), text.clone()),
+                (None, None) => return Ok(None),
+            };
+            crate::duration::parse_nonzero(&text)
+                .map(Some)
+                .map_err(|e| ExitError::usage(anyhow!("{origin}: {e}")))
+        };
+        let defaults = ApiTimeouts::default();
+        let api_timeouts = ApiTimeouts {
+            call: duration(
+                options.call_timeout,
+                "RUN_ADMIN_TASK_CALL_TIMEOUT",
+                "call_timeout",
+                &file.call_timeout,
+            )?
+            .unwrap_or(defaults.call),
+            attempt: duration(
+                options.attempt_timeout,
+                "RUN_ADMIN_TASK_ATTEMPT_TIMEOUT",
+                "attempt_timeout",
+                &file.attempt_timeout,
+            )?
+            .unwrap_or(defaults.attempt),
+        };
+        let slow_start = duration(
+            options.slow_start,
+            "RUN_ADMIN_TASK_SLOW_START",
+            "slow_start",
+            &file.slow_start,
+        )?
+        .unwrap_or(DEFAULT_SLOW_START);
+
         let security_groups = list(
             &options.security_groups,
             "ECS_SECURITY_GROUP",
@@ -387,6 +536,10 @@ impl LaunchConfig {
             confirm: file.confirm.unwrap_or(false),
             current_secret: file.current_secret,
             previous_secret: file.previous_secret,
+            wait_stopped: options.wait_stopped || file.wait_stopped.unwrap_or(false),
+            api_timeouts,
+            slow_start,
+            idempotency: Idempotency::resolve(options.idempotency_key.as_deref(), env)?,
             env_name,
         })
     }

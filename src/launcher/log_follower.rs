@@ -4,11 +4,12 @@
 //! GetLogEvents with `startFromHead` and the forward token reads forward; only a token
 //! that comes back unchanged says "this is the end of what exists now" (empty pages
 //! happen before that). A stream that does not exist yet is simply not created yet.
-//! After the task stops, reading goes on until the companion's final `result` event has
-//! arrived, or, for a container that does not speak the protocol, until the stream has
-//! been quiet for longer than the awslogs driver's 5-second batching. A stream that
-//! speaks the protocol but never writes its result (the companion was killed) ends
-//! after a longer quiet spell; nothing drains longer than a fixed cap.
+//! Once the container has exited, the stream is complete when the companion's final
+//! `result` event has arrived. Without one (another program, or a companion killed
+//! before its result), it is complete when it has been read to its end after a quiet
+//! window counted from the container's exit: the awslogs driver flushes its buffer when
+//! the container stops but sends that last batch asynchronously, so lines may still
+//! arrive a few seconds after the exit code is visible.
 
 use std::time::Duration;
 
@@ -32,14 +33,13 @@ pub struct LogTiming {
     pub tail_ceiling: Duration,
     /// The wait after an empty page that is not yet the end.
     pub empty_page_interval: Duration,
-    /// After the task stopped, the quiet time that ends a stream without a result event
-    /// (longer than the awslogs driver's 5-second batching).
-    pub quiet_after_stop: Duration,
-    /// The same for a stream that speaks the protocol: its result event is expected, so
-    /// it is waited for longer.
-    pub result_wait: Duration,
-    /// After the task stopped, the most time spent draining whatever happens.
-    pub drain_cap: Duration,
+    /// The wait at the end of the stream once the container has exited: its last lines
+    /// are due, and the launcher's answer waits for them (a few seconds at most).
+    pub drain_interval: Duration,
+    /// After the container exited, how long lines may still arrive for a stream
+    /// without a result event: the awslogs driver's 5-second batch interval bounds the
+    /// delay of its last, asynchronous flush.
+    pub quiet_after_exit: Duration,
 }
 
 impl Default for LogTiming {
@@ -48,9 +48,8 @@ impl Default for LogTiming {
             tail_interval: Duration::from_millis(500),
             tail_ceiling: Duration::from_secs(2),
             empty_page_interval: Duration::from_millis(100),
-            quiet_after_stop: Duration::from_secs(6),
-            result_wait: Duration::from_secs(20),
-            drain_cap: Duration::from_secs(60),
+            drain_interval: Duration::from_millis(200),
+            quiet_after_exit: Duration::from_secs(5),
         }
     }
 }
@@ -61,8 +60,9 @@ pub struct TaskPhase {
     /// The container may have started (the task is past PROVISIONING and PENDING), so
     /// its stream may exist.
     pub started: bool,
-    /// When the launcher saw the task STOPPED.
-    pub stopped_at: Option<Instant>,
+    /// When the container exited (or, if it never ran, when the task stopped), on the
+    /// local clock: what the quiet window counts from.
+    pub exited_at: Option<Instant>,
     /// Whether the container ran at all (it has an exit code); a container that never
     /// ran writes no stream, so there is nothing to wait for.
     pub container_ran: bool,
@@ -92,8 +92,6 @@ pub struct LogFollower {
     stream: String,
     token: Option<String>,
     timing: LogTiming,
-    last_line_at: Option<Instant>,
-    speaks_protocol: bool,
     result: Option<Event>,
 }
 
@@ -111,8 +109,6 @@ impl LogFollower {
             stream: stream.to_string(),
             token: None,
             timing,
-            last_line_at: None,
-            speaks_protocol: false,
             result: None,
         }
     }
@@ -162,32 +158,21 @@ impl LogFollower {
             .iter()
             .map(|e| LogLine::parse(e.message().unwrap_or_default()))
             .collect();
-        if !lines.is_empty() {
-            self.last_line_at = Some(Instant::now());
-        }
         Ok(Page::Lines { lines, at_end })
     }
 
     /// The drain rule, asked at the end of the stream: whether every line has arrived.
     pub fn drained(&self, phase: &TaskPhase, stream_exists: bool) -> bool {
-        let Some(stopped_at) = phase.stopped_at else {
-            return false;
-        };
         if self.result.is_some() {
             return true;
         }
+        let Some(exited_at) = phase.exited_at else {
+            return false;
+        };
         if !stream_exists && !phase.container_ran {
             return true;
         }
-        let now = Instant::now();
-        let quiet_since = self.last_line_at.map_or(stopped_at, |t| t.max(stopped_at));
-        let quiet = if self.speaks_protocol {
-            self.timing.result_wait
-        } else {
-            self.timing.quiet_after_stop
-        };
-        now.duration_since(quiet_since) > quiet
-            || now.duration_since(stopped_at) > self.timing.drain_cap
+        Instant::now().duration_since(exited_at) > self.timing.quiet_after_exit
     }
 
     /// Reads until the stream is drained, handing every line to `on_line`; the
@@ -206,7 +191,7 @@ impl LogFollower {
         let mut fresh_lines = false;
         loop {
             let current = *phase.borrow_and_update();
-            if follow && !current.started && current.stopped_at.is_none() {
+            if follow && !current.started && current.exited_at.is_none() {
                 if phase.changed().await.is_err() {
                     return Ok(());
                 }
@@ -228,10 +213,8 @@ impl LogFollower {
                     fresh_lines |= !empty;
                     for line in lines {
                         on_line(&line);
-                        match line.event {
-                            Some(event @ Event::Result { .. }) => self.result = Some(event),
-                            Some(_) => self.speaks_protocol = true,
-                            None => {}
+                        if let Some(event @ Event::Result { .. }) = line.event {
+                            self.result = Some(event);
                         }
                     }
                     if !at_end {
@@ -243,14 +226,20 @@ impl LogFollower {
                     if !follow || self.drained(&current, true) {
                         return Ok(());
                     }
-                    quiet_delay =
-                        if std::mem::take(&mut fresh_lines) || current.stopped_at.is_some() {
-                            // New lines, or draining after STOPPED: read again soon.
-                            self.timing.tail_interval
-                        } else {
-                            (quiet_delay * 2).min(self.timing.tail_ceiling)
-                        };
-                    // Wake early when the task's phase changes: STOPPED may mean the
+                    quiet_delay = match current.exited_at {
+                        // Draining after the exit: read again soon, and once more just
+                        // after the quiet window ends.
+                        Some(exited_at) => {
+                            let window_left = (exited_at + self.timing.quiet_after_exit)
+                                .saturating_duration_since(Instant::now());
+                            self.timing
+                                .drain_interval
+                                .min(window_left + Duration::from_millis(10))
+                        }
+                        None if std::mem::take(&mut fresh_lines) => self.timing.tail_interval,
+                        None => (quiet_delay * 2).min(self.timing.tail_ceiling),
+                    };
+                    // Wake early when the task's phase changes: the exit may mean the
                     // drain is already complete. (A closed channel disables the branch.)
                     tokio::select! {
                         _ = tokio::time::sleep(quiet_delay) => {}

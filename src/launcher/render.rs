@@ -3,9 +3,9 @@
 //!
 //! On a terminal, one live line on stderr shows the status spinner, or the bar of the
 //! phase in progress, with log lines printed above it. Anywhere else (a pipe, a CI log), status transitions are
-//! plain lines on stderr and there is never a spinner. Log lines go to stdout, except
-//! with `--output json`, where stdout holds only the final document and they go to
-//! stderr.
+//! plain lines on stderr and there is never a spinner. Log lines and a command's own
+//! report go to stdout, except with `--output json`, where stdout holds only the final
+//! document and they go to stderr.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -98,6 +98,14 @@ struct Phase {
     finished: bool,
 }
 
+/// The phases seen so far and which one the live line shows.
+#[derive(Default)]
+struct Phases {
+    seen: HashMap<String, Phase>,
+    /// The phase whose bar is on the live line, if any.
+    shown: Option<String>,
+}
+
 /// Prints everything the launcher shows while following a task.
 pub struct Renderer {
     output: OutputFormat,
@@ -106,7 +114,7 @@ pub struct Renderer {
     /// the phase in progress. One line only: several live lines get redrawn out of
     /// place around the log lines printed above them.
     live: Option<ProgressBar>,
-    phases: Mutex<HashMap<String, Phase>>,
+    phases: Mutex<Phases>,
     /// The spinner's text (`task ID STATUS`), shown again when a phase's bar ends.
     status_text: Mutex<String>,
     started: Instant,
@@ -132,7 +140,7 @@ impl Renderer {
                 bar.set_style(spinner_style());
                 bar
             }),
-            phases: Mutex::new(HashMap::new()),
+            phases: Mutex::new(Phases::default()),
             status_text: Mutex::new(String::new()),
             started: Instant::now(),
             captured: None,
@@ -145,6 +153,17 @@ impl Renderer {
         Renderer {
             captured: Some(Mutex::new(Vec::new())),
             ..Self::with_terminal(output, false, false)
+        }
+    }
+
+    /// A capturing renderer whose live line is `bar`, for tests of what the live line
+    /// shows.
+    #[cfg(test)]
+    fn capturing_with_live(output: OutputFormat, bar: ProgressBar) -> Self {
+        bar.set_style(spinner_style());
+        Renderer {
+            live: Some(bar),
+            ..Self::capturing(output)
         }
     }
 
@@ -216,7 +235,7 @@ impl Renderer {
         ts: DateTime<Utc>,
     ) {
         let mut phases = self.phases.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = phases.entry(phase.clone()).or_insert_with(|| Phase {
+        let entry = phases.seen.entry(phase.clone()).or_insert_with(|| Phase {
             rate: PhaseRate::new(ts, done),
             finished: false,
         });
@@ -224,41 +243,55 @@ impl Renderer {
             return;
         }
         let estimate = entry.rate.estimate(ts, done, total);
-        if total.is_some_and(|t| done >= t) {
+        if let Some(total) = total.filter(|&t| done >= t) {
             entry.finished = true;
+            phases.shown = None;
             drop(phases);
             self.show_status(live);
-            let rate = estimate
-                .map(|(rate, _)| format!(" ({rate:.1}/s)"))
-                .unwrap_or_default();
-            self.print(false, &format!("{phase}: {done}/{done} done{rate}"));
+            let line = if total == 0 {
+                format!("{phase}: nothing to do")
+            } else {
+                let rate = estimate
+                    .map(|(rate, _)| format!(" ({rate:.1}/s)"))
+                    .unwrap_or_default();
+                format!("{phase}: {total}/{total} done{rate}")
+            };
+            self.print(false, &line);
             return;
         }
-        let rate = estimate.map(|(rate, eta)| {
-            let eta = eta
-                .map(|d| {
-                    format!(
-                        ", ETA {}",
-                        humantime::format_duration(Duration::from_secs(d.as_secs()))
-                    )
-                })
-                .unwrap_or_default();
-            format!("{rate:.1}/s{eta}")
-        });
-        let template = if total.is_some() {
-            "{prefix} [{bar:30.cyan/blue}] {pos}/{len} {msg}"
-        } else {
-            "{prefix} {pos} {msg}"
-        };
-        live.set_style(
-            ProgressStyle::with_template(template)
-                .expect("the template is valid")
-                .progress_chars("=> "),
-        );
-        live.set_prefix(phase);
-        live.set_length(total.unwrap_or(0));
+        let rate = estimate
+            .map(|(rate, eta)| {
+                let eta = eta
+                    .map(|d| {
+                        format!(
+                            ", ETA {}",
+                            humantime::format_duration(Duration::from_secs(d.as_secs()))
+                        )
+                    })
+                    .unwrap_or_default();
+                format!("{rate:.1}/s{eta}")
+            })
+            .unwrap_or_default();
+        if phases.shown.as_deref() == Some(phase.as_str()) && live.length() == total {
+            live.set_position(done);
+            live.set_message(rate);
+            return;
+        }
+        phases.shown = Some(phase.clone());
+        drop(phases);
+        // Every call below may draw a frame. The status spinner shows neither position
+        // nor length, so those change under it; the bar's style comes only once the bar
+        // is the new phase's, so no frame mixes this phase with the last one's counts.
+        self.show_status(live);
+        live.reset();
+        match total {
+            Some(total) => live.set_length(total),
+            None => live.unset_length(),
+        }
         live.set_position(done);
-        live.set_message(rate.unwrap_or_default());
+        live.set_prefix(phase);
+        live.set_style(progress_style(total.is_some()));
+        live.set_message(rate);
     }
 
     /// Shows a status transition: the spinner's message on a terminal, a line on stderr
@@ -272,7 +305,16 @@ impl Renderer {
         *self.status_text.lock().unwrap_or_else(|e| e.into_inner()) =
             format!("task {task_id} {status}");
         if let Some(live) = &self.live {
-            self.show_status(live);
+            // A phase's bar stays up; the status comes back when the phase ends.
+            let bar_shown = self
+                .phases
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .shown
+                .is_some();
+            if !bar_shown {
+                self.show_status(live);
+            }
             live.enable_steady_tick(Duration::from_millis(120));
         }
     }
@@ -285,6 +327,13 @@ impl Renderer {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
         );
+    }
+
+    /// A line of a command's own report (doctor's checks): on stdout, so that it can be
+    /// piped and grepped; on stderr with `--output json`, where stdout holds only the
+    /// JSON document. Not hidden by `--quiet`: it is what was asked for.
+    pub fn report(&self, line: &str) {
+        self.print(self.output == OutputFormat::Human, line);
     }
 
     /// An informational message on stderr (hidden by `--quiet`).
@@ -310,6 +359,19 @@ impl Renderer {
 
 fn spinner_style() -> ProgressStyle {
     ProgressStyle::with_template(SPINNER_TEMPLATE).expect("the template is valid")
+}
+
+/// A bar when the phase's total is known; a spinner with the count when it is not,
+/// since a bar needs a length to be drawn against.
+fn progress_style(total_known: bool) -> ProgressStyle {
+    if total_known {
+        ProgressStyle::with_template("{prefix} [{bar:30.cyan/blue}] {pos}/{len} {msg}")
+            .expect("the template is valid")
+            .progress_chars("=> ")
+    } else {
+        ProgressStyle::with_template("{spinner} {prefix} {pos} {msg}")
+            .expect("the template is valid")
+    }
 }
 
 #[cfg(test)]
@@ -385,5 +447,168 @@ mod tests {
             rendered,
             Rendered::Line("migrate finished with exit code 0".into())
         );
+    }
+
+    /// A terminal that records every line indicatif draws on it.
+    #[derive(Debug, Clone, Default)]
+    struct Frames(std::sync::Arc<Mutex<Vec<String>>>);
+
+    impl Frames {
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+
+    impl indicatif::TermLike for Frames {
+        fn width(&self) -> u16 {
+            120
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(s)
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            if !s.trim().is_empty() {
+                self.0.lock().unwrap().push(s.to_owned());
+            }
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn progress(phase: &str, done: u64, total: Option<u64>, second: i64) -> LogLine {
+        let ts: DateTime<Utc> = "2026-01-02T03:04:00Z".parse().unwrap();
+        LogLine::parse(
+            &Event::Progress {
+                ts: ts + chrono::Duration::seconds(second),
+                phase: phase.into(),
+                done,
+                total,
+            }
+            .to_json_line(),
+        )
+    }
+
+    /// A renderer drawing its live line, without a rate limit, on recorded frames.
+    fn live_renderer() -> (Renderer, ProgressBar, Frames) {
+        let frames = Frames::default();
+        let bar = ProgressBar::with_draw_target(
+            None,
+            ProgressDrawTarget::term_like(Box::new(frames.clone())),
+        );
+        let renderer = Renderer::capturing_with_live(OutputFormat::Human, bar.clone());
+        renderer.status("abc123", "RUNNING");
+        frames.take();
+        (renderer, bar, frames)
+    }
+
+    #[test]
+    fn a_bar_starts_at_its_real_total_and_moves() {
+        let (renderer, bar, frames) = live_renderer();
+        renderer.log_line(&progress("migrate", 0, Some(4), 0));
+        assert_eq!((bar.length(), bar.position()), (Some(4), 0));
+        assert_eq!(bar.prefix(), "migrate");
+        for done in 1..4 {
+            renderer.log_line(&progress("migrate", done, Some(4), done as i64));
+            assert_eq!(bar.position(), done);
+        }
+        let drawn = frames.take();
+        let bars: Vec<_> = drawn.iter().filter(|f| f.contains("migrate")).collect();
+        assert!(!bars.is_empty(), "{drawn:?}");
+        assert!(bars.iter().all(|f| f.contains("/4")), "{drawn:?}");
+        assert!(bars.iter().any(|f| f.contains("3/4")), "{drawn:?}");
+        assert!(!drawn.iter().any(|f| f.contains("0/0")), "{drawn:?}");
+        renderer.log_line(&progress("migrate", 4, Some(4), 4));
+        assert!(
+            renderer
+                .captured()
+                .iter()
+                .any(|l| l.starts_with("stderr: migrate: 4/4 done")),
+            "{:?}",
+            renderer.captured()
+        );
+    }
+
+    #[test]
+    fn a_new_phase_never_shows_the_last_ones_counts() {
+        let (renderer, bar, frames) = live_renderer();
+        renderer.log_line(&progress("reencrypt llm_providers", 0, Some(2000), 0));
+        renderer.log_line(&progress("reencrypt llm_providers", 1500, Some(2000), 1));
+        // The phase is cut short (a stop, a failure): its bar is still up.
+        frames.take();
+        renderer.log_line(&progress("reencrypt mcp_servers", 0, Some(500), 2));
+        assert_eq!((bar.length(), bar.position()), (Some(500), 0));
+        let drawn = frames.take();
+        let bars: Vec<_> = drawn.iter().filter(|f| f.contains("mcp_servers")).collect();
+        assert!(!bars.is_empty(), "{drawn:?}");
+        assert!(
+            bars.iter().all(|f| f.contains("0/500")),
+            "a frame mixes phases: {drawn:?}"
+        );
+        assert!(
+            drawn
+                .iter()
+                .all(|f| !f.contains("2000") && !f.contains("1500")),
+            "{drawn:?}"
+        );
+
+        // A phase of unknown total is a spinner with a count, not a bar against 0.
+        renderer.log_line(&progress("scan", 7, None, 3));
+        assert_eq!((bar.length(), bar.position()), (None, 7));
+        let drawn = frames.take();
+        let scans: Vec<_> = drawn.iter().filter(|f| f.contains("scan")).collect();
+        assert!(!scans.is_empty(), "{drawn:?}");
+        assert!(
+            scans
+                .iter()
+                .all(|f| f.contains("scan 7") && !f.contains('/') && !f.contains('[')),
+            "{drawn:?}"
+        );
+    }
+
+    #[test]
+    fn an_empty_phase_is_a_line_not_a_bar() {
+        let (renderer, bar, frames) = live_renderer();
+        renderer.log_line(&progress("reencrypt mcp_servers", 0, Some(0), 0));
+        renderer.log_line(&progress("reencrypt mcp_servers", 0, Some(0), 1));
+        assert!(frames.take().iter().all(|f| !f.contains("0/0")));
+        assert_eq!(
+            renderer.captured(),
+            [
+                "stderr: [    0.0s] task abc123 RUNNING",
+                "stderr: reencrypt mcp_servers: nothing to do"
+            ]
+        );
+        assert_ne!(bar.prefix(), "reencrypt mcp_servers");
+    }
+
+    #[test]
+    fn a_status_change_keeps_the_bar_of_the_phase_in_progress() {
+        let (renderer, bar, frames) = live_renderer();
+        renderer.log_line(&progress("migrate", 1, Some(3), 0));
+        renderer.status("abc123", "DEACTIVATING");
+        frames.take();
+        renderer.log_line(&progress("migrate", 2, Some(3), 1));
+        let drawn = frames.take();
+        assert!(drawn.iter().any(|f| f.contains("2/3")), "{drawn:?}");
+        assert_eq!(bar.position(), 2);
+        renderer.log_line(&progress("migrate", 3, Some(3), 2));
+        assert_eq!(bar.message(), "task abc123 DEACTIVATING");
     }
 }

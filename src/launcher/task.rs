@@ -13,6 +13,8 @@ pub mod tags {
     pub const COMMAND: &str = "everruns-admin:command";
     /// `true` for commands that write to the database.
     pub const MUTATING: &str = "everruns-admin:mutating";
+    /// The RunTask clientToken, when it is not random: a rerun recognises its task.
+    pub const CLIENT_TOKEN: &str = "everruns-admin:client-token";
 }
 
 /// One container of a task, as DescribeTasks reports it.
@@ -54,8 +56,14 @@ pub struct TaskSnapshot {
     pub tags: Vec<(String, String)>,
     /// When RunTask created it.
     pub created_at: Option<DateTime<Utc>>,
+    /// When the image pull began (the task had its capacity).
+    pub pull_started_at: Option<DateTime<Utc>>,
+    /// When the image pull ended.
+    pub pull_stopped_at: Option<DateTime<Utc>>,
     /// When its containers started.
     pub started_at: Option<DateTime<Utc>>,
+    /// When its essential container exited: the job's end, long before STOPPED.
+    pub execution_stopped_at: Option<DateTime<Utc>>,
     /// When it began stopping.
     pub stopping_at: Option<DateTime<Utc>>,
     /// When it stopped.
@@ -96,7 +104,10 @@ impl TaskSnapshot {
                 })
                 .collect(),
             created_at: task.created_at().and_then(to_chrono),
+            pull_started_at: task.pull_started_at().and_then(to_chrono),
+            pull_stopped_at: task.pull_stopped_at().and_then(to_chrono),
             started_at: task.started_at().and_then(to_chrono),
+            execution_stopped_at: task.execution_stopped_at().and_then(to_chrono),
             stopping_at: task.stopping_at().and_then(to_chrono),
             stopped_at: task.stopped_at().and_then(to_chrono),
         }
@@ -110,6 +121,20 @@ impl TaskSnapshot {
     /// Whether ECS has finished with it.
     pub fn is_stopped(&self) -> bool {
         self.last_status == "STOPPED"
+    }
+
+    /// Whether the task is still before RUNNING: waiting for capacity, pulling its
+    /// image, fetching secrets, starting.
+    pub fn is_starting(&self) -> bool {
+        matches!(
+            self.last_status.as_str(),
+            "PROVISIONING" | "PENDING" | "ACTIVATING" | "UNKNOWN"
+        )
+    }
+
+    /// The exit code of `container`, once it has exited: the job's outcome.
+    pub fn exit_code(&self, container: &str) -> Option<i32> {
+        self.container(container).and_then(|c| c.exit_code)
     }
 
     /// The named container, wherever ECS lists it.

@@ -41,6 +41,12 @@ impl Emulator {
     /// Starts the emulator with the companion built for this test run as the
     /// admin image's entrypoint.
     pub fn start(secrets: &Secrets<'_>) -> Emulator {
+        Self::start_with(secrets, &[])
+    }
+
+    /// [`start`](Self::start) with more of `stack.py`'s options (Fargate-like delays,
+    /// the 5 s log batching, a stalled endpoint); later options win.
+    pub fn start_with(secrets: &Secrets<'_>, options: &[&str]) -> Emulator {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/emulator/stack.py");
         let counts = tempfile::tempdir().unwrap();
         let mut cmd = Command::new("python3");
@@ -62,6 +68,7 @@ impl Emulator {
         if let Some(previous) = secrets.previous {
             cmd.args(["--encryption-key-previous", previous]);
         }
+        cmd.args(options);
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -94,22 +101,29 @@ impl Emulator {
     /// The launcher binary, configured for this emulator through the environment
     /// variables operators use (no config file, fake credentials).
     pub fn launcher(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_run-admin-task"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", std::env::temp_dir())
-            .env("USER", "e2e-operator")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", &self.ready.region)
-            .env("AWS_ENDPOINT_URL", &self.ready.endpoint)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("ECS_CLUSTER", "everruns")
-            .env("ECS_SUBNETS", self.ready.subnets.join(","))
-            .env("ECS_SECURITY_GROUP", &self.ready.security_group)
-            .stdin(Stdio::null());
+        let mut cmd = launcher_at(&self.ready.endpoint, &self.ready.region);
+        cmd.env("ECS_SUBNETS", self.ready.subnets.join(","))
+            .env("ECS_SECURITY_GROUP", &self.ready.security_group);
         cmd
     }
+}
+
+/// The launcher binary pointed at `endpoint` in `region`, with fake credentials and
+/// nothing else from this process's environment.
+pub fn launcher_at(endpoint: &str, region: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_run-admin-task"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", std::env::temp_dir())
+        .env("USER", "e2e-operator")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", region)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("ECS_CLUSTER", "everruns")
+        .stdin(Stdio::null());
+    cmd
 }
 
 impl Drop for Emulator {
@@ -123,11 +137,65 @@ impl Drop for Emulator {
 /// as after a rotation ([`KEK_V2`](super::KEK_V2) current, [`KEK_V1`](super::KEK_V1)
 /// previous).
 pub fn stack() -> (super::TestDatabase, Emulator) {
+    stack_with(&[])
+}
+
+/// [`stack`] with more of the emulator's options.
+pub fn stack_with(options: &[&str]) -> (super::TestDatabase, Emulator) {
     let db = super::cluster().create_database();
-    let emulator = Emulator::start(&Secrets {
-        database_url: &db.url,
-        key: super::KEK_V2,
-        previous: Some(super::KEK_V1),
-    });
+    let emulator = Emulator::start_with(
+        &Secrets {
+            database_url: &db.url,
+            key: super::KEK_V2,
+            previous: Some(super::KEK_V1),
+        },
+        options,
+    );
     (db, emulator)
+}
+
+/// An endpoint that accepts connections and never answers, like one behind a broken
+/// proxy or VPN: every request to it waits until a timeout ends it. Listens on
+/// 127.0.0.1 until dropped.
+pub struct SilentEndpoint {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SilentEndpoint {
+    /// Starts listening.
+    pub fn start() -> SilentEndpoint {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            // Accepted connections are held open, unanswered, until the end.
+            let mut held = Vec::new();
+            while !stopping.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => held.push(stream),
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                }
+            }
+        });
+        SilentEndpoint {
+            url,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for SilentEndpoint {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }

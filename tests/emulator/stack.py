@@ -178,7 +178,7 @@ class AgentTask:
         self.containers = [ContainerRun(self, d) for d in td.container_definitions]
         self.phase = "starting"  # starting -> running -> finishing -> stopped
         self.queue = ["PENDING", "ACTIVATING", "RUNNING"]
-        self.next_at = time.time() + agent.state_delay
+        self.next_at = time.time() + agent.delay("PROVISIONING")
         self.kill_at: float | None = None
         self.workdir: str | None = None
         self.sync_moto()
@@ -286,7 +286,9 @@ class Agent:
         self.tasks: dict[str, AgentTask] = {}
         self.client_tokens: dict[tuple[str, str, str], list[str]] = {}
         self.state_delay: float = args.state_delay_seconds
+        self.state_delays: dict[str, float] = args.state_delays
         self.log_batch: float = args.log_batch_seconds
+        self.final_flush_delay: float = args.final_flush_delay_seconds
         self.stop_grace: float = args.stop_grace_seconds
         self.companion: str = os.path.abspath(args.companion) if os.sep in args.companion else args.companion
         self.admin_entrypoint: str = args.admin_image_entrypoint
@@ -304,6 +306,10 @@ class Agent:
     @staticmethod
     def backend(service: str, account: str, region: str) -> Any:
         return get_backend(service)[account][region]
+
+    def delay(self, status: str) -> float:
+        """How long a task stays in `status` (Fargate: DEPROVISIONING takes longest)."""
+        return self.state_delays.get(status, self.state_delay)
 
     # -- main loop -----------------------------------------------------------
     def start(self) -> None:
@@ -338,11 +344,14 @@ class Agent:
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def step(self, t: AgentTask, now: float) -> None:
+        for c in t.containers:
+            if c.exited_at is not None and not c.finalized:
+                self.finalize_logs(c, now)
         if t.phase == "starting":
             if now < t.next_at:
                 return
             nxt = t.queue.pop(0)
-            t.next_at = now + self.state_delay
+            t.next_at = now + self.delay(nxt)
             if nxt == "PENDING":
                 t.times["pullStartedAt"] = now
                 t.times["connectivityAt"] = now
@@ -369,8 +378,12 @@ class Agent:
         elif t.phase == "finishing":
             if now < t.next_at:
                 return
+            if t.queue[0] == "STOPPED" and any(
+                c.exited_at is not None and not c.finalized for c in t.containers
+            ):
+                return  # Fargate releases the task after the log driver is done.
             nxt = t.queue.pop(0)
-            t.next_at = now + self.state_delay
+            t.next_at = now + self.delay(nxt)
             if nxt == "STOPPED":
                 t.times["stoppedAt"] = now
                 t.phase = "stopped"
@@ -378,49 +391,56 @@ class Agent:
 
     def step_running(self, t: AgentTask, now: float) -> None:
         for c in t.containers:
-            if c.finalized or c.proc is None:
+            if c.exit_code is not None or c.proc is None:
                 continue
-            if c.exited_at is None and c.proc.poll() is not None:
-                c.exited_at = now
-                # Like a container's PID 1 exiting: whatever it left behind dies.
-                self.kill_group(c, signal.SIGKILL)
-            if now - c.last_flush >= self.log_batch:
+            if c.proc.poll() is not None:
+                self.container_exited(t, c, now)
+            elif now - c.last_flush >= self.log_batch:
                 self.flush(c)
                 c.last_flush = now
-            if c.exited_at is not None:
-                drained = c.reader is None or not c.reader.is_alive()
-                if drained or now - c.exited_at > 2.0:
-                    self.finalize_container(t, c, now)
         if t.desired_status == "STOPPED" and t.kill_at is not None and now >= t.kill_at:
             t.kill_at = None
             for c in t.containers:
                 if c.proc is not None and c.exited_at is None:
                     LOG.info("task %s: SIGKILL %s after grace", t.id, c.name)
                     self.kill_group(c, signal.SIGKILL)
-        if all(c.finalized for c in t.containers):
+        if all(c.exit_code is not None for c in t.containers):
             t.times["executionStoppedAt"] = now
             t.times.setdefault("stoppingAt", now)
             t.desired_status = "STOPPED"
             idx = STOP_SEQUENCE.index(t.last_status) + 1 if t.last_status in STOP_SEQUENCE else 0
             t.queue = STOP_SEQUENCE[idx:]
             t.phase = "finishing"
-            t.next_at = now + self.state_delay
+            t.next_at = now + self.delay(t.last_status)
             t.sync_moto()
 
-    def finalize_container(self, t: AgentTask, c: ContainerRun, now: float) -> None:
-        # Every line must be in CloudWatch before anyone can see the exit code.
-        self.flush(c)
+    def container_exited(self, t: AgentTask, c: ContainerRun, now: float) -> None:
+        # As on Fargate, the exit code is visible at once; the awslogs driver's last
+        # batch is sent afterwards (finalize_logs).
+        c.exited_at = now
+        # Like a container's PID 1 exiting: whatever it left behind dies.
+        self.kill_group(c, signal.SIGKILL)
         rc = c.proc.returncode if c.proc is not None else None
         if rc is not None:
             c.exit_code = 128 - rc if rc < 0 else rc
         c.last_status = "STOPPED"
-        c.finalized = True
         t.version += 1
         LOG.info("task %s: container %s exited with %s", t.id, c.name, c.exit_code)
         if c.essential and t.desired_status != "STOPPED":
             t.stop_code = "EssentialContainerExited"
             t.stopped_reason = "Essential container in task exited"
             self.begin_stop(t, now)
+
+    def finalize_logs(self, c: ContainerRun, now: float) -> None:
+        # The last batch leaves --final-flush-delay-seconds after the exit, once the
+        # output pipe is drained (or after 2 s more, for orphans holding it open).
+        assert c.exited_at is not None
+        if now < c.exited_at + self.final_flush_delay:
+            return
+        drained = c.reader is None or not c.reader.is_alive()
+        if drained or now - c.exited_at > self.final_flush_delay + 2.0:
+            self.flush(c)
+            c.finalized = True
 
     def begin_stop(self, t: AgentTask, now: float) -> None:
         t.desired_status = "STOPPED"
@@ -1070,12 +1090,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="SIGTERM to SIGKILL delay on stop (ECS stopTimeout default: 30)")
     p.add_argument("--state-delay-seconds", type=float, default=0.15,
                    help="time between task lifecycle states")
+    p.add_argument("--state-delay", action="append", default=[], metavar="STATE=SECONDS",
+                   help="time spent in one lifecycle state, e.g. DEPROVISIONING=30 (Fargate: "
+                        "tens of seconds); repeatable")
+    p.add_argument("--final-flush-delay-seconds", type=float, default=0.5,
+                   help="how long after a container exits its last log batch is sent "
+                        "(its exit code is visible at once, as on Fargate)")
+    p.add_argument("--stall-while-exists", default=None, metavar="FILE",
+                   help="while FILE exists, every API request is held unanswered (an endpoint "
+                        "that accepts connections and never answers)")
     p.add_argument("--ignore-stdin", action="store_true",
                    help="do not exit on stdin EOF (for running detached; stop with SIGTERM)")
     p.add_argument("--verbose", action="store_true", help="log every HTTP request to stderr")
     p.add_argument("--request-counts", default=None, metavar="FILE",
                    help="keep a JSON object of API calls by action (X-Amz-Target) in FILE")
     args = p.parse_args(argv)
+    args.state_delays = {}
+    for item in args.state_delay:
+        state, _, seconds = item.partition("=")
+        if state not in ("PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", *STOP_SEQUENCE):
+            p.error(f"--state-delay {item!r}: unknown state {state!r}")
+        try:
+            args.state_delays[state] = float(seconds)
+        except ValueError:
+            p.error(f"--state-delay {item!r}: use STATE=SECONDS")
     if args.encryption_key is None:
         args.encryption_key = "local:" + base64.b64encode(pysecrets.token_bytes(32)).decode()
     return args
@@ -1104,6 +1142,21 @@ def install_request_counter(path: str) -> None:
     DomainDispatcherApplication.__call__ = counting
 
 
+def install_stall(path: str) -> None:
+    """Holds every request unanswered while `path` exists: the connection is accepted and
+    nothing comes back, as from an endpoint behind a broken proxy or VPN."""
+    from moto.server import DomainDispatcherApplication
+
+    original = DomainDispatcherApplication.__call__
+
+    def stalling(self: Any, environ: dict, start_response: Any) -> Any:
+        while os.path.exists(path):
+            time.sleep(0.05)
+        return original(self, environ, start_response)
+
+    DomainDispatcherApplication.__call__ = stalling
+
+
 def main() -> int:
     args = parse_args()
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
@@ -1121,6 +1174,8 @@ def main() -> int:
     install_patches(agent)
     if args.request_counts:
         install_request_counter(args.request_counts)
+    if args.stall_while_exists:
+        install_stall(args.stall_while_exists)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

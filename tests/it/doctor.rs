@@ -101,6 +101,7 @@ fn doctor_passes_on_the_emulated_stack() {
         "{plugin}"
     );
 
+    // With --output json the readable report is on stderr: stdout is the document.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("PASS  cluster"), "{stderr}");
 
@@ -121,8 +122,29 @@ fn doctor_passes_on_the_emulated_stack() {
         .output()
         .unwrap();
     assert_eq!(strict.status.code(), Some(1), "{}", describe(&strict));
-    let stderr = String::from_utf8_lossy(&strict.stderr);
-    assert!(stderr.contains("FAIL  shell:task-role"), "{stderr}");
+    let report = report_on_stdout(&strict);
+    assert!(report.contains("FAIL  shell:task-role"), "{report}");
+    assert!(report.contains("PASS  cluster"), "{report}");
+}
+
+/// The readable report, asserted to be on stdout (so `doctor | grep FAIL` works) and
+/// not on stderr, which keeps diagnostics only.
+fn report_on_stdout(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.lines().any(|l| l.starts_with("doctor: ")),
+        "no report on stdout: {}",
+        describe(out)
+    );
+    for label in ["PASS  ", "FAIL  ", "SKIP  ", "doctor: "] {
+        assert!(
+            !stderr.lines().any(|l| l.starts_with(label)),
+            "report lines on stderr: {}",
+            describe(out)
+        );
+    }
+    stdout
 }
 
 #[test]
@@ -134,17 +156,17 @@ fn doctor_fails_with_the_fix_named() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = stderr
+    let report = report_on_stdout(&out);
+    let line = report
         .lines()
         .find(|l| l.starts_with("FAIL  secret:SECRETS_ENCRYPTION_KEY "))
-        .unwrap_or_else(|| panic!("no failing key secret: {stderr}"));
+        .unwrap_or_else(|| panic!("no failing key secret: {report}"));
     assert!(
         line.contains("secret:everruns/does-not-exist-AbCdEf"),
         "{line}"
     );
-    assert!(stderr.contains("fix: create the secret"), "{stderr}");
-    assert!(stderr.contains("PASS  secret:DATABASE_URL"), "{stderr}");
+    assert!(report.contains("fix: create the secret"), "{report}");
+    assert!(report.contains("PASS  secret:DATABASE_URL"), "{report}");
 
     let out = emu
         .launcher()
@@ -183,10 +205,10 @@ fn doctor_fails_with_the_fix_named() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("FAIL  task-definition"), "{stderr}");
-    assert!(stderr.contains("task-def register"), "{stderr}");
-    assert!(stderr.contains("FAIL  security-groups"), "{stderr}");
+    let report = report_on_stdout(&out);
+    assert!(report.contains("FAIL  task-definition"), "{report}");
+    assert!(report.contains("task-def register"), "{report}");
+    assert!(report.contains("FAIL  security-groups"), "{report}");
 }
 
 #[test]

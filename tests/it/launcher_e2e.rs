@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::emulator::{Emulator, stack};
+use crate::common::emulator::{Emulator, launcher_at, stack};
 use crate::common::{KEK_V1, KEK_V2};
 use crate::common::{TestDatabase, describe, psql};
 use everruns_admin::envelope;
@@ -355,7 +355,7 @@ fn interrupt_stops_the_task_and_exits_130() {
     assert_eq!(out.status.code(), Some(130), "{}", describe(&out));
     assert!(interrupted.elapsed() < Duration::from_secs(15));
     let doc = report(&out);
-    assert_eq!(doc["last_status"], "STOPPED", "{doc}");
+    assert_ne!(doc["last_status"], "RUNNING", "{doc}");
     assert_eq!(doc["stop_code"], "UserInitiated", "{doc}");
     assert!(
         doc["stopped_reason"]
@@ -503,9 +503,15 @@ fn a_second_mutating_job_is_refused_while_one_runs() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let first = run(emu
-        .launcher()
-        .args(["--no-wait", "reencrypt", "--lock-timeout", "60s"]));
+    // Started through `run --`: the work is judged, not the launcher's subcommand.
+    let first = run(emu.launcher().args([
+        "--no-wait",
+        "run",
+        "--",
+        "reencrypt",
+        "--lock-timeout",
+        "60s",
+    ]));
     assert_eq!(first.status.code(), Some(0), "{}", describe(&first));
     let arn = String::from_utf8_lossy(&first.stdout).trim().to_owned();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -522,6 +528,18 @@ fn a_second_mutating_job_is_refused_while_one_runs() {
         all.contains(id) && all.contains("e2e-operator"),
         "names the running task and who: {all}"
     );
+    let run_migrate = run(emu.launcher().args(["run", "--", "migrate"]));
+    assert_eq!(
+        run_migrate.status.code(),
+        Some(2),
+        "{}",
+        describe(&run_migrate)
+    );
+    assert!(
+        text(&run_migrate).contains(id),
+        "{}",
+        describe(&run_migrate)
+    );
     // A dry run does not write: it is not refused.
     let dry = run(emu
         .launcher()
@@ -532,4 +550,294 @@ fn a_second_mutating_job_is_refused_while_one_runs() {
     let _ = holder.wait();
     let stop = run(emu.launcher().args(["stop", &arn]));
     assert_eq!(stop.status.code(), Some(0), "{}", describe(&stop));
+}
+
+/// The emulator with Fargate's awkward timings: a 30 s DEPROVISIONING, the awslogs 5 s
+/// batching, and the last batch sent 3 s after the exit code is visible.
+const FARGATE_TIMINGS: &[&str] = &[
+    "--state-delay",
+    "DEPROVISIONING=30",
+    "--log-batch-seconds",
+    "5",
+    "--final-flush-delay-seconds",
+    "3",
+];
+
+#[test]
+fn the_launcher_is_done_when_the_container_is_done_not_when_fargate_is() {
+    let stall = tempfile::tempdir().unwrap();
+    let stall_file = stall.path().join("stall");
+    let mut options = FARGATE_TIMINGS.to_vec();
+    let stall_arg = stall_file.to_string_lossy().into_owned();
+    options.extend(["--stall-while-exists", stall_arg.as_str()]);
+    let (_db, emu) = crate::common::emulator::stack_with(&options);
+
+    // The companion: its result event is the last line; the task is still
+    // deprovisioning when the launcher answers.
+    let started = Instant::now();
+    let gate = run(emu
+        .launcher()
+        .args(["--output", "json", "migrate-info", "--check"]));
+    let took = started.elapsed();
+    assert_eq!(gate.status.code(), Some(3), "{}", describe(&gate));
+    let doc = report(&gate);
+    assert_eq!(doc["result"]["command"], "migrate-info", "{doc}");
+    assert_ne!(doc["last_status"], "STOPPED", "{doc}");
+    assert!(doc["execution_stopped_at"].is_string(), "{doc}");
+    assert!(doc["stopped_at"].is_null(), "{doc}");
+    for phase in ["capacity", "image_pull", "start", "run", "after_exit"] {
+        assert!(doc["phases"][phase].is_number(), "{phase}: {doc}");
+    }
+    assert!(
+        took < Duration::from_secs(20),
+        "not waiting out the 30 s DEPROVISIONING: {took:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&gate.stderr).contains("while ECS releases it"),
+        "{}",
+        describe(&gate)
+    );
+
+    // A container that does not speak the protocol: its last lines arrive after its exit
+    // code, and none is lost.
+    let plain = run(emu.launcher().args([
+        "--task-definition",
+        GENERIC,
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line $i; done",
+    ]));
+    assert_eq!(plain.status.code(), Some(0), "{}", describe(&plain));
+    let stdout = String::from_utf8_lossy(&plain.stdout);
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("line "))
+            .collect::<Vec<_>>(),
+        ["line 1", "line 2", "line 3"],
+        "{}",
+        describe(&plain)
+    );
+
+    // With --wait-stopped, the old behaviour: the 30 s are waited out.
+    let started = Instant::now();
+    let waited = run(emu.launcher().args([
+        "--wait-stopped",
+        "--output",
+        "json",
+        "--task-definition",
+        GENERIC,
+        "run",
+        "--",
+        "true",
+    ]));
+    assert_eq!(waited.status.code(), Some(0), "{}", describe(&waited));
+    assert_eq!(report(&waited)["last_status"], "STOPPED");
+    assert!(started.elapsed() > Duration::from_secs(30));
+
+    // An endpoint that stalls while the task runs: calls are abandoned and retried, and
+    // nothing is lost.
+    let mut child = emu
+        .launcher()
+        .args([
+            "--attempt-timeout",
+            "1s",
+            "--call-timeout",
+            "2s",
+            "--task-definition",
+            GENERIC,
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "echo before; sleep 8; echo after",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line == "before" {
+                let _ = tx.send(());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the container's first line");
+    std::fs::write(&stall_file, b"").unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    std::fs::remove_file(&stall_file).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let lines = reader.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(lines, ["before", "after"], "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("got no answer"),
+        "the stall was seen and retried: {}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn every_command_ends_on_a_signal_within_2s_even_in_a_hung_call() {
+    let silent = crate::common::emulator::SilentEndpoint::start();
+    let task = "0123456789abcdef0123456789abcdef";
+    let commands: Vec<(Vec<&str>, i32)> = vec![
+        (vec!["run", "--", "echo", "x"], libc::SIGINT),
+        (vec!["run", "--", "echo", "x"], libc::SIGTERM),
+        (vec!["migrate-info", "--check"], libc::SIGINT),
+        (vec!["list"], libc::SIGINT),
+        (vec!["status", task], libc::SIGINT),
+        (vec!["logs", task, "--follow"], libc::SIGTERM),
+        (vec!["stop", task], libc::SIGINT),
+        (vec!["doctor"], libc::SIGINT),
+        (vec!["keys", "status"], libc::SIGINT),
+    ];
+    let mut children: Vec<_> = commands
+        .iter()
+        .map(|(args, signal)| {
+            let child = launcher_at(&silent.url, "us-east-1")
+                .env("ECS_SUBNETS", "subnet-1")
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (args.join(" "), *signal, child)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    for (what, _, child) in &mut children {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "`{what}` should still be waiting on the silent endpoint"
+        );
+    }
+    let signalled = Instant::now();
+    for (_, signal, child) in &children {
+        crate::common::send_signal(child.id(), *signal);
+    }
+    for (what, _, child) in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            signalled.elapsed() < Duration::from_secs(2),
+            "`{what}` took {:?} after the signal",
+            signalled.elapsed()
+        );
+        assert_eq!(out.status.code(), Some(130), "`{what}`: {}", describe(&out));
+    }
+}
+
+#[test]
+fn an_endpoint_that_never_answers_is_125_in_bounded_time() {
+    let silent = crate::common::emulator::SilentEndpoint::start();
+    let started = Instant::now();
+    let out = run(launcher_at(&silent.url, "us-east-1")
+        .env("ECS_SUBNETS", "subnet-1")
+        .env("RUN_ADMIN_TASK_CALL_TIMEOUT", "3s")
+        .args(["--attempt-timeout", "1s", "run", "--", "echo", "x"]));
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ECS") && stderr.contains(&silent.url) && stderr.contains("within 3s"),
+        "names the service, the endpoint and the wait: {stderr}"
+    );
+}
+
+#[test]
+fn help_and_typos_after_a_companion_command_launch_nothing() {
+    // Any AWS call would hang on this endpoint: answers within a second prove none.
+    let silent = crate::common::emulator::SilentEndpoint::start();
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["migrate-info", "--help"], 0, "--check"),
+        (&["migrate-info", "-h"], 0, "--check"),
+        (&["help", "migrate-info"], 0, "--check"),
+        (&["reencrypt", "--help"], 0, "--batch-size"),
+        (&["migrate-info", "--chek"], 2, "--chek"),
+        (&["migrate", "--target-version", "soon"], 2, "soon"),
+        (&["reencrypt", "--batch-size", "0"], 2, "batch-size"),
+    ];
+    for (args, code, needle) in cases {
+        let started = Instant::now();
+        let out = run(launcher_at(&silent.url, "us-east-1")
+            .env("ECS_SUBNETS", "subnet-1")
+            .args(*args));
+        assert_eq!(
+            out.status.code(),
+            Some(*code),
+            "{args:?}: {}",
+            describe(&out)
+        );
+        assert!(text(&out).contains(needle), "{args:?}: {}", describe(&out));
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{args:?} made a call"
+        );
+    }
+}
+
+#[test]
+fn the_same_ci_step_run_twice_starts_one_task() {
+    let (_db, emu) = stack();
+    let step = |cmd: &mut Command| {
+        cmd.env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_REPOSITORY", "everruns/everruns")
+            .env("GITHUB_RUN_ID", "777")
+            .env("GITHUB_RUN_ATTEMPT", "1")
+            .env("GITHUB_JOB", "deploy")
+            .env("GITHUB_ACTION", "migrate");
+    };
+    let argv = [
+        "--output",
+        "json",
+        "--task-definition",
+        GENERIC,
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "sleep 2; echo done once",
+    ];
+    // The first attempt loses its connection right after RunTask.
+    let mut first = emu.launcher();
+    step(&mut first);
+    let first = run(first.arg("--no-wait").args(argv));
+    assert_eq!(first.status.code(), Some(0), "{}", describe(&first));
+    let first_arn = report(&first)["task_arn"].as_str().unwrap().to_owned();
+    std::thread::sleep(Duration::from_secs(6));
+
+    let mut again = emu.launcher();
+    step(&mut again);
+    let again = run(again.args(argv));
+    assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
+    let doc = report(&again);
+    assert_eq!(doc["task_arn"], first_arn.as_str(), "{doc}");
+    assert_eq!(doc["attached"], true, "{doc}");
+    assert!(
+        text(&again).contains("attached to task"),
+        "{}",
+        describe(&again)
+    );
+    assert!(text(&again).contains("done once"), "{}", describe(&again));
+    assert_eq!(emu.request_counts().get("RunTask"), Some(&2));
+
+    // Another attempt of the run is a new job.
+    let mut retried = emu.launcher();
+    step(&mut retried);
+    let retried = run(retried.env("GITHUB_RUN_ATTEMPT", "2").args(argv));
+    assert_eq!(retried.status.code(), Some(0), "{}", describe(&retried));
+    assert_ne!(report(&retried)["task_arn"], first_arn.as_str());
 }

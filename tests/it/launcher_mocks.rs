@@ -1,6 +1,7 @@
 //! The launcher's AWS conversations against mocked ECS and CloudWatch Logs clients:
 //! every branch the follow and log loops take, without a network or real waiting.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_cloudwatchlogs::operation::get_log_events::{GetLogEventsError, GetLogEventsOutput};
@@ -416,7 +417,7 @@ async fn every_line_once_in_order_across_missing_stream_and_empty_pages() {
     let mut follower = LogFollower::new(logs(&[&rule]), GROUP, STREAM, LogTiming::default());
     let (_tx, rx) = watch::channel(TaskPhase {
         started: true,
-        stopped_at: Some(Instant::now()),
+        exited_at: Some(Instant::now()),
         container_ran: true,
     });
     let seen = std::sync::Mutex::new(Vec::new());
@@ -438,7 +439,7 @@ async fn a_quiet_running_task_is_read_a_few_times_a_minute() {
     let mut follower = LogFollower::new(logs(&[&rule]), GROUP, STREAM, LogTiming::default());
     let (_tx, rx) = watch::channel(TaskPhase {
         started: true,
-        stopped_at: None,
+        exited_at: None,
         container_ran: false,
     });
     let on_line = |_: &LogLine| {};
@@ -461,15 +462,22 @@ async fn a_quiet_running_task_is_read_a_few_times_a_minute() {
 // --- Following -----------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
-async fn follow_drains_after_stopped_until_the_result_event() {
+async fn follow_ends_at_the_containers_exit_once_its_result_is_read() {
+    // The container's exit code shows up right after its result line; the task itself
+    // stays in DEACTIVATING (Fargate releasing it) for as long as anyone looks.
+    let result_served = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let exited = Arc::clone(&result_served);
     let status = mock!(aws_sdk_ecs::Client::describe_tasks)
         .sequence()
         .output(missing)
         .output(|| described("PROVISIONING", vec![admin(None)]))
-        .output(|| described("RUNNING", vec![admin(None)]))
-        .output(|| described("STOPPED", vec![admin(Some(3))]))
+        .output(move || match *exited.lock().unwrap() {
+            Some(_) => described("DEACTIVATING", vec![admin(Some(3))]),
+            None => described("RUNNING", vec![admin(None)]),
+        })
         .repeatedly()
         .build();
+    let served = Arc::clone(&result_served);
     let log = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
         .sequence()
         .error(not_created)
@@ -484,14 +492,16 @@ async fn follow_drains_after_stopped_until_the_result_event() {
         .output(|| page(&["late plain line"], "f2"))
         .output(|| page(&[], "f2"))
         .times(3)
-        .output(|| page(&[RESULT], "f3"))
+        .output(move || {
+            *served.lock().unwrap() = Some(Instant::now());
+            page(&[RESULT], "f3")
+        })
         .output(|| page(&[], "f3"))
         .repeatedly()
         .build();
     let clients = clients(ecs(&[&status]), logs(&[&log]));
     let renderer = Renderer::capturing(OutputFormat::Human);
     let (_tx, mut interrupts) = mpsc::unbounded_channel();
-    let start = Instant::now();
     let followed = follow(
         &clients,
         &target(&clients),
@@ -502,8 +512,10 @@ async fn follow_drains_after_stopped_until_the_result_event() {
     )
     .await
     .unwrap();
-    assert_eq!(followed.ending, Ending::Stopped);
+    let ended = Instant::now();
+    assert_eq!(followed.ending, Ending::Finished);
     let last = followed.last.unwrap();
+    assert_eq!(last.last_status, "DEACTIVATING", "not waited for STOPPED");
     assert_eq!(TaskOutcome::decide(&last, "admin").exit_code, 3);
     assert!(matches!(followed.result, Some(Event::Result { .. })));
     assert_eq!(
@@ -519,28 +531,64 @@ async fn follow_drains_after_stopped_until_the_result_event() {
         .into_iter()
         .filter(|l| l.starts_with("stderr: "))
         .collect();
-    for status in ["PROVISIONING", "RUNNING", "STOPPED"] {
+    for status in ["PROVISIONING", "RUNNING", "DEACTIVATING"] {
         assert!(
             statuses.iter().any(|l| l.ends_with(status)),
             "{status} not shown: {statuses:?}"
         );
     }
-    let waited = start.elapsed();
+    let after_result = ended - result_served.lock().unwrap().unwrap();
     assert!(
-        waited > Duration::from_secs(10),
-        "a protocol stream is read past the 5 s quiet rule until its result: {waited:?}"
-    );
-    assert!(
-        waited < Duration::from_secs(14),
-        "the result event ends the drain at once: {waited:?}"
+        after_result < Duration::from_millis(600),
+        "the result and the exit code end following at once: {after_result:?}"
     );
 }
 
 #[tokio::test(start_paused = true)]
-async fn follow_waits_out_the_batching_for_a_container_without_the_protocol() {
+async fn with_wait_stopped_following_ends_at_stopped() {
     let status = mock!(aws_sdk_ecs::Client::describe_tasks)
         .sequence()
+        .output(|| described("DEACTIVATING", vec![admin(Some(0))]))
+        .times(4)
+        .output(|| described("DEPROVISIONING", vec![admin(Some(0))]))
+        .times(4)
         .output(|| described("STOPPED", vec![admin(Some(0))]))
+        .repeatedly()
+        .build();
+    let log = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
+        .sequence()
+        .output(|| page(&[RESULT], "f1"))
+        .output(|| page(&[], "f1"))
+        .repeatedly()
+        .build();
+    let clients = clients(ecs(&[&status]), logs(&[&log]));
+    let renderer = Renderer::capturing(OutputFormat::Human);
+    let (_tx, mut interrupts) = mpsc::unbounded_channel();
+    let settings = FollowSettings {
+        wait_stopped: true,
+        ..FollowSettings::default()
+    };
+    let followed = follow(
+        &clients,
+        &target(&clients),
+        &settings,
+        &renderer,
+        &mut interrupts,
+        "x",
+    )
+    .await
+    .unwrap();
+    assert!(followed.last.unwrap().is_stopped());
+    assert_eq!(status.num_calls(), 9);
+}
+
+#[tokio::test(start_paused = true)]
+async fn follow_reads_a_plain_stream_for_the_quiet_window_after_the_exit() {
+    // The exit code is visible from the first poll; the awslogs driver's last batches
+    // arrive after it.
+    let status = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .sequence()
+        .output(|| described("DEACTIVATING", vec![admin(Some(0))]))
         .repeatedly()
         .build();
     let log = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
@@ -568,17 +616,18 @@ async fn follow_waits_out_the_batching_for_a_container_without_the_protocol() {
     )
     .await
     .unwrap();
-    assert_eq!(followed.ending, Ending::Stopped);
+    assert_eq!(followed.ending, Ending::Finished);
     assert_eq!(followed.result, None);
     assert_eq!(stdout_lines(&renderer), vec!["first", "second"]);
     let waited = start.elapsed();
+    let window = LogTiming::default().quiet_after_exit;
     assert!(
-        waited > Duration::from_secs(6),
-        "quiet must outlast the 5 s batching: {waited:?}"
+        waited > window,
+        "lines may arrive for the whole window after the exit: {waited:?}"
     );
     assert!(
-        waited < Duration::from_secs(12),
-        "and not much longer: {waited:?}"
+        waited < window + Duration::from_millis(700),
+        "and the stream is read to its end just after it: {waited:?}"
     );
 }
 
@@ -630,8 +679,8 @@ async fn ctrl_c_stops_the_task_and_keeps_following_a_second_leaves() {
     let status = mock!(aws_sdk_ecs::Client::describe_tasks)
         .sequence()
         .output(|| described("RUNNING", vec![admin(None)]))
-        .times(30)
-        .output(|| described("STOPPED", vec![admin(Some(143))]))
+        .times(5)
+        .output(|| described("STOPPING", vec![admin(Some(143))]))
         .repeatedly()
         .build();
     let stop = mock!(aws_sdk_ecs::Client::stop_task)
@@ -667,9 +716,10 @@ async fn ctrl_c_stops_the_task_and_keeps_following_a_second_leaves() {
     .unwrap();
     assert_eq!(stop.num_calls(), 1);
     assert_eq!(followed.ending, Ending::Interrupted);
-    assert!(
-        followed.last.unwrap().is_stopped(),
-        "followed until STOPPED"
+    assert_eq!(
+        followed.last.unwrap().exit_code("admin"),
+        Some(143),
+        "followed until the container exited"
     );
 
     let status = mock!(aws_sdk_ecs::Client::describe_tasks)
@@ -781,4 +831,250 @@ async fn json_mode_keeps_log_lines_off_stdout() {
     .unwrap();
     assert!(stdout_lines(&renderer).is_empty());
     assert!(renderer.captured().contains(&"stderr: hello".to_string()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_one_ctrl_c_the_wait_for_the_container_is_bounded() {
+    let status = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .sequence()
+        .output(|| described("RUNNING", vec![admin(None)]))
+        .repeatedly()
+        .build();
+    let stop =
+        mock!(aws_sdk_ecs::Client::stop_task).then_output(|| StopTaskOutput::builder().build());
+    let log = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
+        .sequence()
+        .output(|| page(&[], "f1"))
+        .repeatedly()
+        .build();
+    let clients = clients(ecs(&[&status, &stop]), logs(&[&log]));
+    let renderer = Renderer::capturing(OutputFormat::Human);
+    let (tx, mut interrupts) = mpsc::unbounded_channel();
+    tx.send(()).unwrap();
+    let settings = FollowSettings::default();
+    let start = Instant::now();
+    let followed = follow(
+        &clients,
+        &target(&clients),
+        &settings,
+        &renderer,
+        &mut interrupts,
+        "x",
+    )
+    .await
+    .unwrap();
+    let waited = start.elapsed();
+    assert_eq!(followed.ending, Ending::Abandoned);
+    assert_eq!(stop.num_calls(), 1);
+    assert!(
+        waited >= settings.interrupt_wait
+            && waited < settings.interrupt_wait + Duration::from_secs(1),
+        "{waited:?}"
+    );
+    assert!(
+        renderer
+            .captured()
+            .iter()
+            .any(|l| l.contains("asked to stop") && l.contains("run-admin-task stop")),
+        "{:?}",
+        renderer.captured()
+    );
+}
+
+// --- Timeouts and idempotency ---------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_endpoint_ends_in_the_call_timeout_naming_service_endpoint_and_wait() {
+    use aws_sdk_ecs::config::{Credentials, SharedCredentialsProvider};
+    use everruns_admin::launcher::clients::shared_config;
+    use everruns_admin::launcher::task_def::fetch::TaskDefinitionInfo;
+
+    let silent = crate::common::emulator::SilentEndpoint::start();
+    let mut config = LaunchConfig::resolve(&GlobalOptions::default(), &|_: &str| None).unwrap();
+    config.endpoint_url = Some(silent.url.clone());
+    config.region = Some("eu-west-1".into());
+    let shared = shared_config(&config)
+        .await
+        .into_builder()
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "AKID", "secret", None, None, "test",
+        )))
+        .build();
+    let clients = Clients::from_shared(&shared).unwrap();
+    let start = Instant::now();
+    let err = TaskDefinitionInfo::describe(&clients, "everruns-admin")
+        .await
+        .unwrap_err();
+    let waited = start.elapsed();
+    let call = config.api_timeouts.call;
+    assert!(
+        waited >= call && waited < call + Duration::from_secs(1),
+        "{waited:?}"
+    );
+    assert_eq!(err.code, 125, "nothing was launched");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "ECS DescribeTaskDefinition got no answer from {} within 20s (8s per attempt)",
+            silent.url
+        )),
+        "{text}"
+    );
+}
+
+fn github_step(attempt: &str) -> impl Fn(&str) -> Option<String> + use<> {
+    let attempt = attempt.to_string();
+    move |name: &str| {
+        Some(match name {
+            "GITHUB_ACTIONS" => "true".to_string(),
+            "GITHUB_REPOSITORY" => "everruns/everruns".to_string(),
+            "GITHUB_RUN_ID" => "9912345".to_string(),
+            "GITHUB_RUN_ATTEMPT" => attempt.clone(),
+            "GITHUB_JOB" => "deploy".to_string(),
+            "GITHUB_ACTION" => "migrate".to_string(),
+            _ => return None,
+        })
+    }
+}
+
+fn ci_plan(attempt: &str, argv: &[&str], key: Option<&str>) -> RunTaskPlan {
+    let options = GlobalOptions {
+        idempotency_key: key.map(str::to_string),
+        subnets: vec!["subnet-1".into()],
+        ..GlobalOptions::default()
+    };
+    let config = LaunchConfig::resolve(&options, &github_step(attempt)).unwrap();
+    let job = Job {
+        argv: argv.iter().map(|a| a.to_string()).collect(),
+        mutating: true,
+    };
+    let operator = Operator {
+        who: "github:octocat".into(),
+        host: "runner".into(),
+    };
+    RunTaskPlan::new(&config, "everruns-admin:3", &job, &operator).unwrap()
+}
+
+#[tokio::test]
+async fn the_client_token_is_derived_from_the_ci_step_and_the_command() {
+    let first = ci_plan("1", &["migrate"], None);
+    let token = first.client_token.clone();
+    assert!(token.starts_with("gha-") && token.len() <= 64, "{token}");
+    assert_eq!(
+        ci_plan("1", &["migrate"], None).client_token,
+        token,
+        "a rerun of the step"
+    );
+    assert_ne!(
+        ci_plan("2", &["migrate"], None).client_token,
+        token,
+        "a new run attempt"
+    );
+    assert_ne!(
+        ci_plan("1", &["migrate-info"], None).client_token,
+        token,
+        "another command"
+    );
+    assert_ne!(
+        ci_plan("1", &["migrate", "x"], None).client_token,
+        ci_plan("1", &["migratex"], None).client_token
+    );
+    assert_eq!(
+        ci_plan("1", &["migrate"], Some("release-42")).client_token,
+        "release-42"
+    );
+    assert!(
+        first
+            .tags
+            .contains(&("everruns-admin:client-token".into(), token.clone())),
+        "the guard recognises the rerun's own task by its tag"
+    );
+
+    let expected = token.clone();
+    let rule = mock!(aws_sdk_ecs::Client::run_task)
+        .match_requests(move |req| req.client_token() == Some(expected.as_str()))
+        .then_output(|| {
+            RunTaskOutput::builder()
+                .tasks(task("PROVISIONING", vec![admin(None)]))
+                .build()
+        });
+    first.send(&ecs(&[&rule])).await.unwrap();
+    assert_eq!(rule.num_calls(), 1);
+
+    let bad = GlobalOptions {
+        idempotency_key: Some("has space".into()),
+        ..GlobalOptions::default()
+    };
+    let err = LaunchConfig::resolve(&bad, &|_: &str| None).unwrap_err();
+    assert_eq!(err.code, 2);
+    assert!(err.to_string().contains("--idempotency-key"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unknown_cluster_is_named_with_its_region() {
+    use aws_sdk_ecs::operation::run_task::RunTaskError;
+    let rule = mock!(aws_sdk_ecs::Client::run_task).then_error(|| {
+        RunTaskError::generic(
+            ErrorMetadata::builder()
+                .code("ClusterNotFoundException")
+                .message("Cluster not found.")
+                .build(),
+        )
+    });
+    let client = ecs(&[&rule]);
+    let region = client.config().region().unwrap().to_string();
+    let err = plan().send(&client).await.unwrap_err();
+    assert_eq!(err.code, 125);
+    let text = err.to_string();
+    assert!(
+        text.contains("\"everruns\"") && text.contains(&format!("region {region}")),
+        "{text}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_stuck_before_running_gets_one_warning_with_the_likely_causes() {
+    let status = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .sequence()
+        .output(|| described("PROVISIONING", vec![admin(None)]))
+        .repeatedly()
+        .build();
+    let log = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
+        .sequence()
+        .error(not_created)
+        .repeatedly()
+        .build();
+    let clients = clients(ecs(&[&status]), logs(&[&log]));
+    let renderer = Renderer::capturing(OutputFormat::Human);
+    let (_tx, mut interrupts) = mpsc::unbounded_channel();
+    let settings = FollowSettings {
+        slow_start: Duration::from_secs(10),
+        timeout: Some(Duration::from_secs(40)),
+        ..FollowSettings::default()
+    };
+    let followed = follow(
+        &clients,
+        &target(&clients),
+        &settings,
+        &renderer,
+        &mut interrupts,
+        "x",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        followed.ending,
+        Ending::TimedOut {
+            stop_requested: false
+        }
+    );
+    let warnings: Vec<String> = renderer
+        .captured()
+        .into_iter()
+        .filter(|l| l.contains("likely causes"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{:?}", renderer.captured());
+    for cause in ["capacity", "image pull", "secrets"] {
+        assert!(warnings[0].contains(cause), "{}", warnings[0]);
+    }
 }

@@ -17,5 +17,6 @@ mod launcher_mocks;
 mod migrations;
 mod packaging;
 mod reencrypt;
+mod rust_log;
 mod shell;
 mod task_def;

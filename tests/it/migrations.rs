@@ -3,7 +3,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{cluster, companion, describe, psql, result_summary};
+use crate::common::{cluster, companion, describe, events, psql, result_summary};
 use sha2::{Digest, Sha384};
 use sqlx::Connection;
 use sqlx::migrate::Migrate;
@@ -90,6 +90,55 @@ fn migrate_records_rows_exactly_as_sqlx_does() {
         .output()
         .unwrap();
     assert_eq!(info.status.code(), Some(0), "{}", describe(&info));
+}
+
+/// The `migrate` progress events of a run, as (done, total), each checked to follow
+/// the log line of the migration it counts.
+fn migrate_progress(out: &std::process::Output) -> Vec<(u64, Option<u64>)> {
+    let mut applied = 0;
+    let mut progress = Vec::new();
+    for event in events(out) {
+        if event["event"] == "log" && event["msg"].as_str().unwrap().starts_with("applied ") {
+            applied += 1;
+        }
+        if event["event"] == "progress" {
+            assert_eq!(event["phase"], "migrate", "{}", describe(out));
+            let done = event["done"].as_u64().unwrap();
+            assert!(
+                done <= applied,
+                "progress ahead of the work: {}",
+                describe(out)
+            );
+            progress.push((done, event["total"].as_u64()));
+        }
+    }
+    progress
+}
+
+#[test]
+fn migrate_writes_one_progress_event_per_migration() {
+    let db = cluster().create_database();
+    let files = migration_files();
+    let n = files.len() as u64;
+    let second = files[1].0.to_string();
+    let out = companion(&db.url)
+        .args(["migrate", "--target-version", &second])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(
+        migrate_progress(&out),
+        [(0, Some(2)), (1, Some(2)), (2, Some(2))],
+        "{}",
+        describe(&out)
+    );
+    let out = companion(&db.url).arg("migrate").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let expected: Vec<_> = (0..=n - 2).map(|done| (done, Some(n - 2))).collect();
+    assert_eq!(migrate_progress(&out), expected, "{}", describe(&out));
+    // Nothing to apply: no phase to show.
+    let out = companion(&db.url).arg("migrate").output().unwrap();
+    assert_eq!(migrate_progress(&out), [], "{}", describe(&out));
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -316,7 +316,7 @@ fn register_prints_the_revision_and_a_run_can_pin_it() {
         .unwrap();
     assert_eq!(doctor.status.code(), Some(0), "{}", describe(&doctor));
     assert!(
-        stderr(&doctor).contains("PASS  shell:task-role"),
+        String::from_utf8_lossy(&doctor.stdout).contains("PASS  shell:task-role"),
         "{}",
         describe(&doctor)
     );

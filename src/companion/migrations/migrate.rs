@@ -162,7 +162,7 @@ async fn apply_locked(
     })?;
     options.limits.apply(conn).await?;
     let started = Instant::now();
-    let mut progress = Progress::start("migrate", Some(to_apply.len() as u64));
+    let mut progress = Progress::start_every_step("migrate", Some(to_apply.len() as u64));
     let mut applied = Vec::new();
     for status in &to_apply {
         let migration = catalog

@@ -1,6 +1,8 @@
 //! `doctor [--for-shell] [--in-vpc]`: every check a run depends on, independent ones
-//! at the same time, each printed as PASS, FAIL or SKIP on stderr with the fix for a
-//! failure; `--output json` prints the [`DoctorReport`] on stdout.
+//! at the same time, each printed as PASS, FAIL or SKIP on stdout with the fix for a
+//! failure (so `doctor | grep FAIL` works); progress notes and the `--in-vpc` task's
+//! log lines go to stderr. `--output json` prints the [`DoctorReport`] on stdout and
+//! the readable lines on stderr.
 //!
 //! Exit status (doctor's own): 0 when nothing failed, 1 when something did, 2 for a
 //! usage or configuration error before any check, 130 when interrupted during
@@ -107,7 +109,7 @@ pub async fn exec(
 
     let report = DoctorReport::new(checks);
     for line in report.human_lines() {
-        context.renderer.warn(&line);
+        context.renderer.report(&line);
     }
     print_json(context.options.output, &report);
     Ok(if interrupted {

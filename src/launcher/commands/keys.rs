@@ -23,6 +23,7 @@ use crate::launcher::key_secrets::{
     resolve_slots, slot_status,
 };
 use crate::launcher::task_def::fetch;
+use crate::signals::Handled;
 
 /// Which secrets hold the keys, when named on the command line.
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
@@ -367,6 +368,9 @@ async fn rotate(
         return Ok(launcher::INTERRUPTED);
     }
     let new_key = key_secrets::generate(&new_id)?;
+    // The writes go in an order that is safe at every step, but not half-way: a signal
+    // waits for them (each call is bounded).
+    let _handled = Handled::claim();
     key_secrets::write_rotation(
         &clients.secrets,
         &slots,
@@ -438,6 +442,7 @@ async fn retire(
         renderer.warn("interrupted; nothing was changed");
         return Ok(launcher::INTERRUPTED);
     }
+    let _handled = Handled::claim();
     key_secrets::write_retirement(&clients.secrets, &previous_secret).await?;
     renderer.warn(&format!("retired: {plan}"));
     renderer.warn(

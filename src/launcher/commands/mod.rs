@@ -29,7 +29,7 @@ use crate::launcher::context::Context;
 use crate::launcher::identity::Operator;
 use crate::launcher::job::report::TaskReport;
 use crate::launcher::render::Renderer;
-use crate::signals::Signals;
+use crate::signals::{Handled, Signals};
 
 /// Run an everruns admin job (migrations, re-encryption, any command) as a one-off ECS
 /// Fargate task, follow its status and logs live, and exit with its exit code.
@@ -40,7 +40,12 @@ use crate::signals::Signals;
 /// [env.NAME] tables), then defaults. Exit status: the container's own code; 2 usage or
 /// configuration; 124 timeout; 125 the container never ran; 130 interrupted.
 #[derive(Debug, Parser)]
-#[command(name = "run-admin-task", version, max_term_width = 100)]
+#[command(
+    name = "run-admin-task",
+    version,
+    max_term_width = 100,
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalOptions,
@@ -113,6 +118,13 @@ pub enum Command {
         #[command(subcommand)]
         command: TaskDefArgs,
     },
+    /// Print this help, a command's help, or the companion's own help for migrate,
+    /// migrate-info and reencrypt
+    #[command(after_help = "Example: run-admin-task help migrate-info")]
+    Help {
+        /// The command (and subcommand)
+        command: Vec<String>,
+    },
     /// Print a shell completion script
     #[command(
         after_help = "Example: run-admin-task completions bash > /etc/bash_completion.d/run-admin-task"
@@ -125,9 +137,13 @@ pub enum Command {
 
 /// Runs the launcher and returns its exit status.
 pub fn main(cli: Cli) -> u8 {
-    if let Command::Completions { shell } = cli.command {
-        crate::completions::print(shell, Cli::command());
-        return 0;
+    match &cli.command {
+        Command::Completions { shell } => {
+            crate::completions::print(*shell, Cli::command());
+            return 0;
+        }
+        Command::Help { command } => return help(command),
+        _ => {}
     }
     match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -149,6 +165,15 @@ pub async fn execute(cli: Cli) -> u8 {
         command,
     } = cli;
     let output = options.output;
+    // A companion command's arguments are checked before anything else, so `--help`
+    // and a typo are answered here and launch nothing.
+    let launch = match Launch::of(&command) {
+        Ok(launch) => launch,
+        Err(e) => {
+            let _ = e.print();
+            return u8::try_from(e.exit_code()).unwrap_or(launcher::USAGE);
+        }
+    };
     let config = match LaunchConfig::resolve(&options, &config::process_env) {
         Ok(config) => config,
         Err(e) => return fail(output, &e, None),
@@ -159,11 +184,26 @@ pub async fn execute(cli: Cli) -> u8 {
         options,
         config,
     };
-    let mut interrupts = match interrupts() {
-        Ok(interrupts) => interrupts,
+    let (mut interrupts, mut unclaimed) = match interrupts() {
+        Ok(channels) => channels,
         Err(e) => return fail(output, &e, Some(&context)),
     };
-    let result = dispatch(&context, &command, &mut interrupts).await;
+    // A signal that no code has claimed ends the command at once, even in the middle
+    // of a call: nothing it was doing needs finishing.
+    let work = async {
+        match &launch {
+            Some(launch) => run::exec(&context, launch, &mut interrupts).await,
+            None => dispatch(&context, &command, &mut interrupts).await,
+        }
+    };
+    let result = tokio::select! {
+        result = work => result,
+        Some(()) = unclaimed.recv() => {
+            context.renderer.finish();
+            context.renderer.warn("run-admin-task: interrupted");
+            Ok(launcher::INTERRUPTED)
+        }
+    };
     context.renderer.finish();
     match result {
         Ok(code) => code,
@@ -171,26 +211,21 @@ pub async fn execute(cli: Cli) -> u8 {
     }
 }
 
-/// Runs `command` and returns the exit status.
+/// Runs a command that launches no job of its own (those go through [`run::exec`] with
+/// their [`Launch`]) and returns the exit status.
 pub async fn dispatch(
     context: &Context,
     command: &Command,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
 ) -> Result<u8, ExitError> {
     match command {
-        Command::Migrate(args) => {
-            let launch = Launch::companion(CompanionCommand::Migrate, args);
-            run::exec(context, &launch, interrupts).await
+        Command::Migrate(_) | Command::MigrateInfo(_) | Command::Reencrypt(_) | Command::Run(_) => {
+            match Launch::of(command) {
+                Ok(Some(launch)) => run::exec(context, &launch, interrupts).await,
+                Ok(None) => Ok(0),
+                Err(e) => Err(ExitError::usage(anyhow::anyhow!("{e}"))),
+            }
         }
-        Command::MigrateInfo(args) => {
-            let launch = Launch::companion(CompanionCommand::MigrateInfo, args);
-            run::exec(context, &launch, interrupts).await
-        }
-        Command::Reencrypt(args) => {
-            let launch = Launch::companion(CompanionCommand::Reencrypt, args);
-            run::exec(context, &launch, interrupts).await
-        }
-        Command::Run(args) => run::exec(context, &Launch::any(args), interrupts).await,
         Command::Logs(args) => logs::exec(context, args, interrupts).await,
         Command::Status(args) => status::exec(context, args).await,
         Command::Stop(args) => stop::exec(context, args).await,
@@ -199,8 +234,44 @@ pub async fn dispatch(
         Command::Keys { command } => keys::exec(context, command, interrupts).await,
         Command::Doctor(args) => doctor::exec(context, args, interrupts).await,
         Command::TaskDef { command } => task_def::exec(context, command).await,
-        Command::Completions { .. } => Ok(0),
+        Command::Completions { .. } | Command::Help { .. } => Ok(0),
     }
+}
+
+/// `help [COMMAND...]`: the launcher's help, a command's, or, for the companion
+/// commands, the companion's own help (its options are what they take).
+fn help(path: &[String]) -> u8 {
+    let companion = match path.first().map(String::as_str) {
+        Some("migrate") => Some(CompanionCommand::Migrate),
+        Some("migrate-info") => Some(CompanionCommand::MigrateInfo),
+        Some("reencrypt") => Some(CompanionCommand::Reencrypt),
+        _ => None,
+    };
+    if let Some(command) = companion {
+        let args = CompanionArgs {
+            args: vec!["--help".to_string()],
+        };
+        if let Err(e) = Launch::companion(command, &args) {
+            let _ = e.print();
+        }
+        return 0;
+    }
+    let mut command = Cli::command();
+    // Building sets each subcommand's full name for its usage line.
+    command.build();
+    for name in path {
+        match command.find_subcommand(name) {
+            Some(sub) => command = sub.clone(),
+            None => {
+                eprintln!(
+                    "run-admin-task: no command {name:?}; `run-admin-task --help` lists them"
+                );
+                return launcher::USAGE;
+            }
+        }
+    }
+    let _ = command.print_help();
+    0
 }
 
 /// Reports a failure: the message on stderr and, with `--output json`, a document on
@@ -224,13 +295,25 @@ fn fail(output: OutputFormat, error: &ExitError, context: Option<&Context>) -> u
     error.code
 }
 
-/// One message per Ctrl-C or SIGTERM, for as long as the receiver lives.
-fn interrupts() -> Result<mpsc::UnboundedReceiver<()>, ExitError> {
-    let signals = Signals::install().map_err(|e| {
+/// One message per Ctrl-C or SIGTERM for the command, and one more on a second channel
+/// for each that arrives while no code has [claimed](Handled) them.
+fn interrupts() -> Result<(mpsc::UnboundedReceiver<()>, mpsc::UnboundedReceiver<()>), ExitError> {
+    let mut signals = Signals::install().map_err(|e| {
         ExitError::new(
             launcher::NEVER_RAN,
             anyhow::anyhow!("cannot listen for Ctrl-C and SIGTERM: {e}"),
         )
     })?;
-    Ok(signals.into_channel())
+    let (command_tx, command_rx) = mpsc::unbounded_channel();
+    let (unclaimed_tx, unclaimed_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            signals.recv().await;
+            let _ = command_tx.send(());
+            if !Handled::is_claimed() && unclaimed_tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    Ok((command_rx, unclaimed_rx))
 }

@@ -1,9 +1,11 @@
 //! `migrate`, `migrate-info`, `reencrypt` and `run -- CMD...`: launch the container with
 //! the command override, follow it to its end, and exit with its exit code.
 
-use clap::Args;
+use clap::{Args, Parser};
 use tokio::sync::mpsc;
 
+use super::Command;
+use crate::companion::cli::Cli as CompanionCli;
 use crate::exit::ExitError;
 use crate::launcher::context::{Context, print_json};
 use crate::launcher::job::launch::{Job, RunTaskPlan};
@@ -54,32 +56,59 @@ pub struct Launch {
     needs_confirmation: bool,
 }
 
+/// The companion's name, as a command line may start with it.
+const COMPANION: &str = "everruns-admin";
+
 impl Launch {
-    /// A companion command: the admin image's ENTRYPOINT is the companion, so the
-    /// override is its name and arguments. `migrate` and a `reencrypt` without
-    /// `--dry-run` write to the database: guarded against concurrent runs and, in a
-    /// `confirm = true` environment, confirmed first.
-    pub fn companion(command: CompanionCommand, args: &CompanionArgs) -> Self {
-        let mutating = match command {
-            CompanionCommand::Migrate => true,
-            CompanionCommand::Reencrypt => !args.args.iter().any(|a| a == "--dry-run"),
-            CompanionCommand::MigrateInfo => false,
-        };
+    /// The launch a command asks for (`None` for commands that launch no job of their
+    /// own), its companion arguments checked.
+    pub fn of(command: &Command) -> Result<Option<Self>, clap::Error> {
+        Ok(Some(match command {
+            Command::Migrate(args) => Self::companion(CompanionCommand::Migrate, args)?,
+            Command::MigrateInfo(args) => Self::companion(CompanionCommand::MigrateInfo, args)?,
+            Command::Reencrypt(args) => Self::companion(CompanionCommand::Reencrypt, args)?,
+            Command::Run(args) => Self::any(args),
+            _ => return Ok(None),
+        }))
+    }
+
+    /// A companion command, its arguments checked here with the companion's own
+    /// definitions before anything is launched: `--help` and a usage error come back as
+    /// clap's error, to print locally (exit 0 and 2). The admin image's ENTRYPOINT is the
+    /// companion, so the override is its name and arguments. Work that writes to the
+    /// database is guarded against concurrent runs and, in a `confirm = true`
+    /// environment, confirmed first.
+    pub fn companion(command: CompanionCommand, args: &CompanionArgs) -> Result<Self, clap::Error> {
         let mut argv = vec![command.name().to_string()];
         argv.extend(args.args.iter().cloned());
-        Self {
+        let parsed = CompanionCli::try_parse_from(
+            std::iter::once(COMPANION).chain(argv.iter().map(String::as_str)),
+        )?;
+        let mutating = parsed.writes();
+        Ok(Self {
             job: Job { argv, mutating },
             needs_confirmation: mutating,
-        }
+        })
     }
 
     /// Any command, verbatim; confirmed in a `confirm = true` environment, since it can
-    /// do anything.
+    /// do anything. A companion command line (with or without the companion's name in
+    /// front) is judged like the companion command itself: `run -- migrate` writes.
     pub fn any(args: &RunArgs) -> Self {
+        let companion_args = match args.argv.first().map(String::as_str) {
+            Some(first) if first == COMPANION || first.ends_with("/everruns-admin") => {
+                &args.argv[1..]
+            }
+            _ => &args.argv[..],
+        };
+        let mutating = CompanionCli::try_parse_from(
+            std::iter::once(COMPANION).chain(companion_args.iter().map(String::as_str)),
+        )
+        .is_ok_and(|parsed| parsed.writes());
         Self {
             job: Job {
                 argv: args.argv.clone(),
-                mutating: false,
+                mutating,
             },
             needs_confirmation: true,
         }
@@ -118,12 +147,17 @@ mod tests {
         let args = CompanionArgs {
             args: args.iter().map(|a| a.to_string()).collect(),
         };
-        Launch::companion(command, &args)
+        Launch::companion(command, &args).unwrap()
     }
 
     #[test]
     fn mutating_commands_are_migrate_and_real_reencrypt() {
         assert!(companion(CompanionCommand::Migrate, &[]).job.mutating);
+        assert!(
+            !companion(CompanionCommand::Migrate, &["--dry-run"])
+                .job
+                .mutating
+        );
         assert!(companion(CompanionCommand::Reencrypt, &[]).job.mutating);
         assert!(
             !companion(CompanionCommand::Reencrypt, &["--dry-run"])
@@ -135,22 +169,48 @@ mod tests {
                 .job
                 .mutating
         );
-        let run = Launch::any(&RunArgs {
-            argv: vec!["sh".into()],
-        });
-        assert!(!run.job.mutating);
-        assert!(run.needs_confirmation);
+        let run = |argv: &[&str]| {
+            Launch::any(&RunArgs {
+                argv: argv.iter().map(|a| a.to_string()).collect(),
+            })
+        };
+        assert!(!run(&["sh"]).job.mutating);
+        assert!(run(&["sh"]).needs_confirmation);
+        assert!(run(&["migrate", "--target-version", "3"]).job.mutating);
+        assert!(
+            run(&["everruns-admin", "reencrypt", "--table", "t"])
+                .job
+                .mutating
+        );
+        assert!(!run(&["reencrypt", "-n"]).job.mutating);
+        assert!(!run(&["migrate-info", "--check"]).job.mutating);
+        assert!(!run(&["sh", "-c", "everruns-admin migrate"]).job.mutating);
+    }
+
+    #[test]
+    fn companion_usage_errors_and_help_are_local() {
+        let args = |list: &[&str]| CompanionArgs {
+            args: list.iter().map(|a| a.to_string()).collect(),
+        };
+        let typo =
+            Launch::companion(CompanionCommand::MigrateInfo, &args(&["--chek"])).unwrap_err();
+        assert_eq!(typo.exit_code(), 2);
+        assert!(typo.to_string().contains("--chek"), "{typo}");
+        let help =
+            Launch::companion(CompanionCommand::MigrateInfo, &args(&["--help"])).unwrap_err();
+        assert_eq!(help.exit_code(), 0);
+        assert!(help.to_string().contains("--check"), "{help}");
     }
 
     #[test]
     fn companion_arguments_pass_through_verbatim() {
         let launch = companion(
-            CompanionCommand::Migrate,
-            &["--dry-run", "--target-version", "3 *"],
+            CompanionCommand::Reencrypt,
+            &["--table", "name with spaces *", "-b", "7"],
         );
         assert_eq!(
             launch.job.argv,
-            vec!["migrate", "--dry-run", "--target-version", "3 *"]
+            vec!["reencrypt", "--table", "name with spaces *", "-b", "7"]
         );
     }
 }

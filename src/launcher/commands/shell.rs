@@ -29,6 +29,7 @@ use crate::launcher::job::report::TaskReport;
 use crate::launcher::job::watch::{Poll, PollTiming, TaskWatcher};
 use crate::launcher::task::{TaskSnapshot, task_id};
 use crate::launcher::task_def::fetch::{self, TaskDefinitionInfo};
+use crate::signals::Handled;
 
 /// The companion command a shell task runs: it waits for sessions without a terminal.
 pub const COMPANION_SHELL: &str = "shell";
@@ -100,6 +101,8 @@ pub async fn session(
     };
     report.apply_snapshot(&task);
     let stop_after = started_here && !args.keep;
+    // A task this invocation started is stopped on a signal, not left behind.
+    let _handled = started_here.then(Handled::claim);
 
     let waited = wait_until_ready(
         &clients.ecs,
@@ -242,7 +245,18 @@ async fn launch(
     report.task_definition = Some(info.arn.clone());
     report.command = job.argv.clone();
     report.started_by = Some(plan.started_by.clone());
-    let reply = plan.send(&clients.ecs).await?;
+    // From here a task may exist: this command stops it on a signal.
+    let _handled = Handled::claim();
+    let reply = tokio::select! {
+        reply = plan.send(&clients.ecs) => reply?,
+        Some(()) = interrupts.recv() => {
+            renderer.warn(&format!(
+                "interrupted while RunTask was in flight: a task may have started; `run-admin-task --cluster {} list` shows it",
+                config.cluster
+            ));
+            return Ok(None);
+        }
+    };
     match reply.task {
         Some(task) if reply.failures.is_empty() => {
             renderer.note(&format!(

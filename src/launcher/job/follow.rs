@@ -1,8 +1,11 @@
 //! Following a launched task to its end: status and logs polled side by side, so log
 //! lines appear while the task runs, with `--timeout` and Ctrl-C handled on the way.
 //!
-//! The first Ctrl-C stops the task and keeps following until it has STOPPED and its
-//! logs are drained; a second one leaves at once with the commands to re-attach.
+//! The job is the container, not the ECS task around it: following ends when the
+//! container's exit code is known and its logs are complete, while Fargate may take
+//! tens of seconds more to release the task. The first Ctrl-C stops the task and keeps
+//! following, for a bounded time, until its container has exited; a second one leaves
+//! at once with the commands to re-attach.
 
 use std::time::Duration;
 
@@ -17,6 +20,7 @@ use crate::launcher::log_follower::{LogFollower, LogTiming, TaskPhase};
 use crate::launcher::render::Renderer;
 use crate::launcher::task::{TaskSnapshot, task_id};
 use crate::protocol::{Event, LogLine};
+use crate::signals::Handled;
 
 /// How following behaves.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -32,6 +36,12 @@ pub struct FollowSettings {
     /// Whether the first Ctrl-C stops the task (for a task this invocation launched)
     /// or just leaves (for one it only watches).
     pub stop_on_interrupt: bool,
+    /// After that first Ctrl-C, how long to wait for the container to exit.
+    pub interrupt_wait: Duration,
+    /// Follow until STOPPED rather than until the container's exit and its logs.
+    pub wait_stopped: bool,
+    /// A task not started after this long gets one warning.
+    pub slow_start: Duration,
 }
 
 impl Default for FollowSettings {
@@ -42,6 +52,9 @@ impl Default for FollowSettings {
             poll: PollTiming::default(),
             logs: LogTiming::default(),
             stop_on_interrupt: true,
+            interrupt_wait: Duration::from_secs(15),
+            wait_stopped: false,
+            slow_start: crate::launcher::config::DEFAULT_SLOW_START,
         }
     }
 }
@@ -73,16 +86,17 @@ pub struct Target {
 /// How following ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ending {
-    /// The task stopped and its logs were drained.
-    Stopped,
+    /// The container exited (or the task stopped) and its logs were read to the end.
+    Finished,
     /// `--timeout` was reached.
     TimedOut {
         /// Whether the task was asked to stop.
         stop_requested: bool,
     },
-    /// Ctrl-C stopped the task, which then stopped and was drained.
+    /// Ctrl-C stopped the task, whose container then exited and was drained.
     Interrupted,
-    /// A second Ctrl-C: the launcher left without waiting.
+    /// A second Ctrl-C, or the wait after the first one ran out: the launcher left
+    /// without waiting.
     Abandoned,
 }
 
@@ -95,6 +109,8 @@ pub struct Followed {
     pub last: Option<TaskSnapshot>,
     /// The companion's final result event, if it was read.
     pub result: Option<Event>,
+    /// From the container's exit to the end of following.
+    pub after_exit: Option<Duration>,
 }
 
 /// Statuses in which the container cannot have started yet.
@@ -135,9 +151,11 @@ pub async fn stop_task(
     Ok(reply.task().map(TaskSnapshot::from_sdk).unwrap_or_default())
 }
 
-/// Follows the task until it stops and its logs are drained, the timeout is reached,
-/// or the operator interrupts. `interrupts` delivers one message per Ctrl-C (or
-/// SIGTERM); `stop_reason` is the StopTask reason used for them.
+/// Follows the task until its container has exited and its logs are complete (or, with
+/// `wait_stopped`, until the task is STOPPED), the timeout is reached, or the operator
+/// interrupts. `interrupts` delivers one message per Ctrl-C (or SIGTERM); `stop_reason`
+/// is the StopTask reason used for them. A task that never ran its container ends at
+/// STOPPED, where ECS puts the reason.
 pub async fn follow(
     clients: &Clients,
     target: &Target,
@@ -146,6 +164,7 @@ pub async fn follow(
     interrupts: &mut mpsc::UnboundedReceiver<()>,
     stop_reason: &str,
 ) -> Result<Followed, ExitError> {
+    let _handled = Handled::claim();
     let started = Instant::now();
     let (phase_tx, phase_rx) = watch::channel(TaskPhase::default());
     let poke = Notify::new();
@@ -160,6 +179,7 @@ pub async fn follow(
         );
         let mut shown: Option<String> = None;
         let mut problem_shown = false;
+        let mut slow_start_warned = false;
         loop {
             match watcher.poll().await? {
                 Poll::Seen(snapshot) => {
@@ -168,18 +188,24 @@ pub async fn follow(
                         renderer.status(snapshot.id(), &snapshot.last_status);
                         shown = Some(snapshot.last_status.clone());
                     }
+                    if !slow_start_warned
+                        && snapshot.is_starting()
+                        && started.elapsed() > settings.slow_start
+                    {
+                        slow_start_warned = true;
+                        renderer.warn(&slow_start_warning(&snapshot, started.elapsed()));
+                    }
+                    let exited = snapshot.exit_code(&target.container).is_some();
                     let stopped = snapshot.is_stopped();
                     phase_tx.send_modify(|phase| {
                         phase.started |= !before_start(&snapshot.last_status);
-                        phase.container_ran = snapshot
-                            .container(&target.container)
-                            .is_some_and(|c| c.exit_code.is_some());
-                        if stopped && phase.stopped_at.is_none() {
-                            phase.stopped_at = Some(stopped_at(&snapshot));
+                        phase.container_ran = exited;
+                        if (exited || stopped) && phase.exited_at.is_none() {
+                            phase.exited_at = Some(exited_at(&snapshot));
                         }
                     });
                     *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(*snapshot);
-                    if stopped {
+                    if stopped || (exited && !settings.wait_stopped) {
                         return Ok::<(), ExitError>(());
                     }
                 }
@@ -211,7 +237,7 @@ pub async fn follow(
         let on_line = |line: &LogLine| {
             renderer.log_line(line);
             if matches!(line.event, Some(Event::Result { .. })) {
-                // The container is exiting: look for STOPPED now, not at the next
+                // The container is exiting: look for its exit code now, not at the next
                 // backed-off poll.
                 poke.notify_one();
             }
@@ -231,33 +257,59 @@ pub async fn follow(
 
     let deadline = settings.timeout.map(|t| started + t);
     let mut interrupted = false;
-    let snapshot = |last: &std::sync::Mutex<Option<TaskSnapshot>>| {
-        last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    // After the first Ctrl-C: StopTask runs beside following, and the wait for the
+    // container to exit is bounded.
+    let (stop_tx, mut stop_results) = mpsc::unbounded_channel();
+    let mut stop_deadline = None;
+    let followed = |ending: Ending, result: Option<Event>| Followed {
+        ending,
+        last: last.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        result,
+        after_exit: phase_tx.borrow().exited_at.map(|t| t.elapsed()),
     };
     loop {
         tokio::select! {
             outcome = &mut both => {
                 let result = outcome?;
-                return Ok(Followed {
-                    ending: if interrupted { Ending::Interrupted } else { Ending::Stopped },
-                    last: snapshot(&last),
-                    result,
-                });
+                let ending = if interrupted { Ending::Interrupted } else { Ending::Finished };
+                return Ok(followed(ending, result));
             }
             Some(()) = interrupts.recv() => {
                 if interrupted || !settings.stop_on_interrupt {
                     renderer.warn(&format!("left task {} behind: {}", task_id(&target.task), reattach_hint(&target.task)));
-                    return Ok(Followed { ending: Ending::Abandoned, last: snapshot(&last), result: None });
+                    return Ok(followed(Ending::Abandoned, None));
                 }
                 interrupted = true;
                 renderer.warn(&format!(
                     "interrupted: stopping task {} (Ctrl-C again to leave without waiting)",
                     task_id(&target.task)
                 ));
-                if let Err(e) = stop_task(clients, &target.cluster, &target.task, stop_reason).await {
+                let (clients, cluster, task, reason) = (
+                    clients.clone(),
+                    target.cluster.clone(),
+                    target.task.clone(),
+                    stop_reason.to_string(),
+                );
+                let stop_tx = stop_tx.clone();
+                tokio::spawn(async move {
+                    let _ = stop_tx.send(stop_task(&clients, &cluster, &task, &reason).await);
+                });
+                stop_deadline = Some(Instant::now() + settings.interrupt_wait);
+                poke.notify_one();
+            }
+            Some(stopped) = stop_results.recv() => {
+                if let Err(e) = stopped {
                     renderer.warn(&format!("{e}"));
                 }
-                poke.notify_one();
+            }
+            _ = sleep_until_deadline(stop_deadline) => {
+                renderer.warn(&format!(
+                    "task {} was asked to stop but its container has not exited within {}: {}",
+                    task_id(&target.task),
+                    humantime::format_duration(settings.interrupt_wait),
+                    reattach_hint(&target.task)
+                ));
+                return Ok(followed(Ending::Abandoned, None));
             }
             _ = sleep_until_deadline(deadline) => {
                 let stop_requested = settings.stop_on_timeout;
@@ -266,26 +318,63 @@ pub async fn follow(
                         "Timed out after {} (run-admin-task --timeout)",
                         humantime::format_duration(settings.timeout.unwrap_or_default())
                     );
-                    if let Err(e) = stop_task(clients, &target.cluster, &target.task, &reason).await {
-                        renderer.warn(&format!("{e}"));
+                    let stop = stop_task(clients, &target.cluster, &target.task, &reason);
+                    match tokio::time::timeout(STOP_CONFIRM_WAIT, stop).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => renderer.warn(&format!("{e}")),
+                        Err(_) => renderer.warn(&format!(
+                            "StopTask got no answer within {}s; {}",
+                            STOP_CONFIRM_WAIT.as_secs(),
+                            reattach_hint(&target.task)
+                        )),
                     }
                 }
-                return Ok(Followed { ending: Ending::TimedOut { stop_requested }, last: snapshot(&last), result: None });
+                return Ok(followed(Ending::TimedOut { stop_requested }, None));
             }
         }
     }
 }
 
-/// When the task stopped, on the local clock: now, unless ECS says it stopped over a
-/// minute ago (a task picked up again later), so the drain does not wait for lines that
-/// arrived long ago. Recent stops use the local clock, which clock skew cannot shorten.
-fn stopped_at(task: &TaskSnapshot) -> Instant {
+/// How long `--stop-on-timeout` waits for StopTask's answer: `--timeout` must win.
+const STOP_CONFIRM_WAIT: Duration = Duration::from_secs(2);
+
+/// How far before the moment its exit code was first seen the container's exit
+/// (ECS's `executionStoppedAt`) is believed: a local clock ahead of ECS's cannot cut the
+/// quiet window shorter than this.
+const EXIT_CLOCK_ALLOWANCE: Duration = Duration::from_secs(2);
+
+/// When the container exited (or the task stopped), on the local clock: ECS's
+/// `executionStoppedAt` (else `stoppedAt`) within [`EXIT_CLOCK_ALLOWANCE`] of now, and
+/// its full age for a task that ended over a minute ago (one picked up again later,
+/// whose lines all arrived long since).
+fn exited_at(task: &TaskSnapshot) -> Instant {
     let now = Instant::now();
     let age = task
-        .stopped_at
+        .execution_stopped_at
+        .or(task.stopped_at)
         .and_then(|t| (chrono::Utc::now() - t).to_std().ok())
-        .filter(|age| *age > Duration::from_secs(60));
-    age.and_then(|age| now.checked_sub(age)).unwrap_or(now)
+        .unwrap_or_default();
+    let believed = if age > Duration::from_secs(60) {
+        age
+    } else {
+        age.min(EXIT_CLOCK_ALLOWANCE)
+    };
+    now.checked_sub(believed).unwrap_or(now)
+}
+
+/// The one warning for a task that has not started after `--slow-start`, with what
+/// usually holds a Fargate task there.
+fn slow_start_warning(task: &TaskSnapshot, waited: Duration) -> String {
+    format!(
+        "task {} is still {} after {}s; likely causes: no Fargate capacity in these subnets' zones \
+         (try other subnets or --capacity-provider), a slow image pull (a large image, or ECR \
+         reached through a NAT gateway: add ECR and S3 VPC endpoints), or secrets being fetched \
+         (the execution role's access, a path to Secrets Manager); `run-admin-task status {}` shows more",
+        task.id(),
+        task.last_status,
+        waited.as_secs(),
+        task.id()
+    )
 }
 
 async fn sleep_until_deadline(deadline: Option<Instant>) {

@@ -10,8 +10,8 @@ use aws_sdk_ecs::types::{
 use serde_json::{Value, json};
 
 use crate::exit::{ExitError, launcher};
-use crate::launcher::clients::{describe_error, launch_error};
-use crate::launcher::config::{Capacity, LaunchConfig};
+use crate::launcher::clients::{cluster_not_found, describe_error, error_code, launch_error};
+use crate::launcher::config::{Capacity, Idempotency, LaunchConfig};
 use crate::launcher::identity::{Operator, STARTED_BY_PREFIX};
 use crate::launcher::job::report::LaunchFailure;
 use crate::launcher::task::{TaskSnapshot, tags};
@@ -76,6 +76,17 @@ impl RunTaskPlan {
         operator: &Operator,
     ) -> Result<Self, ExitError> {
         let subnets = config.require_subnets()?.to_vec();
+        let client_token = client_token(&config.idempotency, &job.argv);
+        let mut tags = vec![
+            (tags::STARTED_BY.into(), tag_value(&operator.who)),
+            (tags::HOST.into(), tag_value(&operator.host)),
+            (tags::COMMAND.into(), tag_value(&job.argv.join(" "))),
+            (tags::MUTATING.into(), job.mutating.to_string()),
+        ];
+        if config.idempotency != Idempotency::PerInvocation {
+            // The concurrency guard recognises a rerun's own task by it.
+            tags.push((tags::CLIENT_TOKEN.into(), tag_value(&client_token)));
+        }
         Ok(RunTaskPlan {
             cluster: config.cluster.clone(),
             task_definition: task_definition.to_string(),
@@ -86,13 +97,8 @@ impl RunTaskPlan {
             container: config.container.clone(),
             command: job.argv.clone(),
             started_by: operator.started_by(),
-            tags: vec![
-                (tags::STARTED_BY.into(), tag_value(&operator.who)),
-                (tags::HOST.into(), tag_value(&operator.host)),
-                (tags::COMMAND.into(), tag_value(&job.argv.join(" "))),
-                (tags::MUTATING.into(), job.mutating.to_string()),
-            ],
-            client_token: uuid::Uuid::new_v4().to_string(),
+            tags,
+            client_token,
             enable_execute_command: false,
         })
     }
@@ -176,10 +182,19 @@ impl RunTaskPlan {
                     .map_err(|e| ExitError::usage(anyhow!("invalid capacity provider: {e}")))?,
             ),
         };
-        let reply = request
-            .send()
-            .await
-            .map_err(|e| launch_error("RunTask", &e))?;
+        let reply = request.send().await.map_err(|e| {
+            if error_code(&e) == Some("ConflictException") {
+                return ExitError::new(
+                    launcher::NEVER_RAN,
+                    anyhow!(
+                        "{}; idempotency key {:?} already started a task with other settings (task definition, network or command): pass another --idempotency-key",
+                        describe_error("RunTask", &e),
+                        self.client_token
+                    ),
+                );
+            }
+            cluster_not_found(&e, &self.cluster, ecs).unwrap_or_else(|| launch_error("RunTask", &e))
+        })?;
         Ok(RunTaskReply {
             task: reply.tasks().first().map(TaskSnapshot::from_sdk),
             failures: reply
@@ -192,6 +207,32 @@ impl RunTaskPlan {
                 })
                 .collect(),
         })
+    }
+}
+
+/// RunTask's clientToken: the key as given; for a CI step, a digest of the step and the
+/// command (`gha-` and 40 hex digits, within RunTask's 64 characters); else random.
+pub fn client_token(idempotency: &Idempotency, argv: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    match idempotency {
+        Idempotency::Key(key) => key.clone(),
+        Idempotency::CiStep(step) => {
+            let mut digest = Sha256::new();
+            digest.update(step.as_bytes());
+            for arg in argv {
+                // Length-prefixed, so `a b` and `ab` are different commands.
+                digest.update((arg.len() as u64).to_be_bytes());
+                digest.update(arg.as_bytes());
+            }
+            let hex: String = digest
+                .finalize()
+                .iter()
+                .take(20)
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!("gha-{hex}")
+        }
+        Idempotency::PerInvocation => uuid::Uuid::new_v4().to_string(),
     }
 }
 
@@ -240,11 +281,14 @@ pub fn tag_value(text: &str) -> String {
 }
 
 /// Finds a task this tool started for `family` on `cluster` that is still running a
-/// mutating command (ListTasks by family, then DescribeTasks with tags).
+/// mutating command (ListTasks by family, then DescribeTasks with tags). A task started
+/// with `own_token` is this launch's own, from an earlier attempt: RunTask attaches to
+/// it, so it is no conflict.
 pub async fn find_running_mutation(
     ecs: &aws_sdk_ecs::Client,
     cluster: &str,
     family: &str,
+    own_token: Option<&str>,
 ) -> Result<Option<TaskSnapshot>, ExitError> {
     let mut arns = Vec::new();
     let mut pages = ecs
@@ -255,7 +299,9 @@ pub async fn find_running_mutation(
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| launch_error("ListTasks", &e))?;
+        let page = page.map_err(|e| {
+            cluster_not_found(&e, cluster, ecs).unwrap_or_else(|| launch_error("ListTasks", &e))
+        })?;
         arns.extend(page.task_arns().iter().cloned());
     }
     for chunk in arns.chunks(100) {
@@ -286,6 +332,7 @@ pub async fn find_running_mutation(
                     .is_some_and(|s| s.starts_with(STARTED_BY_PREFIX))
             })
             .filter(|t| t.tag(tags::MUTATING) == Some("true"))
+            .filter(|t| own_token.is_none() || t.tag(tags::CLIENT_TOKEN) != own_token)
             .collect();
         running.sort_by_key(|t| t.created_at);
         if let Some(task) = running.into_iter().next() {

@@ -13,16 +13,19 @@ use anyhow::anyhow;
 use tokio::sync::mpsc;
 
 use self::follow::{Ending, FollowSettings, Followed, LogSource, Target, follow, reattach_hint};
-use self::launch::{Job, RunTaskPlan, concurrency_refusal, find_running_mutation, rejected};
+use self::launch::{
+    Job, RunTaskPlan, client_token, concurrency_refusal, find_running_mutation, rejected,
+};
 use self::outcome::{TaskOutcome, console_url};
-use self::report::TaskReport;
+use self::report::{Phases, TaskReport};
 use self::watch::{Poll, PollTiming, TaskWatcher};
 use crate::exit::{ExitError, launcher};
 use crate::launcher::clients::Clients;
-use crate::launcher::config::OutputFormat;
+use crate::launcher::config::{Idempotency, OutputFormat};
 use crate::launcher::context::{Context, confirmed, ensure_can_confirm, print_json};
 use crate::launcher::task::TaskSnapshot;
 use crate::launcher::task_def::fetch::TaskDefinitionInfo;
+use crate::signals::Handled;
 
 /// Launches `job`, follows it to its end and returns the exit status with the report
 /// (`None` when nothing was launched), printing no JSON: for commands such as
@@ -44,9 +47,13 @@ pub async fn launch_and_follow(
 
     let clients = Clients::connect(config).await?;
     let describe = TaskDefinitionInfo::describe(&clients, &config.task_definition);
+    let own_token = (config.idempotency != Idempotency::PerInvocation)
+        .then(|| client_token(&config.idempotency, &job.argv));
     let check = async {
         if job.mutating && !options.allow_concurrent {
-            find_running_mutation(&clients.ecs, &config.cluster, &config.family()).await
+            let family = config.family();
+            let own = own_token.as_deref();
+            find_running_mutation(&clients.ecs, &config.cluster, &family, own).await
         } else {
             Ok(None)
         }
@@ -79,7 +86,19 @@ pub async fn launch_and_follow(
         operator: Some(context.operator.display()),
         ..TaskReport::default()
     };
-    let reply = plan.send(&clients.ecs).await?;
+    // From here a task may exist: a signal is this function's to handle.
+    let _handled = Handled::claim();
+    let sent_at = chrono::Utc::now();
+    let reply = tokio::select! {
+        reply = plan.send(&clients.ecs) => reply?,
+        Some(()) = interrupts.recv() => {
+            renderer.warn(&format!(
+                "interrupted while RunTask was in flight: a task may have started; `run-admin-task --cluster {} list` shows it",
+                config.cluster
+            ));
+            return Ok((launcher::INTERRUPTED, Some(report)));
+        }
+    };
     let task = match reply.task {
         Some(task) if reply.failures.is_empty() => task,
         _ => {
@@ -98,10 +117,24 @@ pub async fn launch_and_follow(
         report.log_stream = Some(log.stream.clone());
         report.console_url = Some(log.console_url());
     }
-    renderer.note(&format!(
-        "started task {} running `{what}` on cluster {}",
-        task.arn, config.cluster
-    ));
+    report.attached = plan.client_token == own_token.clone().unwrap_or_default()
+        && started_earlier(&task, sent_at);
+    if report.attached {
+        renderer.note(&format!(
+            "attached to task {} running `{what}` on cluster {}: an earlier run with the same idempotency key ({}) started it{}; no second task was started",
+            task.arn,
+            config.cluster,
+            plan.client_token,
+            task.created_at
+                .map(|t| format!(" at {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
+                .unwrap_or_default()
+        ));
+    } else {
+        renderer.note(&format!(
+            "started task {} running `{what}` on cluster {}",
+            task.arn, config.cluster
+        ));
+    }
     match &log {
         Some(log) => renderer.note(&format!("logs: {} {}", log.group, log.stream)),
         None => renderer.warn(&format!(
@@ -145,6 +178,17 @@ pub async fn launch_and_follow(
     Ok((code, Some(report)))
 }
 
+/// Whether RunTask answered with a task started before this request: a new Fargate
+/// task is PROVISIONING (PENDING on EC2) with a fresh `createdAt`. The margin absorbs
+/// clock skew between this machine and ECS.
+fn started_earlier(task: &TaskSnapshot, sent_at: chrono::DateTime<chrono::Utc>) -> bool {
+    let margin = chrono::Duration::seconds(5);
+    !matches!(task.last_status.as_str(), "PROVISIONING" | "PENDING")
+        || task
+            .created_at
+            .is_some_and(|created| created < sent_at - margin)
+}
+
 /// Turns what following saw into the exit status, the closing explanation on stderr,
 /// and the JSON document.
 pub fn conclude(
@@ -171,9 +215,12 @@ pub fn settle(
         report.apply_snapshot(last);
     }
     report.result = followed.result;
+    if let Some(last) = &followed.last {
+        report.phases = Phases::of(last, followed.after_exit);
+    }
     let task = report.task_id.clone().unwrap_or_default();
     let code = match followed.ending {
-        Ending::Stopped | Ending::Interrupted => {
+        Ending::Finished | Ending::Interrupted => {
             let outcome = followed
                 .last
                 .as_ref()
@@ -192,17 +239,16 @@ pub fn settle(
                         renderer.warn(line)
                     }
                 };
-                // ECS's own timestamps: the launcher's wall time includes the log drain.
-                let lifetime = match (report.created_at, report.stopped_at) {
-                    (Some(created), Some(stopped)) => {
-                        (stopped - created).to_std().unwrap_or_default()
-                    }
-                    _ => renderer.elapsed(),
-                };
-                say(&format!(
-                    "task {task} stopped {:.1}s after it was created",
-                    lifetime.as_secs_f64()
-                ));
+                let status = report.last_status.clone().unwrap_or_default();
+                say(&match outcome.container_exit_code {
+                    Some(_) if status != "STOPPED" => format!(
+                        "task {task}: its container has exited; the task is still {status} while ECS releases it (not waited for; --wait-stopped waits)"
+                    ),
+                    _ => format!("task {task} stopped"),
+                });
+                if let Some(phases) = report.phases.describe() {
+                    say(&format!("  phases: {phases}"));
+                }
                 for line in &outcome.explanation {
                     say(&format!("  {line}"));
                 }
@@ -253,6 +299,8 @@ pub fn follow_settings(context: &Context) -> FollowSettings {
     FollowSettings {
         timeout: context.options.timeout,
         stop_on_timeout: context.options.stop_on_timeout,
+        wait_stopped: context.config.wait_stopped,
+        slow_start: context.config.slow_start,
         ..FollowSettings::default()
     }
 }

@@ -12,7 +12,9 @@
 //! | `command` | the container command override, as an array |
 //! | `started_by` | the task's `startedBy` |
 //! | `operator` | who launched it (`alice@laptop`, `github:octocat@org/repo run 1`) |
-//! | `created_at`, `started_at`, `stopping_at`, `stopped_at` | ECS timestamps (RFC 3339) |
+//! | `created_at`, `pull_started_at`, `pull_stopped_at`, `started_at`, `execution_stopped_at`, `stopping_at`, `stopped_at` | ECS timestamps (RFC 3339); `execution_stopped_at` is the container's exit, `stopped_at` the end of deprovisioning (`null` when not waited for) |
+//! | `phases` | seconds spent in each phase: `capacity` (created to image pull), `image_pull`, `start` (pulled to running), `run` (running to the container's exit), `after_exit` (the exit to the launcher's verdict) |
+//! | `attached` | whether RunTask returned a task an earlier run with the same idempotency key had started |
 //! | `last_status` | the task's last status seen |
 //! | `stop_code`, `stopped_reason` | ECS's stop code and reason |
 //! | `container_exit_code`, `container_reason` | the named container's exit code and reason |
@@ -23,6 +25,8 @@
 //! | `hints` | what to check for a recognised failure |
 //! | `failures` | RunTask's `failures[]` (`arn`, `reason`, `detail`) |
 //! | `error` | what went wrong when the launcher itself failed |
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -63,8 +67,14 @@ pub struct TaskReport {
     pub operator: Option<String>,
     /// When the task was created.
     pub created_at: Option<DateTime<Utc>>,
+    /// When its image pull began.
+    pub pull_started_at: Option<DateTime<Utc>>,
+    /// When its image pull ended.
+    pub pull_stopped_at: Option<DateTime<Utc>>,
     /// When its containers started.
     pub started_at: Option<DateTime<Utc>>,
+    /// When its essential container exited.
+    pub execution_stopped_at: Option<DateTime<Utc>>,
     /// When it began stopping.
     pub stopping_at: Option<DateTime<Utc>>,
     /// When it stopped.
@@ -99,6 +109,60 @@ pub struct TaskReport {
     pub failures: Vec<LaunchFailure>,
     /// The launcher's own error, if it failed.
     pub error: Option<String>,
+    /// How long each phase took.
+    pub phases: Phases,
+    /// Whether RunTask returned a task an earlier run with the same idempotency key had
+    /// started.
+    pub attached: bool,
+}
+
+/// How long each phase of the task took, in seconds, from ECS's timestamps (and, for
+/// `after_exit`, the launcher's own clock); `None` for a phase not reached or not timed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Phases {
+    /// Created to image pull: waiting for Fargate capacity (PROVISIONING).
+    pub capacity: Option<f64>,
+    /// The image pull.
+    pub image_pull: Option<f64>,
+    /// Pulled to running: secrets, log stream, container start.
+    pub start: Option<f64>,
+    /// Running to the container's exit: the job itself.
+    pub run: Option<f64>,
+    /// The container's exit to the launcher's verdict: reading its last log lines.
+    pub after_exit: Option<f64>,
+}
+
+impl Phases {
+    /// The phases a snapshot's timestamps tell, with the launcher's wait after the exit.
+    pub fn of(task: &TaskSnapshot, after_exit: Option<Duration>) -> Self {
+        let span = |from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>| {
+            let seconds = (to? - from?).num_milliseconds() as f64 / 1000.0;
+            Some(seconds.max(0.0))
+        };
+        Phases {
+            capacity: span(task.created_at, task.pull_started_at),
+            image_pull: span(task.pull_started_at, task.pull_stopped_at),
+            start: span(task.pull_stopped_at, task.started_at),
+            run: span(task.started_at, task.execution_stopped_at),
+            after_exit: after_exit.map(|d| (d.as_secs_f64() * 10.0).round() / 10.0),
+        }
+    }
+
+    /// One line for a person: `capacity 1.2s, image pull 3.4s, ...`; `None` when no
+    /// phase was timed.
+    pub fn describe(&self) -> Option<String> {
+        let parts: Vec<String> = [
+            ("capacity", self.capacity),
+            ("image pull", self.image_pull),
+            ("start", self.start),
+            ("run", self.run),
+            ("after exit", self.after_exit),
+        ]
+        .into_iter()
+        .filter_map(|(name, seconds)| Some(format!("{name} {:.1}s", seconds?)))
+        .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
 }
 
 impl TaskReport {
@@ -111,7 +175,10 @@ impl TaskReport {
         }
         self.started_by = task.started_by.clone().or(self.started_by.take());
         self.created_at = task.created_at;
+        self.pull_started_at = task.pull_started_at;
+        self.pull_stopped_at = task.pull_stopped_at;
         self.started_at = task.started_at;
+        self.execution_stopped_at = task.execution_stopped_at;
         self.stopping_at = task.stopping_at;
         self.stopped_at = task.stopped_at;
         self.last_status = Some(task.last_status.clone());
