@@ -139,10 +139,12 @@ fn is_own_target(target: &str) -> bool {
 
 impl<S: tracing::Subscriber> Layer<S> for LogFilter {
     fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
+        // Always asked, so the user's filter records its span matchers for every callsite.
+        let interest = Layer::<S>::register_callsite(&self.user, metadata);
         if always_written(metadata) {
             Interest::always()
         } else {
-            Layer::<S>::register_callsite(&self.user, metadata)
+            interest
         }
     }
 

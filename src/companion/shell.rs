@@ -33,6 +33,8 @@ pub async fn run(options: &ShellOptions) -> Result<(u8, serde_json::Value), Exit
         return Ok((code, json!({ "mode": "interactive", "shell": shell })));
     }
 
+    // Listening first: a StopTask during the metadata call still ends in exit 0.
+    let mut signals = Signals::install().context("listening for SIGTERM and SIGINT")?;
     let task_id = own_task_id().await;
     let task = task_id.as_deref().unwrap_or("<task-id>");
     tracing::info!(
@@ -41,7 +43,6 @@ pub async fn run(options: &ShellOptions) -> Result<(u8, serde_json::Value), Exit
          `run-admin-task shell --task {task}` (or `aws ecs execute-command --interactive \
          --container admin --command /bin/bash --task {task}`); stop the task when done"
     );
-    let mut signals = Signals::install().context("listening for SIGTERM and SIGINT")?;
     let reason = tokio::select! {
         _ = tokio::time::sleep(options.max_idle) => "max idle time reached",
         signal = signals.recv() => match signal {

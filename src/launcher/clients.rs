@@ -90,7 +90,11 @@ impl Clients {
 /// there, else from the SDK's own chain (`AWS_ENDPOINT_URL` included). No request is
 /// made; credentials are resolved on the first call.
 pub async fn shared_config(config: &LaunchConfig) -> aws_config::SdkConfig {
-    let timeouts = config.api_timeouts;
+    let timeouts = ApiTimeouts {
+        // An attempt longer than the whole call could never be retried.
+        attempt: config.api_timeouts.attempt.min(config.api_timeouts.call),
+        ..config.api_timeouts
+    };
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
         .timeout_config(
@@ -260,10 +264,14 @@ where
     R: std::fmt::Debug + 'static,
 {
     let code = error_code(err).unwrap_or_default();
+    if matches!(err, SdkError::TimeoutError(_)) {
+        // The message already says what to check.
+        return ExitError::new(
+            launcher::NEVER_RAN,
+            anyhow!("{}", describe_error(operation, err)),
+        );
+    }
     let hint = match code {
-        c if c.contains("ClusterNotFound") => {
-            "check --cluster / ECS_CLUSTER / `cluster` and the region"
-        }
         "ClientException" | "InvalidParameterException" => {
             "check the task definition, subnets, security groups and capacity settings"
         }

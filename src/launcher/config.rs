@@ -189,14 +189,21 @@ pub enum Idempotency {
 }
 
 impl Idempotency {
-    /// Resolves it: the flag, else the GitHub Actions run when `GITHUB_ACTIONS=true`.
-    /// A key RunTask would refuse is a usage error.
-    fn resolve(key: Option<&str>, env: EnvLookup) -> Result<Self, ExitError> {
+    /// Resolves it for `config`: the flag, else the GitHub Actions run when
+    /// `GITHUB_ACTIONS=true`, which also covers where the job runs (another environment
+    /// of a matrix is another job). A key RunTask or a tag would refuse is a usage error.
+    fn resolve(
+        key: Option<&str>,
+        env: EnvLookup,
+        config: &LaunchConfig,
+    ) -> Result<Self, ExitError> {
         if let Some(key) = key {
-            // RunTask's limit: 1 to 64 ASCII characters from 33 to 126.
-            if key.is_empty() || key.len() > 64 || !key.bytes().all(|b| (33..=126).contains(&b)) {
+            // RunTask takes up to 64 characters; the guard finds the task again by a tag,
+            // so the key keeps to what a tag value may hold.
+            let tag_safe = |c: char| c.is_ascii_alphanumeric() || "+-=._:/@".contains(c);
+            if key.is_empty() || key.len() > 64 || !key.chars().all(tag_safe) {
                 return Err(ExitError::usage(anyhow!(
-                    "--idempotency-key {key:?}: use 1 to 64 printable ASCII characters without spaces (RunTask's clientToken)"
+                    "--idempotency-key {key:?}: use 1 to 64 letters, digits and + - = . _ : / @ (it becomes RunTask's clientToken and a tag)"
                 )));
             }
             return Ok(Idempotency::Key(key.to_string()));
@@ -204,10 +211,10 @@ impl Idempotency {
         if env("GITHUB_ACTIONS").as_deref() != Some("true") {
             return Ok(Idempotency::PerInvocation);
         }
-        let part = |name: &str| env(name).unwrap_or_default();
         let Some(run_id) = env("GITHUB_RUN_ID") else {
             return Ok(Idempotency::PerInvocation);
         };
+        let part = |name: &str| env(name).unwrap_or_default();
         Ok(Idempotency::CiStep(
             [
                 part("GITHUB_REPOSITORY"),
@@ -215,6 +222,10 @@ impl Idempotency {
                 part("GITHUB_RUN_ATTEMPT"),
                 part("GITHUB_JOB"),
                 part("GITHUB_ACTION"),
+                config.env_name.clone().unwrap_or_default(),
+                config.region.clone().unwrap_or_default(),
+                config.cluster.clone(),
+                config.task_definition.clone(),
             ]
             .join("\n"),
         ))
@@ -511,7 +522,7 @@ impl LaunchConfig {
             &file.security_groups,
         );
 
-        Ok(LaunchConfig {
+        let mut config = LaunchConfig {
             cluster: pick(&options.cluster, "ECS_CLUSTER", &file.cluster)
                 .unwrap_or_else(|| DEFAULT_CLUSTER.to_string()),
             subnets: list(&options.subnets, "ECS_SUBNETS", &file.subnets),
@@ -539,9 +550,12 @@ impl LaunchConfig {
             wait_stopped: options.wait_stopped || file.wait_stopped.unwrap_or(false),
             api_timeouts,
             slow_start,
-            idempotency: Idempotency::resolve(options.idempotency_key.as_deref(), env)?,
+            idempotency: Idempotency::PerInvocation,
             env_name,
-        })
+        };
+        config.idempotency =
+            Idempotency::resolve(options.idempotency_key.as_deref(), env, &config)?;
+        Ok(config)
     }
 
     /// The subnets, or the usage error that says how to set them. Launching needs them;

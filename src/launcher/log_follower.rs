@@ -163,12 +163,14 @@ impl LogFollower {
 
     /// The drain rule, asked at the end of the stream: whether every line has arrived.
     pub fn drained(&self, phase: &TaskPhase, stream_exists: bool) -> bool {
-        if self.result.is_some() {
-            return true;
-        }
+        // A result event while the container still runs is not the end: a command line
+        // may run the companion more than once.
         let Some(exited_at) = phase.exited_at else {
             return false;
         };
+        if self.result.is_some() {
+            return true;
+        }
         if !stream_exists && !phase.container_ran {
             return true;
         }

@@ -1078,3 +1078,87 @@ async fn a_task_stuck_before_running_gets_one_warning_with_the_likely_causes() {
         assert!(warnings[0].contains(cause), "{}", warnings[0]);
     }
 }
+
+#[test]
+fn the_ci_token_covers_where_the_job_runs() {
+    let token = |cluster: &str| {
+        let options = GlobalOptions {
+            cluster: Some(cluster.into()),
+            subnets: vec!["subnet-1".into()],
+            ..GlobalOptions::default()
+        };
+        let config = LaunchConfig::resolve(&options, &github_step("1")).unwrap();
+        let job = Job {
+            argv: vec!["migrate".into()],
+            mutating: true,
+        };
+        let operator = Operator {
+            who: "github:octocat".into(),
+            host: "runner".into(),
+        };
+        RunTaskPlan::new(&config, "everruns-admin:3", &job, &operator)
+            .unwrap()
+            .client_token
+    };
+    assert_eq!(token("staging"), token("staging"));
+    assert_ne!(
+        token("staging"),
+        token("production"),
+        "a matrix over environments"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_result_while_the_container_still_runs_is_not_the_end() {
+    // `run -- sh -c 'everruns-admin migrate-info; everruns-admin migrate'`: two results.
+    const SECOND: &str = r#"{"event":"result","ts":"2026-01-02T03:04:06Z","command":"migrate","exit_code":0,"summary":{}}"#;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let exited = Arc::clone(&done);
+    let status = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .sequence()
+        .output(move || {
+            if exited.load(std::sync::atomic::Ordering::SeqCst) {
+                described("DEACTIVATING", vec![admin(Some(0))])
+            } else {
+                described("RUNNING", vec![admin(None)])
+            }
+        })
+        .repeatedly()
+        .build();
+    let served = Arc::clone(&done);
+    let log = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
+        .sequence()
+        .output(|| page(&[RESULT], "f1"))
+        .output(|| page(&[], "f1"))
+        .times(3)
+        .output(|| page(&["second part"], "f2"))
+        .output(move || {
+            served.store(true, std::sync::atomic::Ordering::SeqCst);
+            page(&[SECOND], "f3")
+        })
+        .output(|| page(&[], "f3"))
+        .repeatedly()
+        .build();
+    let clients = clients(ecs(&[&status]), logs(&[&log]));
+    let renderer = Renderer::capturing(OutputFormat::Human);
+    let (_tx, mut interrupts) = mpsc::unbounded_channel();
+    let followed = follow(
+        &clients,
+        &target(&clients),
+        &FollowSettings::default(),
+        &renderer,
+        &mut interrupts,
+        "x",
+    )
+    .await
+    .unwrap();
+    assert!(
+        stdout_lines(&renderer).contains(&"second part".to_string()),
+        "{:?}",
+        renderer.captured()
+    );
+    match followed.result {
+        Some(Event::Result { command, .. }) => assert_eq!(command, "migrate"),
+        other => panic!("the last result counts: {other:?}"),
+    }
+}

@@ -150,7 +150,13 @@ pub fn main(cli: Cli) -> u8 {
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(execute(cli)),
+        Ok(runtime) => {
+            let code = runtime.block_on(execute(cli));
+            // A prompt's stdin read or a DNS lookup on a blocking thread must not keep an
+            // interrupted process alive.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+            code
+        }
         Err(e) => {
             eprintln!("run-admin-task: cannot start the async runtime: {e}");
             launcher::NEVER_RAN
@@ -169,10 +175,11 @@ pub async fn execute(cli: Cli) -> u8 {
     // and a typo are answered here and launch nothing.
     let launch = match Launch::of(&command) {
         Ok(launch) => launch,
-        Err(e) => {
+        Err(e) if e.exit_code() == 0 || output == OutputFormat::Human => {
             let _ = e.print();
             return u8::try_from(e.exit_code()).unwrap_or(launcher::USAGE);
         }
+        Err(e) => return fail(output, &ExitError::usage(anyhow::anyhow!("{e}")), None),
     };
     let config = match LaunchConfig::resolve(&options, &config::process_env) {
         Ok(config) => config,
@@ -190,18 +197,20 @@ pub async fn execute(cli: Cli) -> u8 {
     };
     // A signal that no code has claimed ends the command at once, even in the middle
     // of a call: nothing it was doing needs finishing.
-    let work = async {
-        match &launch {
-            Some(launch) => run::exec(&context, launch, &mut interrupts).await,
-            None => dispatch(&context, &command, &mut interrupts).await,
-        }
-    };
-    let result = tokio::select! {
-        result = work => result,
-        Some(()) = unclaimed.recv() => {
-            context.renderer.finish();
-            context.renderer.warn("run-admin-task: interrupted");
-            Ok(launcher::INTERRUPTED)
+    let work = dispatch(&context, &command, launch.as_ref(), &mut interrupts);
+    tokio::pin!(work);
+    let result = loop {
+        tokio::select! {
+            result = &mut work => break result,
+            Some(()) = unclaimed.recv() => {
+                // Claimed since it arrived: the command has it on its own channel.
+                if Handled::is_claimed() {
+                    continue;
+                }
+                context.renderer.finish();
+                context.renderer.warn("run-admin-task: interrupted");
+                break Ok(launcher::INTERRUPTED);
+            }
         }
     };
     context.renderer.finish();
@@ -211,21 +220,18 @@ pub async fn execute(cli: Cli) -> u8 {
     }
 }
 
-/// Runs a command that launches no job of its own (those go through [`run::exec`] with
-/// their [`Launch`]) and returns the exit status.
-pub async fn dispatch(
+/// Runs `command` and returns the exit status; `launch` is the job it asks for, planned
+/// (and its companion arguments checked) by [`Launch::of`] before the configuration.
+async fn dispatch(
     context: &Context,
     command: &Command,
+    launch: Option<&Launch>,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
 ) -> Result<u8, ExitError> {
+    if let Some(launch) = launch {
+        return run::exec(context, launch, interrupts).await;
+    }
     match command {
-        Command::Migrate(_) | Command::MigrateInfo(_) | Command::Reencrypt(_) | Command::Run(_) => {
-            match Launch::of(command) {
-                Ok(Some(launch)) => run::exec(context, &launch, interrupts).await,
-                Ok(None) => Ok(0),
-                Err(e) => Err(ExitError::usage(anyhow::anyhow!("{e}"))),
-            }
-        }
         Command::Logs(args) => logs::exec(context, args, interrupts).await,
         Command::Status(args) => status::exec(context, args).await,
         Command::Stop(args) => stop::exec(context, args).await,
@@ -234,7 +240,13 @@ pub async fn dispatch(
         Command::Keys { command } => keys::exec(context, command, interrupts).await,
         Command::Doctor(args) => doctor::exec(context, args, interrupts).await,
         Command::TaskDef { command } => task_def::exec(context, command).await,
-        Command::Completions { .. } | Command::Help { .. } => Ok(0),
+        // Launches are run above; help and completions never reach the runtime.
+        Command::Migrate(_)
+        | Command::MigrateInfo(_)
+        | Command::Reencrypt(_)
+        | Command::Run(_)
+        | Command::Completions { .. }
+        | Command::Help { .. } => Ok(0),
     }
 }
 

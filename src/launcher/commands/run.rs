@@ -95,16 +95,23 @@ impl Launch {
     /// do anything. A companion command line (with or without the companion's name in
     /// front) is judged like the companion command itself: `run -- migrate` writes.
     pub fn any(args: &RunArgs) -> Self {
-        let companion_args = match args.argv.first().map(String::as_str) {
-            Some(first) if first == COMPANION || first.ends_with("/everruns-admin") => {
-                &args.argv[1..]
-            }
-            _ => &args.argv[..],
-        };
-        let mutating = CompanionCli::try_parse_from(
+        let names_companion = args.argv.first().is_some_and(|first| {
+            std::path::Path::new(first).file_name() == Some(std::ffi::OsStr::new(COMPANION))
+        });
+        let companion_args = &args.argv[usize::from(names_companion)..];
+        let mutating = match CompanionCli::try_parse_from(
             std::iter::once(COMPANION).chain(companion_args.iter().map(String::as_str)),
-        )
-        .is_ok_and(|parsed| parsed.writes());
+        ) {
+            Ok(parsed) => parsed.writes(),
+            // A newer image's flag this launcher does not know: a migrate or reencrypt
+            // without a dry-run flag is still judged to write.
+            Err(_) => {
+                matches!(
+                    companion_args.first().map(String::as_str),
+                    Some("migrate" | "reencrypt")
+                ) && !companion_args.iter().any(|a| a == "--dry-run" || a == "-n")
+            }
+        };
         Self {
             job: Job {
                 argv: args.argv.clone(),
@@ -185,6 +192,17 @@ mod tests {
         assert!(!run(&["reencrypt", "-n"]).job.mutating);
         assert!(!run(&["migrate-info", "--check"]).job.mutating);
         assert!(!run(&["sh", "-c", "everruns-admin migrate"]).job.mutating);
+        assert!(
+            run(&["/usr/local/bin/everruns-admin", "migrate"])
+                .job
+                .mutating
+        );
+        assert!(run(&["migrate", "--flag-of-a-newer-image"]).job.mutating);
+        assert!(
+            !run(&["reencrypt", "--flag-of-a-newer-image", "-n"])
+                .job
+                .mutating
+        );
     }
 
     #[test]

@@ -169,6 +169,8 @@ pub async fn follow(
     let (phase_tx, phase_rx) = watch::channel(TaskPhase::default());
     let poke = Notify::new();
     let last = std::sync::Mutex::new(None::<TaskSnapshot>);
+    // When this launcher first saw the exit code: what `after_exit` counts from.
+    let exit_seen = std::sync::Mutex::new(None::<Instant>);
 
     let status_loop = async {
         let mut watcher = TaskWatcher::new(
@@ -197,6 +199,12 @@ pub async fn follow(
                     }
                     let exited = snapshot.exit_code(&target.container).is_some();
                     let stopped = snapshot.is_stopped();
+                    if exited || stopped {
+                        exit_seen
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get_or_insert_with(Instant::now);
+                    }
                     phase_tx.send_modify(|phase| {
                         phase.started |= !before_start(&snapshot.last_status);
                         phase.container_ran = exited;
@@ -261,11 +269,15 @@ pub async fn follow(
     // container to exit is bounded.
     let (stop_tx, mut stop_results) = mpsc::unbounded_channel();
     let mut stop_deadline = None;
+    let mut stop_answered = false;
     let followed = |ending: Ending, result: Option<Event>| Followed {
         ending,
         last: last.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         result,
-        after_exit: phase_tx.borrow().exited_at.map(|t| t.elapsed()),
+        after_exit: exit_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|t| t.elapsed()),
     };
     loop {
         tokio::select! {
@@ -276,6 +288,14 @@ pub async fn follow(
             }
             Some(()) = interrupts.recv() => {
                 if interrupted || !settings.stop_on_interrupt {
+                    if interrupted && !stop_answered {
+                        // The StopTask sent at the first Ctrl-C is still in flight.
+                        match tokio::time::timeout(STOP_CONFIRM_WAIT, stop_results.recv()).await {
+                            Ok(Some(Ok(_))) => renderer.warn("StopTask was accepted"),
+                            Ok(Some(Err(e))) => renderer.warn(&format!("{e}")),
+                            _ => renderer.warn("StopTask was not confirmed"),
+                        }
+                    }
                     renderer.warn(&format!("left task {} behind: {}", task_id(&target.task), reattach_hint(&target.task)));
                     return Ok(followed(Ending::Abandoned, None));
                 }
@@ -298,6 +318,7 @@ pub async fn follow(
                 poke.notify_one();
             }
             Some(stopped) = stop_results.recv() => {
+                stop_answered = true;
                 if let Err(e) = stopped {
                     renderer.warn(&format!("{e}"));
                 }
@@ -335,8 +356,9 @@ pub async fn follow(
     }
 }
 
-/// How long `--stop-on-timeout` waits for StopTask's answer: `--timeout` must win.
-const STOP_CONFIRM_WAIT: Duration = Duration::from_secs(2);
+/// How long a StopTask on the way out (`--stop-on-timeout`, a second Ctrl-C, a signal
+/// during RunTask) waits for its answer: the exit must not wait on a stalled endpoint.
+pub const STOP_CONFIRM_WAIT: Duration = Duration::from_secs(2);
 
 /// How far before the moment its exit code was first seen the container's exit
 /// (ECS's `executionStoppedAt`) is believed: a local clock ahead of ECS's cannot cut the

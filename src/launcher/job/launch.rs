@@ -76,17 +76,18 @@ impl RunTaskPlan {
         operator: &Operator,
     ) -> Result<Self, ExitError> {
         let subnets = config.require_subnets()?.to_vec();
-        let client_token = client_token(&config.idempotency, &job.argv);
+        let idempotent = idempotent_token(&config.idempotency, &job.argv);
         let mut tags = vec![
             (tags::STARTED_BY.into(), tag_value(&operator.who)),
             (tags::HOST.into(), tag_value(&operator.host)),
             (tags::COMMAND.into(), tag_value(&job.argv.join(" "))),
             (tags::MUTATING.into(), job.mutating.to_string()),
         ];
-        if config.idempotency != Idempotency::PerInvocation {
+        if let Some(token) = &idempotent {
             // The concurrency guard recognises a rerun's own task by it.
-            tags.push((tags::CLIENT_TOKEN.into(), tag_value(&client_token)));
+            tags.push((tags::CLIENT_TOKEN.into(), token.clone()));
         }
+        let client_token = idempotent.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         Ok(RunTaskPlan {
             cluster: config.cluster.clone(),
             task_definition: task_definition.to_string(),
@@ -210,12 +211,13 @@ impl RunTaskPlan {
     }
 }
 
-/// RunTask's clientToken: the key as given; for a CI step, a digest of the step and the
-/// command (`gha-` and 40 hex digits, within RunTask's 64 characters); else random.
-pub fn client_token(idempotency: &Idempotency, argv: &[String]) -> String {
+/// RunTask's clientToken when it is not random: the key as given; for a CI step, a
+/// digest of the step, the target and the command (`gha-` and 40 hex digits, within
+/// RunTask's 64 characters).
+pub fn idempotent_token(idempotency: &Idempotency, argv: &[String]) -> Option<String> {
     use sha2::{Digest, Sha256};
     match idempotency {
-        Idempotency::Key(key) => key.clone(),
+        Idempotency::Key(key) => Some(key.clone()),
         Idempotency::CiStep(step) => {
             let mut digest = Sha256::new();
             digest.update(step.as_bytes());
@@ -230,9 +232,9 @@ pub fn client_token(idempotency: &Idempotency, argv: &[String]) -> String {
                 .take(20)
                 .map(|b| format!("{b:02x}"))
                 .collect();
-            format!("gha-{hex}")
+            Some(format!("gha-{hex}"))
         }
-        Idempotency::PerInvocation => uuid::Uuid::new_v4().to_string(),
+        Idempotency::PerInvocation => None,
     }
 }
 

@@ -12,16 +12,19 @@ pub mod watch;
 use anyhow::anyhow;
 use tokio::sync::mpsc;
 
-use self::follow::{Ending, FollowSettings, Followed, LogSource, Target, follow, reattach_hint};
+use self::follow::{
+    Ending, FollowSettings, Followed, LogSource, STOP_CONFIRM_WAIT, Target, follow, reattach_hint,
+    stop_task,
+};
 use self::launch::{
-    Job, RunTaskPlan, client_token, concurrency_refusal, find_running_mutation, rejected,
+    Job, RunTaskPlan, concurrency_refusal, find_running_mutation, idempotent_token, rejected,
 };
 use self::outcome::{TaskOutcome, console_url};
 use self::report::{Phases, TaskReport};
 use self::watch::{Poll, PollTiming, TaskWatcher};
 use crate::exit::{ExitError, launcher};
 use crate::launcher::clients::Clients;
-use crate::launcher::config::{Idempotency, OutputFormat};
+use crate::launcher::config::OutputFormat;
 use crate::launcher::context::{Context, confirmed, ensure_can_confirm, print_json};
 use crate::launcher::task::TaskSnapshot;
 use crate::launcher::task_def::fetch::TaskDefinitionInfo;
@@ -47,8 +50,7 @@ pub async fn launch_and_follow(
 
     let clients = Clients::connect(config).await?;
     let describe = TaskDefinitionInfo::describe(&clients, &config.task_definition);
-    let own_token = (config.idempotency != Idempotency::PerInvocation)
-        .then(|| client_token(&config.idempotency, &job.argv));
+    let own_token = idempotent_token(&config.idempotency, &job.argv);
     let check = async {
         if job.mutating && !options.allow_concurrent {
             let family = config.family();
@@ -89,16 +91,55 @@ pub async fn launch_and_follow(
     // From here a task may exist: a signal is this function's to handle.
     let _handled = Handled::claim();
     let sent_at = chrono::Utc::now();
-    let reply = tokio::select! {
-        reply = plan.send(&clients.ecs) => reply?,
-        Some(()) = interrupts.recv() => {
-            renderer.warn(&format!(
-                "interrupted while RunTask was in flight: a task may have started; `run-admin-task --cluster {} list` shows it",
-                config.cluster
-            ));
-            return Ok((launcher::INTERRUPTED, Some(report)));
+    // A signal while RunTask is in flight waits for its answer (bounded by the call
+    // timeout) to stop the task it started; a second one leaves.
+    let send = plan.send(&clients.ecs);
+    tokio::pin!(send);
+    let mut interrupted = false;
+    let reply = loop {
+        tokio::select! {
+            reply = &mut send => break reply?,
+            Some(()) = interrupts.recv() => {
+                if interrupted {
+                    renderer.warn(&format!(
+                        "left while RunTask was in flight: a task may have started; `run-admin-task --cluster {} list` shows it",
+                        config.cluster
+                    ));
+                    return Ok((launcher::INTERRUPTED, Some(report)));
+                }
+                interrupted = true;
+                renderer.warn("interrupted while RunTask was in flight: waiting for its answer to stop the task it starts (Ctrl-C again to leave)");
+            }
         }
     };
+    if interrupted {
+        if let Some(task) = &reply.task {
+            report.apply_snapshot(task);
+            let reason = format!(
+                "Interrupted by {} via run-admin-task",
+                context.operator.display()
+            );
+            match tokio::time::timeout(
+                STOP_CONFIRM_WAIT,
+                stop_task(&clients, &config.cluster, &task.arn, &reason),
+            )
+            .await
+            {
+                Ok(Ok(_)) => renderer.warn(&format!(
+                    "interrupted: task {} was asked to stop",
+                    task.id()
+                )),
+                Ok(Err(e)) => renderer.warn(&format!("{e}")),
+                Err(_) => renderer.warn(&format!(
+                    "StopTask got no answer; {}",
+                    reattach_hint(&task.arn)
+                )),
+            }
+        }
+        report.interrupted = true;
+        report.exit_code = launcher::INTERRUPTED;
+        return Ok((launcher::INTERRUPTED, Some(report)));
+    }
     let task = match reply.task {
         Some(task) if reply.failures.is_empty() => task,
         _ => {
@@ -117,8 +158,7 @@ pub async fn launch_and_follow(
         report.log_stream = Some(log.stream.clone());
         report.console_url = Some(log.console_url());
     }
-    report.attached = plan.client_token == own_token.clone().unwrap_or_default()
-        && started_earlier(&task, sent_at);
+    report.attached = own_token.is_some() && started_earlier(&task, sent_at);
     if report.attached {
         renderer.note(&format!(
             "attached to task {} running `{what}` on cluster {}: an earlier run with the same idempotency key ({}) started it{}; no second task was started",
@@ -262,7 +302,7 @@ pub fn settle(
             }
             if followed.ending == Ending::Interrupted {
                 report.interrupted = true;
-                renderer.warn(&format!("interrupted: task {task} was stopped"));
+                renderer.warn(&format!("interrupted: task {task} was asked to stop"));
             }
             code
         }
