@@ -107,37 +107,32 @@ fn closed_port() -> u16 {
 
 #[test]
 fn connect_timeout_is_used_in_full_against_a_refusing_host() {
-    let budget = Duration::from_secs(3);
-    let mut cmd = companion(&format!("postgres://u@127.0.0.1:{}/db", closed_port()));
-    cmd.args(["--connect-timeout", "3s", "migrate-info"]);
-    let started = Instant::now();
-    let out = output_within(cmd, budget + Duration::from_secs(10));
-    let elapsed = started.elapsed();
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    assert!(
-        elapsed >= budget.mul_f64(0.9) && elapsed < budget + Duration::from_secs(2),
-        "gave up after {elapsed:?} for a {budget:?} budget: {}",
-        describe(&out)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("raise --connect-timeout"),
-        "{}",
-        describe(&out)
-    );
+    let url = format!("postgres://u@127.0.0.1:{}/db", closed_port());
+    assert_gives_up_after(&url, Duration::from_secs(3), "raise --connect-timeout");
 }
 
 #[test]
 fn connect_timeout_bounds_an_attempt_to_a_host_that_never_answers() {
     // The kernel completes the handshake into the backlog; nobody ever reads or answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = silent.local_addr().unwrap().port();
-    let budget = Duration::from_secs(2);
-    let mut cmd = companion(&format!("postgres://u@127.0.0.1:{port}/db"));
-    cmd.args(["--connect-timeout", "2s", "migrate-info"]);
+    let url = format!(
+        "postgres://u@127.0.0.1:{}/db",
+        silent.local_addr().unwrap().port()
+    );
+    assert_gives_up_after(&url, Duration::from_secs(2), "no answer within");
+    drop(silent);
+}
+
+/// `migrate-info` against `url` fails (exit 1) after about its `--connect-timeout`
+/// `budget`, saying `needle`.
+fn assert_gives_up_after(url: &str, budget: Duration, needle: &str) {
+    let mut cmd = companion(url);
+    cmd.arg("--connect-timeout")
+        .arg(format!("{}s", budget.as_secs()))
+        .arg("migrate-info");
     let started = Instant::now();
     let out = output_within(cmd, budget + Duration::from_secs(10));
     let elapsed = started.elapsed();
-    drop(silent);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(
         elapsed >= budget.mul_f64(0.9) && elapsed < budget + Duration::from_secs(2),
@@ -145,93 +140,10 @@ fn connect_timeout_bounds_an_attempt_to_a_host_that_never_answers() {
         describe(&out)
     );
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("no answer within"),
+        String::from_utf8_lossy(&out.stdout).contains(needle),
         "{}",
         describe(&out)
     );
-}
-
-/// Serves one task metadata v4 response on 127.0.0.1 and returns the endpoint's base
-/// URL (what ECS puts in `ECS_CONTAINER_METADATA_URI_V4`) and the request it got.
-fn metadata_endpoint(task_arn: &str) -> (String, std::thread::JoinHandle<String>) {
-    use std::io::{Read, Write};
-
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!(
-        "http://{}/v4/0123-container",
-        listener.local_addr().unwrap()
-    );
-    let body = serde_json::json!({
-        "Cluster": "arn:aws:ecs:eu-west-1:123456789012:cluster/everruns",
-        "TaskARN": task_arn,
-        "Family": "everruns-admin",
-    })
-    .to_string();
-    // Bounded, so that a companion that never calls fails the test instead of hanging it.
-    listener.set_nonblocking(true).unwrap();
-    let server = std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut conn = loop {
-            match listener.accept() {
-                Ok((conn, _)) => break conn,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if Instant::now() > deadline {
-                        return String::new();
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => panic!("accept: {e}"),
-            }
-        };
-        conn.set_nonblocking(false).unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut request = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !request.ends_with(b"\r\n\r\n") {
-            let n = conn.read(&mut buf).unwrap();
-            assert!(n > 0, "the request ended early");
-            request.extend_from_slice(&buf[..n]);
-        }
-        // Chunked, as the ECS agent's Go server sends larger documents.
-        let (a, b) = body.split_at(body.len() / 2);
-        write!(
-            conn,
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\
-             {:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
-            a.len(),
-            b.len()
-        )
-        .unwrap();
-        String::from_utf8(request).unwrap()
-    });
-    (base, server)
-}
-
-#[test]
-fn shell_without_a_terminal_names_its_own_task_in_the_attach_hint() {
-    let id = "5f0c2b7e9a1d4c3b8e6f7a0b1c2d3e4f";
-    let (base, server) = metadata_endpoint(&format!(
-        "arn:aws:ecs:eu-west-1:123456789012:task/everruns/{id}"
-    ));
-    let out = companion("postgres://unused@127.0.0.1:1/db")
-        .env("ECS_CONTAINER_METADATA_URI_V4", &base)
-        .args(["shell", "--max-idle", "1s"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let request = server.join().unwrap();
-    assert!(
-        request.starts_with("GET /v4/0123-container/task HTTP/1.1\r\n"),
-        "{request}"
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains(&format!("run-admin-task shell --task {id}"))
-            && stdout.contains(&format!("--command /bin/bash --task {id}"))
-            && !stdout.contains("<task-id>"),
-        "the hint names the task: {stdout}"
-    );
-    assert_eq!(result_summary(&out)["task_id"], id);
 }
 
 #[test]

@@ -27,6 +27,28 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// Reads `stream` line by line on a thread, returning once a line containing `needle`
+/// has arrived (within 30 s); the thread's result is every line.
+fn read_until_line(
+    stream: impl std::io::Read + Send + 'static,
+    needle: &'static str,
+) -> std::thread::JoinHandle<Vec<String>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if line.contains(needle) {
+                let _ = tx.send(());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("no line with {needle:?} within 30 s"));
+    reader
+}
+
 /// The single JSON document `--output json` prints on stdout.
 fn report(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout)
@@ -334,21 +356,7 @@ fn interrupt_stops_the_task_and_exits_130() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut seen = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("started") {
-                let _ = tx.send(());
-            }
-            seen.push_str(&line);
-            seen.push('\n');
-        }
-        seen
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("the container's first line");
+    let _stderr = read_until_line(child.stderr.take().unwrap(), "started");
     let interrupted = Instant::now();
     crate::common::send_signal(child.id(), libc::SIGINT);
     let out = child.wait_with_output().unwrap();
@@ -658,20 +666,7 @@ fn the_launcher_is_done_when_the_container_is_done_not_when_fargate_is() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line == "before" {
-                let _ = tx.send(());
-            }
-            lines.push(line);
-        }
-        lines
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("the container's first line");
+    let reader = read_until_line(child.stdout.take().unwrap(), "before");
     std::fs::write(&stall_file, b"").unwrap();
     std::thread::sleep(Duration::from_secs(5));
     std::fs::remove_file(&stall_file).unwrap();
