@@ -90,6 +90,10 @@ pub async fn launch_and_follow(
     };
     // From here a task may exist: a signal is this function's to handle.
     let _handled = Handled::claim();
+    let stop_reason = format!(
+        "Interrupted by {} via run-admin-task",
+        context.operator.display()
+    );
     let sent_at = chrono::Utc::now();
     // A signal while RunTask is in flight waits for its answer (bounded by the call
     // timeout) to stop the task it started; a second one leaves.
@@ -115,13 +119,9 @@ pub async fn launch_and_follow(
     if interrupted {
         if let Some(task) = &reply.task {
             report.apply_snapshot(task);
-            let reason = format!(
-                "Interrupted by {} via run-admin-task",
-                context.operator.display()
-            );
             match tokio::time::timeout(
                 STOP_CONFIRM_WAIT,
-                stop_task(&clients, &config.cluster, &task.arn, &reason),
+                stop_task(&clients, &config.cluster, &task.arn, &stop_reason),
             )
             .await
             {
@@ -201,10 +201,6 @@ pub async fn launch_and_follow(
             stream: l.stream.clone(),
         }),
     };
-    let stop_reason = format!(
-        "Interrupted by {} via run-admin-task",
-        context.operator.display()
-    );
     let followed = follow(
         &clients,
         &target,
