@@ -15,7 +15,9 @@ use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use everruns_admin::launcher::clients::Clients;
 use everruns_admin::launcher::config::{GlobalOptions, LaunchConfig, OutputFormat};
 use everruns_admin::launcher::identity::Operator;
-use everruns_admin::launcher::job::follow::{Ending, FollowSettings, LogSource, Target, follow};
+use everruns_admin::launcher::job::follow::{
+    Ending, FollowSettings, Followed, LogSource, Target, follow,
+};
 use everruns_admin::launcher::job::launch::{Job, RunTaskPlan, rejected};
 use everruns_admin::launcher::job::outcome::TaskOutcome;
 use everruns_admin::launcher::job::watch::{Poll, PollTiming, TaskWatcher};
@@ -461,6 +463,34 @@ async fn a_quiet_running_task_is_read_a_few_times_a_minute() {
 
 // --- Following -----------------------------------------------------------------------
 
+/// Follows the mocked task as the launcher does, with `ctrl_c` Ctrl-Cs already pressed:
+/// what following saw, and what it printed.
+async fn follow_mocked(
+    ecs_rules: &[&Rule],
+    log: &Rule,
+    settings: &FollowSettings,
+    ctrl_c: usize,
+    stop_reason: &str,
+) -> (Followed, Renderer) {
+    let clients = clients(ecs(ecs_rules), logs(&[log]));
+    let renderer = Renderer::capturing(OutputFormat::Human);
+    let (tx, mut interrupts) = mpsc::unbounded_channel();
+    for _ in 0..ctrl_c {
+        tx.send(()).unwrap();
+    }
+    let followed = follow(
+        &clients,
+        &target(&clients),
+        settings,
+        &renderer,
+        &mut interrupts,
+        stop_reason,
+    )
+    .await
+    .unwrap();
+    (followed, renderer)
+}
+
 #[tokio::test(start_paused = true)]
 async fn follow_ends_at_the_containers_exit_once_its_result_is_read() {
     // The container's exit code shows up right after its result line; the task itself
@@ -499,19 +529,8 @@ async fn follow_ends_at_the_containers_exit_once_its_result_is_read() {
         .output(|| page(&[], "f3"))
         .repeatedly()
         .build();
-    let clients = clients(ecs(&[&status]), logs(&[&log]));
-    let renderer = Renderer::capturing(OutputFormat::Human);
-    let (_tx, mut interrupts) = mpsc::unbounded_channel();
-    let followed = follow(
-        &clients,
-        &target(&clients),
-        &FollowSettings::default(),
-        &renderer,
-        &mut interrupts,
-        "stop",
-    )
-    .await
-    .unwrap();
+    let (followed, renderer) =
+        follow_mocked(&[&status], &log, &FollowSettings::default(), 0, "stop").await;
     let ended = Instant::now();
     assert_eq!(followed.ending, Ending::Finished);
     let last = followed.last.unwrap();
@@ -561,23 +580,11 @@ async fn with_wait_stopped_following_ends_at_stopped() {
         .output(|| page(&[], "f1"))
         .repeatedly()
         .build();
-    let clients = clients(ecs(&[&status]), logs(&[&log]));
-    let renderer = Renderer::capturing(OutputFormat::Human);
-    let (_tx, mut interrupts) = mpsc::unbounded_channel();
     let settings = FollowSettings {
         wait_stopped: true,
         ..FollowSettings::default()
     };
-    let followed = follow(
-        &clients,
-        &target(&clients),
-        &settings,
-        &renderer,
-        &mut interrupts,
-        "x",
-    )
-    .await
-    .unwrap();
+    let (followed, _) = follow_mocked(&[&status], &log, &settings, 0, "x").await;
     assert!(followed.last.unwrap().is_stopped());
     assert_eq!(status.num_calls(), 9);
 }
@@ -602,20 +609,9 @@ async fn follow_reads_a_plain_stream_for_the_quiet_window_after_the_exit() {
         .output(|| page(&[], "f2"))
         .repeatedly()
         .build();
-    let clients = clients(ecs(&[&status]), logs(&[&log]));
-    let renderer = Renderer::capturing(OutputFormat::Human);
-    let (_tx, mut interrupts) = mpsc::unbounded_channel();
     let start = Instant::now();
-    let followed = follow(
-        &clients,
-        &target(&clients),
-        &FollowSettings::default(),
-        &renderer,
-        &mut interrupts,
-        "stop",
-    )
-    .await
-    .unwrap();
+    let (followed, renderer) =
+        follow_mocked(&[&status], &log, &FollowSettings::default(), 0, "stop").await;
     assert_eq!(followed.ending, Ending::Finished);
     assert_eq!(followed.result, None);
     assert_eq!(stdout_lines(&renderer), vec!["first", "second"]);
@@ -651,20 +647,9 @@ async fn a_task_that_never_ran_ends_without_waiting_for_logs() {
         .error(not_created)
         .repeatedly()
         .build();
-    let clients = clients(ecs(&[&status]), logs(&[&log]));
-    let renderer = Renderer::capturing(OutputFormat::Human);
-    let (_tx, mut interrupts) = mpsc::unbounded_channel();
     let start = Instant::now();
-    let followed = follow(
-        &clients,
-        &target(&clients),
-        &FollowSettings::default(),
-        &renderer,
-        &mut interrupts,
-        "stop",
-    )
-    .await
-    .unwrap();
+    let (followed, _) =
+        follow_mocked(&[&status], &log, &FollowSettings::default(), 0, "stop").await;
     assert!(start.elapsed() < Duration::from_secs(1));
     let outcome = TaskOutcome::decide(&followed.last.unwrap(), "admin");
     assert_eq!(
@@ -700,20 +685,14 @@ async fn ctrl_c_stops_the_task_and_keeps_following_a_second_leaves() {
         .output(|| page(&[], "f2"))
         .repeatedly()
         .build();
-    let clients = clients(ecs(&[&status, &stop]), logs(&[&log]));
-    let renderer = Renderer::capturing(OutputFormat::Human);
-    let (tx, mut interrupts) = mpsc::unbounded_channel();
-    tx.send(()).unwrap();
-    let followed = follow(
-        &clients,
-        &target(&clients),
+    let (followed, renderer) = follow_mocked(
+        &[&status, &stop],
+        &log,
         &FollowSettings::default(),
-        &renderer,
-        &mut interrupts,
+        1,
         "Interrupted by alice@laptop via run-admin-task",
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(stop.num_calls(), 1);
     assert_eq!(followed.ending, Ending::Interrupted);
     assert_eq!(
@@ -772,25 +751,13 @@ async fn timeout_leaves_the_task_running_unless_asked_to_stop_it() {
             .output(|| page(&[], "f1"))
             .repeatedly()
             .build();
-        let clients = clients(ecs(&[&status, &stop]), logs(&[&log]));
-        let renderer = Renderer::capturing(OutputFormat::Human);
-        let (_tx, mut interrupts) = mpsc::unbounded_channel();
         let settings = FollowSettings {
             timeout: Some(Duration::from_secs(90)),
             stop_on_timeout,
             ..FollowSettings::default()
         };
         let start = Instant::now();
-        let followed = follow(
-            &clients,
-            &target(&clients),
-            &settings,
-            &renderer,
-            &mut interrupts,
-            "x",
-        )
-        .await
-        .unwrap();
+        let (followed, _) = follow_mocked(&[&status, &stop], &log, &settings, 0, "x").await;
         assert_eq!(
             followed.ending,
             Ending::TimedOut {
@@ -847,22 +814,9 @@ async fn after_one_ctrl_c_the_wait_for_the_container_is_bounded() {
         .output(|| page(&[], "f1"))
         .repeatedly()
         .build();
-    let clients = clients(ecs(&[&status, &stop]), logs(&[&log]));
-    let renderer = Renderer::capturing(OutputFormat::Human);
-    let (tx, mut interrupts) = mpsc::unbounded_channel();
-    tx.send(()).unwrap();
     let settings = FollowSettings::default();
     let start = Instant::now();
-    let followed = follow(
-        &clients,
-        &target(&clients),
-        &settings,
-        &renderer,
-        &mut interrupts,
-        "x",
-    )
-    .await
-    .unwrap();
+    let (followed, renderer) = follow_mocked(&[&status, &stop], &log, &settings, 1, "x").await;
     let waited = start.elapsed();
     assert_eq!(followed.ending, Ending::Abandoned);
     assert_eq!(stop.num_calls(), 1);
@@ -1044,24 +998,12 @@ async fn a_task_stuck_before_running_gets_one_warning_with_the_likely_causes() {
         .error(not_created)
         .repeatedly()
         .build();
-    let clients = clients(ecs(&[&status]), logs(&[&log]));
-    let renderer = Renderer::capturing(OutputFormat::Human);
-    let (_tx, mut interrupts) = mpsc::unbounded_channel();
     let settings = FollowSettings {
         slow_start: Duration::from_secs(10),
         timeout: Some(Duration::from_secs(40)),
         ..FollowSettings::default()
     };
-    let followed = follow(
-        &clients,
-        &target(&clients),
-        &settings,
-        &renderer,
-        &mut interrupts,
-        "x",
-    )
-    .await
-    .unwrap();
+    let (followed, renderer) = follow_mocked(&[&status], &log, &settings, 0, "x").await;
     assert_eq!(
         followed.ending,
         Ending::TimedOut {
@@ -1139,19 +1081,8 @@ async fn a_result_while_the_container_still_runs_is_not_the_end() {
         .output(|| page(&[], "f3"))
         .repeatedly()
         .build();
-    let clients = clients(ecs(&[&status]), logs(&[&log]));
-    let renderer = Renderer::capturing(OutputFormat::Human);
-    let (_tx, mut interrupts) = mpsc::unbounded_channel();
-    let followed = follow(
-        &clients,
-        &target(&clients),
-        &FollowSettings::default(),
-        &renderer,
-        &mut interrupts,
-        "x",
-    )
-    .await
-    .unwrap();
+    let (followed, renderer) =
+        follow_mocked(&[&status], &log, &FollowSettings::default(), 0, "x").await;
     assert!(
         stdout_lines(&renderer).contains(&"second part".to_string()),
         "{:?}",

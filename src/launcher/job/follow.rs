@@ -339,16 +339,8 @@ pub async fn follow(
                         "Timed out after {} (run-admin-task --timeout)",
                         humantime::format_duration(settings.timeout.unwrap_or_default())
                     );
-                    let stop = stop_task(clients, &target.cluster, &target.task, &reason);
-                    match tokio::time::timeout(STOP_CONFIRM_WAIT, stop).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => renderer.warn(&format!("{e}")),
-                        Err(_) => renderer.warn(&format!(
-                            "StopTask got no answer within {}s; {}",
-                            STOP_CONFIRM_WAIT.as_secs(),
-                            reattach_hint(&target.task)
-                        )),
-                    }
+                    stop_on_the_way_out(clients, &target.cluster, &target.task, &reason, renderer)
+                        .await;
                 }
                 return Ok(followed(Ending::TimedOut { stop_requested }, None));
             }
@@ -358,7 +350,34 @@ pub async fn follow(
 
 /// How long a StopTask on the way out (`--stop-on-timeout`, a second Ctrl-C, a signal
 /// during RunTask) waits for its answer: the exit must not wait on a stalled endpoint.
-pub const STOP_CONFIRM_WAIT: Duration = Duration::from_secs(2);
+const STOP_CONFIRM_WAIT: Duration = Duration::from_secs(2);
+
+/// Sends StopTask on the way out, waiting at most [`STOP_CONFIRM_WAIT`] for the answer;
+/// a failure or no answer is told with how to stop the task by hand. Whether ECS
+/// accepted it.
+pub async fn stop_on_the_way_out(
+    clients: &Clients,
+    cluster: &str,
+    task: &str,
+    reason: &str,
+    renderer: &Renderer,
+) -> bool {
+    match tokio::time::timeout(STOP_CONFIRM_WAIT, stop_task(clients, cluster, task, reason)).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => {
+            renderer.warn(&format!("{e}"));
+            false
+        }
+        Err(_) => {
+            renderer.warn(&format!(
+                "StopTask got no answer within {}s; {}",
+                STOP_CONFIRM_WAIT.as_secs(),
+                reattach_hint(task)
+            ));
+            false
+        }
+    }
+}
 
 /// How far before the moment its exit code was first seen the container's exit
 /// (ECS's `executionStoppedAt`) is believed: a local clock ahead of ECS's cannot cut the

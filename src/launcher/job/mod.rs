@@ -13,8 +13,7 @@ use anyhow::anyhow;
 use tokio::sync::mpsc;
 
 use self::follow::{
-    Ending, FollowSettings, Followed, LogSource, STOP_CONFIRM_WAIT, Target, follow, reattach_hint,
-    stop_task,
+    Ending, FollowSettings, Followed, LogSource, Target, follow, reattach_hint, stop_on_the_way_out,
 };
 use self::launch::{
     Job, RunTaskPlan, concurrency_refusal, find_running_mutation, idempotent_token, rejected,
@@ -119,21 +118,13 @@ pub async fn launch_and_follow(
     if interrupted {
         if let Some(task) = &reply.task {
             report.apply_snapshot(task);
-            match tokio::time::timeout(
-                STOP_CONFIRM_WAIT,
-                stop_task(&clients, &config.cluster, &task.arn, &stop_reason),
-            )
-            .await
+            if stop_on_the_way_out(&clients, &config.cluster, &task.arn, &stop_reason, renderer)
+                .await
             {
-                Ok(Ok(_)) => renderer.warn(&format!(
+                renderer.warn(&format!(
                     "interrupted: task {} was asked to stop",
                     task.id()
-                )),
-                Ok(Err(e)) => renderer.warn(&format!("{e}")),
-                Err(_) => renderer.warn(&format!(
-                    "StopTask got no answer; {}",
-                    reattach_hint(&task.arn)
-                )),
+                ));
             }
         }
         report.interrupted = true;
