@@ -56,7 +56,16 @@ pub struct GlobalOptions {
     /// Give the task a public IP (public subnets without NAT)
     #[arg(long)]
     pub assign_public_ip: bool,
-    /// Task definition: FAMILY, FAMILY:REVISION or ARN [default: everruns-admin]
+    /// Take subnets, security groups, public IP, capacity and platform version from
+    /// this ECS service of the cluster; a setting given here still wins
+    /// [env: ECS_SERVICE] [config: service]
+    #[arg(long, value_name = "NAME")]
+    pub from_service: Option<String>,
+    /// Fargate platform version [config: platform_version] [default: LATEST]
+    #[arg(long, value_name = "VERSION")]
+    pub platform_version: Option<String>,
+    /// Task definition: FAMILY, FAMILY:REVISION or ARN [env: ECS_TASK_DEFINITION]
+    /// [default: everruns-admin]
     #[arg(long, value_name = "FAMILY[:REV]|ARN")]
     pub task_definition: Option<String>,
     /// Container to run the command in and take the exit code from [default: admin]
@@ -122,6 +131,19 @@ pub struct GlobalOptions {
     /// defaults to one derived from the run, attempt, job, step and command
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
+    /// CI integration: github (log groups, annotations, job summary, step outputs) or
+    /// none [default: github when GITHUB_ACTIONS=true]
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub ci: Option<CiKind>,
+}
+
+/// Which CI the launcher speaks to, besides its plain output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CiKind {
+    /// GitHub Actions: workflow commands, `$GITHUB_STEP_SUMMARY`, `$GITHUB_OUTPUT`.
+    Github,
+    /// Plain output only.
+    None,
 }
 
 /// How the task gets its capacity.
@@ -129,8 +151,92 @@ pub struct GlobalOptions {
 pub enum Capacity {
     /// A launch type (`FARGATE`).
     LaunchType(String),
-    /// A capacity provider (`FARGATE_SPOT`), used with weight 1.
-    CapacityProvider(String),
+    /// A capacity-provider strategy: one provider with weight 1 from
+    /// `--capacity-provider`, or a service's whole strategy.
+    Strategy(Vec<CapacityShare>),
+}
+
+/// One item of a capacity-provider strategy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapacityShare {
+    /// The capacity provider (`FARGATE_SPOT`).
+    pub provider: String,
+    /// Its relative share.
+    pub weight: i32,
+    /// How many tasks it takes first.
+    pub base: i32,
+}
+
+impl Capacity {
+    /// One provider with weight 1, as `--capacity-provider` asks.
+    fn provider(name: &str) -> Self {
+        Capacity::Strategy(vec![CapacityShare {
+            provider: name.to_string(),
+            weight: 1,
+            base: 0,
+        }])
+    }
+
+    /// For a person: `FARGATE`, or `FARGATE_SPOT (weight 1), FARGATE (weight 3, base 1)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Capacity::LaunchType(t) => format!("launch type {t}"),
+            Capacity::Strategy(shares) => shares
+                .iter()
+                .map(|s| match s.base {
+                    0 => format!("{} (weight {})", s.provider, s.weight),
+                    base => format!("{} (weight {}, base {base})", s.provider, s.weight),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+}
+
+/// Where a resolved setting came from, as `--print-request` and `doctor` say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A flag (`--subnets`).
+    Flag(&'static str),
+    /// An environment variable (`ECS_SUBNETS`).
+    Env(&'static str),
+    /// A config file key (`subnets`).
+    Config(&'static str),
+    /// The ECS service named by `--from-service`.
+    Service(String),
+    /// Not set anywhere: the built-in default (or nothing).
+    Default,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Flag(flag) => write!(f, "flag {flag}"),
+            Origin::Env(var) => write!(f, "environment {var}"),
+            Origin::Config(key) => write!(f, "config `{key}`"),
+            Origin::Service(name) => write!(f, "service {name}"),
+            Origin::Default => write!(f, "default"),
+        }
+    }
+}
+
+/// Where each launch setting came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origins {
+    /// Of `cluster`.
+    pub cluster: Origin,
+    /// Of `task_definition`.
+    pub task_definition: Origin,
+    /// Of `subnets`.
+    pub subnets: Origin,
+    /// Of `security_groups`.
+    pub security_groups: Origin,
+    /// Of `assign_public_ip`.
+    pub assign_public_ip: Origin,
+    /// Of `capacity`.
+    pub capacity: Origin,
+    /// Of `platform_version`.
+    pub platform_version: Origin,
 }
 
 /// Everything the launcher needs to know about where and how to run, resolved.
@@ -152,6 +258,14 @@ pub struct LaunchConfig {
     pub container: String,
     /// Launch type or capacity provider.
     pub capacity: Capacity,
+    /// The Fargate platform version; ECS's `LATEST` when `None`.
+    pub platform_version: Option<String>,
+    /// The ECS service whose network settings the launch copies (`--from-service`).
+    pub service: Option<String>,
+    /// Where the launch settings came from.
+    pub origins: Origins,
+    /// Which CI to speak to (`--ci`, else GitHub Actions when `GITHUB_ACTIONS=true`).
+    pub ci: CiKind,
     /// Region, when set by flag, environment or file (else the SDK's default chain).
     pub region: Option<String>,
     /// Named AWS profile, when set by flag, environment or file.
@@ -296,6 +410,10 @@ pub struct FileSettings {
     pub attempt_timeout: Option<String>,
     /// `slow_start = "2m"`: warn once when the task has not started after this long.
     pub slow_start: Option<String>,
+    /// `service = "everruns-api"`: copy the network settings from this ECS service.
+    pub service: Option<String>,
+    /// `platform_version = "1.4.0"`: the Fargate platform version.
+    pub platform_version: Option<String>,
 }
 
 /// A list written either as a TOML array or as one comma-separated string.
@@ -379,6 +497,8 @@ impl ConfigFile {
             call_timeout: table.call_timeout.or(base.call_timeout),
             attempt_timeout: table.attempt_timeout.or(base.attempt_timeout),
             slow_start: table.slow_start.or(base.slow_start),
+            service: table.service.or(base.service),
+            platform_version: table.platform_version.or(base.platform_version),
         })
     }
 }
@@ -452,27 +572,56 @@ impl LaunchConfig {
             None => FileSettings::default(),
         };
 
-        let pick = |flag: &Option<String>, var: &str, key: &Option<String>| {
-            flag.clone().or_else(|| env(var)).or_else(|| key.clone())
-        };
-        let list = |flag: &[String], var: &str, key: &Option<StringList>| {
-            let from_flag = split_list(flag);
-            if !from_flag.is_empty() {
-                return from_flag;
+        // Each value with where it came from: the flag, else the variable, else the key.
+        let pick = |flag: &Option<String>,
+                    (flag_name, var, key_name): (&'static str, &'static str, &'static str),
+                    key: &Option<String>| {
+            if let Some(value) = flag {
+                return Some((value.clone(), Origin::Flag(flag_name)));
             }
             if let Some(value) = env(var) {
-                return split_list(&[value]);
+                return Some((value, Origin::Env(var)));
             }
-            key.clone().map(StringList::into_vec).unwrap_or_default()
+            key.clone().map(|value| (value, Origin::Config(key_name)))
+        };
+        let list = |flag: &[String],
+                    (flag_name, var, key_name): (&'static str, &'static str, &'static str),
+                    key: &Option<StringList>| {
+            let from_flag = split_list(flag);
+            if !from_flag.is_empty() {
+                return (from_flag, Origin::Flag(flag_name));
+            }
+            if let Some(value) = env(var) {
+                return (split_list(&[value]), Origin::Env(var));
+            }
+            match key.clone().map(StringList::into_vec) {
+                Some(items) if !items.is_empty() => (items, Origin::Config(key_name)),
+                _ => (Vec::new(), Origin::Default),
+            }
         };
 
-        let capacity = match (&options.capacity_provider, &options.launch_type) {
-            (Some(provider), _) => Capacity::CapacityProvider(provider.clone()),
-            (None, Some(launch_type)) => Capacity::LaunchType(launch_type.clone()),
+        let (capacity, capacity_origin) = match (&options.capacity_provider, &options.launch_type) {
+            (Some(provider), _) => (
+                Capacity::provider(provider),
+                Origin::Flag("--capacity-provider"),
+            ),
+            (None, Some(launch_type)) => (
+                Capacity::LaunchType(launch_type.clone()),
+                Origin::Flag("--launch-type"),
+            ),
             (None, None) => match (&file.capacity_provider, &file.launch_type) {
-                (Some(provider), _) => Capacity::CapacityProvider(provider.clone()),
-                (None, Some(launch_type)) => Capacity::LaunchType(launch_type.clone()),
-                (None, None) => Capacity::LaunchType(DEFAULT_LAUNCH_TYPE.to_string()),
+                (Some(provider), _) => (
+                    Capacity::provider(provider),
+                    Origin::Config("capacity_provider"),
+                ),
+                (None, Some(launch_type)) => (
+                    Capacity::LaunchType(launch_type.clone()),
+                    Origin::Config("launch_type"),
+                ),
+                (None, None) => (
+                    Capacity::LaunchType(DEFAULT_LAUNCH_TYPE.to_string()),
+                    Origin::Default,
+                ),
             },
         };
 
@@ -516,33 +665,92 @@ impl LaunchConfig {
         )?
         .unwrap_or(DEFAULT_SLOW_START);
 
-        let security_groups = list(
+        let (subnets, subnets_origin) = list(
+            &options.subnets,
+            ("--subnets", "ECS_SUBNETS", "subnets"),
+            &file.subnets,
+        );
+        let (security_groups, security_groups_origin) = list(
             &options.security_groups,
-            "ECS_SECURITY_GROUP",
+            ("--security-groups", "ECS_SECURITY_GROUP", "security_groups"),
             &file.security_groups,
         );
+        let (cluster, cluster_origin) = pick(
+            &options.cluster,
+            ("--cluster", "ECS_CLUSTER", "cluster"),
+            &file.cluster,
+        )
+        .unwrap_or_else(|| (DEFAULT_CLUSTER.to_string(), Origin::Default));
+        let (task_definition, task_definition_origin) = pick(
+            &options.task_definition,
+            (
+                "--task-definition",
+                "ECS_TASK_DEFINITION",
+                "task_definition",
+            ),
+            &file.task_definition,
+        )
+        .unwrap_or_else(|| (DEFAULT_FAMILY.to_string(), Origin::Default));
+        let (assign_public_ip, assign_public_ip_origin) = match file.assign_public_ip {
+            _ if options.assign_public_ip => (true, Origin::Flag("--assign-public-ip")),
+            Some(value) => (value, Origin::Config("assign_public_ip")),
+            None => (false, Origin::Default),
+        };
+        let (platform_version, platform_version_origin) =
+            match (&options.platform_version, &file.platform_version) {
+                (Some(v), _) => (Some(v.clone()), Origin::Flag("--platform-version")),
+                (None, Some(v)) => (Some(v.clone()), Origin::Config("platform_version")),
+                (None, None) => (None, Origin::Default),
+            };
+        let service = pick(
+            &options.from_service,
+            ("--from-service", "ECS_SERVICE", "service"),
+            &file.service,
+        )
+        .map(|(name, _)| name);
+        let ci = match options.ci {
+            Some(kind) => kind,
+            None if env("GITHUB_ACTIONS").as_deref() == Some("true") => CiKind::Github,
+            None => CiKind::None,
+        };
 
         let mut config = LaunchConfig {
-            cluster: pick(&options.cluster, "ECS_CLUSTER", &file.cluster)
-                .unwrap_or_else(|| DEFAULT_CLUSTER.to_string()),
-            subnets: list(&options.subnets, "ECS_SUBNETS", &file.subnets),
+            cluster,
+            subnets,
             security_groups,
-            assign_public_ip: options.assign_public_ip || file.assign_public_ip.unwrap_or(false),
-            task_definition: pick(
-                &options.task_definition,
-                "ECS_TASK_DEFINITION",
-                &file.task_definition,
-            )
-            .unwrap_or_else(|| DEFAULT_FAMILY.to_string()),
+            assign_public_ip,
+            task_definition,
             container: options
                 .container
                 .clone()
                 .or(file.container)
                 .unwrap_or_else(|| DEFAULT_CONTAINER.to_string()),
             capacity,
-            region: pick(&options.region, "AWS_REGION", &file.region)
-                .or_else(|| env("AWS_DEFAULT_REGION")),
-            profile: pick(&options.profile, "AWS_PROFILE", &file.profile),
+            platform_version,
+            service,
+            origins: Origins {
+                cluster: cluster_origin,
+                task_definition: task_definition_origin,
+                subnets: subnets_origin,
+                security_groups: security_groups_origin,
+                assign_public_ip: assign_public_ip_origin,
+                capacity: capacity_origin,
+                platform_version: platform_version_origin,
+            },
+            ci,
+            region: pick(
+                &options.region,
+                ("--region", "AWS_REGION", "region"),
+                &file.region,
+            )
+            .map(|(region, _)| region)
+            .or_else(|| env("AWS_DEFAULT_REGION")),
+            profile: pick(
+                &options.profile,
+                ("--profile", "AWS_PROFILE", "profile"),
+                &file.profile,
+            )
+            .map(|(profile, _)| profile),
             endpoint_url: options.endpoint_url.clone().or(file.endpoint_url),
             confirm: file.confirm.unwrap_or(false),
             current_secret: file.current_secret,
@@ -563,7 +771,7 @@ impl LaunchConfig {
     pub fn require_subnets(&self) -> Result<&[String], ExitError> {
         if self.subnets.is_empty() {
             return Err(ExitError::usage(anyhow!(
-                "no subnets to launch the task in: pass --subnets subnet-a,subnet-b, set ECS_SUBNETS, or set `subnets` in the config file{}",
+                "no subnets to launch the task in: pass --subnets subnet-a,subnet-b, set ECS_SUBNETS, set `subnets` in the config file{}, or copy them from the application's service with --from-service NAME / ECS_SERVICE",
                 self.env_name
                     .as_deref()
                     .map(|name| format!("'s [env.{name}] table"))
@@ -767,10 +975,31 @@ pub(crate) mod tests {
             ..Default::default()
         };
         let cfg = LaunchConfig::resolve(&options, &env_of(&[])).unwrap();
+        assert_eq!(cfg.capacity.describe(), "FARGATE_SPOT (weight 1)");
+        assert_eq!(cfg.origins.capacity, Origin::Flag("--capacity-provider"));
+    }
+
+    #[test]
+    fn origins_say_which_layer_won() {
+        let (_dir, path) = write_config(FILE);
+        let options = GlobalOptions {
+            config: Some(path),
+            env: Some("production".into()),
+            subnets: vec!["subnet-flag".into()],
+            ..Default::default()
+        };
+        let env = env_of(&[("ECS_SECURITY_GROUP", "sg-env"), ("ECS_SERVICE", "api")]);
+        let cfg = LaunchConfig::resolve(&options, &env).unwrap();
+        assert_eq!(cfg.origins.subnets, Origin::Flag("--subnets"));
         assert_eq!(
-            cfg.capacity,
-            Capacity::CapacityProvider("FARGATE_SPOT".into())
+            cfg.origins.security_groups,
+            Origin::Env("ECS_SECURITY_GROUP")
         );
+        assert_eq!(cfg.origins.cluster, Origin::Config("cluster"));
+        assert_eq!(cfg.origins.assign_public_ip, Origin::Default);
+        assert_eq!(cfg.origins.capacity, Origin::Default);
+        assert_eq!(cfg.service.as_deref(), Some("api"));
+        assert_eq!(cfg.origins.subnets.to_string(), "flag --subnets");
     }
 
     #[test]

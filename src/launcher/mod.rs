@@ -4,7 +4,7 @@
 //!
 //! [`commands`] holds the command line and one module per command; they call the
 //! subject modules here: [`job`] (launch and follow a task), [`log_follower`],
-//! [`render`], [`task_def`], [`checks`] (doctor), [`key_secrets`], [`ecs_exec`].
+//! [`render`], [`service`], [`task_def`], [`checks`] (doctor), [`key_secrets`], [`ecs_exec`].
 
 pub mod checks;
 pub mod clients;
@@ -18,6 +18,7 @@ pub mod job;
 pub mod key_secrets;
 pub mod log_follower;
 pub mod render;
+pub mod service;
 pub mod task;
 pub mod task_def;
 

@@ -16,6 +16,28 @@ pub struct Ready {
     pub subnets: Vec<String>,
     /// Its security group.
     pub security_group: String,
+    /// The application's ECS service, with a subnet and a security group of its own.
+    pub service: ServiceReady,
+}
+
+/// The emulator's ECS service (`everruns-api`), for `--from-service`.
+#[derive(Debug, serde::Deserialize)]
+pub struct ServiceReady {
+    /// Its name.
+    pub name: String,
+    /// Its awsvpc subnets.
+    pub subnets: Vec<String>,
+    /// Its security group.
+    pub security_group: String,
+}
+
+/// Where a task's network interface is: its subnet and security groups.
+#[derive(Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct TaskNetwork {
+    /// The subnet, as DescribeTasks shows it in the task's ENI attachment.
+    pub subnet: String,
+    /// The interface's security groups (EC2 DescribeNetworkInterfaces).
+    pub security_groups: Vec<String>,
 }
 
 /// A running emulator.
@@ -96,6 +118,38 @@ impl Emulator {
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default()
+    }
+
+    /// Where task `task_arn` runs, asked of the emulator the way an operator would ask
+    /// AWS: DescribeTasks for the ENI attachment, EC2 for the interface's groups.
+    pub fn task_network(&self, task_arn: &str) -> TaskNetwork {
+        const SCRIPT: &str = r#"
+import boto3, json, sys
+kw = {"endpoint_url": sys.argv[1], "region_name": sys.argv[2]}
+task = boto3.client("ecs", **kw).describe_tasks(cluster="everruns", tasks=[sys.argv[3]])["tasks"][0]
+details = {d["name"]: d["value"] for a in task["attachments"] for d in a["details"]}
+eni = boto3.client("ec2", **kw).describe_network_interfaces(
+    NetworkInterfaceIds=[details["networkInterfaceId"]])["NetworkInterfaces"][0]
+print(json.dumps({"subnet": details["subnetId"], "security_groups": [g["GroupId"] for g in eni["Groups"]]}))
+"#;
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                SCRIPT,
+                &self.ready.endpoint,
+                &self.ready.region,
+                task_arn,
+            ])
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "describing task {task_arn}: {e}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
     }
 
     /// The launcher binary, configured for this emulator through the environment

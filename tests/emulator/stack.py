@@ -977,6 +977,11 @@ def setup_resources(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
     )["GroupId"]
 
     ecs.create_cluster(clusterName="everruns")
+    # The application's own service, whose network `--from-service` copies: its own
+    # subnet and security group, so a test can tell them from the admin defaults.
+    api_sg = ec2.create_security_group(
+        GroupName="everruns-api", Description="everruns api", VpcId=vpc_id
+    )["GroupId"]
     log_group = "/ecs/everruns-admin"
     logs.create_log_group(logGroupName=log_group)
 
@@ -1025,6 +1030,25 @@ def setup_resources(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
         }
 
     register("everruns-admin", [admin_container(ADMIN_IMAGE, secret_arns)])
+    ecs.create_service(
+        cluster="everruns",
+        serviceName="everruns-api",
+        taskDefinition="everruns-admin",
+        desiredCount=0,
+        launchType="FARGATE",
+        platformVersion="1.4.0",
+        networkConfiguration={
+            "awsvpcConfiguration": {
+                "subnets": [subnets[1]],
+                "securityGroups": [api_sg],
+                "assignPublicIp": "DISABLED",
+            }
+        },
+    )
+    # A service on EC2 in bridge mode: it has no awsvpc configuration to copy.
+    ecs.create_service(
+        cluster="everruns", serviceName="everruns-bridge", taskDefinition="everruns-admin", desiredCount=0
+    )
     register(
         "everruns-admin-generic",
         [
@@ -1063,6 +1087,7 @@ def setup_resources(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
         "cluster": "everruns",
         "subnets": subnets,
         "security_group": sg,
+        "service": {"name": "everruns-api", "subnets": [subnets[1]], "security_group": api_sg},
         "log_group": log_group,
     }
 

@@ -836,3 +836,75 @@ fn the_same_ci_step_run_twice_starts_one_task() {
     assert_eq!(retried.status.code(), Some(0), "{}", describe(&retried));
     assert_ne!(report(&retried)["task_arn"], first_arn.as_str());
 }
+
+#[test]
+fn from_service_runs_on_the_services_network_and_a_flag_wins_its_own_field() {
+    let (_db, emu) = stack();
+    let service = &emu.ready.service;
+    // No ECS_SUBNETS, no ECS_SECURITY_GROUP: only the service.
+    let launch = |extra: &[&str]| {
+        let out = run(launcher_at(&emu.ready.endpoint, &emu.ready.region)
+            .args(["--from-service", &service.name, "--output", "json"])
+            .args(extra)
+            .args(["--task-definition", GENERIC, "run", "--", "echo", "ok"]));
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let task = report(&out)["task_arn"].as_str().unwrap().to_string();
+        emu.task_network(&task)
+    };
+    let network = launch(&[]);
+    assert_eq!(network.subnet, service.subnets[0]);
+    assert_eq!(network.security_groups, [service.security_group.as_str()]);
+    assert_ne!(service.subnets[0], emu.ready.subnets[0]);
+
+    let network = launch(&["--security-groups", &emu.ready.security_group]);
+    assert_eq!(network.subnet, service.subnets[0], "the service's subnet");
+    assert_eq!(
+        network.security_groups,
+        [emu.ready.security_group.as_str()],
+        "the flag's group"
+    );
+
+    // --print-request says where each value came from, and sends nothing.
+    let out = run(launcher_at(&emu.ready.endpoint, &emu.ready.region)
+        .env("ECS_SERVICE", &service.name)
+        .env("ECS_SUBNETS", &emu.ready.subnets[0])
+        .args(["--print-request", "migrate"]));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let request: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let vpc = &request["networkConfiguration"]["awsvpcConfiguration"];
+    assert_eq!(vpc["subnets"][0], emu.ready.subnets[0].as_str());
+    assert_eq!(vpc["securityGroups"][0], service.security_group.as_str());
+    assert_eq!(request["platformVersion"], "1.4.0");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "subnets: {} (environment ECS_SUBNETS)",
+            emu.ready.subnets[0]
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "security groups: {} (service {})",
+            service.security_group, service.name
+        )),
+        "{stderr}"
+    );
+
+    // A service that does not exist, or has no awsvpc configuration: exit 2, named.
+    for (name, expected) in [
+        (
+            "no-such-service",
+            "there is no active ECS service \"no-such-service\"",
+        ),
+        ("everruns-bridge", "has no awsvpc network configuration"),
+    ] {
+        let out = run(launcher_at(&emu.ready.endpoint, &emu.ready.region).args([
+            "--from-service",
+            name,
+            "migrate-info",
+        ]));
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        assert!(text(&out).contains(expected), "{}", describe(&out));
+    }
+}

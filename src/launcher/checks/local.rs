@@ -16,7 +16,10 @@ pub const ONLY_FOR_SHELL: &str = "needed only for `shell`; `doctor --for-shell` 
 pub fn subnets(config: &LaunchConfig) -> Check {
     const NAME: &str = "subnets";
     match config.require_subnets() {
-        Ok(subnets) => Check::pass(NAME, subnets.join(", ")),
+        Ok(subnets) => Check::pass(
+            NAME,
+            format!("{} ({})", subnets.join(", "), config.origins.subnets),
+        ),
         Err(e) => Check::fail(
             NAME,
             "no subnets are configured",
@@ -33,12 +36,42 @@ pub fn security_groups(config: &LaunchConfig) -> Check {
         Check::fail(
             NAME,
             "no security groups are configured: the task would get the VPC's default group",
-            "pass --security-groups sg-..., set ECS_SECURITY_GROUP, or set `security_groups` in \
-             the config file; the group must be allowed into the database's port",
+            "pass --security-groups sg-..., set ECS_SECURITY_GROUP, set `security_groups` in \
+             the config file, or copy the application's with --from-service NAME; the group \
+             must be allowed into the database's port",
         )
     } else {
-        Check::pass(NAME, config.security_groups.join(", "))
+        Check::pass(
+            NAME,
+            format!(
+                "{} ({})",
+                config.security_groups.join(", "),
+                config.origins.security_groups
+            ),
+        )
     }
+}
+
+/// The rest of what a launch sends, and where each came from: nothing to fail, but
+/// what `--from-service` copied is seen before a launch relies on it.
+pub fn launch_settings(config: &LaunchConfig) -> Check {
+    let o = &config.origins;
+    Check::pass(
+        "launch-settings",
+        format!(
+            "public IP {} ({}); {} ({}); platform version {} ({})",
+            if config.assign_public_ip {
+                "ENABLED"
+            } else {
+                "DISABLED"
+            },
+            o.assign_public_ip,
+            config.capacity.describe(),
+            o.capacity,
+            config.platform_version.as_deref().unwrap_or("LATEST"),
+            o.platform_version
+        ),
+    )
 }
 
 /// The Session Manager plugin is installed (`path` is the `PATH` to search), found

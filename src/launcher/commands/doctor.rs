@@ -91,6 +91,7 @@ pub async fn exec(
     }
     checks.push(local::subnets(config));
     checks.push(local::security_groups(config));
+    checks.push(local::launch_settings(config));
 
     let mut interrupted = false;
     if options.in_vpc {

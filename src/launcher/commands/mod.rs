@@ -29,6 +29,7 @@ use crate::launcher::context::Context;
 use crate::launcher::identity::Operator;
 use crate::launcher::job::report::TaskReport;
 use crate::launcher::render::Renderer;
+use crate::launcher::service;
 use crate::signals::{Handled, Signals};
 
 /// Run an everruns admin job (migrations, re-encryption, any command) as a one-off ECS
@@ -185,7 +186,7 @@ pub async fn execute(cli: Cli) -> u8 {
         Ok(config) => config,
         Err(e) => return fail(output, &e, None),
     };
-    let context = Context {
+    let mut context = Context {
         operator: Operator::detect(&config::process_env),
         renderer: Renderer::new(options.output, options.quiet),
         options,
@@ -195,6 +196,19 @@ pub async fn execute(cli: Cli) -> u8 {
         Ok(channels) => channels,
         Err(e) => return fail(output, &e, Some(&context)),
     };
+    if context.config.service.is_some() && launches_tasks(&command) {
+        tokio::select! {
+            adopted = service::adopt(&mut context.config) => {
+                if let Err(e) = adopted {
+                    return fail(output, &e, Some(&context));
+                }
+            }
+            Some(()) = unclaimed.recv() => {
+                context.renderer.warn("run-admin-task: interrupted; nothing was launched");
+                return launcher::INTERRUPTED;
+            }
+        }
+    }
     // A signal that no code has claimed ends the command at once, even in the middle
     // of a call: nothing it was doing needs finishing.
     let work = dispatch(&context, &command, launch.as_ref(), &mut interrupts);
@@ -218,6 +232,21 @@ pub async fn execute(cli: Cli) -> u8 {
         Ok(code) => code,
         Err(e) => fail(output, &e, Some(&context)),
     }
+}
+
+/// Whether `command` may launch a task, and so needs the network settings that
+/// `--from-service` copies; inspecting a task never does.
+fn launches_tasks(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Logs(_)
+            | Command::Status(_)
+            | Command::Stop(_)
+            | Command::List(_)
+            | Command::TaskDef { .. }
+            | Command::Help { .. }
+            | Command::Completions { .. }
+    )
 }
 
 /// Runs `command` and returns the exit status; `launch` is the job it asks for, planned

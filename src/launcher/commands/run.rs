@@ -10,6 +10,7 @@ use crate::exit::ExitError;
 use crate::launcher::context::{Context, print_json};
 use crate::launcher::job::launch::{Job, RunTaskPlan};
 use crate::launcher::job::launch_and_follow;
+use crate::launcher::service::describe_origins;
 
 /// The companion's commands the launcher offers directly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +133,11 @@ pub async fn exec(
     let job = &launch.job;
     if context.options.print_request {
         let plan = RunTaskPlan::new(config, &config.task_definition, job, &context.operator)?;
+        // On stderr: stdout stays the request alone, ready for `aws ecs run-task
+        // --cli-input-json`.
+        for line in describe_origins(config) {
+            context.renderer.warn(&format!("# {line}"));
+        }
         println!(
             "{}",
             serde_json::to_string_pretty(&plan.to_json()).expect("requests always serialize")

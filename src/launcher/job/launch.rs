@@ -38,6 +38,8 @@ pub struct RunTaskPlan {
     pub task_definition: String,
     /// Launch type or capacity provider.
     pub capacity: Capacity,
+    /// The Fargate platform version, when one is asked for.
+    pub platform_version: Option<String>,
     /// awsvpc subnets.
     pub subnets: Vec<String>,
     /// awsvpc security groups.
@@ -92,6 +94,7 @@ impl RunTaskPlan {
             cluster: config.cluster.clone(),
             task_definition: task_definition.to_string(),
             capacity: config.capacity.clone(),
+            platform_version: config.platform_version.clone(),
             subnets,
             security_groups: config.security_groups.clone(),
             assign_public_ip: config.assign_public_ip,
@@ -123,11 +126,17 @@ impl RunTaskPlan {
         if self.enable_execute_command {
             request["enableExecuteCommand"] = json!(true);
         }
+        if let Some(version) = &self.platform_version {
+            request["platformVersion"] = json!(version);
+        }
         match &self.capacity {
             Capacity::LaunchType(t) => request["launchType"] = json!(t),
-            Capacity::CapacityProvider(p) => {
-                request["capacityProviderStrategy"] = json!([{"capacityProvider": p, "weight": 1}])
-            }
+            Capacity::Strategy(shares) => request["capacityProviderStrategy"] = shares
+                .iter()
+                .map(
+                    |s| json!({"capacityProvider": s.provider, "weight": s.weight, "base": s.base}),
+                )
+                .collect(),
         }
         request
     }
@@ -169,19 +178,28 @@ impl RunTaskPlan {
             )
             .started_by(&self.started_by)
             .client_token(&self.client_token)
+            .set_platform_version(self.platform_version.clone())
             .set_enable_execute_command(self.enable_execute_command.then_some(true));
         for (key, value) in &self.tags {
             request = request.tags(Tag::builder().key(key).value(value).build());
         }
         request = match &self.capacity {
             Capacity::LaunchType(t) => request.launch_type(LaunchType::from(t.as_str())),
-            Capacity::CapacityProvider(p) => request.capacity_provider_strategy(
-                CapacityProviderStrategyItem::builder()
-                    .capacity_provider(p)
-                    .weight(1)
-                    .build()
-                    .map_err(|e| ExitError::usage(anyhow!("invalid capacity provider: {e}")))?,
-            ),
+            Capacity::Strategy(shares) => {
+                for share in shares {
+                    request = request.capacity_provider_strategy(
+                        CapacityProviderStrategyItem::builder()
+                            .capacity_provider(&share.provider)
+                            .weight(share.weight)
+                            .base(share.base)
+                            .build()
+                            .map_err(|e| {
+                                ExitError::usage(anyhow!("invalid capacity provider: {e}"))
+                            })?,
+                    );
+                }
+                request
+            }
         };
         let reply = request.send().await.map_err(|e| {
             if error_code(&e) == Some("ConflictException") {
