@@ -45,6 +45,9 @@ pub struct ExitError {
     pub code: u8,
     /// What went wrong, with context; never carries secret material.
     pub error: anyhow::Error,
+    /// What the failure concerns, as the companion's result summary carries it
+    /// (`{"failed": {"version": ..., "file": ...}}`); never secret material.
+    pub detail: Option<serde_json::Value>,
 }
 
 impl ExitError {
@@ -53,7 +56,14 @@ impl ExitError {
         Self {
             code,
             error: error.into(),
+            detail: None,
         }
+    }
+
+    /// The same failure, with what it concerns for the result summary.
+    pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = Some(detail);
+        self
     }
 
     /// A usage or configuration error (exit 2 for both binaries).

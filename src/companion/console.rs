@@ -215,11 +215,12 @@ pub fn conclude(command: &str, result: Result<(u8, Value), ExitError>) -> u8 {
         }
         Err(error) => {
             tracing::error!("{command} failed: {error}");
-            finish(
-                command,
-                error.code,
-                serde_json::json!({ "error": error.to_string() }),
-            );
+            let mut summary = error
+                .detail
+                .clone()
+                .unwrap_or_else(|| serde_json::json!({}));
+            summary["error"] = serde_json::Value::String(error.to_string());
+            finish(command, error.code, summary);
             error.code
         }
     }

@@ -146,6 +146,18 @@ pub enum CiKind {
     None,
 }
 
+impl CiKind {
+    /// `--ci` when given, else GitHub Actions when `GITHUB_ACTIONS=true`. Known before
+    /// the rest of the configuration, so a configuration error is reported there too.
+    pub fn of(flag: Option<CiKind>, env: EnvLookup) -> CiKind {
+        match flag {
+            Some(kind) => kind,
+            None if env("GITHUB_ACTIONS").as_deref() == Some("true") => CiKind::Github,
+            None => CiKind::None,
+        }
+    }
+}
+
 /// How the task gets its capacity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Capacity {
@@ -708,11 +720,7 @@ impl LaunchConfig {
             &file.service,
         )
         .map(|(name, _)| name);
-        let ci = match options.ci {
-            Some(kind) => kind,
-            None if env("GITHUB_ACTIONS").as_deref() == Some("true") => CiKind::Github,
-            None => CiKind::None,
-        };
+        let ci = CiKind::of(options.ci, env);
 
         let mut config = LaunchConfig {
             cluster,

@@ -13,6 +13,7 @@ pub mod config;
 pub mod confirm;
 pub mod context;
 pub mod ecs_exec;
+pub mod github_actions;
 pub mod identity;
 pub mod job;
 pub mod key_secrets;

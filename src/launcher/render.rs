@@ -119,6 +119,17 @@ pub struct Renderer {
     status_text: Mutex<String>,
     started: Instant,
     captured: Option<Mutex<Vec<String>>>,
+    groups: Option<LogGroups>,
+}
+
+/// GitHub Actions groups around the container's log lines: opened by a log line,
+/// closed by the launcher's own next line, so status stays outside. Inside, workflow
+/// commands are stopped: a log line such as `::add-mask::` or `::error::` from the
+/// container is printed, never obeyed.
+struct LogGroups {
+    title: String,
+    token: String,
+    open: Mutex<bool>,
 }
 
 const SPINNER_TEMPLATE: &str = "{spinner} {msg} ({elapsed})";
@@ -144,7 +155,18 @@ impl Renderer {
             status_text: Mutex::new(String::new()),
             started: Instant::now(),
             captured: None,
+            groups: None,
         }
+    }
+
+    /// Puts the container's log lines into GitHub Actions groups titled `title`.
+    pub fn with_log_groups(mut self, title: &str) -> Self {
+        self.groups = Some(LogGroups {
+            title: crate::launcher::github_actions::escape_data(title),
+            token: uuid::Uuid::new_v4().simple().to_string(),
+            open: Mutex::new(false),
+        });
+        self
     }
 
     /// A renderer that records what it would print (`stdout: ` or `stderr: ` before
@@ -185,7 +207,49 @@ impl Renderer {
         self.started.elapsed()
     }
 
+    /// Where the container's log lines go: stdout, unless it holds the JSON document.
+    fn log_stream_is_stdout(&self) -> bool {
+        self.output == OutputFormat::Human
+    }
+
+    /// Opens a log group, if groups are on and none is open.
+    fn open_group(&self) {
+        let Some(groups) = &self.groups else { return };
+        let mut open = groups.open.lock().unwrap_or_else(|e| e.into_inner());
+        if !*open {
+            *open = true;
+            let to_stdout = self.log_stream_is_stdout();
+            self.print_raw(to_stdout, &format!("::group::{}", groups.title));
+            self.print_raw(to_stdout, &format!("::stop-commands::{}", groups.token));
+        }
+    }
+
+    /// Closes the open log group, if any.
+    fn close_group(&self) {
+        let Some(groups) = &self.groups else { return };
+        let mut open = groups.open.lock().unwrap_or_else(|e| e.into_inner());
+        if *open {
+            *open = false;
+            let to_stdout = self.log_stream_is_stdout();
+            self.print_raw(to_stdout, &format!("::{}::", groups.token));
+            self.print_raw(to_stdout, "::endgroup::");
+        }
+    }
+
+    /// A workflow command (an annotation), outside any log group, on the log lines'
+    /// stream.
+    pub fn workflow_command(&self, line: &str) {
+        self.close_group();
+        self.print_raw(self.log_stream_is_stdout(), line);
+    }
+
+    /// A line of the launcher's own: any open log group ends first.
     fn print(&self, to_stdout: bool, line: &str) {
+        self.close_group();
+        self.print_raw(to_stdout, line);
+    }
+
+    fn print_raw(&self, to_stdout: bool, line: &str) {
         if let Some(captured) = &self.captured {
             let stream = if to_stdout { "stdout" } else { "stderr" };
             captured
@@ -207,12 +271,15 @@ impl Renderer {
         }
     }
 
-    /// Prints one of the container's log lines and returns its protocol event, if any.
+    /// Prints one of the container's log lines.
     pub fn log_line(&self, line: &LogLine) {
         let rendered = render_line(line);
-        let to_stdout = self.output == OutputFormat::Human;
+        let to_stdout = self.log_stream_is_stdout();
         match rendered {
-            Rendered::Line(text) => self.print(to_stdout, &text),
+            Rendered::Line(text) => {
+                self.open_group();
+                self.print_raw(to_stdout, &text)
+            }
             Rendered::Progress {
                 phase,
                 done,
@@ -221,7 +288,10 @@ impl Renderer {
                 text,
             } => match &self.live {
                 Some(live) => self.draw_progress(live, phase, done, total, ts),
-                None => self.print(to_stdout, &text),
+                None => {
+                    self.open_group();
+                    self.print_raw(to_stdout, &text)
+                }
             },
         }
     }
@@ -349,8 +419,9 @@ impl Renderer {
         self.print(false, message);
     }
 
-    /// Removes the live line.
+    /// Removes the live line and ends any open log group.
     pub fn finish(&self) {
+        self.close_group();
         if let Some(live) = &self.live {
             live.finish_and_clear();
         }

@@ -11,6 +11,7 @@ mod cli_help;
 mod companion_cli;
 mod doctor;
 mod envelope;
+mod github_actions;
 mod keys;
 mod launcher_e2e;
 mod launcher_mocks;

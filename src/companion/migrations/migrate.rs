@@ -183,6 +183,13 @@ async fn apply_locked(
                 if migration.no_tx { " as far as a no-transaction migration can be" } else { "" },
                 url.scrub(&e.to_string())
             ))
+            .with_detail(json!({ "failed": {
+                "version": migration.version,
+                "description": migration.description,
+                // The file as the repository holds it (sqlx's description is the file
+                // name's, with `_` read as a space), for a CI annotation on it.
+                "file": format!("migrations/{}_{}.sql", migration.version, migration.description.replace(' ', "_")),
+            }}))
         })?;
         // Tenths of a millisecond: finer is noise.
         let ms = (elapsed.as_secs_f64() * 10_000.0).round() / 10.0;

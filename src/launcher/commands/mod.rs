@@ -24,8 +24,9 @@ use self::status::StatusArgs;
 use self::stop::StopArgs;
 use self::task_def::TaskDefArgs;
 use crate::exit::{ExitError, launcher};
-use crate::launcher::config::{self, GlobalOptions, LaunchConfig, OutputFormat};
+use crate::launcher::config::{self, CiKind, GlobalOptions, LaunchConfig, OutputFormat};
 use crate::launcher::context::Context;
+use crate::launcher::github_actions;
 use crate::launcher::identity::Operator;
 use crate::launcher::job::report::TaskReport;
 use crate::launcher::render::Renderer;
@@ -172,6 +173,7 @@ pub async fn execute(cli: Cli) -> u8 {
         command,
     } = cli;
     let output = options.output;
+    let ci = CiKind::of(options.ci, &config::process_env);
     // A companion command's arguments are checked before anything else, so `--help`
     // and a typo are answered here and launch nothing.
     let launch = match Launch::of(&command) {
@@ -180,38 +182,61 @@ pub async fn execute(cli: Cli) -> u8 {
             let _ = e.print();
             return u8::try_from(e.exit_code()).unwrap_or(launcher::USAGE);
         }
-        Err(e) => return fail(output, &ExitError::usage(anyhow::anyhow!("{e}")), None),
+        Err(e) => {
+            return fail(
+                output,
+                &ExitError::usage(anyhow::anyhow!("{e}")),
+                None,
+                None,
+            );
+        }
     };
+    // A launch in GitHub Actions leaves its summary and outputs however it ends.
+    let job = launch
+        .as_ref()
+        .filter(|_| ci == CiKind::Github && !options.print_request)
+        .map(Launch::command_line);
+    let job = job.as_deref();
     let config = match LaunchConfig::resolve(&options, &config::process_env) {
         Ok(config) => config,
-        Err(e) => return fail(output, &e, None),
+        Err(e) => return fail(output, &e, None, job),
     };
+    let mut renderer = Renderer::new(options.output, options.quiet);
+    if let Some(job) = job {
+        renderer = renderer.with_log_groups(&format!("container log: {job}"));
+    }
     let mut context = Context {
         operator: Operator::detect(&config::process_env),
-        renderer: Renderer::new(options.output, options.quiet),
+        renderer,
         options,
         config,
     };
     let (mut interrupts, mut unclaimed) = match interrupts() {
         Ok(channels) => channels,
-        Err(e) => return fail(output, &e, Some(&context)),
+        Err(e) => return fail(output, &e, Some(&context), job),
     };
     if context.config.service.is_some() && launches_tasks(&command) {
         tokio::select! {
             adopted = service::adopt(&mut context.config) => {
                 if let Err(e) = adopted {
-                    return fail(output, &e, Some(&context));
+                    return fail(output, &e, Some(&context), job);
                 }
             }
             Some(()) = unclaimed.recv() => {
-                context.renderer.warn("run-admin-task: interrupted; nothing was launched");
-                return launcher::INTERRUPTED;
+                let error = ExitError::new(launcher::INTERRUPTED, anyhow::anyhow!("interrupted; nothing was launched"));
+                return fail(output, &error, Some(&context), job);
             }
         }
     }
     // A signal that no code has claimed ends the command at once, even in the middle
     // of a call: nothing it was doing needs finishing.
-    let work = dispatch(&context, &command, launch.as_ref(), &mut interrupts);
+    let work = dispatch(
+        &context,
+        &command,
+        launch.as_ref(),
+        job.is_some(),
+        &mut interrupts,
+    );
     tokio::pin!(work);
     let result = loop {
         tokio::select! {
@@ -222,15 +247,14 @@ pub async fn execute(cli: Cli) -> u8 {
                     continue;
                 }
                 context.renderer.finish();
-                context.renderer.warn("run-admin-task: interrupted");
-                break Ok(launcher::INTERRUPTED);
+                break Err(ExitError::new(launcher::INTERRUPTED, anyhow::anyhow!("interrupted")));
             }
         }
     };
     context.renderer.finish();
     match result {
         Ok(code) => code,
-        Err(e) => fail(output, &e, Some(&context)),
+        Err(e) => fail(output, &e, Some(&context), job),
     }
 }
 
@@ -255,10 +279,11 @@ async fn dispatch(
     context: &Context,
     command: &Command,
     launch: Option<&Launch>,
+    in_github_actions: bool,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
 ) -> Result<u8, ExitError> {
     if let Some(launch) = launch {
-        return run::exec(context, launch, interrupts).await;
+        return run::exec(context, launch, in_github_actions, interrupts).await;
     }
     match command {
         Command::Logs(args) => logs::exec(context, args, interrupts).await,
@@ -315,23 +340,35 @@ fn help(path: &[String]) -> u8 {
     0
 }
 
-/// Reports a failure: the message on stderr and, with `--output json`, a document on
-/// stdout with `error` and `exit_code` so stdout always holds one.
-fn fail(output: OutputFormat, error: &ExitError, context: Option<&Context>) -> u8 {
+/// Reports a failure: the message on stderr; with `--output json`, a document on
+/// stdout with `error` and `exit_code` so stdout always holds one; for a launch `job`
+/// in GitHub Actions, its annotation, summary and outputs.
+fn fail(
+    output: OutputFormat,
+    error: &ExitError,
+    context: Option<&Context>,
+    job: Option<&str>,
+) -> u8 {
     eprintln!("run-admin-task: {error}");
+    let report = TaskReport {
+        cluster: context
+            .map(|c| c.config.cluster.clone())
+            .unwrap_or_default(),
+        container: context
+            .map(|c| c.config.container.clone())
+            .unwrap_or_default(),
+        exit_code: error.code,
+        error: Some(format!("{error}")),
+        ..Default::default()
+    };
     if output == OutputFormat::Json {
-        let report = TaskReport {
-            cluster: context
-                .map(|c| c.config.cluster.clone())
-                .unwrap_or_default(),
-            container: context
-                .map(|c| c.config.container.clone())
-                .unwrap_or_default(),
-            exit_code: error.code,
-            error: Some(format!("{error}")),
-            ..Default::default()
-        };
         println!("{}", report.to_json());
+    }
+    if let Some(job) = job {
+        match context {
+            Some(context) => github_actions::conclude(&context.renderer, job, &report),
+            None => github_actions::conclude(&Renderer::new(output, true), job, &report),
+        }
     }
     error.code
 }

@@ -8,8 +8,10 @@ use super::Command;
 use crate::companion::cli::Cli as CompanionCli;
 use crate::exit::ExitError;
 use crate::launcher::context::{Context, print_json};
+use crate::launcher::github_actions;
 use crate::launcher::job::launch::{Job, RunTaskPlan};
 use crate::launcher::job::launch_and_follow;
+use crate::launcher::job::report::TaskReport;
 use crate::launcher::service::describe_origins;
 
 /// The companion's commands the launcher offers directly.
@@ -61,6 +63,11 @@ pub struct Launch {
 const COMPANION: &str = "everruns-admin";
 
 impl Launch {
+    /// The container command as one line, as a person would type it.
+    pub fn command_line(&self) -> String {
+        self.job.argv.join(" ")
+    }
+
     /// The launch a command asks for (`None` for commands that launch no job of their
     /// own), its companion arguments checked.
     pub fn of(command: &Command) -> Result<Option<Self>, clap::Error> {
@@ -124,9 +131,12 @@ impl Launch {
 }
 
 /// Launches and follows it; with `--print-request`, prints the RunTask request instead.
+/// `in_github_actions`: leave the annotations, summary and outputs of the job (a
+/// failure that is an error is left by the caller, which reports it).
 pub async fn exec(
     context: &Context,
     launch: &Launch,
+    in_github_actions: bool,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
 ) -> Result<u8, ExitError> {
     let config = &context.config;
@@ -146,8 +156,20 @@ pub async fn exec(
     }
     let (code, report) =
         launch_and_follow(context, job, launch.needs_confirmation, interrupts).await?;
-    if let Some(report) = &report {
-        print_json(context.options.output, report);
+    // No report: nothing was launched (interrupted at the confirmation or before
+    // RunTask), which the job has said.
+    let report = report.unwrap_or_else(|| TaskReport {
+        cluster: context.config.cluster.clone(),
+        container: context.config.container.clone(),
+        command: launch.job.argv.clone(),
+        exit_code: code,
+        interrupted: code == crate::exit::launcher::INTERRUPTED,
+        error: Some("nothing was launched".to_string()),
+        ..TaskReport::default()
+    });
+    print_json(context.options.output, &report);
+    if in_github_actions {
+        github_actions::conclude(&context.renderer, &launch.command_line(), &report);
     }
     Ok(code)
 }

@@ -1,0 +1,555 @@
+//! GitHub Actions, natively: what a launch leaves in a workflow run besides its log.
+//!
+//! - The container's log lines in a collapsible group, with workflow commands turned
+//!   off inside it: a line the container prints cannot annotate, mask or set outputs.
+//! - An `::error` annotation when the job fails (the stop reason and its fix, the
+//!   failing migration, the undecryptable values), a `::warning` for pending migrations.
+//! - A job summary appended to `$GITHUB_STEP_SUMMARY`, step outputs appended to
+//!   `$GITHUB_OUTPUT` (`exit-code`, `task-arn`, `task-id`, `log-url`, `result`).
+//!
+//! Everything here is made from the [`TaskReport`], which holds no secret: the
+//! companion's result never carries key material or decrypted values, and the launcher
+//! never sees `DATABASE_URL`. They are written on every path, failures included.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::exit::launcher;
+use crate::launcher::config::{EnvLookup, process_env};
+use crate::launcher::job::report::TaskReport;
+use crate::launcher::render::Renderer;
+use crate::protocol::Event;
+
+/// Where this step's summary and outputs go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GitHubActions {
+    /// `$GITHUB_STEP_SUMMARY`, when set.
+    pub summary: Option<PathBuf>,
+    /// `$GITHUB_OUTPUT`, when set.
+    pub output: Option<PathBuf>,
+}
+
+impl GitHubActions {
+    /// The files GitHub Actions names in the environment.
+    pub fn from_env(env: EnvLookup) -> Self {
+        GitHubActions {
+            summary: env("GITHUB_STEP_SUMMARY").map(PathBuf::from),
+            output: env("GITHUB_OUTPUT").map(PathBuf::from),
+        }
+    }
+
+    /// Appends the summary and the outputs of `report` for the job `command`; returns
+    /// what could not be written, for a warning (the job's own result stands).
+    pub fn publish(&self, command: &str, report: &TaskReport) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (path, text, what) in [
+            (
+                &self.summary,
+                summary(command, report),
+                "GITHUB_STEP_SUMMARY",
+            ),
+            (&self.output, outputs(report), "GITHUB_OUTPUT"),
+        ] {
+            if let Some(path) = path
+                && let Err(e) = append(path, &text)
+            {
+                problems.push(format!("cannot write {what} ({}): {e}", path.display()));
+            }
+        }
+        problems
+    }
+}
+
+/// Ends a launch in GitHub Actions: the annotations on the log lines' stream, then the
+/// summary and the outputs; a file that cannot be written is a warning, not a failure.
+pub fn conclude(renderer: &Renderer, job: &str, report: &TaskReport) {
+    for line in annotations(job, report) {
+        renderer.workflow_command(&line);
+    }
+    for problem in GitHubActions::from_env(&process_env).publish(job, report) {
+        renderer.warn(&format!("run-admin-task: {problem}"));
+    }
+}
+
+fn append(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    file.write_all(text.as_bytes())
+}
+
+/// A workflow command's message: `%`, CR and LF escaped so it stays one command.
+pub fn escape_data(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// A workflow command's property value (`title=...`): also `:` and `,`.
+fn escape_property(text: &str) -> String {
+    escape_data(text).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// One annotation line: `::error file=F,title=T::MESSAGE`.
+fn annotation(level: &str, file: Option<&str>, title: &str, message: &str) -> String {
+    let file = file
+        .map(|f| format!("file={},", escape_property(f)))
+        .unwrap_or_default();
+    format!(
+        "::{level} {file}title={}::{}",
+        escape_property(title),
+        escape_data(message)
+    )
+}
+
+/// The companion's result, when the report has one.
+fn result_of(report: &TaskReport) -> Option<(&str, u8, &Value)> {
+    match &report.result {
+        Some(Event::Result {
+            command,
+            exit_code,
+            summary,
+            ..
+        }) => Some((command.as_str(), *exit_code, summary)),
+        _ => None,
+    }
+}
+
+/// The annotations for the job `command` that ended as `report` says: an error when it
+/// failed, a warning for pending migrations in the gate, nothing when it passed.
+pub fn annotations(command: &str, report: &TaskReport) -> Vec<String> {
+    let mut lines = Vec::new();
+    let result = result_of(report);
+    if let Some((name, 3, summary)) = result
+        && name == "migrate-info"
+    {
+        let pending: Vec<String> = rows(summary, "migrations")
+            .filter(|m| {
+                m["state"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("pending"))
+            })
+            .map(|m| format!("{} {}", cell(&m["version"]), cell(&m["description"])))
+            .collect();
+        lines.push(annotation(
+            "warning",
+            None,
+            &format!("{} migration(s) pending", pending.len()),
+            &format!(
+                "{}; run `run-admin-task migrate` to apply them",
+                pending.join(", ")
+            ),
+        ));
+        return lines;
+    }
+    if report.exit_code == 0 {
+        return lines;
+    }
+    let title = match report.exit_code {
+        _ if report.task_arn.is_none() => format!("`{command}`: nothing was launched"),
+        launcher::NEVER_RAN => format!("`{command}`: the task never ran"),
+        launcher::TIMEOUT => format!("`{command}` timed out"),
+        launcher::INTERRUPTED => format!("`{command}` was interrupted"),
+        code => format!("`{command}` failed with exit code {code}"),
+    };
+    let mut message = Vec::new();
+    if let Some(error) = &report.error {
+        message.push(error.clone());
+    }
+    if let Some(reason) = &report.stopped_reason {
+        message.push(match &report.stop_code {
+            Some(code) => format!("{code}: {reason}"),
+            None => reason.clone(),
+        });
+    }
+    if let Some(reason) = &report.container_reason {
+        message.push(reason.clone());
+    }
+    let mut file = None;
+    if let Some((_, _, summary)) = result {
+        if let Some(error) = summary["error"].as_str() {
+            message.push(error.to_string());
+        }
+        if let Some(failed) = summary.get("failed") {
+            file = failed["file"].as_str();
+        }
+        let undecryptable = summary["tables"]
+            .as_array()
+            .map(|tables| {
+                tables
+                    .iter()
+                    .map(|t| t["undecryptable"].as_u64().unwrap_or(0))
+                    .sum::<u64>()
+            })
+            .unwrap_or(0);
+        if undecryptable > 0 {
+            message.push(format!(
+                "{undecryptable} value(s) could not be decrypted; the log lists them by table and id"
+            ));
+        }
+    }
+    for hint in &report.hints {
+        message.push(format!("fix: {hint}"));
+    }
+    if message.is_empty() {
+        message.push("see the task's log".to_string());
+    }
+    lines.push(annotation("error", file, &title, &message.join("\n")));
+    lines
+}
+
+/// The step outputs, as `name=value` lines (the values are one line each).
+pub fn outputs(report: &TaskReport) -> String {
+    let result = report
+        .result
+        .as_ref()
+        .map(|r| serde_json::to_string(r).expect("events always serialize"))
+        .unwrap_or_default();
+    let mut text = String::new();
+    for (name, value) in [
+        ("exit-code", report.exit_code.to_string()),
+        ("task-arn", report.task_arn.clone().unwrap_or_default()),
+        ("task-id", report.task_id.clone().unwrap_or_default()),
+        ("log-url", report.console_url.clone().unwrap_or_default()),
+        ("result", result),
+    ] {
+        // Values never hold a newline (one-line JSON, ARNs, URLs); a stray one would
+        // start a line of its own, so it is dropped.
+        text.push_str(&format!("{name}={}\n", value.replace(['\r', '\n'], " ")));
+    }
+    text
+}
+
+/// The ECS console page of the task, from its ARN
+/// (`arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID`).
+pub fn task_console_url(task_arn: &str) -> Option<String> {
+    let mut parts = task_arn.split(':');
+    let region = parts.nth(3)?;
+    let resource = parts.nth(1)?;
+    let mut path = resource.split('/');
+    let (Some("task"), Some(cluster), Some(id)) = (path.next(), path.next(), path.next()) else {
+        return None;
+    };
+    Some(format!(
+        "https://{region}.console.aws.amazon.com/ecs/v2/clusters/{cluster}/tasks/{id}/configuration?region={region}"
+    ))
+}
+
+/// A table cell: the value as text, with what would break the table escaped.
+fn cell(value: &Value) -> String {
+    let text = match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    text.replace('|', "\\|").replace(['\r', '\n'], " ")
+}
+
+fn rows<'a>(summary: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    summary[key].as_array().into_iter().flatten()
+}
+
+/// A markdown table of `columns` (heading, key) over `rows`.
+fn table<'a>(columns: &[(&str, &str)], rows: impl Iterator<Item = &'a Value>) -> String {
+    let mut text = format!(
+        "| {} |\n|{}|\n",
+        columns
+            .iter()
+            .map(|(h, _)| *h)
+            .collect::<Vec<_>>()
+            .join(" | "),
+        columns.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+    );
+    for row in rows {
+        let cells: Vec<String> = columns.iter().map(|(_, key)| cell(&row[*key])).collect();
+        text.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    text
+}
+
+/// The companion's result as markdown: the migrations applied or pending, the
+/// re-encryption counts per table and per key id.
+fn result_section(command: &str, summary: &Value) -> String {
+    let mut text = String::new();
+    let mut section = |heading: &str, body: String| {
+        text.push_str(&format!("\n#### {heading}\n\n{body}"));
+    };
+    let migration_columns = [("Version", "version"), ("Description", "description")];
+    match command {
+        "migrate" if summary["dry_run"] == Value::Bool(true) => {
+            let would: Vec<&Value> = rows(summary, "would_apply").collect();
+            section(
+                &format!("Would apply {} migration(s) (dry run)", would.len()),
+                table(&migration_columns, would.into_iter()),
+            );
+        }
+        "migrate" => {
+            let applied: Vec<&Value> = rows(summary, "applied").collect();
+            if applied.is_empty() && summary.get("applied").is_some() {
+                section(
+                    "Migrations",
+                    "Nothing to apply: the database is at this image.\n".into(),
+                );
+            } else if !applied.is_empty() {
+                section(
+                    &format!("Applied {} migration(s)", applied.len()),
+                    table(
+                        &[
+                            ("Version", "version"),
+                            ("Description", "description"),
+                            ("ms", "ms"),
+                        ],
+                        applied.into_iter(),
+                    ),
+                );
+            }
+        }
+        "migrate-info" => {
+            let pending: Vec<&Value> = rows(summary, "migrations")
+                .filter(|m| m["state"].as_str().is_some_and(|s| s != "installed"))
+                .collect();
+            if pending.is_empty() {
+                section(
+                    "Migrations",
+                    "The database is exactly at this image.\n".into(),
+                );
+            } else {
+                section(
+                    "Migrations not at this image",
+                    table(
+                        &[
+                            ("Version", "version"),
+                            ("Description", "description"),
+                            ("State", "state"),
+                        ],
+                        pending.into_iter(),
+                    ),
+                );
+            }
+        }
+        "reencrypt" => {
+            let counts = [
+                ("Scanned", "scanned"),
+                ("Re-encrypted", "reencrypted"),
+                ("Already on primary", "already_on_primary"),
+                ("Skipped", "skipped"),
+                ("Undecryptable", "undecryptable"),
+            ];
+            let mut columns = vec![("Table", "table"), ("Column", "column")];
+            columns.extend(counts);
+            section(
+                "Re-encryption per table",
+                table(&columns, rows(summary, "tables")),
+            );
+            let by_key: Vec<Value> = summary["by_key_id"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(id, c)| {
+                    let mut row = c.clone();
+                    row["key_id"] = Value::String(id.clone());
+                    row
+                })
+                .collect();
+            let mut columns = vec![("Key id", "key_id")];
+            columns.extend(counts);
+            section("Per key id found", table(&columns, by_key.iter()));
+        }
+        _ => {}
+    }
+    if let Some(failed) = summary.get("failed") {
+        section(
+            "Failed migration",
+            table(
+                &[
+                    ("Version", "version"),
+                    ("Description", "description"),
+                    ("File", "file"),
+                ],
+                std::iter::once(failed),
+            ),
+        );
+    }
+    text
+}
+
+/// The job summary: the command, the task with its links, the exit code, the phases
+/// and the companion's result.
+pub fn summary(command: &str, report: &TaskReport) -> String {
+    let verdict = match report.exit_code {
+        0 => "✅ passed".to_string(),
+        launcher::NEVER_RAN => "❌ the task never ran (exit 125)".to_string(),
+        launcher::TIMEOUT => "⏱️ timed out (exit 124)".to_string(),
+        launcher::INTERRUPTED => "⛔ interrupted (exit 130)".to_string(),
+        3 if result_of(report).is_some_and(|(name, _, _)| name == "migrate-info") => {
+            "⚠️ migrations pending (exit 3)".to_string()
+        }
+        code => format!("❌ failed (exit {code})"),
+    };
+    let mut text = format!(
+        "### run-admin-task `{}`: {verdict}\n\n| | |\n|---|---|\n",
+        command.replace('`', "'")
+    );
+    let mut row = |name: &str, value: String| {
+        text.push_str(&format!("| {name} | {value} |\n"));
+    };
+    if let Some(arn) = &report.task_arn {
+        let id = report.task_id.clone().unwrap_or_default();
+        row(
+            "Task",
+            match task_console_url(arn) {
+                Some(url) => format!("[`{id}`]({url}) on cluster `{}`", report.cluster),
+                None => format!("`{arn}`"),
+            },
+        );
+    }
+    if let (Some(group), Some(stream)) = (&report.log_group, &report.log_stream) {
+        row(
+            "Logs",
+            match &report.console_url {
+                Some(url) => format!("[`{group}` `{stream}`]({url})"),
+                None => format!("`{group}` `{stream}`"),
+            },
+        );
+    }
+    row("Exit code", format!("**{}**", report.exit_code));
+    if let Some(phases) = report.phases.describe() {
+        row("Phases", phases);
+    }
+    if let Some(reason) = &report.stopped_reason {
+        let code = report.stop_code.as_deref().unwrap_or("stopped");
+        row("Stopped", cell(&Value::String(format!("{code}: {reason}"))));
+    }
+    if let Some(operator) = &report.operator {
+        row("Started by", cell(&Value::String(operator.clone())));
+    }
+    if let Some(error) = &report.error {
+        row("Error", cell(&Value::String(error.clone())));
+    }
+    for failure in &report.failures {
+        let what = [&failure.reason, &failure.detail, &failure.arn]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ");
+        row("RunTask failure", cell(&Value::String(what)));
+    }
+    for hint in &report.hints {
+        row("Hint", cell(&Value::String(hint.clone())));
+    }
+    if let Some((name, _, summary)) = result_of(report) {
+        if let Some(error) = summary["error"].as_str() {
+            row("Companion error", cell(&Value::String(error.to_string())));
+        }
+        text.push_str(&result_section(name, summary));
+    }
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn report_with(exit_code: u8, command: &str, summary: Value) -> TaskReport {
+        TaskReport {
+            exit_code,
+            cluster: "everruns".into(),
+            task_arn: Some("arn:aws:ecs:eu-west-1:123:task/everruns/abc".into()),
+            task_id: Some("abc".into()),
+            result: Some(Event::Result {
+                ts: chrono::Utc::now(),
+                command: command.into(),
+                exit_code,
+                summary,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn workflow_command_text_is_escaped_so_it_stays_one_command() {
+        let line = annotation("error", Some("m/1_a,b.sql"), "a: b, c", "50%\nnext\r");
+        assert_eq!(
+            line,
+            "::error file=m/1_a%2Cb.sql,title=a%3A b%2C c::50%25%0Anext%0D"
+        );
+    }
+
+    #[test]
+    fn the_task_console_link_is_made_from_the_arn() {
+        assert_eq!(
+            task_console_url("arn:aws:ecs:eu-west-1:123:task/everruns/abc").as_deref(),
+            Some(
+                "https://eu-west-1.console.aws.amazon.com/ecs/v2/clusters/everruns/tasks/abc/configuration?region=eu-west-1"
+            )
+        );
+        assert_eq!(task_console_url("arn:aws:ecs:eu-west-1:123:task/abc"), None);
+    }
+
+    #[test]
+    fn a_pending_gate_warns_and_a_failure_errors_with_its_file() {
+        let gate = report_with(
+            3,
+            "migrate-info",
+            json!({"migrations": [
+                {"version": 1, "description": "one", "state": "installed"},
+                {"version": 2, "description": "two", "state": "pending"}
+            ]}),
+        );
+        let lines = annotations("migrate-info --check", &gate);
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].starts_with("::warning title=1 migration(s) pending::2 two"),
+            "{lines:?}"
+        );
+
+        let failed = report_with(
+            1,
+            "migrate",
+            json!({"error": "migration 2 two failed", "failed": {"version": 2, "description": "two", "file": "migrations/2_two.sql"}}),
+        );
+        let lines = annotations("migrate", &failed);
+        assert!(
+            lines[0].starts_with("::error file=migrations/2_two.sql,title=`migrate` failed with exit code 1::migration 2 two failed"),
+            "{lines:?}"
+        );
+        assert!(summary("migrate", &failed).contains("| 2 | two | migrations/2_two.sql |"));
+        assert!(annotations("migrate", &report_with(0, "migrate", json!({}))).is_empty());
+    }
+
+    #[test]
+    fn outputs_are_one_line_each() {
+        let report = report_with(0, "migrate", json!({"applied": [], "note": "a\nb"}));
+        let text = outputs(&report);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert_eq!(lines[0], "exit-code=0");
+        assert_eq!(lines[2], "task-id=abc");
+        let result: Value =
+            serde_json::from_str(lines[4].strip_prefix("result=").unwrap()).unwrap();
+        assert_eq!(result["summary"]["note"], "a\nb");
+    }
+
+    #[test]
+    fn table_cells_cannot_break_the_table() {
+        let report = report_with(
+            0,
+            "reencrypt",
+            json!({"tables": [{"table": "a|b", "column": "c\nd", "scanned": 3, "reencrypted": 2,
+                "already_on_primary": 1, "skipped": 0, "undecryptable": 0}],
+                "by_key_id": {"k1": {"scanned": 3, "reencrypted": 2, "already_on_primary": 1, "skipped": 0, "undecryptable": 0}}}),
+        );
+        let text = summary("reencrypt", &report);
+        assert!(
+            text.contains("| a\\|b | c d | 3 | 2 | 1 | 0 | 0 |"),
+            "{text}"
+        );
+        assert!(text.contains("| k1 | 3 | 2 | 1 | 0 | 0 |"), "{text}");
+    }
+}
