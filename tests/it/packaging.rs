@@ -1265,20 +1265,99 @@ fn deploy_workflow_matches_the_image_and_the_gate() {
     }
     assert!(build_args > 0 && workflow.contains("GIT_REVISION"));
     for needed in [
-        "migrate-info --check",
-        "--yes --output json",
         "task-def register --image-tag",
-        "--task-definition",
         "aws-actions/configure-aws-credentials",
+        "role-to-assume:",
         "id-token: write",
-        "actions/upload-artifact",
+        "ECS_SERVICE:",
+        "uses: ./examples/github-action",
+        "command: migrate-info\n          args: --check",
+        "command: migrate\n",
+        "steps.gate.outputs.exit-code == '3'",
+        "steps.migrate.outputs.result",
     ] {
-        assert!(workflow.contains(needed), "the workflow lacks {needed}");
+        assert!(workflow.contains(needed), "the workflow lacks {needed:?}");
     }
-    for code in ["3)", "4)", "125)"] {
+    assert!(
+        !workflow.contains("ECS_SUBNETS"),
+        "the service gives the network"
+    );
+}
+
+/// The top-level keys of `section:` in a YAML file: the lines indented by two spaces
+/// under it.
+fn yaml_keys(text: &str, section: &str) -> BTreeSet<String> {
+    text.lines()
+        .skip_while(|l| *l != format!("{section}:"))
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with(' '))
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.trim().strip_suffix(':').map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn the_github_action_passes_its_inputs_and_exposes_the_launchers_outputs() {
+    let action = read("examples/github-action/action.yml");
+    let written: BTreeSet<String> = everruns_admin::launcher::github_actions::outputs(
+        &everruns_admin::launcher::job::report::TaskReport::default(),
+    )
+    .lines()
+    .map(|l| l.split_once('=').unwrap().0.to_string())
+    .collect();
+    assert_eq!(yaml_keys(&action, "outputs"), written);
+    for output in &written {
         assert!(
-            workflow.contains(code),
-            "the gate does not handle exit {code}"
+            action.contains(&format!("${{{{ steps.run.outputs.{output} }}}}")),
+            "output {output} is not taken from the launcher's step"
         );
     }
+    let inputs = yaml_keys(&action, "inputs");
+    for input in &inputs {
+        assert!(
+            action.contains(&format!("${{{{ inputs.{input} }}}}"))
+                || action.contains(&format!("${{{{ inputs.{input} ||")),
+            "input {input} is never used"
+        );
+    }
+    let workflow = read("examples/github-actions-deploy.yml");
+    for line in workflow.lines().map(str::trim) {
+        if let Some((key, _)) = line.split_once(": ")
+            && ["command", "args", "task-definition", "timeout", "revision"].contains(&key)
+        {
+            assert!(
+                inputs.contains(key),
+                "the workflow passes {key}, not an input"
+            );
+        }
+    }
+    assert!(action.contains("exec run-admin-task --ci github"));
+    assert!(action.contains("cargo install --locked --git"));
+}
+
+#[test]
+fn the_oidc_trust_policy_pins_one_repository_and_branch() {
+    let text = read("task-definitions/iam/github-oidc-trust-policy.json");
+    let policy: Value = serde_json::from_str(&text).unwrap();
+    let statement = &policy["Statement"][0];
+    assert_eq!(statement["Action"], "sts:AssumeRoleWithWebIdentity");
+    assert!(
+        statement["Principal"]["Federated"]
+            .as_str()
+            .unwrap()
+            .ends_with(":oidc-provider/token.actions.githubusercontent.com")
+    );
+    let equals = &statement["Condition"]["StringEquals"];
+    assert_eq!(
+        equals["token.actions.githubusercontent.com:aud"],
+        "sts.amazonaws.com"
+    );
+    assert_eq!(
+        equals["token.actions.githubusercontent.com:sub"],
+        "repo:${GITHUB_REPOSITORY}:ref:refs/heads/${GITHUB_BRANCH}"
+    );
+    assert!(
+        statement["Condition"].get("StringLike").is_none(),
+        "no wildcards in the subject"
+    );
 }
