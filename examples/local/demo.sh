@@ -87,7 +87,7 @@ PostgreSQL and the emulator are still running. To point run-admin-task at them:
 export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_EC2_METADATA_DISABLED=true
 export AWS_REGION=$AWS_REGION AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL
 export ECS_CLUSTER=$ECS_CLUSTER ECS_SUBNETS=$ECS_SUBNETS ECS_SECURITY_GROUP=$ECS_SECURITY_GROUP
-export PATH="$PWD/$bin:\$PATH"
+export PATH="\$PWD/$bin:\$PATH"    # from the repository's root
 
 then try: run-admin-task list; run-admin-task status TASK_ID; run-admin-task logs TASK_ID
 (or --from-service everruns-api instead of ECS_SUBNETS and ECS_SECURITY_GROUP)

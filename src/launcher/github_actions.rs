@@ -165,7 +165,9 @@ pub fn annotations(command: &str, report: &TaskReport) -> Vec<String> {
             None => reason.clone(),
         });
     }
-    if let Some(reason) = &report.container_reason {
+    if let Some(reason) = &report.container_reason
+        && !message.iter().any(|m| m.contains(reason.as_str()))
+    {
         message.push(reason.clone());
     }
     let mut file = None;
