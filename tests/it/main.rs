@@ -17,6 +17,7 @@ mod launcher_e2e;
 mod launcher_mocks;
 mod migrations;
 mod packaging;
+mod readme;
 mod reencrypt;
 mod rust_log;
 mod shell;
