@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -114,12 +114,59 @@ pub struct Renderer {
     /// the phase in progress. One line only: several live lines get redrawn out of
     /// place around the log lines printed above them.
     live: Option<ProgressBar>,
-    phases: Mutex<Phases>,
+    phases: Arc<Mutex<Phases>>,
     /// The spinner's text (`task ID STATUS`), shown again when a phase's bar ends.
-    status_text: Mutex<String>,
+    status_text: Arc<Mutex<String>>,
     started: Instant,
-    captured: Option<Mutex<Vec<String>>>,
-    groups: Option<LogGroups>,
+    captured: Option<Arc<Mutex<Vec<String>>>>,
+    groups: Option<Arc<LogGroups>>,
+    /// For one shard of a sharded job: its label and the job's progress board.
+    shard: Option<(String, Arc<ShardBoard>)>,
+}
+
+/// The progress of a job split across tasks: each shard's latest count per phase, so
+/// the one live line shows the sum over every shard.
+pub struct ShardBoard {
+    title: String,
+    counts: Mutex<BoardCounts>,
+}
+
+/// Each (shard, phase)'s latest done and total, and the job's rate since the first.
+#[derive(Default)]
+struct BoardCounts {
+    latest: HashMap<(String, String), (u64, u64)>,
+    rate: Option<PhaseRate>,
+}
+
+impl ShardBoard {
+    /// A board whose bar is titled `title` (`reencrypt (4 shards)`).
+    pub fn new(title: &str) -> Arc<Self> {
+        Arc::new(ShardBoard {
+            title: title.to_string(),
+            counts: Mutex::new(BoardCounts::default()),
+        })
+    }
+
+    /// Records a shard's progress in a phase and returns the sums over all shards
+    /// and phases seen, with the job's rate and time left.
+    fn record(
+        &self,
+        shard: &str,
+        phase: &str,
+        done: u64,
+        total: Option<u64>,
+        ts: DateTime<Utc>,
+    ) -> (u64, u64, Option<(f64, Option<Duration>)>) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.latest.insert(
+            (shard.to_string(), phase.to_string()),
+            (done, total.unwrap_or(done)),
+        );
+        let done: u64 = counts.latest.values().map(|(d, _)| d).sum();
+        let total: u64 = counts.latest.values().map(|(_, t)| t).sum();
+        let rate = counts.rate.get_or_insert_with(|| PhaseRate::new(ts, done));
+        (done, total, rate.estimate(ts, done, Some(total)))
+    }
 }
 
 /// GitHub Actions groups around the container's log lines: opened by a log line,
@@ -151,21 +198,46 @@ impl Renderer {
                 bar.set_style(spinner_style());
                 bar
             }),
-            phases: Mutex::new(Phases::default()),
-            status_text: Mutex::new(String::new()),
+            phases: Arc::new(Mutex::new(Phases::default())),
+            status_text: Arc::new(Mutex::new(String::new())),
             started: Instant::now(),
             captured: None,
             groups: None,
+            shard: None,
+        }
+    }
+
+    /// The renderer of shard `label` of a sharded job: the same outputs and live line,
+    /// its lines prefixed with `[label]`, its progress summed on `board`.
+    pub fn for_shard(&self, label: &str, board: &Arc<ShardBoard>) -> Renderer {
+        Renderer {
+            output: self.output,
+            quiet: self.quiet,
+            live: self.live.clone(),
+            phases: Arc::clone(&self.phases),
+            status_text: Arc::clone(&self.status_text),
+            started: self.started,
+            captured: self.captured.clone(),
+            groups: self.groups.clone(),
+            shard: Some((label.to_string(), Arc::clone(board))),
+        }
+    }
+
+    /// `[label] line` for a shard's renderer, the line itself otherwise.
+    fn prefixed(&self, line: &str) -> String {
+        match &self.shard {
+            Some((label, _)) => format!("[{label}] {line}"),
+            None => line.to_string(),
         }
     }
 
     /// Puts the container's log lines into GitHub Actions groups titled `title`.
     pub fn with_log_groups(mut self, title: &str) -> Self {
-        self.groups = Some(LogGroups {
+        self.groups = Some(Arc::new(LogGroups {
             title: crate::launcher::github_actions::escape_data(title),
             token: uuid::Uuid::new_v4().simple().to_string(),
             open: Mutex::new(false),
-        });
+        }));
         self
     }
 
@@ -173,7 +245,7 @@ impl Renderer {
     /// each line) instead of printing it, for tests of what an operator sees.
     pub fn capturing(output: OutputFormat) -> Self {
         Renderer {
-            captured: Some(Mutex::new(Vec::new())),
+            captured: Some(Arc::new(Mutex::new(Vec::new()))),
             ..Self::with_terminal(output, false, false)
         }
     }
@@ -246,7 +318,7 @@ impl Renderer {
     /// A line of the launcher's own: any open log group ends first.
     fn print(&self, to_stdout: bool, line: &str) {
         self.close_group();
-        self.print_raw(to_stdout, line);
+        self.print_raw(to_stdout, &self.prefixed(line));
     }
 
     fn print_raw(&self, to_stdout: bool, line: &str) {
@@ -278,7 +350,7 @@ impl Renderer {
         match rendered {
             Rendered::Line(text) => {
                 self.open_group();
-                self.print_raw(to_stdout, &text)
+                self.print_raw(to_stdout, &self.prefixed(&text))
             }
             Rendered::Progress {
                 phase,
@@ -286,11 +358,15 @@ impl Renderer {
                 total,
                 ts,
                 text,
-            } => match &self.live {
-                Some(live) => self.draw_progress(live, phase, done, total, ts),
-                None => {
+            } => match (&self.live, &self.shard) {
+                (Some(live), Some((label, board))) => {
+                    let (done, total, estimate) = board.record(label, &phase, done, total, ts);
+                    draw_job_progress(live, &board.title, done, total, estimate);
+                }
+                (Some(live), None) => self.draw_progress(live, phase, done, total, ts),
+                (None, _) => {
                     self.open_group();
-                    self.print_raw(to_stdout, &text)
+                    self.print_raw(to_stdout, &self.prefixed(&text))
                 }
             },
         }
@@ -329,19 +405,7 @@ impl Renderer {
             self.print(false, &line);
             return;
         }
-        let rate = estimate
-            .map(|(rate, eta)| {
-                let eta = eta
-                    .map(|d| {
-                        format!(
-                            ", ETA {}",
-                            humantime::format_duration(Duration::from_secs(d.as_secs()))
-                        )
-                    })
-                    .unwrap_or_default();
-                format!("{rate:.1}/s{eta}")
-            })
-            .unwrap_or_default();
+        let rate = rate_text(estimate);
         if phases.shown.as_deref() == Some(phase.as_str()) && live.length() == total {
             live.set_position(done);
             live.set_message(rate);
@@ -426,6 +490,39 @@ impl Renderer {
             live.finish_and_clear();
         }
     }
+}
+
+/// The live line of a sharded job: one bar over every shard, its total growing as
+/// shards reach new phases.
+fn draw_job_progress(
+    live: &ProgressBar,
+    title: &str,
+    done: u64,
+    total: u64,
+    estimate: Option<(f64, Option<Duration>)>,
+) {
+    live.set_style(progress_style(true));
+    live.set_prefix(title.to_string());
+    live.set_length(total);
+    live.set_position(done);
+    live.set_message(rate_text(estimate));
+}
+
+/// `123.4/s, ETA 2m 3s` for a bar's message; empty before there is a rate.
+fn rate_text(estimate: Option<(f64, Option<Duration>)>) -> String {
+    estimate
+        .map(|(rate, eta)| {
+            let eta = eta
+                .map(|d| {
+                    format!(
+                        ", ETA {}",
+                        humantime::format_duration(Duration::from_secs(d.as_secs()))
+                    )
+                })
+                .unwrap_or_default();
+            format!("{rate:.1}/s{eta}")
+        })
+        .unwrap_or_default()
 }
 
 fn spinner_style() -> ProgressStyle {
@@ -587,6 +684,32 @@ mod tests {
         renderer.status("abc123", "RUNNING");
         frames.take();
         (renderer, bar, frames)
+    }
+
+    #[test]
+    fn shards_share_one_bar_that_sums_them_and_prefix_their_lines() {
+        let (renderer, bar, _frames) = live_renderer();
+        let board = ShardBoard::new("reencrypt (2 shards)");
+        let one = renderer.for_shard("1/2", &board);
+        let two = renderer.for_shard("2/2", &board);
+        one.log_line(&progress("reencrypt a", 10, Some(50), 0));
+        two.log_line(&progress("reencrypt a", 5, Some(40), 1));
+        assert_eq!((bar.length(), bar.position()), (Some(90), 15));
+        one.log_line(&progress("reencrypt a", 50, Some(50), 2));
+        one.log_line(&progress("reencrypt b", 1, Some(10), 3));
+        assert_eq!((bar.length(), bar.position()), (Some(100), 56));
+        assert_eq!(bar.prefix(), "reencrypt (2 shards)");
+        two.log_line(&LogLine::parse("plain line"));
+        two.warn("a warning");
+        let lines = renderer.captured();
+        assert!(
+            lines.contains(&"stdout: [2/2] plain line".to_string()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"stderr: [2/2] a warning".to_string()),
+            "{lines:?}"
+        );
     }
 
     #[test]

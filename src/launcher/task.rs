@@ -15,6 +15,8 @@ pub mod tags {
     pub const MUTATING: &str = "everruns-admin:mutating";
     /// The RunTask clientToken, when it is not random: a rerun recognises its task.
     pub const CLIENT_TOKEN: &str = "everruns-admin:client-token";
+    /// `K/N` for a task that runs one shard of a sharded job.
+    pub const SHARD: &str = "everruns-admin:shard";
 }
 
 /// One container of a task, as DescribeTasks reports it.

@@ -12,6 +12,7 @@ use crate::launcher::github_actions;
 use crate::launcher::job::launch::{Job, RunTaskPlan};
 use crate::launcher::job::launch_and_follow;
 use crate::launcher::job::report::TaskReport;
+use crate::launcher::job::shards::{Shards, launch_and_follow_shards};
 use crate::launcher::service::describe_origins;
 
 /// The companion's commands the launcher offers directly.
@@ -57,6 +58,8 @@ pub struct RunArgs {
 pub struct Launch {
     job: Job,
     needs_confirmation: bool,
+    /// `reencrypt --shards N [--only K,L]`: the job split across tasks.
+    shards: Option<Shards>,
 }
 
 /// The companion's name, as a command line may start with it.
@@ -87,8 +90,14 @@ impl Launch {
     /// database is guarded against concurrent runs and, in a `confirm = true`
     /// environment, confirmed first.
     pub fn companion(command: CompanionCommand, args: &CompanionArgs) -> Result<Self, clap::Error> {
+        let (shards, rest) = match command {
+            CompanionCommand::Reencrypt => Shards::take_from(&args.args).map_err(|e| {
+                clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{e}\n"))
+            })?,
+            _ => (None, args.args.clone()),
+        };
         let mut argv = vec![command.name().to_string()];
-        argv.extend(args.args.iter().cloned());
+        argv.extend(rest);
         let parsed = CompanionCli::try_parse_from(
             std::iter::once(COMPANION).chain(argv.iter().map(String::as_str)),
         )?;
@@ -96,6 +105,7 @@ impl Launch {
         Ok(Self {
             job: Job { argv, mutating },
             needs_confirmation: mutating,
+            shards,
         })
     }
 
@@ -126,6 +136,7 @@ impl Launch {
                 mutating,
             },
             needs_confirmation: true,
+            shards: None,
         }
     }
 }
@@ -153,6 +164,13 @@ pub async fn exec(
             serde_json::to_string_pretty(&plan.to_json()).expect("requests always serialize")
         );
         return Ok(0);
+    }
+    if let Some(shards) = &launch.shards {
+        let (code, report) =
+            launch_and_follow_shards(context, job, shards, launch.needs_confirmation, interrupts)
+                .await?;
+        print_json(context.options.output, &report);
+        return Ok(code);
     }
     let (code, report) =
         launch_and_follow(context, job, launch.needs_confirmation, interrupts).await?;

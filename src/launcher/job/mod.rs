@@ -7,6 +7,7 @@ pub mod follow;
 pub mod launch;
 pub mod outcome;
 pub mod report;
+pub mod shards;
 pub mod watch;
 
 use anyhow::anyhow;
@@ -41,41 +42,20 @@ pub async fn launch_and_follow(
     let config = &context.config;
     let options = &context.options;
     let renderer = &context.renderer;
-    config.require_subnets()?;
     let what = job.argv.join(" ");
-    if needs_confirmation {
-        ensure_can_confirm(context, &what)?;
-    }
-
-    let clients = Clients::connect(config).await?;
-    let describe = TaskDefinitionInfo::describe(&clients, &config.task_definition);
     let own_token = idempotent_token(&config.idempotency, &job.argv);
-    let check = async {
-        if job.mutating && !options.allow_concurrent {
-            let family = config.family();
-            let own = own_token.as_deref();
-            find_running_mutation(&clients.ecs, &config.cluster, &family, own).await
-        } else {
-            Ok(None)
-        }
-    };
-    let (definition, running) = tokio::select! {
-        both = async { tokio::join!(describe, check) } => both,
-        Some(()) = interrupts.recv() => {
-            renderer.warn("interrupted; nothing was launched");
-            return Ok((launcher::INTERRUPTED, None));
-        }
-    };
-    let definition = definition?;
-    definition.container(&config.container)?;
-    if let Some(running) = running? {
-        return Err(concurrency_refusal(&running, &config.cluster));
-    }
-
-    if needs_confirmation && !confirmed(context, &what, interrupts).await? {
-        renderer.warn("interrupted; nothing was launched");
+    let Some((clients, definition)) = prepare(
+        context,
+        job,
+        &what,
+        own_token.as_deref(),
+        needs_confirmation,
+        interrupts,
+    )
+    .await?
+    else {
         return Ok((launcher::INTERRUPTED, None));
-    }
+    };
 
     let plan = RunTaskPlan::new(config, &definition.arn, job, &context.operator)?;
     let mut report = TaskReport {
@@ -203,6 +183,53 @@ pub async fn launch_and_follow(
     .await?;
     let code = settle(context, &mut report, followed, log.as_ref());
     Ok((code, Some(report)))
+}
+
+/// Everything before RunTask, for one task or a sharded job: settings that a launch
+/// needs, the confirmation a `confirm = true` environment asks for, the task
+/// definition and its container, and the refusal to start beside a running mutating
+/// job (`own_token` names a rerun's own task). `None` when the operator interrupted.
+pub async fn prepare(
+    context: &Context,
+    job: &Job,
+    what: &str,
+    own_token: Option<&str>,
+    needs_confirmation: bool,
+    interrupts: &mut mpsc::UnboundedReceiver<()>,
+) -> Result<Option<(Clients, TaskDefinitionInfo)>, ExitError> {
+    let config = &context.config;
+    let renderer = &context.renderer;
+    config.require_subnets()?;
+    if needs_confirmation {
+        ensure_can_confirm(context, what)?;
+    }
+    let clients = Clients::connect(config).await?;
+    let describe = TaskDefinitionInfo::describe(&clients, &config.task_definition);
+    let check = async {
+        if job.mutating && !context.options.allow_concurrent {
+            let family = config.family();
+            find_running_mutation(&clients.ecs, &config.cluster, &family, own_token).await
+        } else {
+            Ok(None)
+        }
+    };
+    let (definition, running) = tokio::select! {
+        both = async { tokio::join!(describe, check) } => both,
+        Some(()) = interrupts.recv() => {
+            renderer.warn("interrupted; nothing was launched");
+            return Ok(None);
+        }
+    };
+    let definition = definition?;
+    definition.container(&config.container)?;
+    if let Some(running) = running? {
+        return Err(concurrency_refusal(&running, &config.cluster));
+    }
+    if needs_confirmation && !confirmed(context, what, interrupts).await? {
+        renderer.warn("interrupted; nothing was launched");
+        return Ok(None);
+    }
+    Ok(Some((clients, definition)))
 }
 
 /// Whether RunTask answered with a task started before this request: a new Fargate
