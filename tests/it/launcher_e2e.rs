@@ -908,3 +908,121 @@ fn from_service_runs_on_the_services_network_and_a_flag_wins_its_own_field() {
         assert!(text(&out).contains(expected), "{}", describe(&out));
     }
 }
+
+#[test]
+fn reencrypt_across_four_shards_is_one_job_and_a_rerun_passes_over_it() {
+    let (db, emu) = stack();
+    assert_eq!(run(emu.launcher().arg("migrate")).status.code(), Some(0));
+    let plaintexts = seed_under_previous_key(&db);
+    let out =
+        run(emu
+            .launcher()
+            .args(["--output", "json", "reencrypt", "--shards", "4", "-b", "3"]));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let doc = report(&out);
+    assert_eq!(doc["shards"], 4, "{doc}");
+    assert_eq!(doc["exit_code"], 0, "{doc}");
+    let tasks = doc["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 4, "{doc}");
+    let mut arns = std::collections::BTreeSet::new();
+    for (k, task) in tasks.iter().enumerate() {
+        let label = format!("{}/4", k + 1);
+        assert_eq!(task["shard"], label.as_str(), "{doc}");
+        assert_eq!(task["exit_code"], 0, "{doc}");
+        let command: Vec<&str> = task["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert_eq!(command[command.len() - 2..], ["--shard", label.as_str()]);
+        arns.insert(task["task_arn"].as_str().unwrap().to_string());
+    }
+    assert_eq!(arns.len(), 4, "four tasks");
+    assert_eq!(doc["totals"]["reencrypted"], 25, "{doc}");
+    assert!(key_ids_in(&db).iter().all(|id| id == "kek-v2"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for k in 1..=4 {
+        assert!(stderr.contains(&format!("[{k}/4] ")), "{stderr}");
+    }
+
+    let rerun = run(emu
+        .launcher()
+        .args(["--output", "json", "reencrypt", "--shards", "4"]));
+    assert_eq!(rerun.status.code(), Some(0), "{}", describe(&rerun));
+    let doc = report(&rerun);
+    assert_eq!(doc["totals"]["reencrypted"], 0, "{doc}");
+    assert_eq!(doc["totals"]["already_on_primary"], 25, "{doc}");
+    assert_no_secrets(&[&out, &rerun], &db, &plaintexts);
+}
+
+#[test]
+fn an_undecryptable_value_fails_its_own_shard_with_5() {
+    let (db, emu) = stack();
+    assert_eq!(run(emu.launcher().arg("migrate")).status.code(), Some(0));
+    seed_under_previous_key(&db);
+    // Under a key the task does not have, with an id in the third quarter of the keys.
+    let unknown = Key::parse("kek-v0:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").unwrap();
+    let payload = envelope::encrypt(b"sk-lost", &unknown).unwrap();
+    let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
+    psql(
+        &db.url,
+        &format!(
+            "INSERT INTO llm_providers (id, name, provider_type, api_key_encrypted, api_key_set) \
+             VALUES ('a0000000-0000-4000-8000-000000000001', 'lost', 'openai', '\\x{hex}', TRUE)"
+        ),
+    );
+    let out = run(emu
+        .launcher()
+        .args(["--output", "json", "reencrypt", "--shards", "4"]));
+    assert_eq!(out.status.code(), Some(5), "{}", describe(&out));
+    let doc = report(&out);
+    let codes: Vec<u64> = doc["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["exit_code"].as_u64().unwrap())
+        .collect();
+    assert_eq!(codes, [0, 0, 5, 0], "{doc}");
+    assert_eq!(doc["totals"]["undecryptable"], 1, "{doc}");
+    assert!(
+        text(&out).contains("shard 3/4 ended with 5"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn ctrl_c_stops_every_shard() {
+    let (db, emu) = stack();
+    assert_eq!(run(emu.launcher().arg("migrate")).status.code(), Some(0));
+    seed_under_previous_key(&db);
+    let mut child = emu
+        .launcher()
+        .args(["--output", "json", "reencrypt", "--shards", "4"])
+        .args(["--batch-size", "1", "--max-rate", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first shard's companion is at work; the others are starting or at work too.
+    let _stderr = read_until_line(child.stderr.take().unwrap(), "reencrypt starting");
+    std::thread::sleep(Duration::from_millis(1000));
+    crate::common::send_signal(child.id(), libc::SIGINT);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", describe(&out));
+    let doc = report(&out);
+    let tasks = doc["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 4, "{doc}");
+    for task in tasks {
+        let arn = task["task_arn"].as_str().unwrap();
+        let status = task_status(&emu, arn);
+        assert!(
+            status["stopped_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("Interrupted by e2e-operator")),
+            "{status}"
+        );
+        assert_eq!(status["stop_code"], "UserInitiated", "{status}");
+    }
+}
