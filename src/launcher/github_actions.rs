@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::exit::launcher;
 use crate::launcher::config::{EnvLookup, process_env};
 use crate::launcher::job::report::TaskReport;
+use crate::launcher::job::shards::{ShardReport, ShardedReport};
 use crate::launcher::render::Renderer;
 use crate::protocol::Event;
 
@@ -43,17 +44,18 @@ impl GitHubActions {
     /// Appends the summary and the outputs of `report` for the job `command`; returns
     /// what could not be written, for a warning (the job's own result stands).
     pub fn publish(&self, command: &str, report: &TaskReport) -> Vec<String> {
+        self.append(summary(command, report), outputs(report))
+    }
+
+    /// Appends `summary` and `outputs` to their files; returns what could not be written.
+    fn append(&self, summary: String, outputs: String) -> Vec<String> {
         let mut problems = Vec::new();
         for (path, text, what) in [
-            (
-                &self.summary,
-                summary(command, report),
-                "GITHUB_STEP_SUMMARY",
-            ),
-            (&self.output, outputs(report), "GITHUB_OUTPUT"),
+            (&self.summary, summary, "GITHUB_STEP_SUMMARY"),
+            (&self.output, outputs, "GITHUB_OUTPUT"),
         ] {
             if let Some(path) = path
-                && let Err(e) = append(path, &text)
+                && let Err(e) = append_to(path, &text)
             {
                 problems.push(format!("cannot write {what} ({}): {e}", path.display()));
             }
@@ -73,7 +75,122 @@ pub fn conclude(renderer: &Renderer, job: &str, report: &TaskReport) {
     }
 }
 
-fn append(path: &Path, text: &str) -> std::io::Result<()> {
+/// [`conclude`] for a job split across shards: one annotation naming the failing
+/// shards, one summary with a row per shard, the outputs of the job as a whole
+/// (`task-arn` and `task-id` list every shard's, space-separated).
+pub fn conclude_sharded(renderer: &Renderer, job: &str, report: &ShardedReport) {
+    let failing: Vec<&ShardReport> = report
+        .tasks
+        .iter()
+        .filter(|t| t.task.exit_code != 0)
+        .collect();
+    if !failing.is_empty() {
+        let lines: Vec<String> = failing
+            .iter()
+            .map(|t| {
+                let why = t
+                    .task
+                    .error
+                    .clone()
+                    .or_else(|| t.task.stopped_reason.clone())
+                    .unwrap_or_else(|| "see its log".to_string());
+                format!(
+                    "shard {} exited {}: {why}; rerun it with --shards {} --only {}",
+                    t.shard,
+                    t.task.exit_code,
+                    report.shards,
+                    t.shard.split('/').next().unwrap_or_default()
+                )
+            })
+            .collect();
+        renderer.workflow_command(&annotation(
+            "error",
+            None,
+            &format!(
+                "`{job}`: {} of {} shard(s) failed",
+                failing.len(),
+                report.tasks.len()
+            ),
+            &lines.join("\n"),
+        ));
+    }
+    let list = |field: fn(&TaskReport) -> Option<&String>| {
+        report
+            .tasks
+            .iter()
+            .filter_map(|t| field(&t.task).cloned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let result = serde_json::json!({"shards": report.shards, "ran": report.ran, "exit_code": report.exit_code, "totals": report.totals, "tables": report.tables});
+    let outputs = format!(
+        "exit-code={}\ntask-arn={}\ntask-id={}\nlog-url={}\nresult={result}\n",
+        report.exit_code,
+        list(|t| t.task_arn.as_ref()),
+        list(|t| t.task_id.as_ref()),
+        list(|t| t.console_url.as_ref()),
+    );
+    let mut summary = format!(
+        "### run-admin-task `{}`: {}\n\n",
+        job.replace('`', "'"),
+        if report.exit_code == 0 {
+            "✅ passed".to_string()
+        } else {
+            format!("❌ failed (exit {})", report.exit_code)
+        }
+    );
+    let counts = [
+        "scanned",
+        "reencrypted",
+        "already_on_primary",
+        "skipped",
+        "undecryptable",
+    ];
+    summary.push_str("| Shard | Task | Exit code | Scanned | Re-encrypted | Already on primary | Skipped | Undecryptable |\n|---|---|---|---|---|---|---|---|\n");
+    for t in &report.tasks {
+        let task = match (&t.task.task_arn, &t.task.task_id) {
+            (Some(arn), Some(id)) => match task_console_url(arn) {
+                Some(url) => format!("[`{id}`]({url})"),
+                None => format!("`{id}`"),
+            },
+            _ => "(not started)".to_string(),
+        };
+        let summary_counts = |key: &str| match &t.task.result {
+            Some(Event::Result { summary, .. }) => summary["tables"]
+                .as_array()
+                .map(|tables| {
+                    tables
+                        .iter()
+                        .filter_map(|x| x[key].as_u64())
+                        .sum::<u64>()
+                        .to_string()
+                })
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        let cells: Vec<String> = counts.iter().map(|k| summary_counts(k)).collect();
+        summary.push_str(&format!(
+            "| {} | {task} | {} | {} |\n",
+            t.shard,
+            t.task.exit_code,
+            cells.join(" | ")
+        ));
+    }
+    let totals: Vec<String> = counts
+        .iter()
+        .map(|k| cell(report.totals.get(*k).unwrap_or(&Value::Null)))
+        .collect();
+    summary.push_str(&format!(
+        "| **all** | | **{}** | {} |\n\n",
+        report.exit_code,
+        totals.join(" | ")
+    ));
+    for problem in GitHubActions::from_env(&process_env).append(summary, outputs) {
+        renderer.warn(&format!("run-admin-task: {problem}"));
+    }
+}
+
+fn append_to(path: &Path, text: &str) -> std::io::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

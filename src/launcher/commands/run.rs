@@ -170,6 +170,9 @@ pub async fn exec(
             launch_and_follow_shards(context, job, shards, launch.needs_confirmation, interrupts)
                 .await?;
         print_json(context.options.output, &report);
+        if in_github_actions {
+            github_actions::conclude_sharded(&context.renderer, &launch.command_line(), &report);
+        }
         return Ok(code);
     }
     let (code, report) =
