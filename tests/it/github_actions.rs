@@ -19,6 +19,16 @@ impl Step {
     fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.out.stdout).into_owned()
     }
+
+    /// The `::error` annotation it printed.
+    fn error_annotation(&self) -> String {
+        let stdout = self.stdout();
+        stdout
+            .lines()
+            .find(|l| l.starts_with("::error"))
+            .unwrap_or_else(|| panic!("no error annotation: {stdout}"))
+            .to_string()
+    }
 }
 
 /// Runs the launcher as a GitHub Actions step with `args`.
@@ -177,11 +187,7 @@ fn a_gate_a_migrate_a_failed_migration_and_a_failed_start_each_leave_their_recor
         "{}",
         describe(&failed.out)
     );
-    let stdout = failed.stdout();
-    let error = stdout
-        .lines()
-        .find(|l| l.starts_with("::error"))
-        .unwrap_or_else(|| panic!("no error annotation: {stdout}"));
+    let error = failed.error_annotation();
     assert!(
         error.contains("file=migrations/20990101000000_break_things.sql,")
             && error.contains("title=`migrate --source ")
@@ -215,11 +221,7 @@ fn a_gate_a_migrate_a_failed_migration_and_a_failed_start_each_leave_their_recor
         "{}",
         describe(&start.out)
     );
-    let stdout = start.stdout();
-    let error = stdout
-        .lines()
-        .find(|l| l.starts_with("::error"))
-        .unwrap_or_else(|| panic!("no error annotation: {stdout}"));
+    let error = start.error_annotation();
     assert!(
         error.contains("title=`migrate-info`%3A the task never ran")
             && error.contains("TaskFailedToStart")

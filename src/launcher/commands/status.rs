@@ -47,9 +47,7 @@ pub async fn exec(context: &Context, args: &StatusArgs) -> Result<u8, ExitError>
         report.exit_code = 0;
     }
     if let Some(log) = &log {
-        report.log_group = Some(log.group.clone());
-        report.log_stream = Some(log.stream.clone());
-        report.console_url = Some(log.console_url());
+        report.apply_log(log);
     }
     if context.options.output == OutputFormat::Json {
         print_json(OutputFormat::Json, &report);

@@ -58,15 +58,7 @@ pub async fn launch_and_follow(
     };
 
     let plan = RunTaskPlan::new(config, &definition.arn, job, &context.operator)?;
-    let mut report = TaskReport {
-        cluster: config.cluster.clone(),
-        task_definition: Some(definition.arn.clone()),
-        container: config.container.clone(),
-        command: job.argv.clone(),
-        started_by: Some(plan.started_by.clone()),
-        operator: Some(context.operator.display()),
-        ..TaskReport::default()
-    };
+    let mut report = TaskReport::planned(config, &plan, &context.operator);
     // From here a task may exist: a signal is this function's to handle.
     let _handled = Handled::claim();
     let stop_reason = format!(
@@ -125,9 +117,7 @@ pub async fn launch_and_follow(
     report.apply_snapshot(&task);
     let log = log_target(&clients, &definition, &config.container, task.id())?;
     if let Some(log) = &log {
-        report.log_group = Some(log.group.clone());
-        report.log_stream = Some(log.stream.clone());
-        report.console_url = Some(log.console_url());
+        report.apply_log(log);
     }
     report.attached = own_token.is_some() && started_earlier(&task, sent_at);
     if report.attached {

@@ -204,6 +204,30 @@ impl TaskReport {
         }
     }
 
+    /// The report of a task about to be started by `plan`, before ECS has answered.
+    pub fn planned(
+        config: &crate::launcher::config::LaunchConfig,
+        plan: &crate::launcher::job::launch::RunTaskPlan,
+        operator: &crate::launcher::identity::Operator,
+    ) -> Self {
+        TaskReport {
+            cluster: config.cluster.clone(),
+            task_definition: Some(plan.task_definition.clone()),
+            container: config.container.clone(),
+            command: plan.command.clone(),
+            started_by: Some(plan.started_by.clone()),
+            operator: Some(operator.display()),
+            ..TaskReport::default()
+        }
+    }
+
+    /// Where the task's log stream is.
+    pub fn apply_log(&mut self, log: &crate::launcher::job::LogTarget) {
+        self.log_group = Some(log.group.clone());
+        self.log_stream = Some(log.stream.clone());
+        self.console_url = Some(log.console_url());
+    }
+
     /// Copies the verdict into the report.
     pub fn apply_outcome(&mut self, outcome: &TaskOutcome) {
         self.container_exit_code = outcome.container_exit_code;

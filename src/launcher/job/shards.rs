@@ -252,14 +252,8 @@ pub async fn launch_and_follow_shards(
         )?;
         plan.tags.push((tags::SHARD.into(), label.clone()));
         let mut task_report = TaskReport {
-            cluster: config.cluster.clone(),
-            task_definition: Some(definition.arn.clone()),
-            container: config.container.clone(),
-            command: shard_job.argv.clone(),
-            started_by: Some(plan.started_by.clone()),
-            operator: Some(context.operator.display()),
             exit_code: launcher::NEVER_RAN,
-            ..TaskReport::default()
+            ..TaskReport::planned(config, &plan, &context.operator)
         };
         let reply = tokio::select! {
             reply = plan.send(&clients.ecs) => reply,
@@ -281,9 +275,7 @@ pub async fn launch_and_follow_shards(
                     task_report.apply_snapshot(&task);
                     let log = log_target(&clients, &definition, &config.container, task.id())?;
                     if let Some(log) = &log {
-                        task_report.log_group = Some(log.group.clone());
-                        task_report.log_stream = Some(log.stream.clone());
-                        task_report.console_url = Some(log.console_url());
+                        task_report.apply_log(log);
                     }
                     renderer.note(&format!(
                         "shard {label}: started task {} running `{}`",
