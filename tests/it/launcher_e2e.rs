@@ -1026,3 +1026,58 @@ fn ctrl_c_stops_every_shard() {
         assert_eq!(status["stop_code"], "UserInitiated", "{status}");
     }
 }
+
+#[test]
+fn a_sharded_job_prints_one_request_per_shard_and_refuses_bad_shards_locally() {
+    // No endpoint answers here: neither command may call AWS.
+    let mut launcher = || {
+        let mut cmd = launcher_at("http://127.0.0.1:9", "us-east-1");
+        cmd.env("ECS_SUBNETS", "subnet-1");
+        cmd
+    };
+    let out = run(launcher()
+        .args(["--print-request", "reencrypt", "--shards", "3"])
+        .args(["--only", "3,1", "-b", "5"]));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let requests: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let commands: Vec<Value> = requests
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["overrides"]["containerOverrides"][0]["command"].clone())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            serde_json::json!(["reencrypt", "-b", "5", "--shard", "1/3"]),
+            serde_json::json!(["reencrypt", "-b", "5", "--shard", "3/3"])
+        ]
+    );
+    let tokens: std::collections::BTreeSet<&str> = requests
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["clientToken"].as_str().unwrap())
+        .collect();
+    assert_eq!(tokens.len(), 2, "a client token per shard");
+
+    for (args, expected) in [
+        (
+            &["reencrypt", "--shards", "0"][..],
+            "use a number from 1 to 32",
+        ),
+        (
+            &["reencrypt", "--shards", "4", "--only", "7"][..],
+            "from 1 to 4",
+        ),
+        (&["reencrypt", "--only", "1"][..], "give --shards too"),
+    ] {
+        let out = run(launcher().args(args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
+        assert!(
+            text(&out).contains(expected),
+            "{args:?}: {}",
+            describe(&out)
+        );
+    }
+}

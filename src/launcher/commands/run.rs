@@ -153,15 +153,28 @@ pub async fn exec(
     let config = &context.config;
     let job = &launch.job;
     if context.options.print_request {
-        let plan = RunTaskPlan::new(config, &config.task_definition, job, &context.operator)?;
         // On stderr: stdout stays the request alone, ready for `aws ecs run-task
-        // --cli-input-json`.
+        // --cli-input-json` (a sharded job: an array of them, one per shard).
         for line in describe_origins(config) {
             context.renderer.warn(&format!("# {line}"));
         }
+        let plan = |job: &Job| {
+            RunTaskPlan::new(config, &config.task_definition, job, &context.operator)
+                .map(|plan| plan.to_json())
+        };
+        let request = match &launch.shards {
+            Some(shards) => serde_json::Value::Array(
+                shards
+                    .selected()
+                    .into_iter()
+                    .map(|k| plan(&shards.job(job, k)))
+                    .collect::<Result<_, _>>()?,
+            ),
+            None => plan(job)?,
+        };
         println!(
             "{}",
-            serde_json::to_string_pretty(&plan.to_json()).expect("requests always serialize")
+            serde_json::to_string_pretty(&request).expect("requests always serialize")
         );
         return Ok(0);
     }

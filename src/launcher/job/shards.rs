@@ -114,6 +114,16 @@ impl Shards {
         }
     }
 
+    /// Shard `k` of `job`: its command with `--shard K/N` appended.
+    pub fn job(&self, job: &Job, k: u32) -> Job {
+        let mut argv = job.argv.clone();
+        argv.extend(["--shard".to_string(), self.label(k)]);
+        Job {
+            argv,
+            mutating: job.mutating,
+        }
+    }
+
     /// `K/N`, as the companion's `--shard` takes it.
     pub fn label(&self, k: u32) -> String {
         format!("{k}/{}", self.count)
@@ -238,12 +248,7 @@ pub async fn launch_and_follow_shards(
     let mut started = Vec::new();
     for &k in &selected {
         let label = shards.label(k);
-        let mut argv = job.argv.clone();
-        argv.extend(["--shard".to_string(), label.clone()]);
-        let shard_job = Job {
-            argv,
-            mutating: job.mutating,
-        };
+        let shard_job = shards.job(job, k);
         let mut plan = super::launch::RunTaskPlan::new(
             config,
             &definition.arn,
