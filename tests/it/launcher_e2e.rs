@@ -1030,7 +1030,7 @@ fn ctrl_c_stops_every_shard() {
 #[test]
 fn a_sharded_job_prints_one_request_per_shard_and_refuses_bad_shards_locally() {
     // No endpoint answers here: neither command may call AWS.
-    let mut launcher = || {
+    let launcher = || {
         let mut cmd = launcher_at("http://127.0.0.1:9", "us-east-1");
         cmd.env("ECS_SUBNETS", "subnet-1");
         cmd
