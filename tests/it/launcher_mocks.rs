@@ -1093,3 +1093,82 @@ async fn a_result_while_the_container_still_runs_is_not_the_end() {
         other => panic!("the last result counts: {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn describe_services_failures_name_the_service_or_the_cluster() {
+    use aws_sdk_ecs::operation::describe_services::{
+        DescribeServicesError, DescribeServicesOutput,
+    };
+    use aws_sdk_ecs::types::Service;
+    use everruns_admin::launcher::service::ServiceSettings;
+
+    let missing = mock!(aws_sdk_ecs::Client::describe_services).then_output(|| {
+        DescribeServicesOutput::builder()
+            .failures(
+                Failure::builder()
+                    .arn("arn:aws:ecs:us-east-1:1:service/api")
+                    .reason("MISSING")
+                    .build(),
+            )
+            .build()
+    });
+    let with_missing = clients(ecs(&[&missing]), logs(&[]));
+    let err = ServiceSettings::describe(&with_missing, "everruns", "api")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, 2);
+    assert!(
+        err.to_string()
+            .contains("no active ECS service \"api\" in cluster everruns"),
+        "{err}"
+    );
+
+    let deleted = mock!(aws_sdk_ecs::Client::describe_services).then_output(|| {
+        DescribeServicesOutput::builder()
+            .services(
+                Service::builder()
+                    .service_name("api")
+                    .status("INACTIVE")
+                    .build(),
+            )
+            .build()
+    });
+    let clients_deleted = clients(ecs(&[&deleted]), logs(&[]));
+    let err = ServiceSettings::describe(&clients_deleted, "everruns", "api")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, 2, "a deleted service is no service: {err}");
+
+    let no_cluster = mock!(aws_sdk_ecs::Client::describe_services).then_error(|| {
+        DescribeServicesError::generic(
+            ErrorMetadata::builder()
+                .code("ClusterNotFoundException")
+                .message("Cluster not found.")
+                .build(),
+        )
+    });
+    let without_cluster = clients(ecs(&[&no_cluster]), logs(&[]));
+    let err = ServiceSettings::describe(&without_cluster, "everruns", "api")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, 125);
+    assert!(
+        err.to_string().contains("no ECS cluster \"everruns\""),
+        "{err}"
+    );
+
+    let denied = mock!(aws_sdk_ecs::Client::describe_services).then_error(|| {
+        DescribeServicesError::generic(
+            ErrorMetadata::builder()
+                .code("AccessDeniedException")
+                .message("not authorized to perform: ecs:DescribeServices")
+                .build(),
+        )
+    });
+    let denied = clients(ecs(&[&denied]), logs(&[]));
+    let err = ServiceSettings::describe(&denied, "everruns", "api")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, 125);
+    assert!(err.to_string().contains("IAM permissions"), "{err}");
+}
