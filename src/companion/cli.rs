@@ -139,6 +139,14 @@ struct ReencryptArgs {
     /// How long to wait for another reencrypt's lock.
     #[arg(long, default_value = "10s", value_parser = duration::parse)]
     lock_timeout: Duration,
+    /// Only the K-th of N equal ranges of every table's keys (1 ≤ K ≤ N), so N tasks
+    /// can share the work; shards run together, the same shard twice does not.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<reencrypt::Shard>,
+    /// At most this many values per second, at a steady pace (per task: a job of N
+    /// shards reads up to N times this).
+    #[arg(long, value_name = "ROWS_PER_SECOND", value_parser = clap::value_parser!(u32).range(1..))]
+    max_rate: Option<u32>,
 }
 
 #[derive(Args)]
@@ -204,6 +212,8 @@ pub async fn execute(cli: Cli) -> u8 {
                 table: args.table,
                 connect_timeout,
                 lock_timeout: args.lock_timeout,
+                shard: args.shard,
+                max_rate: args.max_rate,
             };
             let result = reencrypt::run(options)
                 .await

@@ -283,10 +283,35 @@ pub async fn acquire_lock(
     wait: Duration,
     what: &str,
 ) -> Result<(), ExitError> {
+    acquire_lock_as(conn, key, LockMode::Exclusive, wait, what).await
+}
+
+/// How a session holds an advisory lock: alone, or beside other shared holders (an
+/// exclusive request waits for every shared holder, and the other way round).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// `pg_advisory_lock`.
+    Exclusive,
+    /// `pg_advisory_lock_shared`.
+    Shared,
+}
+
+/// [`acquire_lock`] in `mode`.
+pub async fn acquire_lock_as(
+    conn: &mut PgConnection,
+    key: i64,
+    mode: LockMode,
+    wait: Duration,
+    what: &str,
+) -> Result<(), ExitError> {
     let started = Instant::now();
     let mut announced = false;
+    let try_lock = match mode {
+        LockMode::Exclusive => "SELECT pg_try_advisory_lock($1)",
+        LockMode::Shared => "SELECT pg_try_advisory_lock_shared($1)",
+    };
     loop {
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        let got: bool = sqlx::query_scalar(try_lock)
             .bind(key)
             .fetch_one(&mut *conn)
             .await?;
@@ -325,7 +350,20 @@ pub async fn acquire_lock(
 
 /// Releases the session-level advisory lock `key` (a no-op if it is not held).
 pub async fn release_lock(conn: &mut PgConnection, key: i64) -> Result<(), sqlx::Error> {
-    sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
+    release_lock_as(conn, key, LockMode::Exclusive).await
+}
+
+/// [`release_lock`] of a lock held in `mode`.
+pub async fn release_lock_as(
+    conn: &mut PgConnection,
+    key: i64,
+    mode: LockMode,
+) -> Result<(), sqlx::Error> {
+    let unlock = match mode {
+        LockMode::Exclusive => "SELECT pg_advisory_unlock($1)",
+        LockMode::Shared => "SELECT pg_advisory_unlock_shared($1)",
+    };
+    sqlx::query_scalar::<_, bool>(unlock)
         .bind(key)
         .fetch_one(conn)
         .await

@@ -503,6 +503,8 @@ mod tests {
                 })
                 .collect(),
             undecryptable: Vec::new(),
+            shard: None,
+            rows_per_second: 0.0,
         };
         let event = Event::Result {
             ts: chrono::Utc::now(),

@@ -840,3 +840,249 @@ fn a_value_changed_between_read_and_write_is_read_again_not_overwritten() {
     expected.insert(("llm_providers", id), Some(secret));
     assert_values(&db, &expected, true);
 }
+
+/// Inserts one `llm_providers` row with `id`, under kek-v1; returns its plaintext.
+fn insert_at(db: &TestDatabase, id: &str) -> (Uuid, String) {
+    let secret = format!("PLAINTEXT-at-{id}");
+    let value = envelope::encrypt(secret.as_bytes(), &key(KEK_V1)).unwrap();
+    let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
+    crate::common::psql(
+        &db.url,
+        &format!(
+            "INSERT INTO llm_providers (id, name, provider_type, api_key_encrypted) \
+             VALUES ('{id}', 'at-{id}', 'openai', '\\x{hex}')"
+        ),
+    );
+    (id.parse().unwrap(), secret)
+}
+
+fn key_id_of(db: &TestDatabase, id: Uuid) -> String {
+    let value = stored(db)[&("llm_providers", id)].clone().unwrap();
+    Envelope::parse(&value).unwrap().key_id().to_string()
+}
+
+#[test]
+fn two_shards_split_the_keys_at_the_middle_and_cover_the_first_and_last_uuid() {
+    let db = migrated_database();
+    let mut expected = seed(&db, 60);
+    let edges = [
+        "00000000-0000-0000-0000-000000000000",
+        "7fffffff-ffff-ffff-ffff-ffffffffffff",
+        "80000000-0000-0000-0000-000000000000",
+        "ffffffff-ffff-ffff-ffff-ffffffffffff",
+    ];
+    let ids: Vec<Uuid> = edges
+        .iter()
+        .map(|id| {
+            let (id, secret) = insert_at(&db, id);
+            expected.insert(("llm_providers", id), Some(secret));
+            id
+        })
+        .collect();
+
+    let first = reencrypt(&db, KEK_V2, Some(KEK_V1))
+        .args(["--shard", "1/2"])
+        .output()
+        .unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", describe(&first));
+    let keys: Vec<String> = ids.iter().map(|id| key_id_of(&db, *id)).collect();
+    assert_eq!(
+        keys,
+        ["kek-v2", "kek-v2", "kek-v1", "kek-v1"],
+        "shard 1/2 is the lower half"
+    );
+    let summary = result_summary(&first);
+    assert_eq!(summary["shard"]["shard"], "1/2", "{summary}");
+    assert_eq!(summary["shard"]["from"], edges[0], "{summary}");
+    assert_eq!(summary["shard"]["to"], edges[1], "{summary}");
+
+    let second = reencrypt(&db, KEK_V2, Some(KEK_V1))
+        .args(["--shard", "2/2"])
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(0), "{}", describe(&second));
+    assert_eq!(result_summary(&second)["shard"]["to"], edges[3]);
+    for table in ["llm_providers", "mcp_servers"] {
+        let scanned = count_of(&summary, table, "scanned")
+            + count_of(&result_summary(&second), table, "scanned");
+        assert_eq!(
+            scanned,
+            non_null(&expected, table),
+            "{table}: every value once"
+        );
+    }
+    assert_values(&db, &expected, true);
+}
+
+#[test]
+fn malformed_shards_are_usage_errors() {
+    let db = migrated_database();
+    for (shard, expected) in [
+        ("0/4", "K must be from 1 to 4"),
+        ("5/4", "K must be from 1 to 4"),
+        ("1/0", "N must be at least 1"),
+        ("half", "write K/N"),
+    ] {
+        let out = reencrypt(&db, KEK_V2, Some(KEK_V1))
+            .args(["--shard", shard])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{shard}: {}", describe(&out));
+        assert!(
+            output_text(&out).contains(expected),
+            "{shard}: {}",
+            describe(&out)
+        );
+    }
+}
+
+#[test]
+fn four_concurrent_shards_beside_a_writer_leave_every_value_latest_and_on_the_primary() {
+    let db = migrated_database();
+    let mut expected = seed(&db, 400);
+    let ids: Vec<(&'static str, &'static str, Uuid)> = expected
+        .iter()
+        .filter(|(_, p)| p.is_some())
+        .map(|((t, id), _)| {
+            let column = TABLES.iter().find(|(name, _)| name == t).unwrap().1;
+            (*t, column, *id)
+        })
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = Arc::clone(&stop);
+        let url = db.url.clone();
+        std::thread::spawn(move || {
+            runtime().block_on(async move {
+                let mut conn = connect(&url).await;
+                // After the rotation the application writes with the primary key.
+                let new = key(KEK_V2);
+                let mut written: HashMap<(&'static str, Uuid), String> = HashMap::new();
+                let mut n = 0usize;
+                while !stop.load(Ordering::SeqCst) {
+                    let (table, column, id) = ids[fastrand::usize(..ids.len())];
+                    let secret = format!("PLAINTEXT-writer-{n}");
+                    let value = envelope::encrypt(secret.as_bytes(), &new).unwrap();
+                    sqlx::query(&format!("UPDATE {table} SET {column} = $1 WHERE id = $2"))
+                        .bind(&value)
+                        .bind(id)
+                        .execute(&mut conn)
+                        .await
+                        .unwrap();
+                    written.insert((table, id), secret);
+                    n += 1;
+                }
+                written
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let shards: Vec<Child> = (1..=4)
+        .map(|k| {
+            reencrypt(&db, KEK_V2, Some(KEK_V1))
+                .args(["-b", "5", "--shard", &format!("{k}/4")])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<Output> = shards
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    stop.store(true, Ordering::SeqCst);
+    let written = writer.join().unwrap();
+    for out in &outs {
+        assert_eq!(out.status.code(), Some(0), "{}", describe(out));
+    }
+    assert!(
+        written.len() > 20,
+        "the writer wrote too little: {}",
+        written.len()
+    );
+    for (place, secret) in written {
+        expected.insert(place, Some(secret));
+    }
+    assert_values(&db, &expected, true);
+}
+
+#[test]
+fn the_same_shard_twice_waits_and_an_unsharded_run_excludes_every_shard() {
+    use everruns_admin::companion::reencrypt::{LOCK_KEY, Shard};
+    let db = migrated_database();
+    seed(&db, 5);
+    let run = |args: &[&str]| {
+        reencrypt(&db, KEK_V2, Some(KEK_V1))
+            .args(["--lock-timeout", "1s"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let rt = runtime();
+    let hold = |sql: &str, keys: &[i64]| {
+        rt.block_on(async {
+            let mut conn = connect(&db.url).await;
+            let mut query = sqlx::query(sql);
+            for key in keys {
+                query = query.bind(*key);
+            }
+            query.execute(&mut conn).await.unwrap();
+            conn
+        })
+    };
+    // A running shard 2/4: the run lock shared, its own lock exclusively.
+    let shard = hold(
+        "SELECT pg_advisory_lock_shared($1), pg_advisory_lock($2)",
+        &[LOCK_KEY, Shard { index: 2, count: 4 }.lock_key()],
+    );
+    let twice = run(&["--shard", "2/4"]);
+    assert_eq!(twice.status.code(), Some(1), "{}", describe(&twice));
+    assert!(
+        output_text(&twice).contains("reencrypt shard 2/4 lock"),
+        "{}",
+        describe(&twice)
+    );
+    let other = run(&["--shard", "1/4"]);
+    assert_eq!(
+        other.status.code(),
+        Some(0),
+        "another shard runs beside: {}",
+        describe(&other)
+    );
+    let unsharded = run(&[]);
+    assert_eq!(unsharded.status.code(), Some(1), "{}", describe(&unsharded));
+    drop(shard);
+
+    // A running unsharded job: every shard waits for it.
+    let whole = hold("SELECT pg_advisory_lock($1)", &[LOCK_KEY]);
+    let shard = run(&["--shard", "3/4"]);
+    assert_eq!(shard.status.code(), Some(1), "{}", describe(&shard));
+    drop(whole);
+    let after = run(&["--shard", "3/4"]);
+    assert_eq!(after.status.code(), Some(0), "{}", describe(&after));
+}
+
+#[test]
+fn max_rate_holds_a_steady_rate_within_ten_percent() {
+    let db = migrated_database();
+    let expected = seed(&db, 800);
+    let values = non_null(&expected, "llm_providers") + non_null(&expected, "mcp_servers");
+    let out = reencrypt(&db, KEK_V2, Some(KEK_V1))
+        .args(["-b", "20", "--max-rate", "400"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let summary = result_summary(&out);
+    let rate = summary["rows_per_second"].as_f64().unwrap();
+    let seconds = summary["elapsed_ms"].as_f64().unwrap() / 1000.0;
+    assert!(
+        seconds > 2.5,
+        "a run of several seconds: {seconds}s for {values} values"
+    );
+    assert!(
+        (360.0..=440.0).contains(&rate),
+        "{rate} values/s at --max-rate 400"
+    );
+    assert_values(&db, &expected, true);
+}

@@ -11,6 +11,7 @@
 
 mod judge;
 mod report;
+mod shard;
 mod walk;
 
 use std::collections::BTreeMap;
@@ -20,8 +21,9 @@ use anyhow::anyhow;
 use sqlx::postgres::PgConnection;
 
 pub use self::report::{Counts, Outcome, ReencryptReport, TableReport, UndecryptableValue};
-use self::walk::Walk;
-use crate::companion::database::{self, DatabaseUrl};
+pub use self::shard::{KeyRange, Shard, ShardSummary};
+use self::walk::{Pace, Walk};
+use crate::companion::database::{self, DatabaseUrl, LockMode};
 use crate::companion::encrypted_columns::{self, EncryptedColumn};
 use crate::exit::{ExitError, companion};
 use crate::keyring::Keyring;
@@ -57,6 +59,10 @@ pub struct ReencryptOptions {
     pub connect_timeout: Duration,
     /// How long to wait for another reencrypt to release the lock.
     pub lock_timeout: Duration,
+    /// Only this shard of the key space (`--shard K/N`); every key when `None`.
+    pub shard: Option<Shard>,
+    /// At most this many values per second, steadily (`--max-rate`); unpaced when `None`.
+    pub max_rate: Option<u32>,
 }
 
 impl Default for ReencryptOptions {
@@ -67,6 +73,8 @@ impl Default for ReencryptOptions {
             table: None,
             connect_timeout: Duration::from_secs(30),
             lock_timeout: Duration::from_secs(10),
+            shard: None,
+            max_rate: None,
         }
     }
 }
@@ -113,7 +121,10 @@ pub async fn run_with(
     };
     drop(stop);
     let mut report = result?;
-    report.elapsed_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
+    let elapsed = started.elapsed();
+    report.elapsed_ms = elapsed.as_millis().try_into().unwrap_or(u64::MAX);
+    let scanned: u64 = report.tables.iter().map(|t| t.counts.scanned).sum();
+    report.rows_per_second = (scanned as f64 / elapsed.as_secs_f64().max(1e-3)).round();
     report.log_summary();
     Ok(report)
 }
@@ -137,9 +148,38 @@ async fn locked_run(
     columns: &[&EncryptedColumn],
     stop: &StopFlag,
 ) -> Result<ReencryptReport, ExitError> {
-    database::acquire_lock(conn, LOCK_KEY, options.lock_timeout, "reencrypt")
-        .await
-        .map_err(|e| ExitError::new(e.code, anyhow!(url.scrub(&format!("{:#}", e.error)))))?;
+    // Unsharded: the run lock alone. A shard: the run lock shared with the other
+    // shards (so an unsharded run waits for all of them, and they for it), and its own.
+    let locks: Vec<(i64, LockMode, String)> = match options.shard {
+        None => vec![(LOCK_KEY, LockMode::Exclusive, "reencrypt".into())],
+        Some(shard) => vec![
+            (
+                LOCK_KEY,
+                LockMode::Shared,
+                "reencrypt (shared by shards)".into(),
+            ),
+            (
+                shard.lock_key(),
+                LockMode::Exclusive,
+                format!("reencrypt shard {shard}"),
+            ),
+        ],
+    };
+    let mut held = Vec::new();
+    for (key, mode, what) in &locks {
+        if let Err(e) =
+            database::acquire_lock_as(conn, *key, *mode, options.lock_timeout, what).await
+        {
+            for (key, mode) in held {
+                let _ = database::release_lock_as(conn, key, mode).await;
+            }
+            return Err(ExitError::new(
+                e.code,
+                anyhow!(url.scrub(&format!("{:#}", e.error))),
+            ));
+        }
+        held.push((*key, *mode));
+    }
     warn_if_migrating(conn).await;
     let keys = keyring.ids();
     tracing::info!(
@@ -148,7 +188,16 @@ async fn locked_run(
         tables = %columns.iter().map(|c| c.table.as_str()).collect::<Vec<_>>().join(","),
         batch_size = options.batch_size,
         dry_run = options.dry_run,
-        "reencrypt starting{}",
+        shard = %options.shard.map(|s| s.to_string()).unwrap_or_default(),
+        max_rate = options.max_rate.unwrap_or(0),
+        "reencrypt starting{}{}",
+        options
+            .shard
+            .map(|s| {
+                let range = s.range();
+                format!(" on shard {s} (ids {} to {})", range.from, range.to)
+            })
+            .unwrap_or_default(),
         if options.dry_run { " (dry run: nothing will be written)" } else { "" }
     );
     let mut walk = Walk {
@@ -157,6 +206,8 @@ async fn locked_run(
         url,
         options,
         stop,
+        range: options.shard.map_or(KeyRange::ALL, |s| s.range()),
+        pace: options.max_rate.map(Pace::new),
         by_key_id: BTreeMap::new(),
         undecryptable: Vec::new(),
     };
@@ -185,7 +236,9 @@ async fn locked_run(
         ..
     } = walk;
     // After a lost connection there is nothing to release: the server already did.
-    let _ = database::release_lock(conn, LOCK_KEY).await;
+    for (key, mode) in held.into_iter().rev() {
+        let _ = database::release_lock_as(conn, key, mode).await;
+    }
     if let Some(error) = failure {
         return Err(error);
     }
@@ -210,6 +263,8 @@ async fn locked_run(
         tables,
         by_key_id,
         undecryptable,
+        shard: options.shard.map(|s| s.summary()),
+        rows_per_second: 0.0,
     })
 }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::MAX_LISTED_UNDECRYPTABLE;
+use super::shard::ShardSummary;
 use crate::keyring::KeyIds;
 
 /// How the run ended.
@@ -97,6 +98,12 @@ pub struct ReencryptReport {
     pub by_key_id: BTreeMap<String, Counts>,
     /// All undecryptable values, in the order found.
     pub undecryptable: Vec<UndecryptableValue>,
+    /// The shard walked (`--shard K/N`) and its keys; `None` for every key.
+    #[serde(default)]
+    pub shard: Option<ShardSummary>,
+    /// Values read per second over the whole run.
+    #[serde(default)]
+    pub rows_per_second: f64,
 }
 
 impl ReencryptReport {

@@ -2,6 +2,7 @@
 //! compare-and-swap write per batch, re-reading values another writer changed.
 
 use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use sqlx::postgres::PgConnection;
@@ -9,6 +10,7 @@ use uuid::Uuid;
 
 use super::judge::{Verdict, judge};
 use super::report::{Counts, Disposition, UndecryptableValue};
+use super::shard::KeyRange;
 use super::{MAX_LOGGED_UNDECRYPTABLE, MAX_RETRIES, NO_KEY_ID, ReencryptOptions};
 use crate::companion::console::Progress;
 use crate::companion::database::DatabaseUrl;
@@ -34,6 +36,10 @@ pub(super) struct Walk<'a> {
     pub(super) url: &'a DatabaseUrl,
     pub(super) options: &'a ReencryptOptions,
     pub(super) stop: &'a StopFlag,
+    /// The keys walked: every key, or a shard's.
+    pub(super) range: KeyRange,
+    /// `--max-rate`: when the next batch may start.
+    pub(super) pace: Option<Pace>,
     pub(super) by_key_id: BTreeMap<String, Counts>,
     pub(super) undecryptable: Vec<UndecryptableValue>,
 }
@@ -51,13 +57,16 @@ impl Statements {
     fn new(c: &EncryptedColumn) -> Self {
         let (t, id, col) = (c.quoted_table(), c.quoted_id(), c.quoted_column());
         Self {
-            count: format!("SELECT count(*) FROM {t} WHERE {col} IS NOT NULL"),
+            count: format!(
+                "SELECT count(*) FROM {t} WHERE {col} IS NOT NULL AND {id} BETWEEN $1 AND $2"
+            ),
             first_page: format!(
-                "SELECT {id}, {col} FROM {t} WHERE {col} IS NOT NULL ORDER BY {id} LIMIT $1"
+                "SELECT {id}, {col} FROM {t} WHERE {col} IS NOT NULL AND {id} BETWEEN $1 AND $2 \
+                 ORDER BY {id} LIMIT $3"
             ),
             next_page: format!(
                 "SELECT {id}, {col} FROM {t} WHERE {col} IS NOT NULL AND {id} > $1 \
-                 ORDER BY {id} LIMIT $2"
+                 AND {id} <= $2 ORDER BY {id} LIMIT $3"
             ),
             reread: format!("SELECT {id}, {col} FROM {t} WHERE {id} = ANY($1)"),
             write: format!(
@@ -75,6 +84,8 @@ impl Walk<'_> {
         let sql = Statements::new(column);
         let place = format!("{}.{}", column.table, column.column);
         let total: i64 = sqlx::query_scalar(&sql.count)
+            .bind(self.range.from)
+            .bind(self.range.to)
             .fetch_one(&mut *self.conn)
             .await
             .map_err(|e| self.db_error(&e, &format!("counting the values of {place}")))?;
@@ -94,10 +105,20 @@ impl Walk<'_> {
                 );
                 break;
             }
+            if let Some(pace) = &self.pace {
+                pace.wait(self.stop).await;
+                if self.stop.received().is_some() {
+                    continue;
+                }
+            }
             let page = match last {
-                None => sqlx::query_as::<_, (Uuid, Vec<u8>)>(&sql.first_page).bind(limit),
+                None => sqlx::query_as::<_, (Uuid, Vec<u8>)>(&sql.first_page)
+                    .bind(self.range.from)
+                    .bind(self.range.to)
+                    .bind(limit),
                 Some(id) => sqlx::query_as::<_, (Uuid, Vec<u8>)>(&sql.next_page)
                     .bind(id)
+                    .bind(self.range.to)
                     .bind(limit),
             };
             let rows = page
@@ -109,6 +130,9 @@ impl Walk<'_> {
             };
             let read = rows.len();
             counts.scanned += read as u64;
+            if let Some(pace) = &mut self.pace {
+                pace.record(read as u64);
+            }
             self.batch(column, &sql, rows, &mut counts).await?;
             last = Some(tail);
             progress.advance(read as u64);
@@ -328,6 +352,37 @@ impl Walk<'_> {
              primary key; rerun reencrypt to continue",
             self.url.scrub(&error.to_string())
         ))
+    }
+}
+
+/// `--max-rate`: a steady pace, not bursts. The n-th value may be read no earlier
+/// than n / rate seconds after the start, so a batch waits for its turn and the rate
+/// over any stretch of the run stays at or under the limit.
+pub(super) struct Pace {
+    rate: f64,
+    started: Instant,
+    read: u64,
+}
+
+impl Pace {
+    pub(super) fn new(rows_per_second: u32) -> Self {
+        Pace {
+            rate: f64::from(rows_per_second.max(1)),
+            started: Instant::now(),
+            read: 0,
+        }
+    }
+
+    fn record(&mut self, rows: u64) {
+        self.read += rows;
+    }
+
+    /// Sleeps until the next batch is due; a signal ends the wait at once.
+    async fn wait(&self, stop: &StopFlag) {
+        let due = self.started + Duration::from_secs_f64(self.read as f64 / self.rate);
+        while Instant::now() < due && stop.received().is_none() {
+            tokio::time::sleep((due - Instant::now()).min(Duration::from_millis(100))).await;
+        }
     }
 }
 
