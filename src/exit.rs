@@ -19,6 +19,9 @@ pub mod companion {
     pub const DRIFT: u8 = 4;
     /// `reencrypt` finished but some values could not be decrypted.
     pub const UNDECRYPTABLE: u8 = 5;
+    /// `migrate-info --check`, `migrate` or `lint`: a pending migration would take a
+    /// dangerous lock or break the running version, and the file allows it nowhere.
+    pub const UNSAFE: u8 = 6;
     /// `reencrypt` stopped by SIGTERM (ECS StopTask) after finishing its batch: what is
     /// written is complete, a rerun continues. 128 + 15, as for any process ended by it.
     pub const TERMINATED: u8 = 143;

@@ -8,10 +8,11 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use super::database::DatabaseUrl;
+use super::lint::{self, Thresholds};
 use super::migrations::{Catalog, SessionLimits, info, migrate};
 use super::{console, reencrypt, shell, status};
 use crate::duration;
-use crate::exit::ExitError;
+use crate::exit::{ExitError, companion};
 
 const ENVIRONMENT_AND_EXIT_CODES: &str = "\
 Environment:
@@ -26,6 +27,8 @@ Exit codes:
   0 success   1 runtime failure   2 usage or configuration error (nothing written)
   3 migrate-info --check: migrations pending   4 database disagrees with this image
   5 reencrypt finished but some values could not be decrypted
+  6 migrate-info --check, migrate or lint: a pending migration is unsafe (dangerous lock or
+    breaking change) and its file does not allow it (precedence in --check: 4, 6, 3)
   143 / 130 reencrypt stopped by SIGTERM / SIGINT after its current batch; rerun to continue";
 
 /// Admin jobs against everruns' PostgreSQL: migrations, secret re-encryption, a shell.
@@ -36,11 +39,20 @@ pub struct Cli {
     /// take seconds): seconds or 30s, 2m.
     #[arg(long, global = true, default_value = "30s", value_parser = duration::parse)]
     connect_timeout: Duration,
+    /// Output: readable text, or JSON lines (one event per line, the last the result)
+    /// [default: $EVERRUNS_ADMIN_OUTPUT, else text on a terminal, JSON lines otherwise]
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    output: Option<console::Output>,
     #[command(subcommand)]
     command: Command,
 }
 
 impl Cli {
+    /// The output format asked for with `--output`, if any.
+    pub fn output(&self) -> Option<console::Output> {
+        self.output
+    }
+
     /// Whether this command line writes to the database: `migrate` and `reencrypt`
     /// without a dry run. The launcher judges the work by it (its concurrency guard, its
     /// tags, `list`), whichever way the command was asked for.
@@ -63,6 +75,11 @@ enum Command {
     ///
     /// Example (CI gate): everruns-admin migrate-info --check
     MigrateInfo(InfoArgs),
+    /// Lint migration files for dangerous locks and breaking changes, without a
+    /// database (every table counts as large unless the migration creates it).
+    ///
+    /// Example (in a pull request): everruns-admin lint --source migrations
+    Lint(LintArgs),
     /// Re-encrypt stored secrets under the primary key after a key rotation.
     ///
     /// Example: everruns-admin reencrypt --dry-run --table llm_providers
@@ -100,23 +117,67 @@ struct MigrateArgs {
     /// How long to wait for the migration lock held by another migrator.
     #[arg(long, default_value = "60s", value_parser = duration::parse)]
     lock_timeout: Duration,
-    /// PostgreSQL lock_timeout for the migration's statements, so DDL does not queue
-    /// behind production traffic for ever.
-    #[arg(long, value_parser = duration::parse, value_name = "DURATION")]
-    ddl_lock_timeout: Option<Duration>,
-    /// PostgreSQL statement_timeout for the migration's statements.
-    #[arg(long, value_parser = duration::parse, value_name = "DURATION")]
-    statement_timeout: Option<Duration>,
+    /// PostgreSQL lock_timeout for the migration's statements, so DDL queued behind a
+    /// long transaction gives up instead of blocking every query behind it; set as a
+    /// startup option, so a RESET in a migration cannot clear it.
+    #[arg(long, default_value = "5s", value_parser = duration::parse, value_name = "DURATION")]
+    ddl_lock_timeout: Duration,
+    /// How often a migration whose lock wait timed out is tried again (with pauses of
+    /// 1s, 2s, 4s, ...); a no-transaction migration is never retried.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    lock_retries: u32,
+    /// PostgreSQL statement_timeout for the migration's statements (a startup option
+    /// too), so a runaway statement ends.
+    #[arg(long, default_value = "10m", value_parser = duration::parse, value_name = "DURATION")]
+    statement_timeout: Duration,
+    /// Apply even when the linter finds blocking problems in the pending migrations.
+    #[arg(long)]
+    allow_unsafe: bool,
+    #[command(flatten)]
+    large: LargeTableArgs,
     /// Read migrations from this folder instead of those built into the binary.
     #[arg(long, value_name = "DIR")]
     source: Option<PathBuf>,
 }
 
+/// When a table counts as large: a dangerous statement on it blocks.
+#[derive(Args)]
+struct LargeTableArgs {
+    /// A table with more estimated rows than this is large.
+    #[arg(long, default_value_t = 10_000, value_name = "ROWS")]
+    large_table_rows: i64,
+    /// A table of more megabytes than this (indexes and TOAST included) is large.
+    #[arg(long, default_value_t = 10, value_name = "MB")]
+    large_table_mb: i64,
+}
+
+impl LargeTableArgs {
+    fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            rows: self.large_table_rows,
+            bytes: self.large_table_mb.saturating_mul(1024 * 1024),
+        }
+    }
+}
+
+#[derive(Args)]
+struct LintArgs {
+    /// Lint the migrations in this folder instead of those built into the binary.
+    #[arg(long, value_name = "DIR")]
+    source: Option<PathBuf>,
+    /// Only the migrations after this version.
+    #[arg(long, value_name = "VERSION")]
+    since: Option<i64>,
+}
+
 #[derive(Args)]
 struct InfoArgs {
-    /// Exit 3 when migrations are pending, 4 on disagreement, 0 when at this image.
+    /// Exit 3 when migrations are pending, 6 when a pending one is unsafe, 4 on
+    /// disagreement, 0 when at this image.
     #[arg(long)]
     check: bool,
+    #[command(flatten)]
+    large: LargeTableArgs,
     /// Accept versions applied in the database but unknown to this image.
     #[arg(long)]
     ignore_missing: bool,
@@ -181,9 +242,12 @@ pub async fn execute(cli: Cli) -> u8 {
                     ignore_missing: args.ignore_missing,
                     lock_wait: args.lock_timeout,
                     limits: SessionLimits {
-                        lock_timeout: args.ddl_lock_timeout,
-                        statement_timeout: args.statement_timeout,
+                        lock_timeout: Some(args.ddl_lock_timeout),
+                        statement_timeout: Some(args.statement_timeout),
                     },
+                    lock_retries: args.lock_retries,
+                    thresholds: args.large.thresholds(),
+                    allow_unsafe: args.allow_unsafe,
                     connect_timeout,
                 };
                 migrate::run(&catalog, &url, &options).await
@@ -198,12 +262,43 @@ pub async fn execute(cli: Cli) -> u8 {
                 let options = info::InfoOptions {
                     check: args.check,
                     ignore_missing: args.ignore_missing,
+                    thresholds: args.large.thresholds(),
                     connect_timeout,
                 };
                 info::run(&catalog, &url, &options).await
             }
             .await;
             console::conclude("migrate-info", result)
+        }
+        Command::Lint(args) => {
+            let result = catalog(args.source.as_ref()).and_then(|catalog| {
+                let sources: Vec<lint::MigrationSource<'_>> = catalog
+                    .migrations()
+                    .iter()
+                    .filter(|m| args.since.is_none_or(|since| m.version > since))
+                    .map(lint::MigrationSource::of)
+                    .collect();
+                let findings = lint::lint(&sources, &lint::Judged::Offline)?;
+                lint::log(&findings);
+                let counts = lint::LintCounts::of(sources.len(), &findings);
+                tracing::info!(
+                    "linted {} migration(s): {} blocking, {} warning(s), {} allowed",
+                    counts.migrations,
+                    counts.blocking,
+                    counts.warnings,
+                    counts.suppressed
+                );
+                let code = if counts.blocking > 0 {
+                    companion::UNSAFE
+                } else {
+                    companion::SUCCESS
+                };
+                Ok((
+                    code,
+                    serde_json::json!({ "findings": findings, "counts": counts }),
+                ))
+            });
+            console::conclude("lint", result)
         }
         Command::Reencrypt(args) => {
             let options = reencrypt::ReencryptOptions {

@@ -64,13 +64,23 @@ fn mask_secrets(mut line: String) -> String {
     line
 }
 
+/// The companion's output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Readable lines.
+    Text,
+    /// One JSON event per line.
+    Json,
+}
+
 /// Sets up output for this process: JSON when stdout is not a terminal (or when
 /// `EVERRUNS_ADMIN_OUTPUT=json`), and `RUST_LOG` filtering as the module
 /// documentation describes.
-pub fn init() {
-    let json = match std::env::var("EVERRUNS_ADMIN_OUTPUT").as_deref() {
-        Ok("json") => true,
-        Ok("text") => false,
+pub fn init(output: Option<Output>) {
+    let json = match (output, std::env::var("EVERRUNS_ADMIN_OUTPUT").as_deref()) {
+        (Some(output), _) => output == Output::Json,
+        (None, Ok("json")) => true,
+        (None, Ok("text")) => false,
         _ => !std::io::stdout().is_terminal(),
     };
     let _ = JSON.set(json);

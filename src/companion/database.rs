@@ -134,7 +134,18 @@ const MIN_ATTEMPT: Duration = Duration::from_millis(250);
 /// attempt is bounded by the time left (at least [`MIN_ATTEMPT`]), so a host that
 /// drops packets cannot hold the companion much past the budget.
 pub async fn connect(url: &DatabaseUrl, retry_for: Duration) -> Result<PgConnection, ExitError> {
-    let options = url.options()?;
+    connect_with(url, retry_for, &[]).await
+}
+
+/// [`connect`] with server settings sent as startup options (`lock_timeout`, ...).
+pub async fn connect_with(
+    url: &DatabaseUrl,
+    retry_for: Duration,
+    settings: &[(&str, String)],
+) -> Result<PgConnection, ExitError> {
+    let options = url
+        .options()?
+        .options(settings.iter().map(|(k, v)| (*k, v.as_str())));
     let started = Instant::now();
     let deadline = started + retry_for;
     let mut delay = Duration::from_millis(100);
@@ -271,6 +282,25 @@ pub async fn lock_holders(
            AND l.pid <> pg_backend_pid()",
     )
     .bind(key)
+    .fetch_all(conn)
+    .await
+}
+
+/// The sessions, other than this one, holding a lock on any of `tables` (by name, on
+/// the search path): whom a migration whose lock wait timed out was waiting for.
+pub async fn table_lock_holders(
+    conn: &mut PgConnection,
+    tables: &[String],
+) -> Result<Vec<LockHolder>, sqlx::Error> {
+    sqlx::query_as::<_, LockHolder>(
+        "SELECT DISTINCT a.pid, a.application_name, a.client_addr::text AS client_addr, \
+                a.backend_start, a.state_change, a.state \
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+              JOIN pg_class c ON c.oid = l.relation \
+         WHERE l.locktype = 'relation' AND l.granted AND c.relname = ANY($1) \
+           AND l.pid <> pg_backend_pid()",
+    )
+    .bind(tables)
     .fetch_all(conn)
     .await
 }

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod console;
 pub mod database;
 pub mod encrypted_columns;
+pub mod lint;
 pub mod migrations;
 pub mod reencrypt;
 pub mod shell;
@@ -15,7 +16,7 @@ pub use self::cli::Cli;
 
 /// Runs the companion and returns its exit status.
 pub fn main(cli: Cli) -> u8 {
-    console::init();
+    console::init(cli.output());
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Catalog, history, lock_key_of, state::SchemaState};
+use super::{Catalog, history, lint_pending, lock_key_of, state::SchemaState};
 use crate::companion::database::{self, DatabaseUrl};
 use crate::exit::{ExitError, companion};
 
@@ -15,6 +15,8 @@ pub struct InfoOptions {
     pub check: bool,
     /// Accept versions applied in the database but unknown to this image.
     pub ignore_missing: bool,
+    /// When a table counts as large for the linter.
+    pub thresholds: crate::companion::lint::Thresholds,
     /// How long to retry the first connection.
     pub connect_timeout: Duration,
 }
@@ -39,9 +41,16 @@ pub async fn run(
     })?;
     let key = lock_key_of(&mut conn).await?;
     let holders = database::lock_holders(&mut conn, key).await?;
-    database::close_quietly(conn).await;
-
     let state = SchemaState::compare(catalog, history.as_deref());
+    let pending_versions: Vec<i64> = state.pending().map(|m| m.version).collect();
+    let findings = lint_pending(&mut conn, catalog, &pending_versions, options.thresholds).await;
+    database::close_quietly(conn).await;
+    let findings = findings?;
+    let blocking = findings
+        .iter()
+        .filter(|f| f.severity == crate::companion::lint::Severity::Blocking)
+        .count();
+
     if !state.history_table_exists {
         tracing::info!("no _sqlx_migrations table: nothing has been applied to this database yet");
     }
@@ -71,6 +80,11 @@ pub async fn run(
             SchemaState::drift_advice(&drift)
         );
         companion::DRIFT
+    } else if options.check && blocking > 0 {
+        tracing::error!(
+            "{blocking} blocking finding(s) in the pending migrations (listed above): fix them, or allow one in its file with `-- everruns-admin:allow RULE-ID reason`"
+        );
+        companion::UNSAFE
     } else if options.check && pending > 0 {
         tracing::warn!("{pending} migration(s) pending: run `everruns-admin migrate`");
         companion::PENDING
@@ -86,6 +100,7 @@ pub async fn run(
         "lock_holders": holders,
         "history_table_exists": state.history_table_exists,
         "migrations": state.migrations,
+        "findings": findings,
     });
     Ok((code, summary))
 }

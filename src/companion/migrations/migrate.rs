@@ -9,9 +9,10 @@ use sqlx::migrate::Migrate;
 use sqlx::postgres::PgConnection;
 
 use super::state::{MigrationStatus, SchemaState};
-use super::{Catalog, SessionLimits, history, lock_key_of};
+use super::{Catalog, SessionLimits, history, lint_pending, lock_key_of};
 use crate::companion::console::Progress;
 use crate::companion::database::{self, DatabaseUrl};
+use crate::companion::lint::{self, Finding, Severity, Thresholds};
 use crate::exit::{ExitError, companion};
 
 /// Options of `migrate`.
@@ -27,6 +28,12 @@ pub struct MigrateOptions {
     pub lock_wait: Duration,
     /// `lock_timeout` / `statement_timeout` for the migration session.
     pub limits: SessionLimits,
+    /// How often a migration whose lock wait timed out is tried again.
+    pub lock_retries: u32,
+    /// When a table counts as large for the linter.
+    pub thresholds: Thresholds,
+    /// Apply although the linter has blocking findings (`--allow-unsafe`).
+    pub allow_unsafe: bool,
     /// How long to retry the first connection.
     pub connect_timeout: Duration,
 }
@@ -64,15 +71,27 @@ pub async fn run(
             known.join(", ")
         )));
     }
-    let mut conn = database::connect(url, options.connect_timeout).await?;
+    let mut conn = database::connect_with(
+        url,
+        options.connect_timeout,
+        &options.limits.startup_options(),
+    )
+    .await?;
     if options.dry_run {
-        let result = plan(&mut conn, catalog, url, options).await;
+        let result = async {
+            let (state, to_apply) = plan(&mut conn, catalog, url, options).await?;
+            let findings = gate(&mut conn, catalog, &to_apply, options).await;
+            Ok::<_, ExitError>((state, to_apply, findings))
+        }
+        .await;
         database::close_quietly(conn).await;
-        let (state, to_apply) = result?;
+        let (state, to_apply, findings) = result?;
+        let findings = findings?;
         let summary = json!({
             "dry_run": true,
             "would_apply": to_apply,
             "pending": state.pending().count(),
+            "findings": findings,
         });
         if to_apply.is_empty() {
             tracing::info!("dry run: nothing to apply");
@@ -96,12 +115,39 @@ pub async fn run(
         tracing::debug!(error = %url.scrub(&e.to_string()), "could not release the migration lock explicitly");
     }
     database::close_quietly(conn).await;
-    let applied = result?;
+    let (applied, findings) = result?;
     let total_ms = (applied.iter().map(|a| a.ms).sum::<f64>() * 10.0).round() / 10.0;
     Ok((
         companion::SUCCESS,
-        json!({ "dry_run": false, "applied": applied, "total_ms": total_ms }),
+        json!({ "dry_run": false, "applied": applied, "total_ms": total_ms, "findings": findings }),
     ))
+}
+
+/// Lints what is about to be applied. Blocking findings refuse the migration (exit 6,
+/// nothing applied) unless `--allow-unsafe`; in a dry run they are reported the same.
+async fn gate(
+    conn: &mut PgConnection,
+    catalog: &Catalog,
+    to_apply: &[MigrationStatus],
+    options: &MigrateOptions,
+) -> Result<Vec<Finding>, ExitError> {
+    let versions: Vec<i64> = to_apply.iter().map(|m| m.version).collect();
+    let findings = lint_pending(conn, catalog, &versions, options.thresholds).await?;
+    let blocking = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Blocking)
+        .count();
+    if blocking > 0 && !options.allow_unsafe {
+        return Err(ExitError::new(
+            companion::UNSAFE,
+            anyhow!(
+                "refusing to migrate{}: {blocking} blocking finding(s) in the pending migrations (listed above); fix them, allow one in its file with `-- everruns-admin:allow RULE-ID reason` on the line before the statement, or pass --allow-unsafe",
+                if options.dry_run { " (dry run)" } else { "" }
+            ),
+        )
+        .with_detail(json!({ "findings": findings })));
+    }
+    Ok(findings)
 }
 
 /// Reads the history and decides what to apply; drift is exit 4.
@@ -147,20 +193,20 @@ async fn apply_locked(
     catalog: &Catalog,
     url: &DatabaseUrl,
     options: &MigrateOptions,
-) -> Result<Vec<Applied>, ExitError> {
+) -> Result<(Vec<Applied>, Vec<Finding>), ExitError> {
     // Planned under the lock: another migrator may have just finished.
     let (_, to_apply) = plan(conn, catalog, url, options).await?;
     if to_apply.is_empty() {
         tracing::info!("nothing to apply: the database is at this image");
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
+    let findings = gate(conn, catalog, &to_apply, options).await?;
     conn.ensure_migrations_table().await.map_err(|e| {
         ExitError::runtime(anyhow!(
             "creating _sqlx_migrations: {}",
             url.scrub(&e.to_string())
         ))
     })?;
-    options.limits.apply(conn).await?;
     let started = Instant::now();
     let mut progress = Progress::start_every_step("migrate", Some(to_apply.len() as u64));
     let mut applied = Vec::new();
@@ -175,7 +221,7 @@ async fn apply_locked(
             migration.version,
             migration.description
         );
-        let elapsed = conn.apply(migration).await.map_err(|e| {
+        let elapsed = apply_with_lock_retries(conn, migration, options).await.map_err(|e| {
             ExitError::runtime(anyhow!(
                 "migration {} {} failed and was rolled back{}: {}; it is still pending. Fix it in a new image and rerun",
                 migration.version,
@@ -213,5 +259,66 @@ async fn apply_locked(
         applied.len(),
         started.elapsed().as_secs_f64() * 1000.0
     );
-    Ok(applied)
+    Ok((applied, findings))
+}
+
+/// Applies one migration; when its lock wait times out (`lock_timeout`, SQLSTATE
+/// 55P03) it was rolled back whole, so it is tried again after a pause that doubles,
+/// up to `lock_retries` times, naming who held the locks each time. A no-transaction
+/// migration is never retried: part of it may have been applied.
+async fn apply_with_lock_retries(
+    conn: &mut PgConnection,
+    migration: &sqlx::migrate::Migration,
+    options: &MigrateOptions,
+) -> Result<Duration, sqlx::migrate::MigrateError> {
+    let mut pause = Duration::from_secs(1);
+    let mut attempt = 0;
+    loop {
+        let result = conn.apply(migration).await;
+        let lock_wait_timed_out = matches!(
+            &result,
+            Err(sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(db))
+                | sqlx::migrate::MigrateError::ExecuteMigration(sqlx::Error::Database(db), _))
+                if db.code().as_deref() == Some("55P03")
+        );
+        match result {
+            Err(_) if lock_wait_timed_out && !migration.no_tx && attempt < options.lock_retries => {
+                attempt += 1;
+                let tables = lint::touched_tables(&migration.sql);
+                let holders = database::table_lock_holders(conn, &tables)
+                    .await
+                    .unwrap_or_default();
+                tracing::warn!(
+                    version = migration.version,
+                    attempt,
+                    "migration {} waited longer than lock_timeout{} for a lock on {}, held by {}; it was rolled back, trying again in {}s ({attempt} of {})",
+                    migration.version,
+                    options
+                        .limits
+                        .lock_timeout
+                        .map(|t| format!(" ({}ms)", t.as_millis()))
+                        .unwrap_or_default(),
+                    if tables.is_empty() {
+                        "its tables".to_string()
+                    } else {
+                        tables.join(", ")
+                    },
+                    if holders.is_empty() {
+                        "a session that has since let go".to_string()
+                    } else {
+                        holders
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    },
+                    pause.as_secs(),
+                    options.lock_retries
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+            other => return other,
+        }
+    }
 }

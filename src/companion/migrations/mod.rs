@@ -89,7 +89,9 @@ pub async fn lock_key_of(conn: &mut PgConnection) -> Result<i64, ExitError> {
 }
 
 /// Session limits for DDL, so a migration does not queue behind production traffic
-/// for ever (`lock_timeout`) or run unbounded (`statement_timeout`).
+/// for ever (`lock_timeout`) or run unbounded (`statement_timeout`). They are sent as
+/// connection startup options, which makes them the session's defaults: a `RESET` or
+/// `SET ... TO DEFAULT` inside a migration comes back to them, not to the server's.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SessionLimits {
     /// PostgreSQL `lock_timeout` for the migration session; `None` keeps the server's.
@@ -99,21 +101,36 @@ pub struct SessionLimits {
 }
 
 impl SessionLimits {
-    /// Applies the limits to this session.
-    pub async fn apply(&self, conn: &mut PgConnection) -> Result<(), ExitError> {
-        for (name, value) in [
+    /// The limits as startup options (`lock_timeout=5000ms`).
+    pub fn startup_options(&self) -> Vec<(&'static str, String)> {
+        [
             ("lock_timeout", self.lock_timeout),
             ("statement_timeout", self.statement_timeout),
-        ] {
-            if let Some(value) = value {
-                sqlx::query("SELECT set_config($1, $2, false)")
-                    .bind(name)
-                    .bind(format!("{}ms", value.as_millis()))
-                    .execute(&mut *conn)
-                    .await
-                    .with_context(|| format!("setting {name}"))?;
-            }
-        }
-        Ok(())
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, format!("{}ms", value?.as_millis()))))
+        .collect()
     }
+}
+
+/// Lints the migrations of `catalog` with `versions` against the live sizes of the
+/// tables `conn` sees, and logs the findings.
+pub async fn lint_pending(
+    conn: &mut PgConnection,
+    catalog: &Catalog,
+    versions: &[i64],
+    thresholds: crate::companion::lint::Thresholds,
+) -> Result<Vec<crate::companion::lint::Finding>, ExitError> {
+    use crate::companion::lint::{self, Judged, MigrationSource, TableSizes};
+    let sizes = TableSizes::read(conn)
+        .await
+        .context("reading the tables' sizes from the catalogue")?;
+    let sources: Vec<MigrationSource<'_>> = versions
+        .iter()
+        .filter_map(|v| catalog.get(*v))
+        .map(MigrationSource::of)
+        .collect();
+    let findings = lint::lint(&sources, &Judged::Live(&sizes, thresholds))?;
+    lint::log(&findings);
+    Ok(findings)
 }

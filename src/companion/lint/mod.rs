@@ -1,0 +1,549 @@
+//! The migration linter: what a migration would do to tables that serve traffic,
+//! judged with PostgreSQL's own parser (`pg_query`) and, inside the VPC, with each
+//! table's live size. A finding on a large table, a change that breaks the running
+//! application version, or a statement that cannot run as written blocks (exit 6);
+//! the same on a small table, or on one the pending set creates, is a warning.
+//!
+//! A finding is allowed in the file itself, on the line before the statement:
+//! `-- everruns-admin:allow RULE-ID reason...`. The reason is required; allowed
+//! findings are still listed, as `suppressed`.
+
+pub mod rules;
+pub mod sizes;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use anyhow::anyhow;
+use serde::Serialize;
+
+use self::rules::{RULES, facts, rule};
+pub use self::sizes::{TableSize, TableSizes, Thresholds};
+use crate::exit::ExitError;
+
+/// The comment that allows a finding: `-- everruns-admin:allow RULE-ID reason`.
+pub const ALLOW: &str = "-- everruns-admin:allow";
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Allowed in the file, with a reason.
+    Suppressed,
+    /// Worth knowing; does not block.
+    Warning,
+    /// Blocks `migrate` and fails the gate (exit 6).
+    Blocking,
+}
+
+/// One finding, with everything an operator needs to judge and fix it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// The rule's id.
+    pub rule: &'static str,
+    /// How serious it is here.
+    pub severity: Severity,
+    /// The migration's version.
+    pub version: i64,
+    /// The migration's file, as the repository holds it.
+    pub file: String,
+    /// The statement's first line in the file, from 1.
+    pub line: usize,
+    /// The statement's first line.
+    pub statement: String,
+    /// The table it concerns.
+    pub table: String,
+    /// What exactly (`column api_key`, `VACUUM FULL`).
+    pub detail: String,
+    /// The lock the statement takes.
+    pub lock: &'static str,
+    /// The table's estimated rows, when the database was asked and knows.
+    pub rows: Option<i64>,
+    /// The table's size in bytes, indexes and TOAST included, when asked.
+    pub bytes: Option<i64>,
+    /// Why it is dangerous.
+    pub why: &'static str,
+    /// The safe pattern.
+    pub fix: &'static str,
+    /// The reason written in the file, for a suppressed finding.
+    pub reason: Option<String>,
+}
+
+impl Finding {
+    /// One line for a log: where, what, on what, how big, and the fix.
+    pub fn describe(&self) -> String {
+        let size = match (self.rows, self.bytes) {
+            (Some(rows), Some(bytes)) => format!(" ({})", sizes::human(rows, bytes)),
+            (None, Some(bytes)) => format!(" ({})", sizes::human_bytes(bytes)),
+            _ => String::new(),
+        };
+        let detail = if self.detail.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", self.detail)
+        };
+        let reason = self
+            .reason
+            .as_deref()
+            .map(|r| format!("; allowed: {r}"))
+            .unwrap_or_default();
+        format!(
+            "{}:{}: [{}] {} on `{}`{size}{detail}: {}; takes {}; fix: {}{reason} (`{}`)",
+            self.file,
+            self.line,
+            self.rule,
+            match self.severity {
+                Severity::Blocking => "blocking",
+                Severity::Warning => "warning",
+                Severity::Suppressed => "suppressed",
+            },
+            self.table,
+            self.why,
+            self.lock,
+            self.fix,
+            self.statement
+        )
+    }
+}
+
+/// A migration to lint.
+#[derive(Debug, Clone, Copy)]
+pub struct MigrationSource<'a> {
+    /// Its version.
+    pub version: i64,
+    /// Its description (the file name's, `_` read as a space).
+    pub description: &'a str,
+    /// Its SQL.
+    pub sql: &'a str,
+    /// Whether it runs outside a transaction (`-- no-transaction`).
+    pub no_transaction: bool,
+}
+
+impl<'a> MigrationSource<'a> {
+    /// A migration of a catalogue.
+    pub fn of(migration: &'a sqlx::migrate::Migration) -> Self {
+        MigrationSource {
+            version: migration.version,
+            description: &migration.description,
+            sql: &migration.sql,
+            no_transaction: migration.no_tx,
+        }
+    }
+
+    /// The file as the repository holds it.
+    pub fn file(&self) -> String {
+        format!(
+            "migrations/{}_{}.sql",
+            self.version,
+            self.description.replace(' ', "_")
+        )
+    }
+}
+
+/// What the tables are: the live database's sizes, or, offline, "every table exists
+/// and is large unless the same migration creates it".
+#[derive(Debug, Clone)]
+pub enum Judged<'a> {
+    /// Against a database: its tables' sizes and the thresholds.
+    Live(&'a TableSizes, Thresholds),
+    /// Without one.
+    Offline,
+}
+
+/// The counts of a lint, for the result event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LintCounts {
+    /// Migrations linted.
+    pub migrations: usize,
+    /// Blocking findings.
+    pub blocking: usize,
+    /// Warnings.
+    pub warnings: usize,
+    /// Findings allowed in the file.
+    pub suppressed: usize,
+}
+
+impl LintCounts {
+    /// Counts `findings` of `migrations` migrations.
+    pub fn of(migrations: usize, findings: &[Finding]) -> Self {
+        let count = |s| findings.iter().filter(|f| f.severity == s).count();
+        LintCounts {
+            migrations,
+            blocking: count(Severity::Blocking),
+            warnings: count(Severity::Warning),
+            suppressed: count(Severity::Suppressed),
+        }
+    }
+}
+
+/// Where a statement starts in the file: its first line of code (after blank and
+/// comment lines) and the comment lines right above it.
+struct Located<'a> {
+    line: usize,
+    first_line: &'a str,
+    comments: Vec<(usize, &'a str)>,
+}
+
+fn locate(sql: &str, from: usize) -> Located<'_> {
+    let from = from.min(sql.len());
+    let lines: Vec<&str> = sql.split('\n').collect();
+    let start = sql[..from].matches('\n').count();
+    // The statement's text may begin with the blank and comment lines after the
+    // previous statement; its first line of code is what a person reads as its start.
+    let first = (start..lines.len())
+        .find(|&i| {
+            // The first piece may be the rest of a line (`...; CREATE ...`).
+            let t = if i == start {
+                sql[from..].split('\n').next().unwrap_or_default()
+            } else {
+                lines[i]
+            };
+            let t = t.trim();
+            !t.is_empty() && !t.starts_with("--")
+        })
+        .unwrap_or(start);
+    let comments = (0..first)
+        .rev()
+        .map(|i| (i + 1, lines[i].trim()))
+        .take_while(|(_, t)| t.starts_with("--"))
+        .collect();
+    let text = lines.get(first).map(|l| l.trim()).unwrap_or_default();
+    let end = text.char_indices().nth(120).map_or(text.len(), |(i, _)| i);
+    Located {
+        line: first + 1,
+        first_line: &text[..end],
+        comments,
+    }
+}
+
+/// The allowances in comment lines: rule id -> reason, and the findings for
+/// allowances that name no rule or give no reason.
+fn allowances(
+    comments: &[(usize, &str)],
+    migration: &MigrationSource<'_>,
+    statement: &str,
+) -> (HashMap<String, String>, Vec<Finding>) {
+    let mut allowed = HashMap::new();
+    let mut broken = Vec::new();
+    for (line, comment) in comments {
+        let Some(rest) = comment.strip_prefix(ALLOW) else {
+            continue;
+        };
+        let mut words = rest.split_whitespace();
+        let id = words.next().unwrap_or_default();
+        let reason = words.collect::<Vec<_>>().join(" ");
+        if reason.is_empty() || !RULES.iter().any(|r| r.id == id) {
+            let r = rule("suppression-without-reason");
+            broken.push(Finding {
+                rule: r.id,
+                severity: Severity::Blocking,
+                version: migration.version,
+                file: migration.file(),
+                line: *line,
+                statement: statement.to_string(),
+                table: String::new(),
+                detail: if id.is_empty() {
+                    "no rule id".to_string()
+                } else if RULES.iter().any(|r| r.id == id) {
+                    format!("{id} without a reason")
+                } else {
+                    format!("{id} is not a rule")
+                },
+                lock: r.lock,
+                rows: None,
+                bytes: None,
+                why: r.why,
+                fix: r.fix,
+                reason: None,
+            });
+        } else {
+            allowed.insert(id.to_string(), reason);
+        }
+    }
+    (allowed, broken)
+}
+
+/// Lints `migrations` in order, as they would be applied. A file that does not parse
+/// is a runtime error naming it.
+pub fn lint(
+    migrations: &[MigrationSource<'_>],
+    judged: &Judged<'_>,
+) -> Result<Vec<Finding>, ExitError> {
+    let mut findings = Vec::new();
+    // CHECK (col IS NOT NULL) constraints added NOT VALID, and those validated, so far.
+    let mut not_null_checks: HashMap<(String, String), String> = HashMap::new();
+    let mut proven_not_null: HashSet<(String, String)> = HashSet::new();
+    for migration in migrations {
+        let parsed = pg_query::parse(migration.sql, 0).map_err(|e| {
+            ExitError::runtime(anyhow!(
+                "{} does not parse as PostgreSQL: {e}; fix its SQL",
+                migration.file()
+            ))
+        })?;
+        let mut created_here: BTreeSet<String> = BTreeSet::new();
+        let mut exclusive: Vec<(String, Located<'_>)> = Vec::new();
+        for raw in &parsed.protobuf.stmts {
+            let Some(node) = raw.stmt.as_ref().and_then(|s| s.node.as_ref()) else {
+                continue;
+            };
+            let at = locate(
+                migration.sql,
+                usize::try_from(raw.stmt_location).unwrap_or(0),
+            );
+            let facts = facts(node);
+            created_here.extend(facts.creates.iter().cloned());
+            for (table, name, column) in &facts.not_null_checks {
+                not_null_checks.insert((table.clone(), name.clone()), column.clone());
+            }
+            for (table, name) in &facts.validates {
+                if let Some(column) = not_null_checks.get(&(table.clone(), name.clone())) {
+                    proven_not_null.insert((table.clone(), column.clone()));
+                }
+            }
+            proven_not_null.extend(facts.proves_not_null.iter().cloned());
+            let (allowed, broken) = allowances(&at.comments, migration, at.first_line);
+            findings.extend(broken);
+            let mut hits = facts.hits.clone();
+            if facts.concurrently && !migration.no_transaction {
+                hits.push(rules::Hit {
+                    rule: "concurrently-in-transaction",
+                    table: facts.touches.first().cloned().unwrap_or_default(),
+                    detail: String::new(),
+                });
+            }
+            for hit in hits {
+                // An index on a table that does not exist yet blocks nobody.
+                if hit.rule == "index-not-concurrent" && is_new(&hit.table, &created_here, judged) {
+                    continue;
+                }
+                if hit.rule == "set-not-null"
+                    && proven_not_null.contains(&(
+                        hit.table.clone(),
+                        hit.detail.trim_start_matches("column ").to_string(),
+                    ))
+                {
+                    continue;
+                }
+                findings.push(judge(
+                    migration,
+                    &at,
+                    &hit,
+                    &created_here,
+                    judged,
+                    allowed.get(hit.rule),
+                ));
+            }
+            for table in &facts.exclusive_tables {
+                if !exclusive.iter().any(|(t, _)| t == table) {
+                    exclusive.push((
+                        table.clone(),
+                        locate(
+                            migration.sql,
+                            usize::try_from(raw.stmt_location).unwrap_or(0),
+                        ),
+                    ));
+                }
+            }
+        }
+        let existing: Vec<&(String, Located<'_>)> = exclusive
+            .iter()
+            .filter(|(t, _)| !is_new(t, &created_here, judged))
+            .collect();
+        if !migration.no_transaction && existing.len() > 1 {
+            let (_, at) = existing[existing.len() - 1];
+            let tables: Vec<&str> = existing.iter().map(|(t, _)| t.as_str()).collect();
+            let (allowed, _) = allowances(&at.comments, migration, at.first_line);
+            let hit = rules::Hit {
+                rule: "multiple-exclusive-locks",
+                table: tables.join(", "),
+                detail: String::new(),
+            };
+            let mut finding = judge(
+                migration,
+                at,
+                &hit,
+                &created_here,
+                judged,
+                allowed.get(hit.rule),
+            );
+            if finding.severity == Severity::Warning
+                && existing.iter().any(|(t, _)| is_large(t, judged))
+            {
+                finding.severity = Severity::Blocking;
+            }
+            findings.push(finding);
+        }
+    }
+    Ok(findings)
+}
+
+/// Whether `table` is new: created by the pending set (live: not in the database yet)
+/// or, offline, by the same migration.
+fn is_new(table: &str, created_here: &BTreeSet<String>, judged: &Judged<'_>) -> bool {
+    match judged {
+        Judged::Live(sizes, _) => sizes.get(table).is_none(),
+        Judged::Offline => created_here.contains(table),
+    }
+}
+
+fn is_large(table: &str, judged: &Judged<'_>) -> bool {
+    match judged {
+        Judged::Live(sizes, thresholds) => sizes.get(table).is_some_and(|s| thresholds.is_large(s)),
+        Judged::Offline => true,
+    }
+}
+
+fn judge(
+    migration: &MigrationSource<'_>,
+    at: &Located<'_>,
+    hit: &rules::Hit,
+    created_here: &BTreeSet<String>,
+    judged: &Judged<'_>,
+    allowed: Option<&String>,
+) -> Finding {
+    let r = rule(hit.rule);
+    let size = match judged {
+        Judged::Live(sizes, _) => sizes.get(&hit.table).copied(),
+        Judged::Offline => None,
+    };
+    let severity = if allowed.is_some() {
+        Severity::Suppressed
+    } else if r.id == "concurrently-in-transaction" {
+        Severity::Blocking
+    } else if is_new(&hit.table, created_here, judged) {
+        Severity::Warning
+    } else if r.breaks_running_version || is_large(&hit.table, judged) {
+        Severity::Blocking
+    } else {
+        Severity::Warning
+    };
+    Finding {
+        rule: r.id,
+        severity,
+        version: migration.version,
+        file: migration.file(),
+        line: at.line,
+        statement: at.first_line.to_string(),
+        table: hit.table.clone(),
+        detail: hit.detail.clone(),
+        lock: r.lock,
+        rows: size.and_then(|s| s.rows),
+        bytes: size.map(|s| s.bytes),
+        why: r.why,
+        fix: r.fix,
+        reason: allowed.cloned(),
+    }
+}
+
+/// The tables `sql` touches, for naming who holds their locks; empty when it does not
+/// parse.
+pub fn touched_tables(sql: &str) -> Vec<String> {
+    let Ok(parsed) = pg_query::parse(sql, 0) else {
+        return Vec::new();
+    };
+    let mut tables: Vec<String> = parsed
+        .protobuf
+        .stmts
+        .iter()
+        .filter_map(|raw| raw.stmt.as_ref()?.node.as_ref())
+        .flat_map(|node| facts(node).touches)
+        .collect();
+    tables.sort();
+    tables.dedup();
+    tables
+}
+
+/// Logs each finding at its level: error for blocking, warn otherwise.
+pub fn log(findings: &[Finding]) {
+    for finding in findings {
+        match finding.severity {
+            Severity::Blocking => tracing::error!(rule = finding.rule, "{}", finding.describe()),
+            Severity::Warning => tracing::warn!(rule = finding.rule, "{}", finding.describe()),
+            Severity::Suppressed => tracing::info!(rule = finding.rule, "{}", finding.describe()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offline(sql: &str, no_transaction: bool) -> Vec<Finding> {
+        lint(
+            &[MigrationSource {
+                version: 1,
+                description: "test",
+                sql,
+                no_transaction,
+            }],
+            &Judged::Offline,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_finding_names_its_line_and_statement() {
+        let findings = offline(
+            "-- a comment\n\nSELECT 1;\n\n-- why\nCREATE INDEX i ON t (c);\n",
+            false,
+        );
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].line, 6);
+        assert_eq!(findings[0].statement, "CREATE INDEX i ON t (c);");
+        assert_eq!(findings[0].file, "migrations/1_test.sql");
+        assert_eq!(findings[0].severity, Severity::Blocking);
+    }
+
+    #[test]
+    fn an_allowance_needs_a_known_rule_and_a_reason() {
+        let ok = offline(
+            "-- everruns-admin:allow index-not-concurrent t has 12 rows, always\nCREATE INDEX i ON t (c);",
+            false,
+        );
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].severity, Severity::Suppressed);
+        assert_eq!(ok[0].reason.as_deref(), Some("t has 12 rows, always"));
+        let bare = offline(
+            "-- everruns-admin:allow index-not-concurrent\nCREATE INDEX i ON t (c);",
+            false,
+        );
+        let rules: Vec<_> = bare.iter().map(|f| (f.rule, f.severity)).collect();
+        assert!(
+            rules.contains(&("suppression-without-reason", Severity::Blocking)),
+            "{rules:?}"
+        );
+        assert!(
+            rules.contains(&("index-not-concurrent", Severity::Blocking)),
+            "{rules:?}"
+        );
+    }
+
+    #[test]
+    fn a_table_the_same_migration_creates_is_only_a_warning_offline() {
+        let findings = offline(
+            "CREATE TABLE n (id int);\nCREATE INDEX i ON n (id);\nALTER TABLE n ADD CONSTRAINT c CHECK (id > 0);",
+            false,
+        );
+        let rules: Vec<_> = findings.iter().map(|f| (f.rule, f.severity)).collect();
+        assert_eq!(rules, [("constraint-not-valid", Severity::Warning)]);
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_file() {
+        let error = lint(
+            &[MigrationSource {
+                version: 7,
+                description: "bad one",
+                sql: "CREAT TABLE x ();",
+                no_transaction: false,
+            }],
+            &Judged::Offline,
+        )
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("migrations/7_bad_one.sql does not parse"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,1 @@
+ALTER TABLE mcp_servers ALTER COLUMN url TYPE varchar(200);

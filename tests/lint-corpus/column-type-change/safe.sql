@@ -1,0 +1,1 @@
+ALTER TABLE mcp_servers ADD COLUMN url_v2 varchar(200);

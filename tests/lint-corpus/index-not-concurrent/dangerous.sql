@@ -1,0 +1,1 @@
+CREATE INDEX llm_providers_type_idx ON llm_providers (provider_type);

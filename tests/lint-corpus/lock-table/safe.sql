@@ -1,0 +1,1 @@
+UPDATE llm_providers SET status = 'active' WHERE status IS NULL;

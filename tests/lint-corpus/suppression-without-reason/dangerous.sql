@@ -1,0 +1,2 @@
+-- everruns-admin:allow drop-column
+ALTER TABLE llm_providers DROP COLUMN legacy_key;

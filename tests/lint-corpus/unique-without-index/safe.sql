@@ -1,0 +1,1 @@
+ALTER TABLE llm_providers ADD CONSTRAINT llm_providers_slug_key UNIQUE USING INDEX llm_providers_slug_idx;
