@@ -12,7 +12,8 @@
 #      rust:*-slim-bookworm nor debian:bookworm-slim can be pulled:
 #        RUNTIME_IMAGE  localhost/everruns-bookworm:base          debootstrap minbase
 #        RUST_IMAGE     localhost/everruns-rust:<rustc>-bookworm  the same plus gcc,
-#                       libc6-dev, make, pkg-config, ca-certificates and this machine's
+#                       libc6-dev, make, pkg-config, ca-certificates, libclang-dev (for
+#                       the pg_query crate's bindgen) and this machine's
 #                       own Rust toolchain (rustup cannot download one here)
 #   3. runs `buildah bud` with chroot isolation (no runtime daemon, host network, so
 #      cargo reaches crates.io and apt reaches the mirror) and cached layers, tagging
@@ -202,7 +203,7 @@ make_runtime_base() {
 make_build_base() {
     local dir ca_env=()
     new_tmp_dir
-    make_rootfs "$dir" ca-certificates,gcc,libc6-dev,make,pkg-config
+    make_rootfs "$dir" ca-certificates,gcc,libc6-dev,make,pkg-config,libclang-dev
     "${NICE[@]}" tar -C "$RUST_SYSROOT" --exclude=./share/doc -cf - . | tar -C "$dir/usr/local" -xf -
     mkdir -p "$dir/usr/local/cargo"
     # ENV of the build base reaches the build stage only, never the runtime stage.
