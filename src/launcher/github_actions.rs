@@ -212,9 +212,12 @@ fn escape_property(text: &str) -> String {
 
 /// One annotation line: `::error file=F,title=T::MESSAGE`.
 fn annotation(level: &str, file: Option<&str>, title: &str, message: &str) -> String {
-    let file = file
-        .map(|f| format!("file={},", escape_property(f)))
-        .unwrap_or_default();
+    annotation_at(level, file.map(escape_property).as_deref(), title, message)
+}
+
+/// [`annotation`] with `location` already in property form (`F,line=L`).
+fn annotation_at(level: &str, location: Option<&str>, title: &str, message: &str) -> String {
+    let file = location.map(|f| format!("file={f},")).unwrap_or_default();
     format!(
         "::{level} {file}title={}::{}",
         escape_property(title),
@@ -240,6 +243,33 @@ fn result_of(report: &TaskReport) -> Option<(&str, u8, &Value)> {
 pub fn annotations(command: &str, report: &TaskReport) -> Vec<String> {
     let mut lines = Vec::new();
     let result = result_of(report);
+    // The linter's findings, each on its file and line.
+    if let Some((_, _, summary)) = result {
+        for finding in rows(summary, "findings") {
+            let level = match finding["severity"].as_str() {
+                Some("blocking") => "error",
+                Some("warning") => "warning",
+                _ => continue,
+            };
+            let file = finding["file"]
+                .as_str()
+                .map(|f| match finding["line"].as_u64() {
+                    Some(line) => format!("{f},line={line}"),
+                    None => f.to_string(),
+                });
+            lines.push(annotation_at(
+                level,
+                file.as_deref(),
+                &format!("{} on {}", cell(&finding["rule"]), cell(&finding["table"])),
+                &format!(
+                    "{} takes {}; fix: {}",
+                    cell(&finding["why"]),
+                    cell(&finding["lock"]),
+                    cell(&finding["fix"])
+                ),
+            ));
+        }
+    }
     if let Some((name, 3, summary)) = result
         && name == "migrate-info"
     {
@@ -479,6 +509,64 @@ fn result_section(command: &str, summary: &Value) -> String {
         }
         _ => {}
     }
+    let findings: Vec<Value> = rows(summary, "findings")
+        .map(|f| {
+            let mut row = f.clone();
+            row["where"] = Value::String(format!("{}:{}", cell(&f["file"]), cell(&f["line"])));
+            row["size"] = Value::String(match (f["rows"].as_i64(), f["bytes"].as_i64()) {
+                (Some(rows), Some(bytes)) => crate::companion::lint::sizes::human(rows, bytes),
+                _ => String::new(),
+            });
+            row
+        })
+        .collect();
+    if !findings.is_empty() {
+        section(
+            "Migration findings",
+            table(
+                &[
+                    ("Severity", "severity"),
+                    ("Rule", "rule"),
+                    ("Where", "where"),
+                    ("Table", "table"),
+                    ("Size", "size"),
+                    ("Lock", "lock"),
+                    ("Fix", "fix"),
+                    ("Allowed because", "reason"),
+                ],
+                findings.iter(),
+            ),
+        );
+    }
+    let findings: Vec<Value> = rows(summary, "findings")
+        .map(|f| {
+            let mut row = f.clone();
+            row["where"] = Value::String(format!("{}:{}", cell(&f["file"]), cell(&f["line"])));
+            row["size"] = Value::String(match (f["rows"].as_i64(), f["bytes"].as_i64()) {
+                (Some(rows), Some(bytes)) => crate::companion::lint::sizes::human(rows, bytes),
+                _ => String::new(),
+            });
+            row
+        })
+        .collect();
+    if !findings.is_empty() {
+        section(
+            "Migration findings",
+            table(
+                &[
+                    ("Severity", "severity"),
+                    ("Rule", "rule"),
+                    ("Where", "where"),
+                    ("Table", "table"),
+                    ("Size", "size"),
+                    ("Lock", "lock"),
+                    ("Fix", "fix"),
+                    ("Allowed because", "reason"),
+                ],
+                findings.iter(),
+            ),
+        );
+    }
     if let Some(failed) = summary.get("failed") {
         section(
             "Failed migration",
@@ -640,6 +728,29 @@ mod tests {
         );
         assert!(summary("migrate", &failed).contains("| 2 | two | migrations/2_two.sql |"));
         assert!(annotations("migrate", &report_with(0, "migrate", json!({}))).is_empty());
+    }
+
+    #[test]
+    fn linter_findings_are_annotated_on_their_line_and_tabled() {
+        let report = report_with(
+            6,
+            "migrate-info",
+            json!({"migrations": [], "findings": [{
+                "rule": "index-not-concurrent", "severity": "blocking", "file": "migrations/2_i.sql",
+                "line": 3, "table": "llm_providers", "rows": 250000, "bytes": 46000000,
+                "why": "blocks writes", "lock": "SHARE", "fix": "CONCURRENTLY", "reason": null
+            }]}),
+        );
+        let lines = annotations("migrate-info --check", &report);
+        assert!(
+            lines[0].starts_with("::error file=migrations/2_i.sql,line=3,title=index-not-concurrent on llm_providers::blocks writes takes SHARE; fix: CONCURRENTLY"),
+            "{lines:?}"
+        );
+        let text = summary("migrate-info --check", &report);
+        assert!(
+            text.contains("| blocking | index-not-concurrent | migrations/2_i.sql:3 | llm_providers | 250.0 k rows, 43.9 MB | SHARE | CONCURRENTLY |  |"),
+            "{text}"
+        );
     }
 
     #[test]
