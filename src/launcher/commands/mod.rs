@@ -72,7 +72,8 @@ pub enum Command {
     /// Re-encrypt stored secrets (arguments go to the companion verbatim)
     #[command(
         disable_help_flag = true,
-        after_help = "Example: run-admin-task reencrypt --dry-run --table llm_providers"
+        after_help = "Example: run-admin-task reencrypt --dry-run --table llm_providers\n\
+                      Across 4 tasks, followed as one job: run-admin-task reencrypt --shards 4 [--only 3] [ARGS]"
     )]
     Reencrypt(CompanionArgs),
     /// Run any container command: run -- CMD ARGS...
@@ -180,6 +181,9 @@ pub async fn execute(cli: Cli) -> u8 {
         Ok(launch) => launch,
         Err(e) if e.exit_code() == 0 || output == OutputFormat::Human => {
             let _ = e.print();
+            if e.exit_code() == 0 && matches!(command, Command::Reencrypt(_)) {
+                println!("\n{}", run::REENCRYPT_LAUNCHER_HELP);
+            }
             return u8::try_from(e.exit_code()).unwrap_or(launcher::USAGE);
         }
         Err(e) => {
@@ -319,6 +323,9 @@ fn help(path: &[String]) -> u8 {
         };
         if let Err(e) = Launch::companion(command, &args) {
             let _ = e.print();
+        }
+        if command == CompanionCommand::Reencrypt {
+            println!("\n{}", run::REENCRYPT_LAUNCHER_HELP);
         }
         return 0;
     }

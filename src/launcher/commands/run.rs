@@ -53,6 +53,13 @@ pub struct RunArgs {
     pub argv: Vec<String>,
 }
 
+/// What the launcher adds to the companion's help of `reencrypt`: its own flags.
+pub const REENCRYPT_LAUNCHER_HELP: &str = "\
+Launcher options of `run-admin-task reencrypt` (the rest go to each task):
+      --shards <N>    Split the work across N tasks (1 to 32), each with --shard K/N, followed
+                      as one job: one bar, one exit code (125, then 5, then the first non-zero)
+      --only <K,L>    With --shards: start only these shards (to rerun the ones that failed)";
+
 /// What to launch: the container command, and what the guards make of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Launch {

@@ -21,6 +21,9 @@ use crate::launcher::render::ShardBoard;
 use crate::launcher::task::tags;
 use crate::signals::Handled;
 
+/// The launcher's own flags among `reencrypt`'s arguments; the rest go to the tasks.
+pub const FLAGS: [&str; 2] = ["--shards", "--only"];
+
 /// The most shards one job may have: each is a Fargate task and a database connection.
 pub const MAX_SHARDS: u32 = 32;
 
@@ -47,7 +50,7 @@ impl Shards {
                 Some((name, value)) => (name, Some(value.to_string())),
                 None => (arg.as_str(), None),
             };
-            if name != "--shards" && name != "--only" {
+            if !FLAGS.contains(&name) {
                 if arg == "--shard" || arg.starts_with("--shard=") {
                     return Err(
                         "--shard K/N is the companion's; with --shards N the launcher gives each task its own"
