@@ -114,6 +114,8 @@ pub fn render_json(
         return Err(RenderError::Syntax(renderer.syntax));
     }
     if !renderer.unset.is_empty() {
+        // Sorted, so the message reads the same from one run to the next.
+        renderer.unset.sort();
         return Err(RenderError::Unset(renderer.unset));
     }
     Ok(document)
