@@ -276,8 +276,6 @@ pub struct LaunchConfig {
     pub service: Option<String>,
     /// Where the launch settings came from.
     pub origins: Origins,
-    /// Which CI to speak to (`--ci`, else GitHub Actions when `GITHUB_ACTIONS=true`).
-    pub ci: CiKind,
     /// Region, when set by flag, environment or file (else the SDK's default chain).
     pub region: Option<String>,
     /// Named AWS profile, when set by flag, environment or file.
@@ -720,7 +718,6 @@ impl LaunchConfig {
             &file.service,
         )
         .map(|(name, _)| name);
-        let ci = CiKind::of(options.ci, env);
 
         let mut config = LaunchConfig {
             cluster,
@@ -745,7 +742,6 @@ impl LaunchConfig {
                 capacity: capacity_origin,
                 platform_version: platform_version_origin,
             },
-            ci,
             region: pick(
                 &options.region,
                 ("--region", "AWS_REGION", "region"),
