@@ -265,6 +265,20 @@ impl std::fmt::Display for LockHolder {
     }
 }
 
+/// The holders for a message: `pid 12 (...); pid 34 (...)`, or who it was when none
+/// is left.
+pub fn describe_holders(holders: &[LockHolder]) -> String {
+    if holders.is_empty() {
+        "a session that has since let go".to_owned()
+    } else {
+        holders
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
 /// The sessions, other than this one, that hold the session-level advisory lock `key`.
 pub async fn lock_holders(
     conn: &mut PgConnection,
@@ -350,15 +364,7 @@ pub async fn acquire_lock_as(
         }
         if started.elapsed() >= wait {
             let holders = lock_holders(conn, key).await.unwrap_or_default();
-            let who = if holders.is_empty() {
-                "a session that has since let go".to_owned()
-            } else {
-                holders
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            };
+            let who = describe_holders(&holders);
             return Err(ExitError::runtime(anyhow!(
                 "the {what} lock (advisory lock {key}) is still held after waiting {}s, by {who}; \
                  wait for that job to finish and rerun, or raise --lock-timeout",

@@ -538,35 +538,6 @@ fn result_section(command: &str, summary: &Value) -> String {
             ),
         );
     }
-    let findings: Vec<Value> = rows(summary, "findings")
-        .map(|f| {
-            let mut row = f.clone();
-            row["where"] = Value::String(format!("{}:{}", cell(&f["file"]), cell(&f["line"])));
-            row["size"] = Value::String(match (f["rows"].as_i64(), f["bytes"].as_i64()) {
-                (Some(rows), Some(bytes)) => crate::companion::lint::sizes::human(rows, bytes),
-                _ => String::new(),
-            });
-            row
-        })
-        .collect();
-    if !findings.is_empty() {
-        section(
-            "Migration findings",
-            table(
-                &[
-                    ("Severity", "severity"),
-                    ("Rule", "rule"),
-                    ("Where", "where"),
-                    ("Table", "table"),
-                    ("Size", "size"),
-                    ("Lock", "lock"),
-                    ("Fix", "fix"),
-                    ("Allowed because", "reason"),
-                ],
-                findings.iter(),
-            ),
-        );
-    }
     if let Some(failed) = summary.get("failed") {
         section(
             "Failed migration",
@@ -751,6 +722,7 @@ mod tests {
             text.contains("| blocking | index-not-concurrent | migrations/2_i.sql:3 | llm_providers | 250.0 k rows, 43.9 MB | SHARE | CONCURRENTLY |  |"),
             "{text}"
         );
+        assert_eq!(text.matches("#### Migration findings").count(), 1, "{text}");
     }
 
     #[test]

@@ -538,62 +538,82 @@ fn keys_are_checked_before_connecting() {
 fn a_concurrent_application_writer_is_never_overwritten() {
     let db = migrated_database();
     let mut expected = seed(&db, 400);
-    let ids: Vec<(&'static str, &'static str, Uuid)> = expected
-        .iter()
-        .filter(|(_, p)| p.is_some())
-        .map(|((t, id), _)| {
-            let column = TABLES.iter().find(|(name, _)| name == t).unwrap().1;
-            (*t, column, *id)
-        })
-        .collect();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let stop = Arc::clone(&stop);
-        let url = db.url.clone();
-        std::thread::spawn(move || {
-            runtime().block_on(async move {
-                let mut conn = connect(&url).await;
-                let (old, new) = (key(KEK_V1), key(KEK_V2));
-                let mut written: HashMap<(&'static str, Uuid), String> = HashMap::new();
-                let mut n = 0usize;
-                while !stop.load(Ordering::SeqCst) {
-                    let (table, column, id) = ids[fastrand::usize(..ids.len())];
-                    let secret = format!("PLAINTEXT-writer-{n}");
-                    // Old application instances still write with the previous key.
-                    let k = if n.is_multiple_of(2) { &old } else { &new };
-                    let value = envelope::encrypt(secret.as_bytes(), k).unwrap();
-                    sqlx::query(&format!("UPDATE {table} SET {column} = $1 WHERE id = $2"))
-                        .bind(&value)
-                        .bind(id)
-                        .execute(&mut conn)
-                        .await
-                        .unwrap();
-                    written.insert((table, id), secret);
-                    n += 1;
-                }
-                written
-            })
-        })
-    };
+    // Old application instances still write with the previous key.
+    let writer = Writer::start(&db, &expected, |n| {
+        if n.is_multiple_of(2) { KEK_V1 } else { KEK_V2 }
+    });
     std::thread::sleep(Duration::from_millis(200));
     let out = reencrypt(&db, KEK_V2, Some(KEK_V1))
         .args(["-b", "7"])
         .output()
         .unwrap();
-    stop.store(true, Ordering::SeqCst);
-    let written = writer.join().unwrap();
+    let written = writer.finish();
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    assert!(
-        written.len() > 20,
-        "the writer wrote too little: {}",
-        written.len()
-    );
     for (place, secret) in written {
         expected.insert(place, Some(secret));
     }
     assert_values(&db, &expected, false);
     let summary = result_summary(&out);
     eprintln!("with a concurrent writer: {summary}");
+}
+
+/// An application writing new values to random seeded rows until stopped.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<HashMap<(&'static str, Uuid), String>>,
+}
+
+impl Writer {
+    /// Starts writing to the non-NULL rows of `expected`, the n-th value under `key(n)`.
+    fn start(db: &TestDatabase, expected: &Expected, key_of: fn(usize) -> &'static str) -> Writer {
+        let ids: Vec<(&'static str, &'static str, Uuid)> = expected
+            .iter()
+            .filter(|(_, p)| p.is_some())
+            .map(|((t, id), _)| {
+                let column = TABLES.iter().find(|(name, _)| name == t).unwrap().1;
+                (*t, column, *id)
+            })
+            .collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            let url = db.url.clone();
+            std::thread::spawn(move || {
+                runtime().block_on(async move {
+                    let mut conn = connect(&url).await;
+                    let mut written = HashMap::new();
+                    let mut n = 0usize;
+                    while !stop.load(Ordering::SeqCst) {
+                        let (table, column, id) = ids[fastrand::usize(..ids.len())];
+                        let secret = format!("PLAINTEXT-writer-{n}");
+                        let value = envelope::encrypt(secret.as_bytes(), &key(key_of(n))).unwrap();
+                        sqlx::query(&format!("UPDATE {table} SET {column} = $1 WHERE id = $2"))
+                            .bind(&value)
+                            .bind(id)
+                            .execute(&mut conn)
+                            .await
+                            .unwrap();
+                        written.insert((table, id), secret);
+                        n += 1;
+                    }
+                    written
+                })
+            })
+        };
+        Writer { stop, thread }
+    }
+
+    /// Stops it; returns the latest plaintext it wrote per row.
+    fn finish(self) -> HashMap<(&'static str, Uuid), String> {
+        self.stop.store(true, Ordering::SeqCst);
+        let written = self.thread.join().unwrap();
+        assert!(
+            written.len() > 20,
+            "the writer wrote too little: {}",
+            written.len()
+        );
+        written
+    }
 }
 
 fn companion_pid_in_database(db: &TestDatabase) -> Option<i32> {
@@ -940,42 +960,8 @@ fn malformed_shards_are_usage_errors() {
 fn four_concurrent_shards_beside_a_writer_leave_every_value_latest_and_on_the_primary() {
     let db = migrated_database();
     let mut expected = seed(&db, 400);
-    let ids: Vec<(&'static str, &'static str, Uuid)> = expected
-        .iter()
-        .filter(|(_, p)| p.is_some())
-        .map(|((t, id), _)| {
-            let column = TABLES.iter().find(|(name, _)| name == t).unwrap().1;
-            (*t, column, *id)
-        })
-        .collect();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let stop = Arc::clone(&stop);
-        let url = db.url.clone();
-        std::thread::spawn(move || {
-            runtime().block_on(async move {
-                let mut conn = connect(&url).await;
-                // After the rotation the application writes with the primary key.
-                let new = key(KEK_V2);
-                let mut written: HashMap<(&'static str, Uuid), String> = HashMap::new();
-                let mut n = 0usize;
-                while !stop.load(Ordering::SeqCst) {
-                    let (table, column, id) = ids[fastrand::usize(..ids.len())];
-                    let secret = format!("PLAINTEXT-writer-{n}");
-                    let value = envelope::encrypt(secret.as_bytes(), &new).unwrap();
-                    sqlx::query(&format!("UPDATE {table} SET {column} = $1 WHERE id = $2"))
-                        .bind(&value)
-                        .bind(id)
-                        .execute(&mut conn)
-                        .await
-                        .unwrap();
-                    written.insert((table, id), secret);
-                    n += 1;
-                }
-                written
-            })
-        })
-    };
+    // After the rotation the application writes with the primary key.
+    let writer = Writer::start(&db, &expected, |_| KEK_V2);
     std::thread::sleep(Duration::from_millis(100));
     let shards: Vec<Child> = (1..=4)
         .map(|k| {
@@ -991,16 +977,10 @@ fn four_concurrent_shards_beside_a_writer_leave_every_value_latest_and_on_the_pr
         .into_iter()
         .map(|c| c.wait_with_output().unwrap())
         .collect();
-    stop.store(true, Ordering::SeqCst);
-    let written = writer.join().unwrap();
+    let written = writer.finish();
     for out in &outs {
         assert_eq!(out.status.code(), Some(0), "{}", describe(out));
     }
-    assert!(
-        written.len() > 20,
-        "the writer wrote too little: {}",
-        written.len()
-    );
     for (place, secret) in written {
         expected.insert(place, Some(secret));
     }

@@ -303,15 +303,7 @@ async fn apply_with_lock_retries(
                     } else {
                         tables.join(", ")
                     },
-                    if holders.is_empty() {
-                        "a session that has since let go".to_string()
-                    } else {
-                        holders
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    },
+                    database::describe_holders(&holders),
                     pause.as_secs(),
                     options.lock_retries
                 );
