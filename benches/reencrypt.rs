@@ -11,7 +11,8 @@
 //! `EVERRUNS_BENCH_DATABASE_URL` uses that database instead of a throwaway cluster
 //! (it is migrated, and its `llm_providers` and `mcp_servers` are EMPTIED);
 //! `EVERRUNS_BENCH_ROWS` changes the row count; `EVERRUNS_BENCH_SKIP_BASELINE=1` skips the
-//! slow baseline; `EVERRUNS_BENCH_1M=1` adds a 1,000,000-row run (floor and reencrypt).
+//! slow baseline; `EVERRUNS_BENCH_1M=1` adds a 1,000,000-row run (floor and reencrypt);
+//! `EVERRUNS_BENCH_BATCH` runs the companion with that `--batch-size`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -84,7 +85,11 @@ async fn bench(url: &str, rows: usize, with_baseline: bool) {
     reset(&mut conn).await;
     let (ours, peak_kib) = companion(url, rows);
     assert_all_on_primary(&mut conn, rows).await;
-    report("reencrypt (companion, batch 100)", rows, ours);
+    report(
+        &format!("reencrypt (companion, batch {})", batch_size()),
+        rows,
+        ours,
+    );
     println!(
         "  companion peak RSS (VmHWM): {:.1} MiB",
         peak_kib as f64 / 1024.0
@@ -103,6 +108,13 @@ async fn bench(url: &str, rows: usize, with_baseline: bool) {
         .execute(&mut conn)
         .await
         .unwrap();
+}
+
+fn batch_size() -> u32 {
+    std::env::var("EVERRUNS_BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(everruns_admin::companion::reencrypt::DEFAULT_BATCH_SIZE)
 }
 
 fn report(what: &str, rows: usize, took: Duration) {
@@ -200,7 +212,7 @@ fn companion(url: &str, rows: usize) -> (Duration, u64) {
     let output = tempfile::NamedTempFile::new().unwrap();
     let started = Instant::now();
     let mut child = common::companion(url)
-        .arg("reencrypt")
+        .args(["reencrypt", "--batch-size", &batch_size().to_string()])
         .env("SECRETS_ENCRYPTION_KEY", KEK_V2)
         .env("SECRETS_ENCRYPTION_KEY_PREVIOUS", KEK_V1)
         .stdout(Stdio::from(output.reopen().unwrap()))

@@ -62,15 +62,20 @@ fn main() {
     println!("sharded reencrypt benchmark: {rows} rows of llm_providers, through the emulator");
     for shards in [1u32, 2, 4] {
         let seeded = Instant::now();
-        psql(
-            &db.url,
-            &format!(
-                "TRUNCATE llm_providers, mcp_servers; \
-                 INSERT INTO llm_providers (id, name, provider_type, api_key_encrypted) \
-                 SELECT gen_random_uuid(), 'p' || i, 'openai', '\\x{hex}' FROM generate_series(1, {rows}) i; \
-                 VACUUM ANALYZE llm_providers; CHECKPOINT"
+        // One statement per call: psql runs a multi-statement -c in one transaction,
+        // where VACUUM cannot run.
+        for sql in [
+            "TRUNCATE llm_providers, mcp_servers".to_string(),
+            format!(
+                "INSERT INTO llm_providers (id, name, provider_type, api_key_encrypted) \
+                 SELECT gen_random_uuid(), 'p' || i, 'openai', '\\x{hex}' \
+                 FROM generate_series(1, {rows}) i"
             ),
-        );
+            "VACUUM ANALYZE llm_providers".to_string(),
+            "CHECKPOINT".to_string(),
+        ] {
+            psql(&db.url, &sql);
+        }
         let _ = std::fs::remove_file(&peaks);
         let seeded = seeded.elapsed().as_secs_f64();
         let started = Instant::now();
@@ -78,7 +83,6 @@ fn main() {
             .launcher()
             .args(["--output", "json", "--quiet", "reencrypt", "--shards"])
             .arg(shards.to_string())
-            .args(["--batch-size", "1000"])
             .output()
             .unwrap();
         let took = started.elapsed().as_secs_f64();

@@ -191,9 +191,10 @@ struct ReencryptArgs {
     /// Decrypt and check everything, write nothing.
     #[arg(short = 'n', long)]
     dry_run: bool,
-    /// Rows per batch (one short transaction each).
-    #[arg(short = 'b', long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    batch_size: u32,
+    /// Rows per batch (one short transaction each) [default: 1000; with --max-rate, a
+    /// tenth of a second's worth]
+    #[arg(short = 'b', long, value_parser = clap::value_parser!(u32).range(1..=i64::from(reencrypt::MAX_BATCH_SIZE)))]
+    batch_size: Option<u32>,
     /// Only this declared table.
     #[arg(short = 't', long, value_name = "NAME")]
     table: Option<String>,
@@ -205,7 +206,7 @@ struct ReencryptArgs {
     #[arg(long, value_name = "K/N")]
     shard: Option<reencrypt::Shard>,
     /// At most this many values per second, at a steady pace (per task: a job of N
-    /// shards reads up to N times this).
+    /// shards handles up to N times this).
     #[arg(long, value_name = "ROWS_PER_SECOND", value_parser = clap::value_parser!(u32).range(1..))]
     max_rate: Option<u32>,
 }
@@ -303,7 +304,9 @@ pub async fn execute(cli: Cli) -> u8 {
         Command::Reencrypt(args) => {
             let options = reencrypt::ReencryptOptions {
                 dry_run: args.dry_run,
-                batch_size: args.batch_size,
+                batch_size: args
+                    .batch_size
+                    .unwrap_or_else(|| reencrypt::default_batch_size(args.max_rate)),
                 table: args.table,
                 connect_timeout,
                 lock_timeout: args.lock_timeout,

@@ -1049,11 +1049,15 @@ fn max_rate_holds_a_steady_rate_within_ten_percent() {
     let expected = seed(&db, 800);
     let values = non_null(&expected, "llm_providers") + non_null(&expected, "mcp_servers");
     let out = reencrypt(&db, KEK_V2, Some(KEK_V1))
-        .args(["-b", "20", "--max-rate", "400"])
+        .args(["--max-rate", "400"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let summary = result_summary(&out);
+    assert_eq!(
+        summary["batch_size"], 40,
+        "a tenth of a second's worth per batch"
+    );
     let rate = summary["rows_per_second"].as_f64().unwrap();
     let seconds = summary["elapsed_ms"].as_f64().unwrap() / 1000.0;
     assert!(

@@ -31,6 +31,7 @@ struct Pending {
 
 /// The state of one run across columns.
 pub(super) struct Walk<'a> {
+    /// Where batches are written (and changed rows re-read); it holds the lock.
     pub(super) conn: &'a mut PgConnection,
     pub(super) keyring: &'a Keyring,
     pub(super) url: &'a DatabaseUrl,
@@ -80,7 +81,16 @@ impl Statements {
 
 impl Walk<'_> {
     /// Walks one column by primary key, batch by batch, until the end or a signal.
-    pub(super) async fn column(&mut self, column: &EncryptedColumn) -> Result<Counts, ExitError> {
+    ///
+    /// Pages are read and judged on `reader`, a second connection, one page ahead, so
+    /// the next page is read and its values decrypted and re-wrapped while this one is
+    /// written: the two touch different keys, and the compare-and-swap write already
+    /// copes with values changed after the read.
+    pub(super) async fn column(
+        &mut self,
+        column: &EncryptedColumn,
+        reader: &mut PgConnection,
+    ) -> Result<Counts, ExitError> {
         let sql = Statements::new(column);
         let place = format!("{}.{}", column.table, column.column);
         let total: i64 = sqlx::query_scalar(&sql.count)
@@ -93,68 +103,74 @@ impl Walk<'_> {
             format!("reencrypt {}", column.table),
             Some(total.try_into().unwrap_or(0)),
         );
-        let mut counts = Counts::default();
-        let mut last: Option<Uuid> = None;
-        let limit = i64::from(self.options.batch_size);
-        loop {
-            if let Some(signal) = self.stop.received() {
-                tracing::warn!(
-                    table = %column.table,
-                    "{signal} received: stopping before the next batch of {place}{}",
-                    last.map(|id| format!(" (after id {id})")).unwrap_or_default()
-                );
-                break;
-            }
-            if let Some(pace) = &self.pace {
-                pace.wait(self.stop).await;
-                if self.stop.received().is_some() {
-                    continue;
+        // One page waits in the channel while the next is read: two pages ahead at most.
+        let (pages, mut next_page) = tokio::sync::mpsc::channel(1);
+        let reader = read_pages(
+            reader,
+            &sql,
+            self.range,
+            self.options.batch_size,
+            self.keyring,
+            pages,
+        );
+        let walker = async {
+            let mut counts = Counts::default();
+            let mut last: Option<Uuid> = None;
+            loop {
+                if let Some(signal) = self.stop.received() {
+                    tracing::warn!(
+                        table = %column.table,
+                        "{signal} received: stopping before the next batch of {place}{}",
+                        last.map(|id| format!(" (after id {id})")).unwrap_or_default()
+                    );
+                    break;
                 }
+                if let Some(pace) = &self.pace {
+                    pace.wait(self.stop).await;
+                    if self.stop.received().is_some() {
+                        continue;
+                    }
+                }
+                let Some(page) = next_page.recv().await else {
+                    break;
+                };
+                let rows = page
+                    .map_err(|e| self.db_error(&e, &format!("reading {place}{}", after(last))))?;
+                let read = rows.len() as u64;
+                let tail = rows.last().map(|row| row.id);
+                counts.scanned += read;
+                if let Some(pace) = &mut self.pace {
+                    pace.record(read);
+                }
+                self.batch(column, &sql, rows, &mut counts).await?;
+                last = tail;
+                progress.advance(read);
             }
-            let page = match last {
-                None => sqlx::query_as::<_, (Uuid, Vec<u8>)>(&sql.first_page)
-                    .bind(self.range.from)
-                    .bind(self.range.to)
-                    .bind(limit),
-                Some(id) => sqlx::query_as::<_, (Uuid, Vec<u8>)>(&sql.next_page)
-                    .bind(id)
-                    .bind(self.range.to)
-                    .bind(limit),
-            };
-            let rows = page
-                .fetch_all(&mut *self.conn)
-                .await
-                .map_err(|e| self.db_error(&e, &format!("reading {place}{}", after(last))))?;
-            let Some(&(tail, _)) = rows.last() else {
-                break;
-            };
-            let read = rows.len();
-            counts.scanned += read as u64;
-            if let Some(pace) = &mut self.pace {
-                pace.record(read as u64);
-            }
-            self.batch(column, &sql, rows, &mut counts).await?;
-            last = Some(tail);
-            progress.advance(read as u64);
-            if read < self.options.batch_size as usize {
-                break;
-            }
-        }
+            // Dropping the receiver ends the reader at its next page.
+            drop(next_page);
+            Ok(counts)
+        };
+        let ((), counts) = tokio::join!(reader, walker);
         progress.finish();
-        Ok(counts)
+        counts
     }
 
-    /// Judges one batch and writes it, retrying rows that changed meanwhile.
+    /// Writes one judged batch, retrying rows that changed meanwhile.
     async fn batch(
         &mut self,
         column: &EncryptedColumn,
         sql: &Statements,
-        rows: Vec<(Uuid, Vec<u8>)>,
+        rows: Vec<JudgedRow>,
         counts: &mut Counts,
     ) -> Result<(), ExitError> {
         let mut pending = Vec::new();
-        for (id, value) in rows {
-            let (key_id, verdict) = judge(&value, self.keyring);
+        for JudgedRow {
+            id,
+            value,
+            key_id,
+            verdict,
+        } in rows
+        {
             let key_id = key_id.unwrap_or_else(|| NO_KEY_ID.to_owned());
             self.by_key_id.entry(key_id.clone()).or_default().scanned += 1;
             self.settle(column, counts, id, key_id, value, verdict, &mut pending);
@@ -355,9 +371,9 @@ impl Walk<'_> {
     }
 }
 
-/// `--max-rate`: a steady pace, not bursts. The n-th value may be read no earlier
-/// than n / rate seconds after the start, so a batch waits for its turn and the rate
-/// over any stretch of the run stays at or under the limit.
+/// `--max-rate`: a steady pace, not bursts. The n-th value may be judged and written
+/// no earlier than n / rate seconds after the start, so a batch waits for its turn and
+/// the rate over any stretch of the run stays at or under the limit.
 pub(super) struct Pace {
     rate: f64,
     started: Instant,
@@ -382,6 +398,69 @@ impl Pace {
         let due = self.started + Duration::from_secs_f64(self.read as f64 / self.rate);
         while Instant::now() < due && stop.received().is_none() {
             tokio::time::sleep((due - Instant::now()).min(Duration::from_millis(100))).await;
+        }
+    }
+}
+
+/// A value as read, with the key id it is under (if readable) and its verdict.
+struct JudgedRow {
+    id: Uuid,
+    value: Vec<u8>,
+    key_id: Option<String>,
+    verdict: Verdict,
+}
+
+/// A page: the next values by primary key, in order, judged; or why they could not be
+/// read.
+type Page = Result<Vec<JudgedRow>, sqlx::Error>;
+
+/// Reads and judges the pages of one column in key order into `pages` until the last
+/// (short) page, an error, or the walk no longer wanting them.
+async fn read_pages(
+    conn: &mut PgConnection,
+    sql: &Statements,
+    range: KeyRange,
+    batch_size: u32,
+    keyring: &Keyring,
+    pages: tokio::sync::mpsc::Sender<Page>,
+) {
+    let limit = i64::from(batch_size);
+    let mut last: Option<Uuid> = None;
+    loop {
+        let page = match last {
+            None => sqlx::query_as::<_, (Uuid, Vec<u8>)>(&sql.first_page)
+                .bind(range.from)
+                .bind(range.to)
+                .bind(limit),
+            Some(id) => sqlx::query_as::<_, (Uuid, Vec<u8>)>(&sql.next_page)
+                .bind(id)
+                .bind(range.to)
+                .bind(limit),
+        };
+        let page = page.fetch_all(&mut *conn).await.map(|rows| {
+            rows.into_iter()
+                .map(|(id, value)| {
+                    let (key_id, verdict) = judge(&value, keyring);
+                    JudgedRow {
+                        id,
+                        value,
+                        key_id,
+                        verdict,
+                    }
+                })
+                .collect::<Vec<_>>()
+        });
+        // Only a full page can have more after it.
+        let next = match &page {
+            Ok(rows) if rows.len() == batch_size as usize => rows.last().map(|row| row.id),
+            _ => None,
+        };
+        if page.as_ref().is_ok_and(Vec::is_empty) || pages.send(page).await.is_err() {
+            return;
+        }
+        match next {
+            Some(id) => last = Some(id),
+            None => return,
         }
     }
 }
