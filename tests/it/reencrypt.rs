@@ -616,12 +616,17 @@ impl Writer {
     }
 }
 
-fn companion_pid_in_database(db: &TestDatabase) -> Option<i32> {
+/// The companion's session that holds the reencrypt lock (where batches are written),
+/// or the other one (where pages are read).
+fn companion_pid_in_database(db: &TestDatabase, holding_the_lock: bool) -> Option<i32> {
     let out = crate::common::psql(
         &db.url,
         &format!(
-            "SELECT pid FROM pg_stat_activity WHERE datname = '{}' AND application_name = 'everruns-admin'",
-            db.name
+            "SELECT pid FROM pg_stat_activity a WHERE datname = '{}' \
+             AND application_name = 'everruns-admin' AND {} EXISTS \
+             (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory')",
+            db.name,
+            if holding_the_lock { "" } else { "NOT" }
         ),
     );
     out.lines().next().and_then(|l| l.trim().parse().ok())
@@ -696,14 +701,32 @@ fn sigterm_finishes_the_batch_and_stops_cleanly() {
 }
 
 #[test]
-fn a_terminated_connection_is_exit_1_and_the_rerun_completes() {
+fn a_terminated_writing_connection_is_exit_1_and_the_rerun_completes() {
+    a_terminated_connection_is_exit_1_and_the_rerun_completes(true);
+}
+
+#[test]
+fn a_terminated_reading_connection_is_exit_1_and_the_rerun_completes() {
+    a_terminated_connection_is_exit_1_and_the_rerun_completes(false);
+}
+
+fn a_terminated_connection_is_exit_1_and_the_rerun_completes(writing: bool) {
     let db = migrated_database();
     let expected = seed(&db, 1200);
     let baseline = count_on_primary(&db);
     let child = start_slow_run(&db, baseline);
-    let pid = companion_pid_in_database(&db).expect("the companion's session");
+    let pid = companion_pid_in_database(&db, writing).expect("the companion's session");
     crate::common::psql(&db.url, &format!("SELECT pg_terminate_backend({pid})"));
-    let out = child.wait_with_output().unwrap();
+    // Bounded: the other half of the walk must not keep the run alive.
+    let child_pid = child.id();
+    let (done, out) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output().unwrap()));
+    let out = out
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            crate::common::send_signal(child_pid, libc::SIGKILL);
+            panic!("reencrypt still running 60 s after its connection was terminated")
+        });
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let text = output_text(&out);
     assert!(text.contains("lost the database connection"), "{text}");
