@@ -362,7 +362,14 @@ pub fn outputs(report: &TaskReport) -> String {
         ("exit-code", report.exit_code.to_string()),
         ("task-arn", report.task_arn.clone().unwrap_or_default()),
         ("task-id", report.task_id.clone().unwrap_or_default()),
-        ("log-url", report.console_url.clone().unwrap_or_default()),
+        (
+            "log-url",
+            report
+                .console_url
+                .clone()
+                .filter(|_| report.wrote_logs())
+                .unwrap_or_default(),
+        ),
         ("result", result),
     ] {
         // Values never hold a newline (one-line JSON, ARNs, URLs); a stray one would
@@ -584,7 +591,12 @@ pub fn summary(command: &str, report: &TaskReport) -> String {
             },
         );
     }
-    if let (Some(group), Some(stream)) = (&report.log_group, &report.log_stream) {
+    if !report.wrote_logs() {
+        row(
+            "Logs",
+            "none: the task failed to start before its container ran".to_string(),
+        );
+    } else if let (Some(group), Some(stream)) = (&report.log_group, &report.log_stream) {
         row(
             "Logs",
             match &report.console_url {

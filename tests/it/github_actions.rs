@@ -231,12 +231,21 @@ fn a_gate_a_migrate_a_failed_migration_and_a_failed_start_each_leave_their_recor
     assert!(
         start.summary.contains("❌ the task never ran (exit 125)")
             && start.summary.contains("| Stopped | TaskFailedToStart: ")
-            && start.summary.contains("| Hint | "),
+            && start.summary.contains("| Hint | ")
+            && start
+                .summary
+                .contains("| Logs | none: the task failed to start before its container ran |"),
         "{}",
         start.summary
     );
     assert_eq!(start.outputs["exit-code"], "125");
     assert!(start.outputs["task-arn"].starts_with("arn:aws:ecs:"));
+    assert_eq!(start.outputs["log-url"], "", "no stream to link to");
+    assert!(
+        String::from_utf8_lossy(&start.out.stderr).contains("log stream: none"),
+        "{}",
+        describe(&start.out)
+    );
 
     for step in [&gate, &migrate, &failed, &start] {
         assert_secret_free(step, &db.url);

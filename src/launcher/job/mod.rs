@@ -299,9 +299,15 @@ pub fn settle(
                 for hint in &outcome.hints {
                     renderer.warn(&format!("  hint: {hint}"));
                 }
-                if let Some(log) = log {
-                    say(&format!("  log stream: {} {}", log.group, log.stream));
-                    say(&format!("  console: {}", log.console_url()));
+                match log {
+                    Some(_) if !report.wrote_logs() => {
+                        say("  log stream: none, the task failed to start before its container ran")
+                    }
+                    Some(log) => {
+                        say(&format!("  log stream: {} {}", log.group, log.stream));
+                        say(&format!("  console: {}", log.console_url()));
+                    }
+                    None => {}
                 }
             }
             if followed.ending == Ending::Interrupted {

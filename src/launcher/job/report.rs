@@ -236,6 +236,13 @@ impl TaskReport {
         self.hints = outcome.hints.clone();
     }
 
+    /// Whether the container can have written to its log stream: a task that failed
+    /// to start ran no container, so the stream was never created and a link to it
+    /// leads nowhere.
+    pub fn wrote_logs(&self) -> bool {
+        self.stop_code.as_deref() != Some("TaskFailedToStart")
+    }
+
     /// The document as printed: pretty JSON, one trailing newline.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("reports always serialize")
