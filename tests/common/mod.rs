@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 /// The test keys, as after a rotation: kek-v2 is the current key, kek-v1 the previous
 /// one (kek-v1 is also the key of the independent vectors in tests/fixtures).
@@ -274,6 +275,22 @@ pub fn result_summary(out: &Output) -> serde_json::Value {
 /// The project's migrations folder.
 pub fn migrations_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+}
+
+/// Waits for `child` (its output piped) for at most `limit`; past it, kills it. The
+/// output is read on a thread, so a chatty child cannot fill its pipe and stall.
+/// Returns the output and whether the child ended by itself in time.
+pub fn output_within(child: Child, limit: Duration) -> (Output, bool) {
+    let pid = child.id();
+    let (done, output) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output().unwrap()));
+    match output.recv_timeout(limit) {
+        Ok(out) => (out, true),
+        Err(_) => {
+            send_signal(pid, libc::SIGKILL);
+            (output.recv().expect("the killed child's output"), false)
+        }
+    }
 }
 
 /// Sends `signal` (e.g. `libc::SIGINT`) to process `pid`, as an operator or ECS would.

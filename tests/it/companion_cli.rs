@@ -1,9 +1,10 @@
 //! The companion's command line: `shell` without a terminal (its wait and its attach
 //! hint), usage errors, the connection budget, the session limits of `migrate`.
 
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{cluster, companion, describe, events, result_summary};
+use crate::common::{cluster, companion, describe, events, output_within, result_summary};
 
 #[test]
 fn shell_without_a_terminal_waits_then_exits_0() {
@@ -26,7 +27,7 @@ fn shell_without_a_terminal_waits_then_exits_0() {
 fn shell_without_a_terminal_exits_0_on_sigterm() {
     let child = companion("postgres://unused@127.0.0.1:1/db")
         .args(["shell", "--max-idle", "1h"])
-        .stdout(std::process::Stdio::piped())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
@@ -75,27 +76,6 @@ fn statement_timeout_bounds_a_migration() {
     );
 }
 
-/// Runs `cmd`, killing it after `limit`, so that a companion that hangs fails the
-/// test (exit `None`) instead of hanging it.
-fn output_within(mut cmd: std::process::Command, limit: Duration) -> std::process::Output {
-    use std::process::Stdio;
-
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
 /// A loopback port nothing listens on: connections are refused at once.
 fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -131,7 +111,12 @@ fn assert_gives_up_after(url: &str, budget: Duration, needle: &str) {
         .arg(format!("{}s", budget.as_secs()))
         .arg("migrate-info");
     let started = Instant::now();
-    let out = output_within(cmd, budget + Duration::from_secs(10));
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (out, _) = output_within(child, budget + Duration::from_secs(10));
     let elapsed = started.elapsed();
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(

@@ -718,15 +718,11 @@ fn a_terminated_connection_is_exit_1_and_the_rerun_completes(writing: bool) {
     let pid = companion_pid_in_database(&db, writing).expect("the companion's session");
     crate::common::psql(&db.url, &format!("SELECT pg_terminate_backend({pid})"));
     // Bounded: the other half of the walk must not keep the run alive.
-    let child_pid = child.id();
-    let (done, out) = std::sync::mpsc::channel();
-    std::thread::spawn(move || done.send(child.wait_with_output().unwrap()));
-    let out = out
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| {
-            crate::common::send_signal(child_pid, libc::SIGKILL);
-            panic!("reencrypt still running 60 s after its connection was terminated")
-        });
+    let (out, in_time) = crate::common::output_within(child, Duration::from_secs(60));
+    assert!(
+        in_time,
+        "reencrypt still running 60 s after its connection was terminated"
+    );
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let text = output_text(&out);
     assert!(text.contains("lost the database connection"), "{text}");
