@@ -11,16 +11,18 @@
 #   2. makes the two base images the Dockerfile takes as build args, because neither
 #      rust:*-slim-bookworm nor debian:bookworm-slim can be pulled:
 #        RUNTIME_IMAGE  localhost/everruns-bookworm:base          debootstrap minbase
-#        RUST_IMAGE     localhost/everruns-rust:<rustc>-bookworm  the same plus gcc,
-#                       libc6-dev, make, pkg-config, ca-certificates, libclang-dev (for
-#                       the pg_query crate's bindgen) and this machine's
-#                       own Rust toolchain (rustup cannot download one here)
+#        RUST_IMAGE     localhost/everruns-rust:<rustc>-bookworm-slim  the same plus
+#                       gcc, libc6-dev, make, pkg-config, ca-certificates and this
+#                       machine's own Rust toolchain (rustup cannot download one here);
+#                       like rust:*-slim-bookworm, no libclang: the Dockerfile installs
+#                       it, and .ci/clean-root-setup.sh uses this base as a fresh machine
 #   3. runs `buildah bud` with chroot isolation (no runtime daemon, host network, so
 #      cargo reaches crates.io and apt reaches the mirror) and cached layers, tagging
 #      everruns-admin:<short rev> and everruns-admin:dev.
 #
-# Usage: admin-image/build.sh [--tag NAME]... [--rebuild-bases]
+# Usage: admin-image/build.sh [--tag NAME]... [--rebuild-bases] [--bases-only]
 #   --tag NAME       one more tag for the image (repeatable)
+#   --bases-only     make the base images only, and print `RUST_IMAGE=<its name>`
 #   --rebuild-bases  make the base images again (e.g. for Debian updates); the old ones
 #                    stay, untagged, as long as cached layers use them
 # Environment:
@@ -47,11 +49,13 @@ usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0
 
 extra_tags=()
 rebuild_bases=false
+bases_only=false
 while (($#)); do
     case $1 in
         --tag) extra_tags+=("${2:?--tag needs a name}"); shift 2 ;;
         --tag=*) extra_tags+=("${1#--tag=}"); shift ;;
         --rebuild-bases) rebuild_bases=true; shift ;;
+        --bases-only) bases_only=true; shift ;;
         -h | --help) usage; exit 0 ;;
         *) echo "build.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -203,7 +207,7 @@ make_runtime_base() {
 make_build_base() {
     local dir ca_env=()
     new_tmp_dir
-    make_rootfs "$dir" ca-certificates,gcc,libc6-dev,make,pkg-config,libclang-dev
+    make_rootfs "$dir" ca-certificates,gcc,libc6-dev,make,pkg-config
     "${NICE[@]}" tar -C "$RUST_SYSROOT" --exclude=./share/doc -cf - . | tar -C "$dir/usr/local" -xf -
     mkdir -p "$dir/usr/local/cargo"
     # ENV of the build base reaches the build stage only, never the runtime stage.
@@ -252,7 +256,7 @@ if [[ -z ${RUST_SYSROOT:-} || ! -x $RUST_SYSROOT/bin/cargo ]]; then
     exit 2
 fi
 RUST_VERSION=$("$RUST_SYSROOT/bin/rustc" --version) # rustc 1.95.0 (59807616e 2026-04-14)
-BUILD_BASE=localhost/everruns-rust:$(cut -d' ' -f2 <<<"$RUST_VERSION")-$SUITE
+BUILD_BASE=localhost/everruns-rust:$(cut -d' ' -f2 <<<"$RUST_VERSION")-$SUITE-slim
 
 for base in "$RUNTIME_BASE" "$BUILD_BASE"; do
     if $rebuild_bases && image_exists "$base"; then "${BUILDAH[@]}" rmi "$base"; fi
@@ -266,6 +270,11 @@ if image_exists "$BUILD_BASE"; then
     echo "build base $BUILD_BASE present"
 else
     step "build base $BUILD_BASE (toolchain from $RUST_SYSROOT)" make_build_base
+fi
+
+if $bases_only; then
+    echo "RUST_IMAGE=$BUILD_BASE"
+    exit 0
 fi
 
 step "image everruns-admin:$SHORT_REV (revision $GIT_REVISION)" build_image

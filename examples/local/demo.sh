@@ -63,11 +63,15 @@ export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_EC2_METADATA_DISA
 export AWS_REGION=$(field region) AWS_ENDPOINT_URL=$(field endpoint)
 export ECS_CLUSTER=everruns ECS_SUBNETS=$(field subnets) ECS_SECURITY_GROUP=$(field security_group)
 
-summary=()
+# Bold only on a terminal: in a pipe or a CI log the escape codes are noise.
+bold='' plain=''
+if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; fi
+summary=() failed=0
 step() {
-    printf '\n\033[1m$ run-admin-task %s\033[0m\n' "$*"
+    printf '\n%s$ run-admin-task %s%s\n' "$bold" "$*" "$plain"
     local code=0
     "$bin/run-admin-task" "$@" || code=$?
+    ((code == 0)) || failed=$((failed + 1))
     summary+=("$(printf '  %-26s exit %s' "$*" "$code")")
 }
 step migrate-info
@@ -76,7 +80,7 @@ step migrate
 python3 examples/local/seed.py "$old_key" | psql -X -q -d "$database_url"
 step reencrypt --dry-run
 
-printf '\n\033[1mdemo summary\033[0m (exit 0 is success; see the README for the codes)\n'
+printf '\n%sdemo summary%s (exit 0 is success; see the README for the codes)\n' "$bold" "$plain"
 printf '%s\n' "${summary[@]}"
 if $keep; then
     trap - EXIT
@@ -95,4 +99,10 @@ To stop them: examples/local/demo.sh --stop $work
 KEPT
 else
     echo "  everything the demo started is stopped and removed"
+fi
+# The demo is also the fresh-machine check (.ci/clean-root-setup.sh): a step that did
+# not succeed fails it.
+if ((failed)); then
+    echo "demo: $failed step(s) did not exit 0" >&2
+    exit 1
 fi
