@@ -22,10 +22,17 @@ pub mod companion {
     /// `migrate-info --check`, `migrate` or `lint`: a pending migration would take a
     /// dangerous lock or break the running version, and the file allows it nowhere.
     pub const UNSAFE: u8 = 6;
-    /// `reencrypt` stopped by SIGTERM (ECS StopTask) after finishing its batch: what is
-    /// written is complete, a rerun continues. 128 + 15, as for any process ended by it.
+    /// `migrate-info --check`: the live schema differs from what the applied migrations
+    /// produce (an INVALID index left by an interrupted `CONCURRENTLY`); `migrate`
+    /// refuses a migration that would meet such a leftover.
+    pub const SCHEMA_DIFFERS: u8 = 7;
+    /// The deadline (`--deadline`, `EVERRUNS_ADMIN_DEADLINE`) passed; the work in flight
+    /// was cancelled and rolled back, as `timeout(1)` ends.
+    pub const DEADLINE: u8 = 124;
+    /// Stopped by SIGTERM (ECS StopTask): the statement in flight was cancelled and
+    /// rolled back, locks released. 128 + 15, as for any process ended by it.
     pub const TERMINATED: u8 = 143;
-    /// `reencrypt` stopped by SIGINT (Ctrl-C) after finishing its batch. 128 + 2.
+    /// Stopped by SIGINT (Ctrl-C), the same way. 128 + 2.
     pub const INTERRUPTED: u8 = 130;
 }
 

@@ -100,6 +100,24 @@ impl Event {
         serde_json::from_str(line).ok()
     }
 
+    /// What a stop did in the database, when this is the result of a stopped job.
+    pub fn stopped(&self) -> Option<StopReport> {
+        match self {
+            Event::Result { summary, .. } => summary
+                .get("stopped")
+                .and_then(|stopped| serde_json::from_value(stopped.clone()).ok()),
+            _ => None,
+        }
+    }
+
+    /// The error the result names, if the job failed or was stopped.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Event::Result { summary, .. } => summary.get("error").and_then(Value::as_str),
+            _ => None,
+        }
+    }
+
     /// The JSON line for this event (no trailing newline).
     pub fn to_json_line(&self) -> String {
         serde_json::to_string(self).expect("events always serialize")
@@ -146,6 +164,24 @@ impl Event {
             } => format!("{command} finished with exit code {exit_code}"),
         }
     }
+}
+
+/// What the companion did in the database when it was stopped (SIGTERM, SIGINT, its
+/// deadline): the result summary's `stopped` object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopReport {
+    /// `SIGTERM`, `SIGINT` or `deadline`.
+    pub by: String,
+    /// Sessions whose statement in flight was cancelled.
+    pub cancelled_sessions: u64,
+    /// Sessions that did not let go by themselves within the grace and were ended.
+    pub terminated_sessions: u64,
+    /// Whether the server confirmed that no session of the job is left (no statement
+    /// running, no lock held).
+    pub database_released: bool,
+    /// Why that could not be confirmed, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unconfirmed: Option<String>,
 }
 
 #[cfg(test)]

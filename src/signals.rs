@@ -2,8 +2,7 @@
 //! crate listens for them, so every command of both binaries stops the same way.
 
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -48,45 +47,6 @@ impl Signals {
             _ = self.terminate.recv() => Signal::Terminate,
             _ = self.interrupt.recv() => Signal::Interrupt,
         }
-    }
-}
-
-/// Remembers the first stop signal, for loops that finish a unit of work before they
-/// look (a re-encryption batch is never cut in half).
-pub struct StopFlag {
-    received: Arc<AtomicU8>,
-    listener: tokio::task::JoinHandle<()>,
-}
-
-impl StopFlag {
-    const NONE: u8 = 0;
-
-    /// Starts listening; `on_signal` runs once, when the first signal arrives.
-    pub fn install(on_signal: impl FnOnce(Signal) + Send + 'static) -> std::io::Result<Self> {
-        let mut signals = Signals::install()?;
-        let received = Arc::new(AtomicU8::new(Self::NONE));
-        let flag = Arc::clone(&received);
-        let listener = tokio::spawn(async move {
-            let signal = signals.recv().await;
-            flag.store(signal as u8 + 1, Ordering::SeqCst);
-            on_signal(signal);
-        });
-        Ok(Self { received, listener })
-    }
-
-    /// The first signal received so far.
-    pub fn received(&self) -> Option<Signal> {
-        match self.received.load(Ordering::SeqCst) {
-            1 => Some(Signal::Terminate),
-            2 => Some(Signal::Interrupt),
-            _ => None,
-        }
-    }
-}
-
-impl Drop for StopFlag {
-    fn drop(&mut self) {
-        self.listener.abort();
     }
 }
 

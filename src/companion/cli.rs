@@ -5,12 +5,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use super::database::DatabaseUrl;
 use super::lint::{self, Thresholds};
 use super::migrations::{Catalog, SessionLimits, info, migrate};
-use super::{console, reencrypt, shell, status};
+use super::{console, reencrypt, shell, status, stop};
 use crate::duration;
 use crate::exit::{ExitError, companion};
 
@@ -22,14 +23,19 @@ Environment:
   RUST_LOG                          more log lines, e.g. info,everruns_admin=debug,sqlx=warn (default
                                     info); the companion's own info lines are always written
   EVERRUNS_ADMIN_OUTPUT             json | text (default: text on a terminal, JSON lines otherwise)
+  EVERRUNS_ADMIN_DEADLINE           RFC 3339 time at which the work is cancelled (as --deadline)
 
 Exit codes:
   0 success   1 runtime failure   2 usage or configuration error (nothing written)
   3 migrate-info --check: migrations pending   4 database disagrees with this image
   5 reencrypt finished but some values could not be decrypted
   6 migrate-info --check, migrate or lint: a pending migration is unsafe (dangerous lock or
-    breaking change) and its file does not allow it (precedence in --check: 4, 6, 3)
-  143 / 130 reencrypt stopped by SIGTERM / SIGINT after its current batch; rerun to continue";
+    breaking change) and its file does not allow it
+  7 migrate-info --check: the live schema differs (an INVALID index left by an interrupted
+    CONCURRENTLY); migrate: a pending migration would meet such a leftover
+    (precedence in --check: 4, 7, 6, 3)
+  124 the deadline passed   143 / 130 stopped by SIGTERM / SIGINT
+    (for both: the statement in flight was cancelled and rolled back, locks released)";
 
 /// Admin jobs against everruns' PostgreSQL: migrations, secret re-encryption, a shell.
 #[derive(Parser)]
@@ -43,6 +49,15 @@ pub struct Cli {
     /// [default: $EVERRUNS_ADMIN_OUTPUT, else text on a terminal, JSON lines otherwise]
     #[arg(long, global = true, value_enum, value_name = "FORMAT")]
     output: Option<console::Output>,
+    /// Stop the work at this time (RFC 3339): the statement in flight is cancelled and
+    /// rolled back, locks released, exit 124. The launcher sets it from its --timeout.
+    #[arg(long, global = true, env = "EVERRUNS_ADMIN_DEADLINE", value_name = "TIME", value_parser = stop::parse_deadline)]
+    deadline: Option<DateTime<Utc>>,
+    /// How often the server checks, while a statement runs, that this process is still
+    /// there, so a killed companion's statement and locks end within about this long
+    /// (PostgreSQL 14+; 0 turns it off)
+    #[arg(long, global = true, default_value = "5s", value_parser = duration::parse, value_name = "DURATION")]
+    client_check_interval: Duration,
     #[command(subcommand)]
     command: Command,
 }
@@ -228,6 +243,8 @@ fn catalog(source: Option<&PathBuf>) -> Result<Catalog, ExitError> {
 /// Runs the parsed command line and returns the exit status.
 pub async fn execute(cli: Cli) -> u8 {
     let connect_timeout = cli.connect_timeout;
+    let deadline = cli.deadline;
+    super::database::set_client_check_interval(cli.client_check_interval);
     match cli.command {
         Command::Completions { shell } => {
             crate::completions::print(shell, Cli::command());
@@ -251,7 +268,7 @@ pub async fn execute(cli: Cli) -> u8 {
                     allow_unsafe: args.allow_unsafe,
                     connect_timeout,
                 };
-                migrate::run(&catalog, &url, &options).await
+                stop::run_stoppable(deadline, migrate::run(&catalog, &url, &options)).await
             }
             .await;
             console::conclude("migrate", result)
@@ -266,7 +283,7 @@ pub async fn execute(cli: Cli) -> u8 {
                     thresholds: args.large.thresholds(),
                     connect_timeout,
                 };
-                info::run(&catalog, &url, &options).await
+                stop::run_stoppable(deadline, info::run(&catalog, &url, &options)).await
             }
             .await;
             console::conclude("migrate-info", result)
@@ -313,9 +330,12 @@ pub async fn execute(cli: Cli) -> u8 {
                 shard: args.shard,
                 max_rate: args.max_rate,
             };
-            let result = reencrypt::run(options)
-                .await
-                .map(|report| (report.exit_code(), report.summary()));
+            let result = stop::run_stoppable(deadline, async {
+                reencrypt::run(options)
+                    .await
+                    .map(|report| (report.exit_code(), report.summary()))
+            })
+            .await;
             console::conclude("reencrypt", result)
         }
         Command::Shell(args) => {
@@ -326,7 +346,10 @@ pub async fn execute(cli: Cli) -> u8 {
         }
         Command::Status => {
             let options = status::StatusOptions { connect_timeout };
-            console::conclude("status", status::run(&options).await)
+            console::conclude(
+                "status",
+                stop::run_stoppable(deadline, status::run(&options)).await,
+            )
         }
     }
 }

@@ -3,6 +3,8 @@
 //! locks that wait a bounded time and say who holds them.
 
 use std::str::FromStr;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
@@ -12,6 +14,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 use zeroize::Zeroizing;
 
+use super::stop;
 use crate::exit::ExitError;
 
 /// The database to work on, from `DATABASE_URL`. Its password is kept out of every
@@ -143,9 +146,10 @@ pub async fn connect_with(
     retry_for: Duration,
     settings: &[(&str, String)],
 ) -> Result<PgConnection, ExitError> {
-    let options = url
+    let base = url
         .options()?
         .options(settings.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut options = with_client_check(base.clone());
     let started = Instant::now();
     let deadline = started + retry_for;
     let mut delay = Duration::from_millis(100);
@@ -156,7 +160,26 @@ pub async fn connect_with(
             .saturating_duration_since(Instant::now())
             .max(MIN_ATTEMPT);
         let error = match tokio::time::timeout(bound, options.connect()).await {
-            Ok(Ok(conn)) => return Ok(conn),
+            Ok(Ok(mut conn)) => {
+                stop::record(&mut conn, &options).await.map_err(|e| {
+                    ExitError::runtime(anyhow!(
+                        "connected to {}, but the server did not say who this session is: {}",
+                        url.redacted(),
+                        url.scrub(&e.to_string())
+                    ))
+                })?;
+                return Ok(conn);
+            }
+            Ok(Err(error)) if is_unknown_check_parameter(&error) => {
+                // A server before PostgreSQL 14: said once, then connect without it.
+                tracing::warn!(
+                    "this server has no client_connection_check_interval (PostgreSQL 14+): a companion \
+                     killed with SIGKILL cannot be noticed while its statement runs"
+                );
+                CLIENT_CHECK_UNSUPPORTED.store(true, Ordering::Relaxed);
+                options = base.clone();
+                continue;
+            }
             Ok(Err(error)) => ConnectFailure::Refused(error),
             Err(_) => ConnectFailure::NoAnswer(bound),
         };
@@ -188,6 +211,42 @@ pub async fn connect_with(
         tokio::time::sleep(pause).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
+}
+
+/// `client_connection_check_interval` of every session (0: off), set once at start.
+static CLIENT_CHECK: OnceLock<Duration> = OnceLock::new();
+/// Set once a server refused the parameter, so it is neither sent nor warned about again.
+static CLIENT_CHECK_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+
+/// How often the server checks, while a statement runs, that the companion is still
+/// there (`--client-check-interval`): after a SIGKILL, the OOM killer or a lost task,
+/// the server ends the statement and lets go of its locks within about this long,
+/// instead of when the statement ends.
+pub const DEFAULT_CLIENT_CHECK: Duration = Duration::from_secs(5);
+
+/// Sets the check interval for the sessions opened from now on; the first call wins.
+pub fn set_client_check_interval(interval: Duration) {
+    let _ = CLIENT_CHECK.set(interval);
+}
+
+/// `options` with `client_connection_check_interval` as a startup option (a `RESET ALL`
+/// in a migration cannot clear it), unless it is off or the server lacks it.
+fn with_client_check(options: PgConnectOptions) -> PgConnectOptions {
+    let interval = CLIENT_CHECK.get().copied().unwrap_or(DEFAULT_CLIENT_CHECK);
+    if interval.is_zero() || CLIENT_CHECK_UNSUPPORTED.load(Ordering::Relaxed) {
+        return options;
+    }
+    options.options([(
+        "client_connection_check_interval",
+        format!("{}ms", interval.as_millis()),
+    )])
+}
+
+/// A server before 14 refuses an unknown startup parameter (SQLSTATE 42704).
+fn is_unknown_check_parameter(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db)
+        if db.code().as_deref() == Some("42704")
+            && db.message().contains("client_connection_check_interval"))
 }
 
 /// Why one connection attempt failed.
@@ -355,6 +414,15 @@ pub async fn acquire_lock_as(
         LockMode::Shared => "SELECT pg_try_advisory_lock_shared($1)",
     };
     loop {
+        if let Some(cause) = stop::cause() {
+            return Err(ExitError::new(
+                cause.exit_code(),
+                anyhow!(
+                    "{} while waiting for the {what} lock; nothing was done",
+                    cause.describe()
+                ),
+            ));
+        }
         let got: bool = sqlx::query_scalar(try_lock)
             .bind(key)
             .fetch_one(&mut *conn)

@@ -11,6 +11,7 @@ pub mod migrations;
 pub mod reencrypt;
 pub mod shell;
 pub mod status;
+pub(crate) mod stop;
 
 pub use self::cli::Cli;
 

@@ -22,4 +22,5 @@ mod readme;
 mod reencrypt;
 mod rust_log;
 mod shell;
+mod stopping;
 mod task_def;

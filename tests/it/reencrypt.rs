@@ -678,7 +678,7 @@ fn sigkill_mid_run_then_rerun_leaves_every_value_on_the_primary() {
 }
 
 #[test]
-fn sigterm_finishes_the_batch_and_stops_cleanly() {
+fn sigterm_cancels_the_batch_in_flight_and_stops_cleanly() {
     let db = migrated_database();
     let expected = seed(&db, 1200);
     let baseline = count_on_primary(&db);
@@ -688,8 +688,9 @@ fn sigterm_finishes_the_batch_and_stops_cleanly() {
     assert_eq!(out.status.code(), Some(143), "{}", describe(&out));
     let summary = result_summary(&out);
     assert_eq!(summary["outcome"], "terminated");
+    assert_eq!(summary["stopped"]["database_released"], true, "{summary}");
     assert!(
-        output_text(&out).contains("SIGTERM received"),
+        output_text(&out).contains("interrupted by SIGTERM"),
         "{}",
         describe(&out)
     );

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Catalog, history, lint_pending, lock_key_of, state::SchemaState};
+use super::{Catalog, history, leftovers, lint_pending, lock_key_of, state::SchemaState};
 use crate::companion::database::{self, DatabaseUrl};
 use crate::exit::{ExitError, companion};
 
@@ -21,9 +21,10 @@ pub struct InfoOptions {
     pub connect_timeout: Duration,
 }
 
-/// Lists every migration with its state and whether the migration lock is held.
-/// Runs in a read-only session and creates nothing. Returns the exit code
-/// (0, 3 with `--check` when pending, 4 on drift) and the result summary.
+/// Lists every migration with its state, whether the migration lock is held, and
+/// INVALID indexes. Runs in a read-only session and creates nothing. Returns the exit
+/// code (0; with `--check` 7 for an INVALID index, 6 unsafe, 3 pending; 4 on drift)
+/// and the result summary.
 pub async fn run(
     catalog: &Catalog,
     url: &DatabaseUrl,
@@ -41,6 +42,7 @@ pub async fn run(
     })?;
     let key = lock_key_of(&mut conn).await?;
     let holders = database::lock_holders(&mut conn, key).await?;
+    let invalid = leftovers::invalid_indexes(&mut conn).await?;
     let state = SchemaState::compare(catalog, history.as_deref());
     let pending_versions: Vec<i64> = state.pending().map(|m| m.version).collect();
     let findings = lint_pending(&mut conn, catalog, &pending_versions, options.thresholds).await;
@@ -72,6 +74,10 @@ pub async fn run(
         }
     }
 
+    for index in &invalid {
+        tracing::error!(index = %index.index, table = %index.table, "{}", index.describe());
+    }
+
     let drift = state.drift(options.ignore_missing);
     let pending = state.pending().count();
     let code = if !drift.is_empty() {
@@ -80,6 +86,12 @@ pub async fn run(
             SchemaState::drift_advice(&drift)
         );
         companion::DRIFT
+    } else if options.check && !invalid.is_empty() {
+        tracing::error!(
+            "{} INVALID index(es) (listed above): the live schema is not what the applied migrations made; drop them, then rerun",
+            invalid.len()
+        );
+        companion::SCHEMA_DIFFERS
     } else if options.check && blocking > 0 {
         tracing::error!(
             "{blocking} blocking finding(s) in the pending migrations (listed above): fix them, or allow one in its file with `-- everruns-admin:allow RULE-ID reason`"
@@ -99,6 +111,7 @@ pub async fn run(
         "drift": drift.len(),
         "lock_holders": holders,
         "history_table_exists": state.history_table_exists,
+        "invalid_indexes": invalid,
         "migrations": state.migrations,
         "findings": findings,
     });

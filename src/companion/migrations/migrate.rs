@@ -9,10 +9,11 @@ use sqlx::migrate::Migrate;
 use sqlx::postgres::PgConnection;
 
 use super::state::{MigrationStatus, SchemaState};
-use super::{Catalog, SessionLimits, history, lint_pending, lock_key_of};
+use super::{Catalog, SessionLimits, history, leftovers, lint_pending, lock_key_of};
 use crate::companion::console::Progress;
 use crate::companion::database::{self, DatabaseUrl};
 use crate::companion::lint::{self, Finding, Severity, Thresholds};
+use crate::companion::stop;
 use crate::exit::{ExitError, companion};
 
 /// Options of `migrate`.
@@ -179,6 +180,7 @@ async fn plan(
         .filter(|m| options.target_version.is_none_or(|t| m.version <= t))
         .cloned()
         .collect();
+    refuse_leftovers(conn, catalog, &to_apply, url).await?;
     for status in to_apply
         .iter()
         .filter(|m| !matches!(m.state, super::state::MigrationState::Pending))
@@ -186,6 +188,50 @@ async fn plan(
         tracing::warn!(version = status.version, "{}", status.describe());
     }
     Ok((state, to_apply))
+}
+
+/// A pending migration that names an INVALID index (one its own interrupted run left)
+/// is not run again until the index is dropped: `IF NOT EXISTS` would keep it invalid.
+async fn refuse_leftovers(
+    conn: &mut PgConnection,
+    catalog: &Catalog,
+    to_apply: &[MigrationStatus],
+    url: &DatabaseUrl,
+) -> Result<(), ExitError> {
+    let invalid = leftovers::invalid_indexes(conn).await.map_err(|e| {
+        ExitError::runtime(anyhow!(
+            "looking for INVALID indexes: {}",
+            url.scrub(&e.to_string())
+        ))
+    })?;
+    let met: Vec<String> = to_apply
+        .iter()
+        .filter_map(|status| catalog.get(status.version))
+        .flat_map(|migration| {
+            invalid
+                .iter()
+                .filter(|index| index.named_in(&migration.sql))
+                .map(move |index| {
+                    format!(
+                        "migration {} {}: {}",
+                        migration.version,
+                        migration.description,
+                        index.describe()
+                    )
+                })
+        })
+        .collect();
+    if met.is_empty() {
+        return Ok(());
+    }
+    Err(ExitError::new(
+        companion::SCHEMA_DIFFERS,
+        anyhow!(
+            "refusing to migrate: a pending migration would meet what an earlier run of it left behind:\n{}",
+            met.join("\n")
+        ),
+    )
+    .with_detail(json!({ "invalid_indexes": invalid })))
 }
 
 async fn apply_locked(
@@ -214,6 +260,18 @@ async fn apply_locked(
         let migration = catalog
             .get(status.version)
             .expect("planned from this catalog");
+        if let Some(cause) = stop::cause() {
+            return Err(ExitError::new(
+                cause.exit_code(),
+                anyhow!(
+                    "{}: {} before migration {} {}, which was not started; it and the ones after it are still pending",
+                    cause.describe(),
+                    applied_so_far(&applied),
+                    migration.version,
+                    migration.description
+                ),
+            ));
+        }
         tracing::info!(
             version = migration.version,
             no_transaction = migration.no_tx,
@@ -222,6 +280,19 @@ async fn apply_locked(
             migration.description
         );
         let elapsed = apply_with_lock_retries(conn, migration, options).await.map_err(|e| {
+            if let Some(cause) = stop::cause() {
+                return ExitError::new(cause.exit_code(), anyhow!(
+                    "{}: {}; {}",
+                    cause.describe(),
+                    if migration.no_tx {
+                        format!("no-transaction migration {} {} was cancelled: the statements it had finished stay applied, the one in flight was rolled back, and it is still pending; check what it left (migrate-info names an INVALID index) before rerunning", migration.version, migration.description)
+                    } else {
+                        format!("migration {} {} was cancelled and rolled back; nothing of it was applied and it is still pending", migration.version, migration.description)
+                    },
+                    applied_so_far(&applied)
+                ))
+                .with_detail(json!({ "cancelled": { "version": migration.version, "description": migration.description, "no_transaction": migration.no_tx } }));
+            }
             ExitError::runtime(anyhow!(
                 "migration {} {} failed and was rolled back{}: {}; it is still pending. Fix it in a new image and rerun",
                 migration.version,
@@ -260,6 +331,16 @@ async fn apply_locked(
         started.elapsed().as_secs_f64() * 1000.0
     );
     Ok((applied, findings))
+}
+
+/// What this run applied before it was stopped, for the stop's message.
+fn applied_so_far(applied: &[Applied]) -> String {
+    if applied.is_empty() {
+        "this run applied nothing".to_owned()
+    } else {
+        let versions: Vec<String> = applied.iter().map(|a| a.version.to_string()).collect();
+        format!("this run applied {} before it", versions.join(", "))
+    }
 }
 
 /// Applies one migration; when its lock wait times out (`lock_timeout`, SQLSTATE
@@ -307,7 +388,10 @@ async fn apply_with_lock_retries(
                     pause.as_secs(),
                     options.lock_retries
                 );
-                tokio::time::sleep(pause).await;
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    _ = stop::requested() => return result,
+                }
                 pause = (pause * 2).min(Duration::from_secs(30));
             }
             other => return other,

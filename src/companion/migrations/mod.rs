@@ -7,6 +7,7 @@
 
 pub mod history;
 pub mod info;
+pub mod leftovers;
 pub mod migrate;
 pub mod state;
 

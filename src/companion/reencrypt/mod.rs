@@ -25,9 +25,10 @@ pub use self::shard::{KeyRange, Shard, ShardSummary};
 use self::walk::{Pace, Walk};
 use crate::companion::database::{self, DatabaseUrl, LockMode};
 use crate::companion::encrypted_columns::{self, EncryptedColumn};
+use crate::companion::stop::{self, Cause};
 use crate::exit::{ExitError, companion};
 use crate::keyring::Keyring;
-use crate::signals::{Signal, StopFlag};
+use crate::signals::Signal;
 
 /// The advisory lock that lets only one reencrypt run per database. Fixed, and far
 /// from sqlx's migration lock (`0x3d32ad9e * crc32(database)`), so the two never meet.
@@ -106,22 +107,14 @@ pub async fn run_with(
 ) -> Result<ReencryptReport, ExitError> {
     check_batch_size(options.batch_size)?;
     let started = Instant::now();
-    let stop = StopFlag::install(|signal| {
-        tracing::warn!(
-            "{signal} received: finishing the current batch, then stopping; rerun reencrypt \
-             to continue"
-        );
-    })
-    .map_err(|e| ExitError::runtime(anyhow!("cannot listen for SIGTERM and SIGINT: {e}")))?;
     let result = match database::connect(url, options.connect_timeout).await {
         Ok(mut conn) => {
-            let result = locked_run(&mut conn, options, keyring, url, columns, &stop).await;
+            let result = locked_run(&mut conn, options, keyring, url, columns).await;
             database::close_quietly(conn).await;
             result
         }
         Err(error) => Err(error),
     };
-    drop(stop);
     let mut report = result?;
     let elapsed = started.elapsed();
     report.elapsed_ms = elapsed.as_millis().try_into().unwrap_or(u64::MAX);
@@ -156,7 +149,6 @@ async fn locked_run(
     keyring: &Keyring,
     url: &DatabaseUrl,
     columns: &[&EncryptedColumn],
-    stop: &StopFlag,
 ) -> Result<ReencryptReport, ExitError> {
     // Unsharded: the run lock alone. A shard: the run lock shared with the other
     // shards (so an unsharded run waits for all of them, and they for it), and its own.
@@ -221,7 +213,6 @@ async fn locked_run(
         keyring,
         url,
         options,
-        stop,
         range: options.shard.map_or(KeyRange::ALL, |s| s.range()),
         pace: options.max_rate.map(Pace::new),
         by_key_id: BTreeMap::new(),
@@ -230,7 +221,7 @@ async fn locked_run(
     let mut tables = Vec::new();
     let mut failure = None;
     for column in columns {
-        if stop.received().is_some() {
+        if stop::cause().is_some() {
             break;
         }
         match walk.column(column, &mut reader).await {
@@ -253,19 +244,26 @@ async fn locked_run(
     } = walk;
     database::close_quietly(reader).await;
     release(conn, held).await;
-    if let Some(error) = failure {
-        return Err(error);
+    // A batch cancelled by a stop fails its statement: that is the stop, not a failure
+    // (its transaction rolled back; the batches before it are written and verified).
+    match (failure, stop::cause()) {
+        (Some(error), None) => return Err(error),
+        (Some(error), Some(cause)) => tracing::warn!(
+            "{}: the batch in flight was cancelled and rolled back ({error})",
+            cause.describe()
+        ),
+        (None, _) => {}
     }
-    let outcome = match stop.received() {
-        Some(Signal::Terminate) => Outcome::Terminated,
-        Some(Signal::Interrupt) => Outcome::Interrupted,
+    let outcome = match stop::cause() {
+        Some(Cause::Signal(Signal::Terminate)) => Outcome::Terminated,
+        Some(Cause::Signal(Signal::Interrupt)) => Outcome::Interrupted,
+        Some(Cause::Deadline(_)) => Outcome::DeadlinePassed,
         None => Outcome::Completed,
     };
-    let exit_code = match outcome {
-        Outcome::Terminated => companion::TERMINATED,
-        Outcome::Interrupted => companion::INTERRUPTED,
-        Outcome::Completed if undecryptable.is_empty() => companion::SUCCESS,
-        Outcome::Completed => companion::UNDECRYPTABLE,
+    let exit_code = match stop::cause() {
+        Some(cause) => cause.exit_code(),
+        None if undecryptable.is_empty() => companion::SUCCESS,
+        None => companion::UNDECRYPTABLE,
     };
     Ok(ReencryptReport {
         outcome,

@@ -17,10 +17,12 @@ use crate::keyring::KeyIds;
 pub enum Outcome {
     /// Every declared value was visited.
     Completed,
-    /// SIGTERM: the current batch was finished, then the run stopped.
+    /// SIGTERM: the batch in flight was cancelled and rolled back, then the run stopped.
     Terminated,
-    /// SIGINT: the current batch was finished, then the run stopped.
+    /// SIGINT: the same.
     Interrupted,
+    /// The deadline passed: the same.
+    DeadlinePassed,
 }
 
 /// Counts of values, for one table or one key id. Every scanned value ends in exactly
@@ -190,8 +192,9 @@ impl ReencryptReport {
                 CountsLine(&total, done),
                 total.undecryptable
             ),
-            Outcome::Terminated | Outcome::Interrupted => tracing::warn!(
-                "reencrypt stopped early by a signal{mode}: {}; finished batches are written; \
+            Outcome::Terminated | Outcome::Interrupted | Outcome::DeadlinePassed => tracing::warn!(
+                "reencrypt stopped early{mode}: {}; finished batches are written, the one in flight \
+                 was rolled back; \
                  rerun to continue (values already on the primary key are passed over)",
                 CountsLine(&total, done)
             ),

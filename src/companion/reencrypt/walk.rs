@@ -15,10 +15,10 @@ use super::{MAX_LOGGED_UNDECRYPTABLE, MAX_RETRIES, NO_KEY_ID, ReencryptOptions};
 use crate::companion::console::Progress;
 use crate::companion::database::DatabaseUrl;
 use crate::companion::encrypted_columns::EncryptedColumn;
+use crate::companion::stop;
 use crate::envelope::EnvelopeError;
 use crate::exit::ExitError;
 use crate::keyring::Keyring;
-use crate::signals::StopFlag;
 
 /// A value waiting to be written: the row, what it held when read, its replacement,
 /// and the key-id bucket it is counted under.
@@ -36,7 +36,6 @@ pub(super) struct Walk<'a> {
     pub(super) keyring: &'a Keyring,
     pub(super) url: &'a DatabaseUrl,
     pub(super) options: &'a ReencryptOptions,
-    pub(super) stop: &'a StopFlag,
     /// The keys walked: every key, or a shard's.
     pub(super) range: KeyRange,
     /// `--max-rate`: when the next batch may start.
@@ -117,17 +116,18 @@ impl Walk<'_> {
             let mut counts = Counts::default();
             let mut last: Option<Uuid> = None;
             loop {
-                if let Some(signal) = self.stop.received() {
+                if let Some(cause) = stop::cause() {
                     tracing::warn!(
                         table = %column.table,
-                        "{signal} received: stopping before the next batch of {place}{}",
+                        "{}: stopping before the next batch of {place}{}",
+                        cause.describe(),
                         last.map(|id| format!(" (after id {id})")).unwrap_or_default()
                     );
                     break;
                 }
                 if let Some(pace) = &self.pace {
-                    pace.wait(self.stop).await;
-                    if self.stop.received().is_some() {
+                    pace.wait().await;
+                    if stop::cause().is_some() {
                         continue;
                     }
                 }
@@ -394,10 +394,11 @@ impl Pace {
     }
 
     /// Sleeps until the next batch is due; a signal ends the wait at once.
-    async fn wait(&self, stop: &StopFlag) {
+    async fn wait(&self) {
         let due = self.started + Duration::from_secs_f64(self.read as f64 / self.rate);
-        while Instant::now() < due && stop.received().is_none() {
-            tokio::time::sleep((due - Instant::now()).min(Duration::from_millis(100))).await;
+        tokio::select! {
+            () = tokio::time::sleep_until(due.into()) => {}
+            _ = stop::requested() => {}
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::companion::cli::Cli as CompanionCli;
 use crate::exit::ExitError;
 use crate::launcher::context::{Context, print_json};
 use crate::launcher::github_actions;
-use crate::launcher::job::launch::{Job, RunTaskPlan};
+use crate::launcher::job::launch::{Job, RunTaskPlan, companion_deadline};
 use crate::launcher::job::launch_and_follow;
 use crate::launcher::job::report::TaskReport;
 use crate::launcher::job::shards::{Shards, launch_and_follow_shards};
@@ -166,8 +166,12 @@ pub async fn exec(
             context.renderer.warn(&format!("# {line}"));
         }
         let plan = |job: &Job| {
-            RunTaskPlan::new(config, &config.task_definition, job, &context.operator)
-                .map(|plan| plan.to_json())
+            RunTaskPlan::new(config, &config.task_definition, job, &context.operator).map(
+                |mut plan| {
+                    plan.deadline = companion_deadline(context.options.timeout);
+                    plan.to_json()
+                },
+            )
         };
         let request = match &launch.shards {
             Some(shards) => serde_json::Value::Array(

@@ -5,7 +5,7 @@
 use anyhow::anyhow;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, ContainerOverride,
-    LaunchType, NetworkConfiguration, Tag, TaskField, TaskOverride,
+    KeyValuePair, LaunchType, NetworkConfiguration, Tag, TaskField, TaskOverride,
 };
 use serde_json::{Value, json};
 
@@ -58,6 +58,28 @@ pub struct RunTaskPlan {
     pub client_token: String,
     /// `enableExecuteCommand`: the task accepts ECS Exec sessions (`shell`).
     pub enable_execute_command: bool,
+    /// When the companion must have stopped its work: `EVERRUNS_ADMIN_DEADLINE` in the
+    /// container's environment, from `--timeout` (see [`companion_deadline`]).
+    pub deadline: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The container variable the companion reads its deadline from.
+pub const DEADLINE_VARIABLE: &str = "EVERRUNS_ADMIN_DEADLINE";
+
+/// The companion's deadline for a launcher `--timeout` counted from now: a little
+/// before the launcher's own (a twentieth of it, 2 s to 30 s), so the companion has
+/// cancelled its work and said so before the launcher gives up, and a task whose
+/// launcher or CI runner died still frees the database.
+pub fn companion_deadline(
+    timeout: Option<std::time::Duration>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let timeout = timeout?;
+    let margin = (timeout / 20).clamp(
+        std::time::Duration::from_secs(2),
+        std::time::Duration::from_secs(30),
+    );
+    let left = timeout.saturating_sub(margin).max(timeout / 2);
+    Some(chrono::Utc::now() + chrono::Duration::from_std(left).ok()?)
 }
 
 /// What RunTask answered.
@@ -104,6 +126,17 @@ impl RunTaskPlan {
             tags,
             client_token,
             enable_execute_command: false,
+            deadline: None,
+        })
+    }
+
+    /// The deadline as the container's environment variable.
+    fn deadline_variable(&self) -> Option<(&'static str, String)> {
+        self.deadline.map(|at| {
+            (
+                DEADLINE_VARIABLE,
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            )
         })
     }
 
@@ -123,6 +156,10 @@ impl RunTaskPlan {
             "tags": self.tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
             "clientToken": self.client_token,
         });
+        if let Some((name, value)) = self.deadline_variable() {
+            request["overrides"]["containerOverrides"][0]["environment"] =
+                json!([{"name": name, "value": value}]);
+        }
         if self.enable_execute_command {
             request["enableExecuteCommand"] = json!(true);
         }
@@ -172,6 +209,9 @@ impl RunTaskPlan {
                         ContainerOverride::builder()
                             .name(&self.container)
                             .set_command(Some(self.command.clone()))
+                            .set_environment(self.deadline_variable().map(|(name, value)| {
+                                vec![KeyValuePair::builder().name(name).value(value).build()]
+                            }))
                             .build(),
                     )
                     .build(),

@@ -26,8 +26,10 @@ use crate::exit::{ExitError, launcher};
 use crate::launcher::clients::Clients;
 use crate::launcher::config::OutputFormat;
 use crate::launcher::context::{Context, confirmed, ensure_can_confirm, print_json};
+use crate::launcher::render::Renderer;
 use crate::launcher::task::TaskSnapshot;
 use crate::launcher::task_def::fetch::TaskDefinitionInfo;
+use crate::protocol::Event;
 use crate::signals::Handled;
 
 /// Launches `job`, follows it to its end and returns the exit status with the report
@@ -57,7 +59,8 @@ pub async fn launch_and_follow(
         return Ok((launcher::INTERRUPTED, None));
     };
 
-    let plan = RunTaskPlan::new(config, &definition.arn, job, &context.operator)?;
+    let mut plan = RunTaskPlan::new(config, &definition.arn, job, &context.operator)?;
+    plan.deadline = launch::companion_deadline(options.timeout);
     let mut report = TaskReport::planned(config, &plan, &context.operator);
     // From here a task may exist: a signal is this function's to handle.
     let _handled = Handled::claim();
@@ -233,6 +236,32 @@ fn started_earlier(task: &TaskSnapshot, sent_at: chrono::DateTime<chrono::Utc>) 
             .is_some_and(|created| created < sent_at - margin)
 }
 
+/// After a stop the launcher asked for: the companion's own account of its work in the
+/// database, from its result event (what was cancelled, whether the database is free).
+fn say_database_side(renderer: &Renderer, task: &str, result: Option<&Event>) {
+    match result.and_then(|r| r.stopped().map(|s| (s, r.error()))) {
+        Some((stopped, error)) => {
+            if let Some(error) = error {
+                renderer.warn(&format!("  the companion: {error}"));
+            }
+            renderer.warn(&if stopped.database_released {
+                format!(
+                    "  database: released ({} statement(s) cancelled, {} session(s) ended; no statement of the job runs, no lock held)",
+                    stopped.cancelled_sessions, stopped.terminated_sessions
+                )
+            } else {
+                format!(
+                    "  database: NOT confirmed released ({}); check pg_stat_activity for application_name 'everruns-admin'",
+                    stopped.unconfirmed.as_deref().unwrap_or("unknown")
+                )
+            });
+        }
+        None => renderer.warn(&format!(
+            "  database: the companion's account was not read before leaving; `run-admin-task logs {task}` shows it once the container has exited"
+        )),
+    }
+}
+
 /// Turns what following saw into the exit status, the closing explanation on stderr,
 /// and the JSON document.
 pub fn conclude(
@@ -313,6 +342,7 @@ pub fn settle(
             if followed.ending == Ending::Interrupted {
                 report.interrupted = true;
                 renderer.warn(&format!("interrupted: task {task} was asked to stop"));
+                say_database_side(renderer, &task, report.result.as_ref());
             }
             code
         }
@@ -327,6 +357,7 @@ pub fn settle(
                 renderer.warn(&format!(
                     "timed out after {timeout}: task {task} was asked to stop"
                 ));
+                say_database_side(renderer, &task, report.result.as_ref());
             } else {
                 renderer.warn(&format!(
                     "timed out after {timeout}: task {task} is still running; {}",

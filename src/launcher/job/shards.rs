@@ -259,6 +259,7 @@ pub async fn launch_and_follow_shards(
             &context.operator,
         )?;
         plan.tags.push((tags::SHARD.into(), label.clone()));
+        plan.deadline = super::launch::companion_deadline(context.options.timeout);
         let mut task_report = TaskReport {
             exit_code: launcher::NEVER_RAN,
             ..TaskReport::planned(config, &plan, &context.operator)
