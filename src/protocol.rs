@@ -184,6 +184,23 @@ pub struct StopReport {
     pub unconfirmed: Option<String>,
 }
 
+impl StopReport {
+    /// The database side in one sentence, for the terminal and the job summary.
+    pub fn describe(&self) -> String {
+        if self.database_released {
+            format!(
+                "released ({} statement(s) cancelled, {} session(s) ended; no statement of the job runs, no lock held)",
+                self.cancelled_sessions, self.terminated_sessions
+            )
+        } else {
+            format!(
+                "NOT confirmed released ({}); check pg_stat_activity for application_name 'everruns-admin'",
+                self.unconfirmed.as_deref().unwrap_or("unknown")
+            )
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

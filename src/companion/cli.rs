@@ -341,6 +341,7 @@ pub async fn execute(cli: Cli) -> u8 {
         Command::Shell(args) => {
             let options = shell::ShellOptions {
                 max_idle: args.max_idle,
+                deadline,
             };
             console::conclude("shell", shell::run(&options).await)
         }

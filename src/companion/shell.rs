@@ -14,6 +14,8 @@ use serde_json::json;
 pub struct ShellOptions {
     /// Without a terminal: how long to stay up waiting for an operator.
     pub max_idle: Duration,
+    /// Without a terminal: `--deadline`, after which the wait ends with exit 124.
+    pub deadline: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Runs the shell (terminal) or waits (no terminal). Returns the exit code and the
@@ -43,16 +45,22 @@ pub async fn run(options: &ShellOptions) -> Result<(u8, serde_json::Value), Exit
          `run-admin-task shell --task {task}` (or `aws ecs execute-command --interactive \
          --container admin --command /bin/bash --task {task}`); stop the task when done"
     );
-    let reason = tokio::select! {
-        _ = tokio::time::sleep(options.max_idle) => "max idle time reached",
+    let until_deadline = options
+        .deadline
+        .map(|at| (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO));
+    let (code, reason) = tokio::select! {
+        _ = tokio::time::sleep(options.max_idle) => (companion::SUCCESS, "max idle time reached"),
+        _ = tokio::time::sleep(until_deadline.unwrap_or(Duration::MAX)), if until_deadline.is_some() => {
+            (companion::DEADLINE, "its deadline (--deadline) passed")
+        }
         signal = signals.recv() => match signal {
-            Signal::Terminate => "stopped (SIGTERM)",
-            Signal::Interrupt => "interrupted (SIGINT)",
+            Signal::Terminate => (companion::SUCCESS, "stopped (SIGTERM)"),
+            Signal::Interrupt => (companion::SUCCESS, "interrupted (SIGINT)"),
         },
     };
     tracing::info!("shell container exiting: {reason}");
     Ok((
-        companion::SUCCESS,
+        code,
         json!({ "mode": "wait", "ended": reason, "task_id": task_id }),
     ))
 }

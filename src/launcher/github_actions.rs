@@ -635,6 +635,9 @@ pub fn summary(command: &str, report: &TaskReport) -> String {
         if let Some(error) = summary["error"].as_str() {
             row("Companion error", cell(&Value::String(error.to_string())));
         }
+        if let Some(stopped) = report.result.as_ref().and_then(Event::stopped) {
+            row("Database", cell(&Value::String(stopped.describe())));
+        }
         text.push_str(&result_section(name, summary));
     }
     text.push('\n');
@@ -680,6 +683,33 @@ mod tests {
             )
         );
         assert_eq!(task_console_url("arn:aws:ecs:eu-west-1:123:task/abc"), None);
+    }
+
+    #[test]
+    fn a_stopped_job_summary_says_whether_the_database_was_released() {
+        let stopped = |released: bool| {
+            report_with(
+                130,
+                "migrate",
+                json!({
+                    "error": "interrupted by SIGINT: migration 2 was cancelled and rolled back",
+                    "stopped": {"by": "SIGINT", "cancelled_sessions": 1, "terminated_sessions": 0,
+                                "database_released": released, "unconfirmed": (!released).then_some("connection refused")}
+                }),
+            )
+        };
+        let text = summary("migrate", &stopped(true));
+        assert!(
+            text.contains("| Database | released (1 statement(s) cancelled, 0 session(s) ended;"),
+            "{text}"
+        );
+        let text = summary("migrate", &stopped(false));
+        assert!(
+            text.contains("| Database | NOT confirmed released (connection refused)"),
+            "{text}"
+        );
+        let text = summary("migrate", &report_with(0, "migrate", json!({"applied": 1})));
+        assert!(!text.contains("| Database |"), "{text}");
     }
 
     #[test]

@@ -765,9 +765,75 @@ async fn timeout_leaves_the_task_running_unless_asked_to_stop_it() {
             }
         );
         assert_eq!(stop.num_calls(), usize::from(stop_on_timeout));
+        // Stopping waits, bounded, for the container's own account before leaving.
+        let expected = Duration::from_secs(90)
+            + if stop_on_timeout {
+                settings.stop_wait
+            } else {
+                Duration::ZERO
+            };
         let waited = start.elapsed();
-        assert!(waited >= Duration::from_secs(90) && waited < Duration::from_secs(91));
+        assert!(
+            waited >= expected && waited < expected + Duration::from_secs(1),
+            "{waited:?}"
+        );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_that_stops_the_task_reads_the_companions_account_of_the_database() {
+    let stopped = r#"{"event":"result","ts":"2026-01-02T03:04:05Z","command":"migrate","exit_code":143,"summary":{"error":"interrupted by SIGTERM: migration 2 was cancelled and rolled back","stopped":{"by":"SIGTERM","cancelled_sessions":1,"terminated_sessions":0,"database_released":true}}}"#;
+    let stop_sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (seen_by_status, seen_by_logs, sent) = (
+        Arc::clone(&stop_sent),
+        Arc::clone(&stop_sent),
+        Arc::clone(&stop_sent),
+    );
+    let status = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .sequence()
+        .output(move || {
+            if seen_by_status.load(std::sync::atomic::Ordering::SeqCst) {
+                described("DEACTIVATING", vec![admin(Some(143))])
+            } else {
+                described("RUNNING", vec![admin(None)])
+            }
+        })
+        .repeatedly()
+        .build();
+    let stop = mock!(aws_sdk_ecs::Client::stop_task).then_output(move || {
+        sent.store(true, std::sync::atomic::Ordering::SeqCst);
+        StopTaskOutput::builder().build()
+    });
+    let log = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
+        .sequence()
+        .output(move || {
+            if seen_by_logs.load(std::sync::atomic::Ordering::SeqCst) {
+                page(&[stopped], "f2")
+            } else {
+                page(&[], "f1")
+            }
+        })
+        .repeatedly()
+        .build();
+    let settings = FollowSettings {
+        timeout: Some(Duration::from_secs(60)),
+        stop_on_timeout: true,
+        ..FollowSettings::default()
+    };
+    let (followed, _) = follow_mocked(&[&status, &stop], &log, &settings, 0, "x").await;
+    assert_eq!(
+        followed.ending,
+        Ending::TimedOut {
+            stop_requested: true
+        }
+    );
+    let stop = followed
+        .result
+        .as_ref()
+        .and_then(Event::stopped)
+        .expect("the companion's account was read after the stop");
+    assert!(stop.database_released);
+    assert_eq!(stop.cancelled_sessions, 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -821,8 +887,7 @@ async fn after_one_ctrl_c_the_wait_for_the_container_is_bounded() {
     assert_eq!(followed.ending, Ending::Abandoned);
     assert_eq!(stop.num_calls(), 1);
     assert!(
-        waited >= settings.interrupt_wait
-            && waited < settings.interrupt_wait + Duration::from_secs(1),
+        waited >= settings.stop_wait && waited < settings.stop_wait + Duration::from_secs(1),
         "{waited:?}"
     );
     assert!(

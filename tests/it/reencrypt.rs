@@ -679,18 +679,28 @@ fn sigkill_mid_run_then_rerun_leaves_every_value_on_the_primary() {
 
 #[test]
 fn sigterm_cancels_the_batch_in_flight_and_stops_cleanly() {
+    signal_cancels_the_batch_in_flight(libc::SIGTERM, 143, "terminated", "SIGTERM");
+}
+
+#[test]
+fn sigint_cancels_the_batch_in_flight_and_stops_cleanly() {
+    signal_cancels_the_batch_in_flight(libc::SIGINT, 130, "interrupted", "SIGINT");
+}
+
+fn signal_cancels_the_batch_in_flight(signal: i32, code: i32, outcome: &str, name: &str) {
     let db = migrated_database();
     let expected = seed(&db, 1200);
     let baseline = count_on_primary(&db);
     let child = start_slow_run(&db, baseline);
-    crate::common::send_signal(child.id(), libc::SIGTERM);
+    crate::common::send_signal(child.id(), signal);
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(143), "{}", describe(&out));
+    assert_eq!(out.status.code(), Some(code), "{}", describe(&out));
     let summary = result_summary(&out);
-    assert_eq!(summary["outcome"], "terminated");
+    assert_eq!(summary["outcome"], outcome);
+    assert_eq!(summary["stopped"]["by"], name, "{summary}");
     assert_eq!(summary["stopped"]["database_released"], true, "{summary}");
     assert!(
-        output_text(&out).contains("interrupted by SIGTERM"),
+        output_text(&out).contains(&format!("interrupted by {name}")),
         "{}",
         describe(&out)
     );

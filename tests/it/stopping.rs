@@ -219,6 +219,36 @@ fn a_deadline_that_has_passed_does_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
 }
 
+#[test]
+fn a_shell_waiting_for_ecs_exec_ends_at_its_deadline() {
+    let deadline = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let child = spawn({
+        let mut command = companion("postgres://unused@127.0.0.1:1/none");
+        command.stdin(Stdio::null()).args([
+            "--deadline",
+            &deadline.to_rfc3339(),
+            "shell",
+            "--max-idle",
+            "1h",
+        ]);
+        command
+    });
+    let (out, in_time) = output_within(child, Duration::from_secs(30));
+    assert!(
+        in_time,
+        "the shell outlived its deadline: {}",
+        describe(&out)
+    );
+    assert_eq!(out.status.code(), Some(124), "{}", describe(&out));
+    assert!(
+        result_summary(&out)["ended"]
+            .as_str()
+            .is_some_and(|e| e.contains("deadline")),
+        "{}",
+        describe(&out)
+    );
+}
+
 /// A psql session that holds `sql`'s locks in an open transaction until dropped.
 struct Holder(Child);
 

@@ -94,7 +94,7 @@ pub async fn exec(
     };
     let settings = FollowSettings {
         stop_on_interrupt: false,
-        ..follow_settings(context)
+        ..follow_settings(context, None)
     };
     let followed = follow(&clients, &target, &settings, renderer, interrupts, "").await?;
     Ok(conclude(context, &mut report, followed, Some(&log)))

@@ -36,8 +36,9 @@ pub struct FollowSettings {
     /// Whether the first Ctrl-C stops the task (for a task this invocation launched)
     /// or just leaves (for one it only watches).
     pub stop_on_interrupt: bool,
-    /// After that first Ctrl-C, how long to wait for the container to exit.
-    pub interrupt_wait: Duration,
+    /// After a stop this launcher asked for (the first Ctrl-C, `--stop-on-timeout`),
+    /// how long to wait for the container to exit and its result to be read.
+    pub stop_wait: Duration,
     /// Follow until STOPPED rather than until the container's exit and its logs.
     pub wait_stopped: bool,
     /// A task not started after this long gets one warning.
@@ -52,11 +53,18 @@ impl Default for FollowSettings {
             poll: PollTiming::default(),
             logs: LogTiming::default(),
             stop_on_interrupt: true,
-            interrupt_wait: Duration::from_secs(15),
+            stop_wait: stop_wait(Duration::from_secs(30)),
             wait_stopped: false,
             slow_start: crate::launcher::config::DEFAULT_SLOW_START,
         }
     }
+}
+
+/// The wait after a StopTask for a container whose `stopTimeout` is `stop_timeout`:
+/// ECS sends SIGKILL at the end of it, and the companion's result then still needs the
+/// awslogs flush (5 s) and a log read to arrive.
+pub fn stop_wait(stop_timeout: Duration) -> Duration {
+    stop_timeout + Duration::from_secs(10)
 }
 
 /// A log stream to read, with the client for its region.
@@ -84,7 +92,7 @@ pub struct Target {
 }
 
 /// How following ended.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Ending {
     /// The container exited (or the task stopped) and its logs were read to the end.
     Finished,
@@ -263,10 +271,10 @@ pub async fn follow(
     };
     tokio::pin!(both);
 
-    let deadline = settings.timeout.map(|t| started + t);
-    let mut interrupted = false;
-    // After the first Ctrl-C: StopTask runs beside following, and the wait for the
-    // container to exit is bounded.
+    let mut deadline = settings.timeout.map(|t| started + t);
+    // Why this launcher asked the task to stop, once it has. StopTask then runs beside
+    // following, and the wait for the container to exit is bounded.
+    let mut stopping: Option<Ending> = None;
     let (stop_tx, mut stop_results) = mpsc::unbounded_channel();
     let mut stop_deadline = None;
     let mut stop_answered = false;
@@ -283,12 +291,11 @@ pub async fn follow(
         tokio::select! {
             outcome = &mut both => {
                 let result = outcome?;
-                let ending = if interrupted { Ending::Interrupted } else { Ending::Finished };
-                return Ok(followed(ending, result));
+                return Ok(followed(stopping.unwrap_or(Ending::Finished), result));
             }
             Some(()) = interrupts.recv() => {
-                if interrupted || !settings.stop_on_interrupt {
-                    if interrupted && !stop_answered {
+                if stopping.is_some() || !settings.stop_on_interrupt {
+                    if stopping.is_some() && !stop_answered {
                         // The StopTask sent at the first Ctrl-C is still in flight.
                         match tokio::time::timeout(STOP_CONFIRM_WAIT, stop_results.recv()).await {
                             Ok(Some(Ok(_))) => renderer.warn("StopTask was accepted"),
@@ -299,22 +306,13 @@ pub async fn follow(
                     renderer.warn(&format!("left task {} behind: {}", task_id(&target.task), reattach_hint(&target.task)));
                     return Ok(followed(Ending::Abandoned, None));
                 }
-                interrupted = true;
+                stopping = Some(Ending::Interrupted);
                 renderer.warn(&format!(
                     "interrupted: stopping task {} (Ctrl-C again to leave without waiting)",
                     task_id(&target.task)
                 ));
-                let (clients, cluster, task, reason) = (
-                    clients.clone(),
-                    target.cluster.clone(),
-                    target.task.clone(),
-                    stop_reason.to_string(),
-                );
-                let stop_tx = stop_tx.clone();
-                tokio::spawn(async move {
-                    let _ = stop_tx.send(stop_task(&clients, &cluster, &task, &reason).await);
-                });
-                stop_deadline = Some(Instant::now() + settings.interrupt_wait);
+                stop_beside(clients, target, stop_reason, &stop_tx);
+                stop_deadline = Some(Instant::now() + settings.stop_wait);
                 poke.notify_one();
             }
             Some(stopped) = stop_results.recv() => {
@@ -327,25 +325,51 @@ pub async fn follow(
                 renderer.warn(&format!(
                     "task {} was asked to stop but its container has not exited within {}: {}",
                     task_id(&target.task),
-                    humantime::format_duration(settings.interrupt_wait),
+                    humantime::format_duration(settings.stop_wait),
                     reattach_hint(&target.task)
                 ));
-                return Ok(followed(Ending::Abandoned, None));
+                let ending = match stopping {
+                    Some(timed_out @ Ending::TimedOut { .. }) => timed_out,
+                    _ => Ending::Abandoned,
+                };
+                return Ok(followed(ending, None));
             }
             _ = sleep_until_deadline(deadline) => {
-                let stop_requested = settings.stop_on_timeout;
-                if stop_requested {
-                    let reason = format!(
-                        "Timed out after {} (run-admin-task --timeout)",
-                        humantime::format_duration(settings.timeout.unwrap_or_default())
-                    );
-                    stop_on_the_way_out(clients, &target.cluster, &target.task, &reason, renderer)
-                        .await;
+                deadline = None;
+                let timeout = humantime::format_duration(settings.timeout.unwrap_or_default());
+                if !settings.stop_on_timeout {
+                    return Ok(followed(Ending::TimedOut { stop_requested: false }, None));
                 }
-                return Ok(followed(Ending::TimedOut { stop_requested }, None));
+                stopping = Some(Ending::TimedOut { stop_requested: true });
+                renderer.warn(&format!(
+                    "timed out after {timeout}: stopping task {} (Ctrl-C to leave without waiting)",
+                    task_id(&target.task)
+                ));
+                stop_beside(clients, target, &format!("Timed out after {timeout} (run-admin-task --timeout)"), &stop_tx);
+                stop_deadline = Some(Instant::now() + settings.stop_wait);
+                poke.notify_one();
             }
         }
     }
+}
+
+/// Sends StopTask without waiting for it; its answer arrives on `answers`.
+fn stop_beside(
+    clients: &Clients,
+    target: &Target,
+    reason: &str,
+    answers: &mpsc::UnboundedSender<Result<TaskSnapshot, ExitError>>,
+) {
+    let (clients, cluster, task, reason, answers) = (
+        clients.clone(),
+        target.cluster.clone(),
+        target.task.clone(),
+        reason.to_string(),
+        answers.clone(),
+    );
+    tokio::spawn(async move {
+        let _ = answers.send(stop_task(&clients, &cluster, &task, &reason).await);
+    });
 }
 
 /// How long a StopTask on the way out (`--stop-on-timeout`, a second Ctrl-C, a signal

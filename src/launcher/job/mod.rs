@@ -14,7 +14,8 @@ use anyhow::anyhow;
 use tokio::sync::mpsc;
 
 use self::follow::{
-    Ending, FollowSettings, Followed, LogSource, Target, follow, reattach_hint, stop_on_the_way_out,
+    Ending, FollowSettings, Followed, LogSource, Target, follow, reattach_hint,
+    stop_on_the_way_out, stop_wait,
 };
 use self::launch::{
     Job, RunTaskPlan, concurrency_refusal, find_running_mutation, idempotent_token, rejected,
@@ -28,7 +29,7 @@ use crate::launcher::config::OutputFormat;
 use crate::launcher::context::{Context, confirmed, ensure_can_confirm, print_json};
 use crate::launcher::render::Renderer;
 use crate::launcher::task::TaskSnapshot;
-use crate::launcher::task_def::fetch::TaskDefinitionInfo;
+use crate::launcher::task_def::fetch::{ContainerSpec, TaskDefinitionInfo};
 use crate::protocol::Event;
 use crate::signals::Handled;
 
@@ -168,7 +169,7 @@ pub async fn launch_and_follow(
     let followed = follow(
         &clients,
         &target,
-        &follow_settings(context),
+        &follow_settings(context, Some(definition.container(&config.container)?)),
         renderer,
         interrupts,
         &stop_reason,
@@ -244,17 +245,7 @@ fn say_database_side(renderer: &Renderer, task: &str, result: Option<&Event>) {
             if let Some(error) = error {
                 renderer.warn(&format!("  the companion: {error}"));
             }
-            renderer.warn(&if stopped.database_released {
-                format!(
-                    "  database: released ({} statement(s) cancelled, {} session(s) ended; no statement of the job runs, no lock held)",
-                    stopped.cancelled_sessions, stopped.terminated_sessions
-                )
-            } else {
-                format!(
-                    "  database: NOT confirmed released ({}); check pg_stat_activity for application_name 'everruns-admin'",
-                    stopped.unconfirmed.as_deref().unwrap_or("unknown")
-                )
-            });
+            renderer.warn(&format!("  database: {}", stopped.describe()));
         }
         None => renderer.warn(&format!(
             "  database: the companion's account was not read before leaving; `run-admin-task logs {task}` shows it once the container has exited"
@@ -342,6 +333,12 @@ pub fn settle(
             if followed.ending == Ending::Interrupted {
                 report.interrupted = true;
                 renderer.warn(&format!("interrupted: task {task} was asked to stop"));
+            }
+            // The companion's own deadline (this launcher's --timeout, less a margin)
+            // stops it before the launcher's clock runs out: its account is told too.
+            if followed.ending == Ending::Interrupted
+                || report.result.as_ref().and_then(Event::stopped).is_some()
+            {
                 say_database_side(renderer, &task, report.result.as_ref());
             }
             code
@@ -375,14 +372,17 @@ pub fn settle(
     code
 }
 
-/// Following settings from the global options.
-pub fn follow_settings(context: &Context) -> FollowSettings {
+/// Following settings from the global options and, for a task this launcher may stop,
+/// its container's `stopTimeout`.
+pub fn follow_settings(context: &Context, container: Option<&ContainerSpec>) -> FollowSettings {
+    let defaults = FollowSettings::default();
     FollowSettings {
         timeout: context.options.timeout,
+        stop_wait: container.map_or(defaults.stop_wait, |c| stop_wait(c.stop_timeout)),
         stop_on_timeout: context.options.stop_on_timeout,
         wait_stopped: context.config.wait_stopped,
         slow_start: context.config.slow_start,
-        ..FollowSettings::default()
+        ..defaults
     }
 }
 

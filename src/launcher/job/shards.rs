@@ -344,7 +344,7 @@ pub async fn launch_and_follow_shards(
             }),
         })
         .collect();
-    let settings = follow_settings(context);
+    let settings = follow_settings(context, Some(definition.container(&config.container)?));
     let (senders, mut receivers): (Vec<_>, Vec<_>) =
         started.iter().map(|_| mpsc::unbounded_channel()).unzip();
     let all = futures_util::future::join_all(

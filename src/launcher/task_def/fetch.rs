@@ -34,6 +34,9 @@ pub struct ContainerSpec {
     pub name: String,
     /// Its awslogs destination; `None` when it logs elsewhere (then no live logs).
     pub logs: Option<LogLocation>,
+    /// How long ECS waits after SIGTERM before it kills the container: the
+    /// definition's `stopTimeout`, else Fargate's default of 30 s.
+    pub stop_timeout: std::time::Duration,
 }
 
 /// A described task definition.
@@ -69,6 +72,11 @@ impl TaskDefinitionInfo {
                         stream_prefix: options.get("awslogs-stream-prefix")?.clone(),
                     })
                 }),
+                stop_timeout: std::time::Duration::from_secs(
+                    c.stop_timeout()
+                        .and_then(|s| u64::try_from(s).ok())
+                        .unwrap_or(30),
+                ),
             })
             .collect();
         TaskDefinitionInfo {
