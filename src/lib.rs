@@ -16,6 +16,7 @@ pub mod exit;
 pub mod keyring;
 pub mod protocol;
 pub mod signals;
+mod stdio;
 
 pub mod companion;
 #[cfg(feature = "launcher")]

@@ -24,7 +24,9 @@ pub fn main(cli: Cli) -> u8 {
     {
         Ok(runtime) => runtime.block_on(cli::execute(cli)),
         Err(e) => {
-            eprintln!("everruns-admin: cannot start the async runtime: {e}");
+            crate::stdio::err_line(format_args!(
+                "everruns-admin: cannot start the async runtime: {e}"
+            ));
             crate::exit::companion::FAILURE
         }
     }

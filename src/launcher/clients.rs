@@ -11,7 +11,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 
 use crate::exit::{ExitError, launcher};
-use crate::launcher::config::{ApiTimeouts, LaunchConfig};
+use crate::launcher::config::{ApiTimeouts, CredentialSource, LaunchConfig};
 
 /// Attempts per API call; the SDK's standard retry backs off on throttling itself.
 const MAX_ATTEMPTS: u32 = 5;
@@ -40,6 +40,8 @@ pub struct Clients {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     /// Secrets Manager (DescribeSecret for `doctor`; key status and rotation).
     pub secrets: aws_sdk_secretsmanager::Client,
+    /// STS (GetCallerIdentity: which account the credentials are in).
+    pub sts: aws_sdk_sts::Client,
     /// The region they talk to, for console links and re-attach commands.
     pub region: String,
 }
@@ -64,6 +66,7 @@ impl Clients {
             ecs: aws_sdk_ecs::Client::new(shared),
             logs: aws_sdk_cloudwatchlogs::Client::new(shared),
             secrets: aws_sdk_secretsmanager::Client::new(shared),
+            sts: aws_sdk_sts::Client::new(shared),
             region,
         })
     }
@@ -109,6 +112,14 @@ pub async fn shared_config(config: &LaunchConfig) -> aws_config::SdkConfig {
     }
     if let Some(profile) = &config.profile {
         loader = loader.profile_name(profile);
+    }
+    if let CredentialSource::NamedProfile(profile, _) = &config.credentials {
+        // The default chain would take access keys from the environment first.
+        loader = loader.credentials_provider(
+            aws_config::profile::ProfileFileCredentialsProvider::builder()
+                .profile_name(profile)
+                .build(),
+        );
     }
     if let Some(url) = &config.endpoint_url {
         loader = loader.endpoint_url(url);

@@ -249,6 +249,52 @@ pub struct Origins {
     pub capacity: Origin,
     /// Of `platform_version`.
     pub platform_version: Origin,
+    /// Of `region` (`Default`: the SDK's own chain decides).
+    pub region: Origin,
+    /// Of `profile`.
+    pub profile: Origin,
+    /// Of `endpoint_url`.
+    pub endpoint_url: Origin,
+    /// Of `service`.
+    pub service: Origin,
+}
+
+impl Origin {
+    /// Whether the operator named this value for this invocation (a flag, or the
+    /// config file they keep), rather than inheriting it from the shell.
+    pub fn is_explicit(&self) -> bool {
+        matches!(self, Origin::Flag(_) | Origin::Config(_))
+    }
+}
+
+/// Where the AWS credentials come from, as `--print-request` and `doctor` say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// A profile named by a flag or the config file: its credentials are used even
+    /// when access keys are in the environment, as the AWS CLI does with `--profile`.
+    NamedProfile(String, Origin),
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    EnvironmentKeys,
+    /// The SDK's default chain, starting from `AWS_PROFILE`'s profile when set.
+    DefaultChain(Option<String>),
+}
+
+impl std::fmt::Display for CredentialSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CredentialSource::NamedProfile(name, origin) => write!(f, "profile {name} ({origin})"),
+            CredentialSource::EnvironmentKeys => {
+                write!(f, "access keys (environment AWS_ACCESS_KEY_ID)")
+            }
+            CredentialSource::DefaultChain(Some(name)) => {
+                write!(f, "profile {name} (environment AWS_PROFILE)")
+            }
+            CredentialSource::DefaultChain(None) => write!(
+                f,
+                "the SDK's default chain (default profile, SSO, web identity, container or instance role)"
+            ),
+        }
+    }
 }
 
 /// Everything the launcher needs to know about where and how to run, resolved.
@@ -280,8 +326,16 @@ pub struct LaunchConfig {
     pub region: Option<String>,
     /// Named AWS profile, when set by flag, environment or file.
     pub profile: Option<String>,
-    /// Endpoint override (else the SDK reads `AWS_ENDPOINT_URL`).
+    /// Endpoint override (flag, config file or `AWS_ENDPOINT_URL`).
     pub endpoint_url: Option<String>,
+    /// Where the credentials come from.
+    pub credentials: CredentialSource,
+    /// The AWS account the config environment is pinned to (`account_id`): a launch
+    /// with credentials of another account is refused.
+    pub account_id: Option<String>,
+    /// Ambient settings that lost to a named target, one line each
+    /// (`ECS_CLUSTER=everruns ignored: --env production sets cluster ...`).
+    pub overridden: Vec<String>,
     /// Whether mutating commands must be confirmed (production).
     pub confirm: bool,
     /// The current encryption key's secret, when the file names it (else `keys` reads
@@ -424,6 +478,9 @@ pub struct FileSettings {
     pub service: Option<String>,
     /// `platform_version = "1.4.0"`: the Fargate platform version.
     pub platform_version: Option<String>,
+    /// `account_id = "123456789012"`: refuse to launch with credentials of another
+    /// account.
+    pub account_id: Option<String>,
 }
 
 /// A list written either as a TOML array or as one comma-separated string.
@@ -509,6 +566,7 @@ impl ConfigFile {
             slow_start: table.slow_start.or(base.slow_start),
             service: table.service.or(base.service),
             platform_version: table.platform_version.or(base.platform_version),
+            account_id: table.account_id.or(base.account_id),
         })
     }
 }
@@ -555,6 +613,14 @@ fn load_file(
     }
 }
 
+/// A picked value and its origin, apart; `Origin::Default` when nothing set it.
+fn split_origin(picked: Option<(String, Origin)>) -> (Option<String>, Origin) {
+    match picked {
+        Some((value, origin)) => (Some(value), origin),
+        None => (None, Origin::Default),
+    }
+}
+
 /// Splits comma-separated items, trimming blanks, so `a, b` and `["a","b"]` agree.
 pub fn split_list(items: &[String]) -> Vec<String> {
     items
@@ -567,29 +633,53 @@ pub fn split_list(items: &[String]) -> Vec<String> {
 }
 
 impl LaunchConfig {
-    /// Resolves the configuration: flags, then environment, then the config file, then
-    /// defaults. Reads the config file; makes no AWS call.
+    /// Resolves the configuration. A flag wins; then, when the operator named a config
+    /// environment (`--env`, `EVERRUNS_ENV`), that environment's settings win over the
+    /// shell's variables, which are said to be ignored; otherwise the variables win
+    /// over the file. Defaults last. Reads the config file; makes no AWS call.
     pub fn resolve(options: &GlobalOptions, env: EnvLookup) -> Result<Self, ExitError> {
-        let env_name = options.env.clone().or_else(|| env("EVERRUNS_ENV"));
+        let (env_name, named_by) = match (&options.env, env("EVERRUNS_ENV")) {
+            (Some(name), _) => (Some(name.clone()), format!("--env {name}")),
+            (None, Some(name)) => (Some(name.clone()), format!("EVERRUNS_ENV={name}")),
+            (None, None) => (None, String::new()),
+        };
         let file = match load_file(options, env)? {
             Some((file, path)) => file.settings(env_name.as_deref(), &path)?,
-            None if options.env.is_some() => {
+            None if env_name.is_some() => {
                 return Err(ExitError::usage(anyhow!(
-                    "--env {} needs a config file with an [env.{0}] table; none found (use --config or RUN_ADMIN_TASK_CONFIG, or ~/.config/everruns-admin/config.toml)",
+                    "{named_by} names a config environment, but there is no config file to define it: write an [env.{}] table in ~/.config/everruns-admin/config.toml, or name the file with --config / RUN_ADMIN_TASK_CONFIG",
                     env_name.unwrap_or_default()
                 )));
             }
             None => FileSettings::default(),
         };
+        // The environment the operator named, when there is one: its settings beat the
+        // shell's.
+        let named = env_name.is_some().then_some(named_by.as_str());
+        let overridden = std::cell::RefCell::new(Vec::new());
 
-        // Each value with where it came from: the flag, else the variable, else the key.
+        // Each value with where it came from: the flag, else (with a named environment)
+        // its key, else the first variable set, else the key.
         let pick = |flag: &Option<String>,
-                    (flag_name, var, key_name): (&'static str, &'static str, &'static str),
+                    (flag_name, vars, key_name): (&'static str, &[&'static str], &'static str),
                     key: &Option<String>| {
             if let Some(value) = flag {
                 return Some((value.clone(), Origin::Flag(flag_name)));
             }
-            if let Some(value) = env(var) {
+            let ambient = vars
+                .iter()
+                .find_map(|var| env(var).map(|value| (*var, value)));
+            if let (Some(named), Some(value)) = (named, key) {
+                if let Some((var, shell)) = &ambient
+                    && shell != value
+                {
+                    overridden.borrow_mut().push(format!(
+                        "{var}={shell} ignored: {named} sets {key_name} {value}"
+                    ));
+                }
+                return Some((value.clone(), Origin::Config(key_name)));
+            }
+            if let Some((var, value)) = ambient {
                 return Some((value, Origin::Env(var)));
             }
             key.clone().map(|value| (value, Origin::Config(key_name)))
@@ -601,12 +691,14 @@ impl LaunchConfig {
             if !from_flag.is_empty() {
                 return (from_flag, Origin::Flag(flag_name));
             }
-            if let Some(value) = env(var) {
-                return (split_list(&[value]), Origin::Env(var));
-            }
-            match key.clone().map(StringList::into_vec) {
-                Some(items) if !items.is_empty() => (items, Origin::Config(key_name)),
-                _ => (Vec::new(), Origin::Default),
+            let key = key
+                .clone()
+                .map(StringList::into_vec)
+                .filter(|items| !items.is_empty())
+                .map(|items| items.join(","));
+            match pick(&None, (flag_name, &[var], key_name), &key) {
+                Some((value, origin)) => (split_list(&[value]), origin),
+                None => (Vec::new(), Origin::Default),
             }
         };
 
@@ -687,7 +779,7 @@ impl LaunchConfig {
         );
         let (cluster, cluster_origin) = pick(
             &options.cluster,
-            ("--cluster", "ECS_CLUSTER", "cluster"),
+            ("--cluster", &["ECS_CLUSTER"], "cluster"),
             &file.cluster,
         )
         .unwrap_or_else(|| (DEFAULT_CLUSTER.to_string(), Origin::Default));
@@ -695,7 +787,7 @@ impl LaunchConfig {
             &options.task_definition,
             (
                 "--task-definition",
-                "ECS_TASK_DEFINITION",
+                &["ECS_TASK_DEFINITION"],
                 "task_definition",
             ),
             &file.task_definition,
@@ -714,10 +806,52 @@ impl LaunchConfig {
             };
         let service = pick(
             &options.from_service,
-            ("--from-service", "ECS_SERVICE", "service"),
+            ("--from-service", &["ECS_SERVICE"], "service"),
             &file.service,
-        )
-        .map(|(name, _)| name);
+        );
+        let region = pick(
+            &options.region,
+            ("--region", &["AWS_REGION", "AWS_DEFAULT_REGION"], "region"),
+            &file.region,
+        );
+        let profile = pick(
+            &options.profile,
+            ("--profile", &["AWS_PROFILE"], "profile"),
+            &file.profile,
+        );
+        let endpoint_url = pick(
+            &options.endpoint_url,
+            ("--endpoint-url", &["AWS_ENDPOINT_URL"], "endpoint_url"),
+            &file.endpoint_url,
+        );
+        if let (Some(named), Some((url, Origin::Env(var)))) = (named, &endpoint_url) {
+            overridden.borrow_mut().push(format!(
+                "{var}={url} still applies: {named} sets no endpoint_url (unset the variable, or set endpoint_url in the environment's table)"
+            ));
+        }
+        let access_keys = env("AWS_ACCESS_KEY_ID").is_some();
+        let credentials = match &profile {
+            Some((name, origin)) if origin.is_explicit() => {
+                if access_keys {
+                    overridden.borrow_mut().push(format!(
+                        "AWS_ACCESS_KEY_ID ignored: {} names profile {name}, whose credentials are used (as the AWS CLI does)",
+                        match origin {
+                            Origin::Flag(flag) => format!("{flag} {name}"),
+                            _ => "the config file".to_string(),
+                        }
+                    ));
+                }
+                CredentialSource::NamedProfile(name.clone(), origin.clone())
+            }
+            _ if access_keys => CredentialSource::EnvironmentKeys,
+            profile => {
+                CredentialSource::DefaultChain(profile.as_ref().map(|(name, _)| name.clone()))
+            }
+        };
+        let (region, region_origin) = split_origin(region);
+        let (profile, profile_origin) = split_origin(profile);
+        let (endpoint_url, endpoint_url_origin) = split_origin(endpoint_url);
+        let (service, service_origin) = split_origin(service);
 
         let mut config = LaunchConfig {
             cluster,
@@ -741,21 +875,17 @@ impl LaunchConfig {
                 assign_public_ip: assign_public_ip_origin,
                 capacity: capacity_origin,
                 platform_version: platform_version_origin,
+                region: region_origin,
+                profile: profile_origin,
+                endpoint_url: endpoint_url_origin,
+                service: service_origin,
             },
-            region: pick(
-                &options.region,
-                ("--region", "AWS_REGION", "region"),
-                &file.region,
-            )
-            .map(|(region, _)| region)
-            .or_else(|| env("AWS_DEFAULT_REGION")),
-            profile: pick(
-                &options.profile,
-                ("--profile", "AWS_PROFILE", "profile"),
-                &file.profile,
-            )
-            .map(|(profile, _)| profile),
-            endpoint_url: options.endpoint_url.clone().or(file.endpoint_url),
+            region,
+            profile,
+            endpoint_url,
+            credentials,
+            account_id: file.account_id,
+            overridden: Vec::new(),
             confirm: file.confirm.unwrap_or(false),
             current_secret: file.current_secret,
             previous_secret: file.previous_secret,
@@ -767,6 +897,7 @@ impl LaunchConfig {
         };
         config.idempotency =
             Idempotency::resolve(options.idempotency_key.as_deref(), env, &config)?;
+        config.overridden = overridden.into_inner();
         Ok(config)
     }
 
@@ -843,7 +974,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn flags_beat_environment_beat_file_beat_defaults() {
+    fn flags_beat_a_named_environment_which_beats_the_shell() {
         let (_dir, path) = write_config(FILE);
         let path = path.to_string_lossy().into_owned();
         let env = env_of(&[
@@ -852,6 +983,7 @@ pub(crate) mod tests {
             ("ECS_CLUSTER", "env-cluster"),
             ("ECS_SECURITY_GROUP", "sg-env"),
             ("AWS_PROFILE", "env-profile"),
+            ("AWS_REGION", "us-east-1"),
         ]);
         let options = GlobalOptions {
             cluster: Some("flag-cluster".into()),
@@ -859,12 +991,8 @@ pub(crate) mod tests {
         };
         let cfg = LaunchConfig::resolve(&options, &env).unwrap();
         assert_eq!(cfg.cluster, "flag-cluster", "flag beats env and file");
-        assert_eq!(cfg.security_groups, vec!["sg-env"], "env beats file");
-        assert_eq!(
-            cfg.profile.as_deref(),
-            Some("env-profile"),
-            "env beats file"
-        );
+        assert_eq!(cfg.security_groups, vec!["sg-prod"]);
+        assert_eq!(cfg.profile.as_deref(), Some("prod"));
         assert_eq!(
             cfg.subnets,
             vec!["subnet-p1", "subnet-p2"],
@@ -873,13 +1001,64 @@ pub(crate) mod tests {
         assert_eq!(
             cfg.region.as_deref(),
             Some("eu-west-1"),
-            "top level is inherited"
+            "top level is inherited, and beats the shell too"
+        );
+        assert_eq!(
+            cfg.overridden,
+            vec![
+                "ECS_SECURITY_GROUP=sg-env ignored: EVERRUNS_ENV=production sets security_groups sg-prod",
+                "AWS_REGION=us-east-1 ignored: EVERRUNS_ENV=production sets region eu-west-1",
+                "AWS_PROFILE=env-profile ignored: EVERRUNS_ENV=production sets profile prod",
+            ],
+            "the flag's win is not news; each lost variable is"
+        );
+        assert_eq!(
+            cfg.credentials,
+            CredentialSource::NamedProfile("prod".into(), Origin::Config("profile"))
         );
         assert_eq!(cfg.task_definition, "everruns-admin:7");
         assert_eq!(cfg.container, "admin", "default");
         assert!(cfg.confirm);
         assert_eq!(cfg.env_name.as_deref(), Some("production"));
         assert_eq!(cfg.family(), "everruns-admin");
+    }
+
+    #[test]
+    fn without_a_named_environment_the_shell_beats_the_file() {
+        let (_dir, path) = write_config(FILE);
+        let path = path.to_string_lossy().into_owned();
+        let env = env_of(&[
+            ("RUN_ADMIN_TASK_CONFIG", &path),
+            ("ECS_SUBNETS", "subnet-env"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_PROFILE", "env-profile"),
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+        ]);
+        let cfg = LaunchConfig::resolve(&GlobalOptions::default(), &env).unwrap();
+        assert_eq!(cfg.subnets, vec!["subnet-env"]);
+        assert_eq!(cfg.region.as_deref(), Some("us-east-1"));
+        assert!(cfg.overridden.is_empty(), "{:?}", cfg.overridden);
+        assert_eq!(
+            cfg.credentials,
+            CredentialSource::EnvironmentKeys,
+            "AWS_PROFILE loses to access keys, as in the AWS CLI"
+        );
+    }
+
+    #[test]
+    fn a_profile_flag_beats_access_keys_in_the_environment() {
+        let options = GlobalOptions {
+            profile: Some("other".into()),
+            ..Default::default()
+        };
+        let env = env_of(&[("AWS_ACCESS_KEY_ID", "AKID")]);
+        let cfg = LaunchConfig::resolve(&options, &env).unwrap();
+        assert_eq!(
+            cfg.credentials,
+            CredentialSource::NamedProfile("other".into(), Origin::Flag("--profile"))
+        );
+        assert_eq!(cfg.overridden.len(), 1);
+        assert!(cfg.overridden[0].starts_with("AWS_ACCESS_KEY_ID ignored: --profile other"));
     }
 
     #[test]
@@ -997,8 +1176,10 @@ pub(crate) mod tests {
         assert_eq!(cfg.origins.subnets, Origin::Flag("--subnets"));
         assert_eq!(
             cfg.origins.security_groups,
-            Origin::Env("ECS_SECURITY_GROUP")
+            Origin::Config("security_groups"),
+            "the named environment beats the variable"
         );
+        assert_eq!(cfg.origins.service, Origin::Env("ECS_SERVICE"));
         assert_eq!(cfg.origins.cluster, Origin::Config("cluster"));
         assert_eq!(cfg.origins.assign_public_ip, Origin::Default);
         assert_eq!(cfg.origins.capacity, Origin::Default);

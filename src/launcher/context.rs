@@ -59,9 +59,9 @@ pub fn ensure_can_confirm(context: &Context, what: &str) -> Result<(), ExitError
 /// Prints the one JSON document of `--output json` on stdout.
 pub fn print_json(output: OutputFormat, document: &impl serde::Serialize) {
     if output == OutputFormat::Json {
-        println!(
+        crate::stdio::out_line(format_args!(
             "{}",
             serde_json::to_string_pretty(document).expect("documents always serialize")
-        );
+        ));
     }
 }

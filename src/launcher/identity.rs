@@ -1,7 +1,45 @@
 //! Who is launching: recorded on every task (startedBy, tags) and in stop reasons, so an
-//! operator looking at a running admin task can tell who started it and from where.
+//! operator looking at a running admin task can tell who started it and from where; and
+//! which AWS account the credentials are in, so a launch never goes to another account
+//! than the config environment pins.
 
-use crate::launcher::config::EnvLookup;
+use anyhow::anyhow;
+
+use crate::exit::ExitError;
+use crate::launcher::clients::{Clients, launch_error};
+use crate::launcher::config::{EnvLookup, LaunchConfig};
+
+/// The AWS account the credentials belong to: STS GetCallerIdentity, which every
+/// identity may call, whatever its policies.
+pub async fn caller_account(clients: &Clients) -> Result<String, ExitError> {
+    let reply = clients
+        .sts
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| launch_error("GetCallerIdentity", &e))?;
+    reply
+        .account()
+        .map(str::to_string)
+        .ok_or_else(|| ExitError::runtime(anyhow!("GetCallerIdentity named no account")))
+}
+
+/// Refuses (exit 2) credentials of another account than the config environment pins
+/// with `account_id`.
+pub fn check_account(config: &LaunchConfig, account: &str) -> Result<(), ExitError> {
+    match &config.account_id {
+        Some(pinned) if pinned != account => Err(ExitError::usage(anyhow!(
+            "refusing to launch: the credentials ({}) are for account {account}, but {} pins account_id {pinned}; use that account's credentials (--profile NAME, or `profile` in the environment's table)",
+            config.credentials,
+            config
+                .env_name
+                .as_deref()
+                .map(|name| format!("[env.{name}]"))
+                .unwrap_or_else(|| "the config file".to_string()),
+        ))),
+        _ => Ok(()),
+    }
+}
 
 /// ECS's limit on `startedBy`.
 pub const STARTED_BY_MAX: usize = 128;
@@ -55,6 +93,7 @@ impl Operator {
             who: env("USER")
                 .or_else(|| env("USERNAME"))
                 .or_else(|| env("LOGNAME"))
+                .or_else(os_user_name)
                 .unwrap_or_else(|| "unknown".to_string()),
             host: local_host(env),
         }
@@ -69,6 +108,24 @@ impl Operator {
     /// (at most 128 of `[A-Za-z0-9_/-]`). The full identity goes into tags.
     pub fn started_by(&self) -> String {
         sanitize_started_by(&format!("{STARTED_BY_PREFIX}/{}", self.who))
+    }
+}
+
+/// The login name of this process's user from the password database, for when the
+/// shell has no `$USER` (a cron job, `env -i`, a container).
+fn os_user_name() -> Option<String> {
+    // SAFETY: getpwuid returns a pointer into static storage or null; the name is
+    // copied out before any other call could overwrite it.
+    unsafe {
+        let entry = libc::getpwuid(libc::getuid());
+        if entry.is_null() || (*entry).pw_name.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr((*entry).pw_name)
+            .to_str()
+            .ok()
+            .filter(|name| !name.is_empty())
+            .map(str::to_string)
     }
 }
 
@@ -125,6 +182,17 @@ mod tests {
             host: "h".into(),
         };
         assert_eq!(op.started_by(), "run-admin-task/J-hn-Smith");
+    }
+
+    #[test]
+    fn without_user_variables_the_os_user_name_is_used() {
+        let id = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap();
+        let expected = String::from_utf8(id.stdout).unwrap().trim().to_string();
+        let operator = Operator::detect(&|_: &str| None);
+        assert_eq!(operator.who, expected);
     }
 
     #[test]

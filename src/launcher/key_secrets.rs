@@ -300,6 +300,24 @@ pub struct SlotStatus {
     pub keys: SlotIds,
 }
 
+impl SlotStatus {
+    /// What is wrong with this slot as the current key's, if anything: the companion
+    /// needs exactly one readable key there.
+    pub fn current_problem(&self) -> Option<String> {
+        match (self.keys.ids.len(), self.keys.problems.is_empty()) {
+            (1, true) => None,
+            (count, _) => Some(format!(
+                "the current key's secret must hold exactly one readable key; it holds {count}{}",
+                if self.keys.problems.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and: {}", self.keys.problems.join("; "))
+                }
+            )),
+        }
+    }
+}
+
 /// Reads a secret's current value. The value is material: callers only parse it.
 pub async fn read_value(
     secrets: &aws_sdk_secretsmanager::Client,

@@ -161,6 +161,28 @@ impl LogFollower {
         Ok(Page::Lines { lines, at_end })
     }
 
+    /// The companion's result event of a finished task, from the last page of its
+    /// stream (the result is the companion's last line); `None` when there is none,
+    /// or the stream cannot be read.
+    pub async fn last_result(&self) -> Option<Event> {
+        let reply = self
+            .logs
+            .get_log_events()
+            .log_group_name(&self.group)
+            .log_stream_name(&self.stream)
+            .start_from_head(false)
+            .limit(100)
+            .send()
+            .await
+            .ok()?;
+        reply
+            .events()
+            .iter()
+            .rev()
+            .find_map(|e| LogLine::parse(e.message().unwrap_or_default()).event)
+            .filter(|event| matches!(event, Event::Result { .. }))
+    }
+
     /// The drain rule, asked at the end of the stream: whether every line has arrived.
     pub fn drained(&self, phase: &TaskPhase, stream_exists: bool) -> bool {
         // A result event while the container still runs is not the end: a command line

@@ -99,16 +99,39 @@ impl ServiceSettings {
         })
     }
 
-    /// Copies into `config` every setting nothing else set: a flag, a variable or a
-    /// config key wins over the service for its own field only.
+    /// Copies into `config` every setting nothing else set: a flag or a config key wins
+    /// over the service for its own field only. A service the operator named (flag or
+    /// config file) also wins over the shell's variables, which are said to be ignored.
     pub fn apply_to(&self, config: &mut LaunchConfig) {
         let from = || Origin::Service(self.name.clone());
-        let origins = &mut config.origins;
-        if origins.subnets == Origin::Default {
+        let named = match &config.origins.service {
+            Origin::Flag(flag) => Some(format!("{flag} {}", self.name)),
+            Origin::Config(_) => Some(format!("service {} (config file)", self.name)),
+            _ => None,
+        };
+        // Whether the service takes a field now set from `origin`, noting an ignored
+        // variable.
+        let mut ignored = Vec::new();
+        let mut takes = |origin: &Origin, field: &str, value: String| match (origin, &named) {
+            (Origin::Default, _) => true,
+            (Origin::Env(var), Some(named)) => {
+                ignored.push(format!("{var} ignored: {named} sets {field} {value}"));
+                true
+            }
+            _ => false,
+        };
+        let mut origins = config.origins.clone();
+        if takes(&origins.subnets, "subnets", self.subnets.join(",")) {
             config.subnets = self.subnets.clone();
             origins.subnets = from();
         }
-        if origins.security_groups == Origin::Default && !self.security_groups.is_empty() {
+        if !self.security_groups.is_empty()
+            && takes(
+                &origins.security_groups,
+                "security groups",
+                self.security_groups.join(","),
+            )
+        {
             config.security_groups = self.security_groups.clone();
             origins.security_groups = from();
         }
@@ -128,6 +151,8 @@ impl ServiceSettings {
             config.platform_version = Some(version.clone());
             origins.platform_version = from();
         }
+        config.origins = origins;
+        config.overridden.extend(ignored);
     }
 }
 
@@ -186,9 +211,29 @@ pub fn describe_origins(config: &LaunchConfig) -> Vec<String> {
                 .unwrap_or_else(|| "LATEST".to_string()),
             &o.platform_version,
         ),
+        (
+            "region",
+            config
+                .region
+                .clone()
+                .unwrap_or_else(|| "(the SDK's chain: the profile's region)".to_string()),
+            &o.region,
+        ),
+        (
+            "endpoint",
+            config
+                .endpoint_url
+                .clone()
+                .unwrap_or_else(|| "AWS".to_string()),
+            &o.endpoint_url,
+        ),
     ]
     .into_iter()
     .map(|(name, value, origin)| format!("{name}: {value} ({origin})"))
+    .chain(std::iter::once(format!(
+        "credentials: {}",
+        config.credentials
+    )))
     .collect()
 }
 
@@ -225,6 +270,28 @@ mod tests {
             .assign_public_ip(AssignPublicIp::Enabled)
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn a_named_service_beats_the_shells_subnets_and_an_ambient_one_does_not() {
+        let settings = ServiceSettings::of(&service(Some(vpc())), "api").unwrap();
+        let shell = [("ECS_SUBNETS", "subnet-demo"), ("ECS_SERVICE", "api")];
+        let named = GlobalOptions {
+            from_service: Some("api".into()),
+            ..Default::default()
+        };
+        let mut config = LaunchConfig::resolve(&named, &env_of(&shell)).unwrap();
+        settings.apply_to(&mut config);
+        assert_eq!(config.subnets, ["subnet-svc1", "subnet-svc2"]);
+        assert_eq!(
+            config.overridden,
+            ["ECS_SUBNETS ignored: --from-service api sets subnets subnet-svc1,subnet-svc2"]
+        );
+
+        let mut config = LaunchConfig::resolve(&GlobalOptions::default(), &env_of(&shell)).unwrap();
+        settings.apply_to(&mut config);
+        assert_eq!(config.subnets, ["subnet-demo"]);
+        assert!(config.overridden.is_empty());
     }
 
     #[test]

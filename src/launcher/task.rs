@@ -159,6 +159,18 @@ pub fn task_id(arn_or_id: &str) -> &str {
     arn_or_id.rsplit('/').next().unwrap_or(arn_or_id)
 }
 
+/// Where a task runs, from its ARN (`arn:aws:ecs:REGION:ACCOUNT:task/...`), so every
+/// launch says which account and region it went to: `account 123456789012, us-east-1,
+/// cluster everruns`.
+pub fn placement(arn: &str, cluster: &str) -> String {
+    match arn.split(':').collect::<Vec<_>>()[..] {
+        ["arn", _, "ecs", region, account, ..] => {
+            format!("account {account}, {region}, cluster {cluster}")
+        }
+        _ => format!("cluster {cluster}"),
+    }
+}
+
 /// Converts an SDK timestamp.
 pub fn to_chrono(t: &aws_sdk_ecs::primitives::DateTime) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(t.secs(), t.subsec_nanos())
@@ -167,6 +179,18 @@ pub fn to_chrono(t: &aws_sdk_ecs::primitives::DateTime) -> Option<DateTime<Utc>>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placement_names_account_region_and_cluster_from_the_arn() {
+        assert_eq!(
+            placement(
+                "arn:aws:ecs:eu-central-1:123456789012:task/prod/abc",
+                "prod"
+            ),
+            "account 123456789012, eu-central-1, cluster prod"
+        );
+        assert_eq!(placement("abc", "prod"), "cluster prod");
+    }
     use aws_sdk_ecs::types::{Container, Task};
 
     #[test]

@@ -165,18 +165,13 @@ print(json.dumps({"subnet": details["subnetId"], "security_groups": [g["GroupId"
 /// The launcher binary pointed at `endpoint` in `region`, with fake credentials and
 /// nothing else from this process's environment.
 pub fn launcher_at(endpoint: &str, region: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_run-admin-task"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", std::env::temp_dir())
-        .env("USER", "e2e-operator")
+    let mut cmd = super::launcher();
+    cmd.env("USER", "e2e-operator")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", region)
         .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("ECS_CLUSTER", "everruns")
-        .stdin(Stdio::null());
+        .env("ECS_CLUSTER", "everruns");
     cmd
 }
 

@@ -227,6 +227,18 @@ pub fn migrated_database() -> TestDatabase {
     db
 }
 
+/// The launcher binary with nothing from this process's environment but `PATH`: no
+/// AWS settings, no credentials, no instance metadata lookups.
+pub fn launcher() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_run-admin-task"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", std::env::temp_dir())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null());
+    cmd
+}
+
 /// The companion binary, with `DATABASE_URL` set, JSON output and no inherited keys.
 pub fn companion(database_url: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_everruns-admin"));

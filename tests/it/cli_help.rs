@@ -116,3 +116,70 @@ fn completions_for_common_shells_survive_a_closed_pipe() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Runs `cmd` with stdout and stderr into a pipe whose reader is already gone, as in
+/// `cmd 2>&1 | head -0`: every write fails with EPIPE.
+fn into_a_closed_pipe(cmd: &mut Command) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    cmd.stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn every_command_keeps_its_exit_code_when_its_reader_is_gone() {
+    let (db, emu) = crate::common::emulator::stack();
+    let arn = String::from_utf8(
+        emu.launcher()
+            .args(["--no-wait", "migrate-info"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    assert!(arn.starts_with("arn:aws:ecs:"), "{arn}");
+    let launcher_runs: Vec<Vec<&str>> = vec![
+        vec!["help"],
+        vec!["--help"],
+        vec!["list"],
+        vec!["status", &arn],
+        vec!["--output", "json", "status", &arn],
+        vec!["keys", "status"],
+        vec!["--print-request", "migrate"],
+        vec!["--output", "json", "migrate-info"],
+        vec!["--config", "/nonexistent/config.toml", "migrate"],
+    ];
+    for args in launcher_runs {
+        let expected = emu.launcher().args(&args).output().unwrap();
+        let out = into_a_closed_pipe(emu.launcher().args(&args));
+        assert_eq!(
+            out.status.code(),
+            expected.status.code(),
+            "run-admin-task {args:?} into a closed pipe; with a reader: {}",
+            crate::common::describe(&expected)
+        );
+        assert_ne!(out.status.code(), Some(101));
+    }
+    for args in [
+        vec!["--help"],
+        vec!["lint"],
+        vec!["migrate-info"],
+        vec!["--output", "human", "migrate-info"],
+    ] {
+        let expected = crate::common::companion(&db.url)
+            .args(&args)
+            .output()
+            .unwrap();
+        let out = into_a_closed_pipe(crate::common::companion(&db.url).args(&args));
+        assert_eq!(
+            out.status.code(),
+            expected.status.code(),
+            "everruns-admin {args:?} into a closed pipe; with a reader: {}",
+            crate::common::describe(&expected)
+        );
+    }
+}

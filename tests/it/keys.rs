@@ -183,6 +183,31 @@ fn rotation_and_retirement_wait_until_no_value_needs_the_previous_slot() {
 }
 
 #[test]
+fn status_fails_when_the_current_key_cannot_be_read() {
+    let emu = Emulator::start(&Secrets {
+        database_url: "postgres://unused@127.0.0.1:1/none",
+        key: "not-a-key",
+        previous: Some(KEK_V1),
+    });
+    let status = keys(&emu, &["status"]);
+    assert_eq!(status.status.code(), Some(1), "{}", describe(&status));
+    assert!(
+        text(&status).contains("must hold exactly one readable key; it holds 0"),
+        "{}",
+        describe(&status)
+    );
+    let json = emu
+        .launcher()
+        .args(["--output", "json", "keys", "status"])
+        .output()
+        .unwrap();
+    assert_eq!(json.status.code(), Some(1), "{}", describe(&json));
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["exit_code"], 1);
+    assert_eq!(doc["problems"].as_array().map(Vec::len), Some(1), "{doc}");
+}
+
+#[test]
 fn generate_with_an_id_needs_no_aws_and_refuses_bad_ids() {
     let run = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_run-admin-task"))

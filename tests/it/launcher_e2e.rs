@@ -135,6 +135,16 @@ fn companion_commands_run_through_the_launcher() {
         "{}",
         describe(&info)
     );
+    // `status` of that task says what its launch said: exit 3 and the companion's result.
+    let arn = String::from_utf8_lossy(&info.stderr)
+        .split_whitespace()
+        .find(|w| w.starts_with("arn:aws:ecs:"))
+        .unwrap()
+        .to_string();
+    let status = task_status(&emu, &arn);
+    assert_eq!(status["exit_code"], 3, "{status}");
+    assert_eq!(status["result"]["command"], "migrate-info", "{status}");
+    assert_eq!(status["result"]["exit_code"], 3, "{status}");
 
     let migrate = run(emu.launcher().args(["--output", "json", "migrate"]));
     assert_eq!(migrate.status.code(), Some(0), "{}", describe(&migrate));
@@ -295,12 +305,19 @@ fn a_task_that_cannot_start_is_125_with_the_reason_and_a_hint() {
     );
 }
 
+/// `status TASK`'s document; its exit status is the one the document names.
 fn task_status(emu: &Emulator, task_arn: &str) -> Value {
     let out = run(emu
         .launcher()
         .args(["--output", "json", "status", task_arn]));
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    report(&out)
+    let doc = report(&out);
+    assert_eq!(
+        out.status.code().map(i64::from),
+        doc["exit_code"].as_i64(),
+        "{}",
+        describe(&out)
+    );
+    doc
 }
 
 #[test]
@@ -465,6 +482,7 @@ fn no_wait_then_logs_status_list_and_stop() {
     let status = task_status(&emu, &arn);
     assert_eq!(status["last_status"], "STOPPED");
     assert_eq!(status["container_exit_code"], 7);
+    assert_eq!(status["exit_code"], 7, "status exits as the launch did");
 
     let list = run(emu
         .launcher()

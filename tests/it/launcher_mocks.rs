@@ -112,6 +112,7 @@ fn clients(ecs: aws_sdk_ecs::Client, logs: aws_sdk_cloudwatchlogs::Client) -> Cl
                 .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
                 .build(),
         ),
+        sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &[]),
         region: "us-east-1".into(),
     }
 }

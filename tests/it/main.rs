@@ -23,4 +23,5 @@ mod reencrypt;
 mod rust_log;
 mod shell;
 mod stopping;
+mod targets;
 mod task_def;

@@ -63,10 +63,12 @@ fn clients(rules: &[&Rule]) -> Clients {
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, rules);
     let logs = mock_client!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, &[]);
     let secrets = mock_client!(aws_sdk_secretsmanager, RuleMode::MatchAny, &[]);
+    let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, &[]);
     Clients {
         ecs,
         logs,
         secrets,
+        sts,
         region: "eu-west-1".into(),
     }
 }

@@ -4,11 +4,11 @@
 //! revision.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use crate::common::KEK_V1;
 use crate::common::emulator::{Emulator, Secrets};
-use crate::common::{cluster, describe};
+use crate::common::{cluster, describe, launcher};
 use serde_json::Value;
 
 const TEMPLATE: &str = include_str!("../../task-definitions/admin.json.tmpl");
@@ -24,17 +24,6 @@ const VARIABLES: [&str; 8] = [
     "ENCRYPTION_KEY_PREVIOUS_SECRET_ARN",
     "AWS_REGION",
 ];
-
-/// The launcher with an empty environment (no AWS, no template variables).
-fn launcher() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_run-admin-task"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", std::env::temp_dir())
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdin(Stdio::null());
-    cmd
-}
 
 /// Every variable set to a plausible production value.
 fn with_values(cmd: &mut Command) -> &mut Command {

@@ -10,6 +10,7 @@ use aws_sdk_ecs::types::{LogDriver, TaskDefinition};
 
 use super::Check;
 use crate::launcher::clients::{describe_error, error_chain, error_code};
+use crate::launcher::config::CredentialSource;
 use crate::launcher::task_def::fetch::TaskDefinitionInfo;
 
 /// Where the operator policy that grants doctor's calls lives.
@@ -31,29 +32,64 @@ where
     }
 }
 
-/// Credentials resolve through the SDK's chain (profile, SSO, environment, ...).
-pub async fn credentials(provider: Option<SharedCredentialsProvider>) -> Check {
+/// Credentials resolve from `source`, and STS names their account (GetCallerIdentity
+/// needs no permission); an account other than the pinned `account_id` fails.
+pub async fn credentials(
+    provider: Option<SharedCredentialsProvider>,
+    source: &CredentialSource,
+    sts: &aws_sdk_sts::Client,
+    pinned: Option<&str>,
+) -> Check {
     const NAME: &str = "credentials";
     const FIX: &str = "set AWS_PROFILE or --profile (and run `aws sso login` for SSO), or export \
                        AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY";
     let Some(provider) = provider else {
         return Check::fail(NAME, "no credentials provider is configured", FIX);
     };
-    match provider.provide_credentials().await {
-        Ok(credentials) => {
-            let expiry = credentials
-                .expiry()
-                .map(|t| {
-                    let t = chrono::DateTime::<chrono::Utc>::from(t);
-                    format!(", valid until {}", t.to_rfc3339())
-                })
-                .unwrap_or_default();
-            Check::pass(NAME, format!("resolved{expiry}"))
+    let expiry = match provider.provide_credentials().await {
+        Ok(credentials) => credentials
+            .expiry()
+            .map(|t| {
+                let t = chrono::DateTime::<chrono::Utc>::from(t);
+                format!(", valid until {}", t.to_rfc3339())
+            })
+            .unwrap_or_default(),
+        Err(e) => {
+            return Check::fail(
+                NAME,
+                format!(
+                    "cannot resolve credentials from {source}: {}",
+                    error_chain(&e)
+                ),
+                FIX,
+            );
+        }
+    };
+    match sts.get_caller_identity().send().await {
+        Ok(identity) => {
+            let account = identity.account().unwrap_or("unknown");
+            let detail = format!(
+                "{source}: account {account} as {}{expiry}",
+                identity.arn().unwrap_or("unknown")
+            );
+            match pinned {
+                Some(pinned) if pinned != account => Check::fail(
+                    NAME,
+                    detail,
+                    format!(
+                        "the config environment pins account_id {pinned}: use that account's credentials (--profile NAME)"
+                    ),
+                ),
+                _ => Check::pass(NAME, detail),
+            }
         }
         Err(e) => Check::fail(
             NAME,
-            format!("cannot resolve credentials: {}", error_chain(&e)),
-            FIX,
+            format!(
+                "credentials from {source} resolved, but {}",
+                describe_error("GetCallerIdentity", &e)
+            ),
+            api_fix(&e, "sts:GetCallerIdentity", FIX),
         ),
     }
 }

@@ -19,7 +19,7 @@ use crate::launcher::checks::in_vpc::{self, COMPANION_COMMAND, StatusRun};
 use crate::launcher::checks::local::{self, ONLY_FOR_SHELL};
 use crate::launcher::checks::{Check, DoctorReport, Status, aws, elapsed_ms, timed};
 use crate::launcher::clients::{Clients, shared_config};
-use crate::launcher::config::{GlobalOptions, OutputFormat};
+use crate::launcher::config::{GlobalOptions, Origin, OutputFormat};
 use crate::launcher::context::Context;
 use crate::launcher::context::print_json;
 use crate::launcher::job::launch::Job;
@@ -64,7 +64,18 @@ pub async fn exec(
     let shared = shared_config(config).await;
     let clients = match Clients::from_shared(&shared) {
         Ok(clients) => {
-            checks.push(Check::pass("region", clients.region.clone()));
+            let endpoint = match &config.endpoint_url {
+                Some(url) => format!(", endpoint {url} ({})", config.origins.endpoint_url),
+                None => String::new(),
+            };
+            let origin = match &config.origins.region {
+                Origin::Default => "the profile or the SDK's chain".to_string(),
+                origin => origin.to_string(),
+            };
+            checks.push(Check::pass(
+                "region",
+                format!("{} ({origin}){endpoint}", clients.region),
+            ));
             Some(clients)
         }
         Err(e) => {
@@ -78,7 +89,12 @@ pub async fn exec(
     };
     match &clients {
         Some(clients) => {
-            let credentials = timed(aws::credentials(shared.credentials_provider()));
+            let credentials = timed(aws::credentials(
+                shared.credentials_provider(),
+                &config.credentials,
+                &clients.sts,
+                config.account_id.as_deref(),
+            ));
             checks.extend(aws_checks(context, clients, credentials, options).await)
         }
         None => {

@@ -80,7 +80,7 @@ pub async fn exec(
     interrupts: &mut mpsc::UnboundedReceiver<()>,
 ) -> Result<u8, ExitError> {
     if let KeysArgs::Generate { id: Some(id), .. } = command {
-        println!("{}", key_secrets::generate(id)?.as_str());
+        crate::stdio::out_line(format_args!("{}", key_secrets::generate(id)?.as_str()));
         return Ok(0);
     }
     let writes = match command {
@@ -100,7 +100,7 @@ pub async fn exec(
             context
                 .renderer
                 .note(&format!("the current key is {current}; new key id {id}"));
-            println!("{}", key_secrets::generate(&id)?.as_str());
+            crate::stdio::out_line(format_args!("{}", key_secrets::generate(&id)?.as_str()));
             Ok(0)
         }
         KeysArgs::Status { secrets } => status(context, &clients, secrets).await,
@@ -194,20 +194,42 @@ pub async fn status(
         Some(secret) => Some(slot_status(&clients.secrets, secret).await?),
         None => None,
     };
+    // A slot the companion cannot use is a failure, not a detail of the listing.
+    let problems: Vec<String> = current
+        .current_problem()
+        .into_iter()
+        .chain(
+            previous
+                .iter()
+                .filter(|p| !p.keys.problems.is_empty())
+                .map(|p| {
+                    format!(
+                        "the previous keys' secret has unreadable entries: {}",
+                        p.keys.problems.join("; ")
+                    )
+                }),
+        )
+        .collect();
+    let code = if problems.is_empty() { 0 } else { 1 };
     if context.options.output == OutputFormat::Json {
         print_json(
             OutputFormat::Json,
-            &json!({"current": current, "previous": previous}),
+            &json!({"current": current, "previous": previous, "problems": problems, "exit_code": code}),
         );
-        return Ok(0);
+        return Ok(code);
     }
     let mut lines = describe_slot("current", &current);
     match &previous {
         Some(previous) => lines.extend(describe_slot("previous", previous)),
         None => lines.push("previous: no secret configured".to_string()),
     }
-    println!("{}", lines.join("\n"));
-    Ok(0)
+    crate::stdio::out_line(format_args!("{}", lines.join("\n")));
+    for problem in &problems {
+        context.renderer.warn(&format!(
+            "{problem}; fix the secret's value (`run-admin-task keys generate` makes a key) before the next deploy"
+        ));
+    }
+    Ok(code)
 }
 
 fn describe_slot(label: &str, slot: &SlotStatus) -> Vec<String> {

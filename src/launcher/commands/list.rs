@@ -134,7 +134,7 @@ pub async fn exec(context: &Context, args: &ListArgs) -> Result<u8, ExitError> {
         ));
         return Ok(0);
     }
-    println!("{}", table(&entries));
+    crate::stdio::out_line(format_args!("{}", table(&entries)));
     Ok(0)
 }
 

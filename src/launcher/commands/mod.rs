@@ -39,7 +39,8 @@ use crate::signals::{Handled, Signals};
 /// Settings come from flags, then the environment (ECS_CLUSTER, ECS_SUBNETS,
 /// ECS_SECURITY_GROUP, AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL), then the config file
 /// (--config, RUN_ADMIN_TASK_CONFIG, or ~/.config/everruns-admin/config.toml with
-/// [env.NAME] tables), then defaults. Exit status: the container's own code; 2 usage or
+/// [env.NAME] tables), then defaults; an environment named with --env or EVERRUNS_ENV
+/// wins over the variables, and --profile over access keys in the environment. Exit status: the container's own code; 2 usage or
 /// configuration; 124 timeout; 125 the container never ran; 130 interrupted.
 #[derive(Debug, Parser)]
 #[command(
@@ -161,7 +162,9 @@ pub fn main(cli: Cli) -> u8 {
             code
         }
         Err(e) => {
-            eprintln!("run-admin-task: cannot start the async runtime: {e}");
+            crate::stdio::err_line(format_args!(
+                "run-admin-task: cannot start the async runtime: {e}"
+            ));
             launcher::NEVER_RAN
         }
     }
@@ -182,7 +185,7 @@ pub async fn execute(cli: Cli) -> u8 {
         Err(e) if e.exit_code() == 0 || output == OutputFormat::Human => {
             let _ = e.print();
             if e.exit_code() == 0 && matches!(command, Command::Reencrypt(_)) {
-                println!("\n{}", run::REENCRYPT_LAUNCHER_HELP);
+                crate::stdio::out_line(format_args!("\n{}", run::REENCRYPT_LAUNCHER_HELP));
             }
             return u8::try_from(e.exit_code()).unwrap_or(launcher::USAGE);
         }
@@ -231,6 +234,9 @@ pub async fn execute(cli: Cli) -> u8 {
                 return fail(output, &error, Some(&context), job);
             }
         }
+    }
+    for line in &context.config.overridden {
+        context.renderer.warn(line);
     }
     // A signal that no code has claimed ends the command at once, even in the middle
     // of a call: nothing it was doing needs finishing.
@@ -325,7 +331,7 @@ fn help(path: &[String]) -> u8 {
             let _ = e.print();
         }
         if command == CompanionCommand::Reencrypt {
-            println!("\n{}", run::REENCRYPT_LAUNCHER_HELP);
+            crate::stdio::out_line(format_args!("\n{}", run::REENCRYPT_LAUNCHER_HELP));
         }
         return 0;
     }
@@ -336,9 +342,9 @@ fn help(path: &[String]) -> u8 {
         match command.find_subcommand(name) {
             Some(sub) => command = sub.clone(),
             None => {
-                eprintln!(
+                crate::stdio::err_line(format_args!(
                     "run-admin-task: no command {name:?}; `run-admin-task --help` lists them"
-                );
+                ));
                 return launcher::USAGE;
             }
         }
@@ -356,7 +362,7 @@ fn fail(
     context: Option<&Context>,
     job: Option<&str>,
 ) -> u8 {
-    eprintln!("run-admin-task: {error}");
+    crate::stdio::err_line(format_args!("run-admin-task: {error}"));
     let report = TaskReport {
         cluster: context
             .map(|c| c.config.cluster.clone())
@@ -369,7 +375,7 @@ fn fail(
         ..Default::default()
     };
     if output == OutputFormat::Json {
-        println!("{}", report.to_json());
+        crate::stdio::out_line(format_args!("{}", report.to_json()));
     }
     if let Some(job) = job {
         match context {

@@ -183,10 +183,10 @@ pub async fn exec(
             ),
             None => plan(job)?,
         };
-        println!(
+        crate::stdio::out_line(format_args!(
             "{}",
             serde_json::to_string_pretty(&request).expect("requests always serialize")
-        );
+        ));
         return Ok(0);
     }
     if let Some(shards) = &launch.shards {

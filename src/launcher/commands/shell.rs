@@ -260,8 +260,9 @@ async fn launch(
     match reply.task {
         Some(task) if reply.failures.is_empty() => {
             renderer.note(&format!(
-                "started task {} for a shell on cluster {}; waiting for ECS Exec",
-                task.arn, config.cluster
+                "started task {} for a shell in {}; waiting for ECS Exec",
+                task.arn,
+                crate::launcher::task::placement(&task.arn, &config.cluster)
             ));
             Ok(Some(task))
         }

@@ -11,6 +11,7 @@ use crate::launcher::context::print_json;
 use crate::launcher::job::outcome::TaskOutcome;
 use crate::launcher::job::report::TaskReport;
 use crate::launcher::job::{describe_task, existing_log_target};
+use crate::launcher::log_follower::{LogFollower, LogTiming};
 use crate::launcher::task::tags;
 
 /// `status TASK`.
@@ -20,7 +21,8 @@ pub struct StatusArgs {
     pub task: String,
 }
 
-/// Describes one task; exits 0 whatever its state (its exit code is in the output).
+/// Describes one task. Exits as its launch would have once its container has exited
+/// (its exit code, or 125 when it never ran), and 0 while it has not.
 pub async fn exec(context: &Context, args: &StatusArgs) -> Result<u8, ExitError> {
     let task = args.task.as_str();
     let config = &context.config;
@@ -39,19 +41,29 @@ pub async fn exec(context: &Context, args: &StatusArgs) -> Result<u8, ExitError>
         ..TaskReport::default()
     };
     report.apply_snapshot(&snapshot);
-    let outcome = snapshot
-        .is_stopped()
+    let exited = snapshot.exit_code(&config.container).is_some();
+    let outcome = (snapshot.is_stopped() || exited)
         .then(|| TaskOutcome::decide(&snapshot, &config.container));
     if let Some(outcome) = &outcome {
         report.apply_outcome(outcome);
-        report.exit_code = 0;
+        report.exit_code = outcome.exit_code;
     }
     if let Some(log) = &log {
         report.apply_log(log);
+        if exited {
+            report.result = LogFollower::new(
+                clients.logs_in(Some(&log.region)),
+                &log.group,
+                &log.stream,
+                LogTiming::default(),
+            )
+            .last_result()
+            .await;
+        }
     }
     if context.options.output == OutputFormat::Json {
         print_json(OutputFormat::Json, &report);
-        return Ok(0);
+        return Ok(report.exit_code);
     }
 
     let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
@@ -91,10 +103,24 @@ pub async fn exec(context: &Context, args: &StatusArgs) -> Result<u8, ExitError>
         lines.extend(outcome.explanation.iter().cloned());
         lines.extend(outcome.hints.iter().map(|h| format!("hint: {h}")));
     }
+    if let Some(crate::protocol::Event::Result {
+        command, exit_code, ..
+    }) = &report.result
+    {
+        lines.push(format!(
+            "result:      `{command}` exited {exit_code}{}",
+            report
+                .result
+                .as_ref()
+                .and_then(|r| r.error())
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ));
+    }
     if let Some(log) = &log {
         lines.push(format!("log stream:  {} {}", log.group, log.stream));
         lines.push(format!("console:     {}", log.console_url()));
     }
-    println!("{}", lines.join("\n"));
-    Ok(0)
+    crate::stdio::out_line(format_args!("{}", lines.join("\n")));
+    Ok(report.exit_code)
 }

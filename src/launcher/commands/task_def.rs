@@ -54,10 +54,10 @@ pub async fn exec(context: &Context, args: &TaskDefArgs) -> Result<u8, ExitError
         Action::Render => {
             let lookup = variables(template, context.config.region.clone());
             let spec = render(&text, &origin, &lookup, &context.config.container)?;
-            println!(
+            crate::stdio::out_line(format_args!(
                 "{}",
                 serde_json::to_string_pretty(&spec).expect("task definitions always serialize")
-            );
+            ));
             Ok(0)
         }
         Action::Register => {
@@ -76,7 +76,7 @@ pub async fn exec(context: &Context, args: &TaskDefArgs) -> Result<u8, ExitError
                 registered.task_definition_arn
             ));
             if context.options.output == OutputFormat::Human {
-                println!("{pinned}");
+                crate::stdio::out_line(format_args!("{pinned}"));
             }
             print_json(context.options.output, &registered);
             Ok(0)

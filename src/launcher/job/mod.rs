@@ -27,8 +27,9 @@ use crate::exit::{ExitError, launcher};
 use crate::launcher::clients::Clients;
 use crate::launcher::config::OutputFormat;
 use crate::launcher::context::{Context, confirmed, ensure_can_confirm, print_json};
+use crate::launcher::identity::{caller_account, check_account};
 use crate::launcher::render::Renderer;
-use crate::launcher::task::TaskSnapshot;
+use crate::launcher::task::{TaskSnapshot, placement};
 use crate::launcher::task_def::fetch::{ContainerSpec, TaskDefinitionInfo};
 use crate::protocol::Event;
 use crate::signals::Handled;
@@ -126,9 +127,9 @@ pub async fn launch_and_follow(
     report.attached = own_token.is_some() && started_earlier(&task, sent_at);
     if report.attached {
         renderer.note(&format!(
-            "attached to task {} running `{what}` on cluster {}: an earlier run with the same idempotency key ({}) started it{}; no second task was started",
+            "attached to task {} running `{what}` in {}: an earlier run with the same idempotency key ({}) started it{}; no second task was started",
             task.arn,
-            config.cluster,
+            placement(&task.arn, &config.cluster),
             plan.client_token,
             task.created_at
                 .map(|t| format!(" at {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
@@ -136,8 +137,9 @@ pub async fn launch_and_follow(
         ));
     } else {
         renderer.note(&format!(
-            "started task {} running `{what}` on cluster {}",
-            task.arn, config.cluster
+            "started task {} running `{what}` in {}",
+            task.arn,
+            placement(&task.arn, &config.cluster)
         ));
     }
     match &log {
@@ -150,7 +152,7 @@ pub async fn launch_and_follow(
 
     if options.no_wait {
         if options.output == OutputFormat::Human {
-            println!("{}", task.arn);
+            crate::stdio::out_line(format_args!("{}", task.arn));
         }
         renderer.warn(&format!("not waiting: {}", reattach_hint(&task.arn)));
         return Ok((0, Some(report)));
@@ -207,13 +209,20 @@ pub async fn prepare(
             Ok(None)
         }
     };
-    let (definition, running) = tokio::select! {
-        both = async { tokio::join!(describe, check) } => both,
+    let account = async {
+        match &config.account_id {
+            Some(_) => check_account(config, &caller_account(&clients).await?),
+            None => Ok(()),
+        }
+    };
+    let (definition, running, account) = tokio::select! {
+        all = async { tokio::join!(describe, check, account) } => all,
         Some(()) = interrupts.recv() => {
             renderer.warn("interrupted; nothing was launched");
             return Ok(None);
         }
     };
+    account?;
     let definition = definition?;
     definition.container(&config.container)?;
     if let Some(running) = running? {

@@ -287,9 +287,10 @@ pub async fn launch_and_follow_shards(
                         task_report.apply_log(log);
                     }
                     renderer.note(&format!(
-                        "shard {label}: started task {} running `{}`",
+                        "shard {label}: started task {} running `{}` in {}",
                         task.arn,
-                        shard_job.argv.join(" ")
+                        shard_job.argv.join(" "),
+                        crate::launcher::task::placement(&task.arn, &config.cluster)
                     ));
                     started.push((label, log, task_report));
                 }
