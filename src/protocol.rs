@@ -137,9 +137,18 @@ impl Event {
                     ts.to_rfc3339_opts(SecondsFormat::Millis, true),
                     level.to_uppercase()
                 );
+                // An empty field says nothing, and a float's last digits are noise: both
+                // stay in the JSON only.
                 for (key, value) in fields {
                     match value {
+                        Value::Null => {}
+                        Value::String(s) if s.is_empty() => {}
                         Value::String(s) => out.push_str(&format!(" {key}={s}")),
+                        Value::Number(n) if n.is_f64() => {
+                            let short = format!("{:.2}", n.as_f64().unwrap_or_default());
+                            let short = short.trim_end_matches('0').trim_end_matches('.');
+                            out.push_str(&format!(" {key}={short}"));
+                        }
                         other => out.push_str(&format!(" {key}={other}")),
                     }
                 }
@@ -204,6 +213,24 @@ impl StopReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_leaves_out_empty_fields_and_shortens_floats() {
+        let mut fields = Map::new();
+        fields.insert("shard".into(), Value::from(""));
+        fields.insert("previous".into(), Value::Null);
+        fields.insert("rate".into(), Value::from(123.456_789_f64));
+        fields.insert("ms".into(), Value::from(2.0_f64));
+        fields.insert("rows".into(), Value::from(7));
+        let text = Event::Log {
+            ts: Utc::now(),
+            level: "info".into(),
+            msg: "m".into(),
+            fields,
+        }
+        .to_text();
+        assert!(text.ends_with(" INFO m rate=123.46 ms=2 rows=7"), "{text}");
+    }
 
     #[test]
     fn round_trips_every_event_kind() {

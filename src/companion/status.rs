@@ -102,13 +102,16 @@ pub async fn run(options: &StatusOptions) -> Result<(u8, serde_json::Value), Exi
     let keys = probe_keys();
     let (database, schema) = match DatabaseUrl::from_env() {
         Ok(url) => probe_database(&url, options.connect_timeout).await,
-        Err(error) => (
-            DatabaseProbe {
-                error: Some(error.to_string()),
-                ..DatabaseProbe::default()
-            },
-            skipped_schema(),
-        ),
+        Err(error) => {
+            tracing::error!("database: {error}");
+            (
+                DatabaseProbe {
+                    error: Some(error.to_string()),
+                    ..DatabaseProbe::default()
+                },
+                skipped_schema(),
+            )
+        }
     };
     let summary = StatusSummary {
         database,

@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::anyhow;
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
+use aws_sdk_ecs::config::interceptors::InterceptorContext;
+use aws_sdk_ecs::config::retry::{ClassifyRetry, RetryAction};
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 
 use crate::exit::{ExitError, launcher};
@@ -63,10 +65,26 @@ impl Clients {
             )));
         };
         Ok(Clients {
-            ecs: aws_sdk_ecs::Client::new(shared),
-            logs: aws_sdk_cloudwatchlogs::Client::new(shared),
-            secrets: aws_sdk_secretsmanager::Client::new(shared),
-            sts: aws_sdk_sts::Client::new(shared),
+            ecs: aws_sdk_ecs::Client::from_conf(
+                aws_sdk_ecs::config::Builder::from(shared)
+                    .retry_classifier(RefusedIsFinal)
+                    .build(),
+            ),
+            logs: aws_sdk_cloudwatchlogs::Client::from_conf(
+                aws_sdk_cloudwatchlogs::config::Builder::from(shared)
+                    .retry_classifier(RefusedIsFinal)
+                    .build(),
+            ),
+            secrets: aws_sdk_secretsmanager::Client::from_conf(
+                aws_sdk_secretsmanager::config::Builder::from(shared)
+                    .retry_classifier(RefusedIsFinal)
+                    .build(),
+            ),
+            sts: aws_sdk_sts::Client::from_conf(
+                aws_sdk_sts::config::Builder::from(shared)
+                    .retry_classifier(RefusedIsFinal)
+                    .build(),
+            ),
             region,
         })
     }
@@ -89,7 +107,46 @@ impl Clients {
     }
 }
 
-/// Loads the SDK configuration: region, profile and endpoint from `config` when set
+/// A refused connection is not retried: nothing listens at that endpoint (a leftover
+/// `AWS_ENDPOINT_URL`, a stopped emulator), and the SDK's retries would only delay, by
+/// seconds, the message that names it.
+#[derive(Debug)]
+struct RefusedIsFinal;
+
+impl ClassifyRetry for RefusedIsFinal {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let refused = ctx
+            .output_or_error()
+            .and_then(Result::err)
+            .and_then(|e| e.as_connector_error())
+            .is_some_and(|e| is_refused(e));
+        if refused {
+            RetryAction::RetryForbidden
+        } else {
+            RetryAction::NoActionIndicated
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "connection refused is final"
+    }
+}
+
+/// Whether an error, or one of its causes, is a refused TCP connection.
+fn is_refused(err: &(dyn StdError + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// Loads the SDK configuration:/// Loads the SDK configuration: region, profile and endpoint from `config` when set
 /// there, else from the SDK's own chain (`AWS_ENDPOINT_URL` included). No request is
 /// made; credentials are resolved on the first call.
 pub async fn shared_config(config: &LaunchConfig) -> aws_config::SdkConfig {
@@ -149,12 +206,10 @@ fn service_of(operation: &str) -> (&'static str, &'static str) {
     }
 }
 
-/// Why a call got no answer in time: the service, the endpoint and how long it waited,
-/// with what to check.
-fn no_answer(operation: &str) -> String {
+/// The service of an operation and the endpoint its calls go to, for messages.
+fn endpoint_of(operation: &str) -> (&'static str, String) {
     let calls = CALLS.read().ok().and_then(|c| c.clone());
     let (service, prefix) = service_of(operation);
-    let timeouts = calls.as_ref().map(|c| c.timeouts).unwrap_or_default();
     let endpoint = calls
         .as_ref()
         .and_then(|c| match (&c.endpoint, &c.region) {
@@ -163,6 +218,18 @@ fn no_answer(operation: &str) -> String {
             (None, None) => None,
         })
         .unwrap_or_else(|| format!("the {service} endpoint"));
+    (service, endpoint)
+}
+
+/// Why a call got no answer in time: the service, the endpoint and how long it waited,
+/// with what to check.
+fn no_answer(operation: &str) -> String {
+    let (service, endpoint) = endpoint_of(operation);
+    let timeouts = CALLS
+        .read()
+        .ok()
+        .and_then(|c| c.as_ref().map(|c| c.timeouts))
+        .unwrap_or_default();
     format!(
         "{service} {operation} got no answer from {endpoint} within {} ({} per attempt); \
          check the network path to it (VPN, proxy, AWS_ENDPOINT_URL), or raise --call-timeout",
@@ -222,6 +289,12 @@ where
         }
         SdkError::TimeoutError(_) => no_answer(operation),
         SdkError::DispatchFailure(failure) if failure.is_timeout() => no_answer(operation),
+        SdkError::DispatchFailure(_) if is_refused(err) => {
+            let (service, endpoint) = endpoint_of(operation);
+            format!(
+                "{service} {operation}: {endpoint} refused the connection (nothing listens there); check --endpoint-url / AWS_ENDPOINT_URL / `endpoint_url` and the region"
+            )
+        }
         other => format!("{operation} failed: {}", error_chain(other)),
     }
 }
@@ -282,7 +355,22 @@ where
             anyhow!("{}", describe_error(operation, err)),
         );
     }
+    if matches!(err, SdkError::DispatchFailure(_)) && is_refused(err) {
+        // The message names the endpoint, which is what is wrong.
+        return ExitError::new(
+            launcher::NEVER_RAN,
+            anyhow!("{}", describe_error(operation, err)),
+        );
+    }
+    let region = CALLS
+        .read()
+        .ok()
+        .and_then(|c| c.as_ref().and_then(|c| c.region.clone()))
+        .unwrap_or_else(|| "unknown".to_string());
     let hint = match code {
+        "ClientException" if operation == "DescribeTaskDefinition" => {
+            "check the task definition's family and revision, and that it is registered in this region (--region / AWS_REGION / `region`)"
+        }
         "ClientException" | "InvalidParameterException" => {
             "check the task definition, subnets, security groups and capacity settings"
         }
@@ -296,6 +384,9 @@ where
     };
     ExitError::new(
         launcher::NEVER_RAN,
-        anyhow!("{}; {hint}", describe_error(operation, err)),
+        anyhow!(
+            "{} (region {region}); {hint}",
+            describe_error(operation, err)
+        ),
     )
 }

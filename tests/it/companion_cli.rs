@@ -171,3 +171,27 @@ fn shell_hint_falls_back_to_a_placeholder_without_metadata() {
     }
     drop(silent);
 }
+
+#[test]
+fn status_in_text_says_why_the_database_check_failed() {
+    for (url, reason) in [
+        (None, "DATABASE_URL is not set"),
+        (
+            Some("mysql://u:pw@db/x"),
+            "DATABASE_URL has scheme \"mysql\"",
+        ),
+    ] {
+        let mut cmd = companion("unused");
+        cmd.env("EVERRUNS_ADMIN_OUTPUT", "text")
+            .env("SECRETS_ENCRYPTION_KEY", crate::common::KEK_V1)
+            .env_remove("DATABASE_URL");
+        if let Some(url) = url {
+            cmd.env("DATABASE_URL", url);
+        }
+        let out = cmd.arg("status").output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(&format!("database: {reason}")), "{text}");
+        assert!(!text.contains("pw@"), "{text}");
+    }
+}

@@ -230,3 +230,39 @@ fn a_launch_says_its_account_and_a_pinned_account_refuses_other_credentials() {
         "nothing was launched"
     );
 }
+
+#[test]
+fn a_wrong_region_and_a_dead_endpoint_are_named() {
+    let (_db, emu) = crate::common::emulator::stack();
+    let out = emu
+        .launcher()
+        .args(["--region", "eu-central-1", "migrate-info"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("(region eu-central-1)") && stderr.contains("registered in this region"),
+        "{stderr}"
+    );
+
+    // A refused connection is not retried for seconds: the message names the endpoint
+    // at once (the SDK's retries took 7 to 10 s).
+    let started = std::time::Instant::now();
+    let out = launcher()
+        .envs(DEMO_EXPORTS)
+        .args(["--call-timeout", "30s", "migrate-info"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("http://127.0.0.1:9 refused the connection"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -30,7 +30,7 @@ const NOT_REPORTED: &str = "not checked: the status task did not report";
 
 /// The checks of one run: the task itself, then database, schema and keys.
 pub fn checks(run: &StatusRun) -> Vec<Check> {
-    let task = run.task_id.as_deref().unwrap_or("(none started)");
+    let task = run.task_id.as_deref();
     let summary = match &run.result {
         Some((command, code, summary)) if command == COMPANION_COMMAND => {
             serde_json::from_value::<StatusSummary>(summary.clone())
@@ -40,18 +40,21 @@ pub fn checks(run: &StatusRun) -> Vec<Check> {
         _ => None,
     };
     let Some((code, summary)) = summary else {
-        let detail = if run.problem.is_empty() {
-            format!("task {task} ended without a `status` result")
-        } else {
-            format!("task {task}: {}", run.problem.join("; "))
+        let detail = match (task, run.problem.is_empty()) {
+            (Some(task), true) => format!("task {task} ended without a `status` result"),
+            (Some(task), false) => format!("task {task}: {}", run.problem.join("; ")),
+            (None, true) => "no status task was started".to_string(),
+            (None, false) => format!("no status task was started: {}", run.problem.join("; ")),
         };
-        let fix = if run.hints.is_empty() {
-            format!(
+        let fix = match (task, run.hints.is_empty()) {
+            (_, false) => run.hints.join("; "),
+            (Some(task), true) => format!(
                 "read the task's output with `run-admin-task logs {task}`; an image whose companion \
                  has no `status` command must be rebuilt from this version"
-            )
-        } else {
-            run.hints.join("; ")
+            ),
+            (None, true) => "fix what the checks above name (subnets, security groups, task \
+                             definition, credentials), then run `run-admin-task doctor --in-vpc` again"
+                .to_string(),
         };
         return vec![
             Check::fail("in-vpc:task", detail, fix).took(run.ms),
@@ -63,7 +66,10 @@ pub fn checks(run: &StatusRun) -> Vec<Check> {
     vec![
         Check::pass(
             "in-vpc:task",
-            format!("task {task} ran `everruns-admin status` (exit {code})"),
+            format!(
+                "task {} ran `everruns-admin status` (exit {code})",
+                task.unwrap_or_default()
+            ),
         )
         .took(run.ms),
         database(&summary),
@@ -249,5 +255,21 @@ mod tests {
         assert!(checks[0].detail.contains("ResourceInitializationError"));
         assert_eq!(checks[0].fix.as_deref(), Some("check the execution role"));
         assert!(checks[1..].iter().all(|c| c.status == Status::Skip));
+    }
+
+    #[test]
+    fn a_task_that_never_started_suggests_no_command_with_a_placeholder() {
+        let checks = checks(&StatusRun {
+            problem: vec!["RunTask failed: subnet-x does not exist".into()],
+            ..StatusRun::default()
+        });
+        assert_eq!(checks[0].status, Status::Fail);
+        assert!(
+            checks[0]
+                .detail
+                .starts_with("no status task was started: RunTask")
+        );
+        let fix = checks[0].fix.as_deref().unwrap_or_default();
+        assert!(!fix.contains("logs") && !fix.contains("(none"), "{fix}");
     }
 }

@@ -60,6 +60,28 @@ Launcher options of `run-admin-task reencrypt` (the rest go to each task):
                       as one job: one bar, one exit code (125, then 5, then the first non-zero)
       --only <K,L>    With --shards: start only these shards (to rerun the ones that failed)";
 
+/// The first of `args` that is one of the launcher's own options (`--yes`, `--output`,
+/// `--env`, ...): placed after a companion command it would silently go to the
+/// companion, and a CI script would get no JSON report or no confirmation skip.
+fn launcher_flag_in(args: &[String]) -> Option<String> {
+    let cli = <super::Cli as clap::CommandFactory>::command();
+    let ours = |arg: &str| {
+        cli.get_arguments().any(|a| {
+            if a.get_id() == "help" || a.get_id() == "version" {
+                return false;
+            }
+            match arg.strip_prefix("--") {
+                Some(long) => a.get_long() == Some(long.split('=').next().unwrap_or(long)),
+                None => arg.len() == 2 && a.get_short() == arg.chars().nth(1),
+            }
+        })
+    };
+    args.iter()
+        .take_while(|arg| *arg != "--")
+        .find(|arg| arg.starts_with('-') && ours(arg))
+        .map(|arg| arg.split('=').next().unwrap_or(arg).to_string())
+}
+
 /// What to launch: the container command, and what the guards make of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Launch {
@@ -103,6 +125,15 @@ impl Launch {
             })?,
             _ => (None, args.args.clone()),
         };
+        if let Some(flag) = launcher_flag_in(&rest) {
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "{flag} is an option of run-admin-task, and after `{name}` it would go to the companion: put it before the command (`run-admin-task {flag} ... {name}`), or pass it to the companion on purpose with `run-admin-task run -- {name} {flag} ...`\n",
+                    name = command.name()
+                ),
+            ));
+        }
         let mut argv = vec![command.name().to_string()];
         argv.extend(rest);
         let parsed = CompanionCli::try_parse_from(
@@ -291,6 +322,37 @@ mod tests {
             Launch::companion(CompanionCommand::MigrateInfo, &args(&["--help"])).unwrap_err();
         assert_eq!(help.exit_code(), 0);
         assert!(help.to_string().contains("--check"), "{help}");
+    }
+
+    #[test]
+    fn a_launcher_option_after_the_command_is_refused_saying_where_it_goes() {
+        let args = |list: &[&str]| CompanionArgs {
+            args: list.iter().map(|a| a.to_string()).collect(),
+        };
+        for (command, list, flag) in [
+            (CompanionCommand::Migrate, &["--yes"][..], "--yes"),
+            (
+                CompanionCommand::MigrateInfo,
+                &["--check", "--output", "json"][..],
+                "--output",
+            ),
+            (CompanionCommand::Reencrypt, &["-y", "--dry-run"][..], "-y"),
+            (
+                CompanionCommand::Migrate,
+                &["--env=production"][..],
+                "--env",
+            ),
+        ] {
+            let err = Launch::companion(command, &args(list)).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("run-admin-task {flag} ... {}", command.name())),
+                "{text}"
+            );
+        }
+        // The companion's own flags, and anything after `--`, still pass.
+        assert!(Launch::companion(CompanionCommand::MigrateInfo, &args(&["--check"])).is_ok());
     }
 
     #[test]
