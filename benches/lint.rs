@@ -70,6 +70,7 @@ fn main() {
             description,
             sql,
             no_transaction: sql.starts_with("-- no-transaction"),
+            file: description,
         })
         .collect();
     let started = Instant::now();

@@ -290,12 +290,7 @@ pub async fn execute(cli: Cli) -> u8 {
         }
         Command::Lint(args) => {
             let result = catalog(args.source.as_ref()).and_then(|catalog| {
-                let sources: Vec<lint::MigrationSource<'_>> = catalog
-                    .migrations()
-                    .iter()
-                    .filter(|m| args.since.is_none_or(|since| m.version > since))
-                    .map(lint::MigrationSource::of)
-                    .collect();
+                let sources = catalog.sources(args.since);
                 let findings = lint::lint(&sources, &lint::Judged::Offline)?;
                 lint::log(&findings);
                 let counts = lint::LintCounts::of(sources.len(), &findings);

@@ -189,17 +189,20 @@ fn a_gate_a_migrate_a_failed_migration_and_a_failed_start_each_leave_their_recor
     );
     let error = failed.error_annotation();
     assert!(
-        error.contains("file=migrations/20990101000000_break_things.sql,")
-            && error.contains("title=`migrate --source ")
+        error.contains(&format!(
+            "file={}/20990101000000_break_things.sql,",
+            source.path().display()
+        )) && error.contains("title=`migrate --source ")
             && error.contains("migration 20990101000000 break things failed"),
         "{error}"
     );
     assert!(
         failed.summary.contains("`: ❌ failed (exit 1)")
             && failed.summary.contains("#### Failed migration")
-            && failed.summary.contains(
-                "| 20990101000000 | break things | migrations/20990101000000_break_things.sql |"
-            ),
+            && failed.summary.contains(&format!(
+                "| 20990101000000 | break things | {}/20990101000000_break_things.sql |",
+                source.path().display()
+            )),
         "{}",
         failed.summary
     );

@@ -18,6 +18,7 @@ fn offline_rules(sql: &str) -> Vec<(&'static str, Severity)> {
         description: "corpus",
         sql,
         no_transaction: sql.starts_with("-- no-transaction"),
+        file: "corpus.sql",
     };
     lint(&[source], &Judged::Offline)
         .unwrap()
@@ -97,7 +98,11 @@ fn lint_exits_6_on_a_blocking_finding_and_since_skips_older_files() {
     let summary = result_summary(&out);
     let finding = &summary["findings"][0];
     assert_eq!(finding["rule"], "index-not-concurrent", "{summary}");
-    assert_eq!(finding["file"], "migrations/20990101000000_index_name.sql");
+    assert_eq!(
+        finding["file"],
+        format!("{path}/20990101000000_index_name.sql"),
+        "named where it is, not where the project keeps its own"
+    );
     assert_eq!(finding["line"], 1);
     assert_eq!(finding["table"], "llm_providers");
     assert_eq!(finding["severity"], "blocking");
@@ -105,6 +110,18 @@ fn lint_exits_6_on_a_blocking_finding_and_since_skips_older_files() {
     let out = lint_command(&["--source", path, "--since", "20990101000000"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(result_summary(&out)["counts"]["migrations"], 0);
+}
+
+#[test]
+fn a_folder_without_migrations_is_a_usage_error() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = lint_command(&["--source", empty.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("holds no migrations"),
+        "{}",
+        describe(&out)
+    );
 }
 
 fn gate(db: &TestDatabase, source: &Path) -> std::process::Output {

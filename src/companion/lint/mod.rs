@@ -116,27 +116,9 @@ pub struct MigrationSource<'a> {
     pub sql: &'a str,
     /// Whether it runs outside a transaction (`-- no-transaction`).
     pub no_transaction: bool,
-}
-
-impl<'a> MigrationSource<'a> {
-    /// A migration of a catalogue.
-    pub fn of(migration: &'a sqlx::migrate::Migration) -> Self {
-        MigrationSource {
-            version: migration.version,
-            description: &migration.description,
-            sql: &migration.sql,
-            no_transaction: migration.no_tx,
-        }
-    }
-
-    /// The file as the repository holds it.
-    pub fn file(&self) -> String {
-        format!(
-            "migrations/{}_{}.sql",
-            self.version,
-            self.description.replace(' ', "_")
-        )
-    }
+    /// Its file, as findings and CI annotations name it (`migrations/1_init.sql`, or
+    /// under the `--source` folder).
+    pub file: &'a str,
 }
 
 /// What the tables are: the live database's sizes, or, offline, "every table exists
@@ -237,7 +219,7 @@ fn allowances(
                 rule: r.id,
                 severity: Severity::Blocking,
                 version: migration.version,
-                file: migration.file(),
+                file: migration.file.to_string(),
                 line: *line,
                 statement: statement.to_string(),
                 table: String::new(),
@@ -276,7 +258,7 @@ pub fn lint(
         let parsed = pg_query::parse(migration.sql, 0).map_err(|e| {
             ExitError::runtime(anyhow!(
                 "{} does not parse as PostgreSQL: {e}; fix its SQL",
-                migration.file()
+                migration.file
             ))
         })?;
         let mut created_here: BTreeSet<String> = BTreeSet::new();
@@ -420,7 +402,7 @@ fn judge(
         rule: r.id,
         severity,
         version: migration.version,
-        file: migration.file(),
+        file: migration.file.to_string(),
         line: at.line,
         statement: at.first_line.to_string(),
         table: hit.table.clone(),
@@ -474,6 +456,7 @@ mod tests {
                 description: "test",
                 sql,
                 no_transaction,
+                file: "migrations/1_test.sql",
             }],
             &Judged::Offline,
         )
@@ -535,6 +518,7 @@ mod tests {
                 description: "bad one",
                 sql: "CREAT TABLE x ();",
                 no_transaction: false,
+                file: "migrations/7_bad_one.sql",
             }],
             &Judged::Offline,
         )

@@ -303,9 +303,8 @@ async fn apply_locked(
             .with_detail(json!({ "failed": {
                 "version": migration.version,
                 "description": migration.description,
-                // The file as the repository holds it (sqlx's description is the file
-                // name's, with `_` read as a space), for a CI annotation on it.
-                "file": format!("migrations/{}_{}.sql", migration.version, migration.description.replace(' ', "_")),
+                // For a CI annotation on it.
+                "file": catalog.file(migration.version),
             }}))
         })?;
         // Tenths of a millisecond: finer is noise.
