@@ -117,6 +117,62 @@ fn completions_for_common_shells_survive_a_closed_pipe() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// What bash offers for `line` (ending where TAB is pressed), with the script the binary
+/// prints sourced and its `complete -F` function called as bash calls it.
+fn bash_completes(bin: &str, line: &str) -> Vec<String> {
+    let script = stdout_of(bin, &["completions", "bash"]);
+    let function = script
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("complete -F "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a complete -F line")
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("completion.bash");
+    std::fs::write(&path, script).unwrap();
+    let driver = format!(
+        r#"source "$1"
+read -ra COMP_WORDS <<< "$2"
+[[ "$2" == *" " ]] && COMP_WORDS+=("")
+COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 ))
+COMP_LINE="$2"; COMP_POINT=${{#COMP_LINE}}
+prev=""; (( COMP_CWORD > 0 )) && prev="${{COMP_WORDS[COMP_CWORD-1]}}"
+{function} "${{COMP_WORDS[0]}}" "${{COMP_WORDS[COMP_CWORD]}}" "$prev"
+printf '%s\n' "${{COMPREPLY[@]}}""#
+    );
+    let out = Command::new("bash")
+        .args(["-c", &driver, "bash"])
+        .arg(&path)
+        .arg(line)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn bash_completes_past_the_first_word_in_both_binaries() {
+    let keys = bash_completes(LAUNCHER, "run-admin-task keys ");
+    for sub in ["generate", "rotate", "retire", "status"] {
+        assert!(keys.contains(&sub.to_owned()), "keys <TAB>: {keys:?}");
+    }
+    let doctor = bash_completes(LAUNCHER, "run-admin-task doctor --");
+    assert!(
+        doctor.contains(&"--in-vpc".to_owned()),
+        "doctor --<TAB>: {doctor:?}"
+    );
+    let check = bash_completes(COMPANION, "everruns-admin migrate-info --ch");
+    assert_eq!(check, ["--check"], "migrate-info --ch<TAB>");
+}
+
 /// Runs `cmd` with stdout and stderr into a pipe whose reader is already gone, as in
 /// `cmd 2>&1 | head -0`: every write fails with EPIPE.
 fn into_a_closed_pipe(cmd: &mut Command) -> std::process::Output {
