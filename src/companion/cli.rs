@@ -24,6 +24,7 @@ Environment:
                                     info); the companion's own info lines are always written
   EVERRUNS_ADMIN_OUTPUT             json | text (default: text on a terminal, JSON lines otherwise)
   EVERRUNS_ADMIN_DEADLINE           RFC 3339 time at which the work is cancelled (as --deadline)
+  EVERRUNS_ADMIN_LAUNCHER           set by run-admin-task: advice names its commands
 
 Exit codes:
   0 success   1 runtime failure   2 usage or configuration error (nothing written)

@@ -64,6 +64,16 @@ fn mask_secrets(mut line: String) -> String {
     line
 }
 
+/// How the operator runs `command`: through the launcher when it started this container
+/// (it sets `EVERRUNS_ADMIN_LAUNCHER`), else with this binary, so advice names what to type.
+pub(crate) fn command_line(command: &str) -> String {
+    let via = std::env::var("EVERRUNS_ADMIN_LAUNCHER")
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "everruns-admin".to_owned());
+    format!("{via} {command}")
+}
+
 /// The companion's output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {

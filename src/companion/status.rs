@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgConnection;
 
+use crate::companion::console;
 use crate::companion::database::{self, DatabaseUrl};
 use crate::companion::migrations::state::SchemaState;
 use crate::companion::migrations::{Catalog, history};
@@ -232,7 +233,8 @@ async fn probe_schema(conn: &mut PgConnection, url: &DatabaseUrl) -> SchemaProbe
             if drift > 0 {
                 tracing::warn!(
                     drift,
-                    "the database disagrees with this image: run `everruns-admin migrate-info` for details"
+                    "the database disagrees with this image: run `{}` for details",
+                    console::command_line("migrate-info")
                 );
             } else {
                 tracing::info!(pending, "schema: {pending} migration(s) pending");

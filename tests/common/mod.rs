@@ -247,6 +247,7 @@ pub fn companion(database_url: &str) -> Command {
         .env_remove("SECRETS_ENCRYPTION_KEY")
         .env_remove("SECRETS_ENCRYPTION_KEY_PREVIOUS")
         .env_remove("RUST_LOG")
+        .env_remove("EVERRUNS_ADMIN_LAUNCHER")
         .stdin(Stdio::null());
     cmd
 }

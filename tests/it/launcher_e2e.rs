@@ -131,8 +131,8 @@ fn companion_commands_run_through_the_launcher() {
         describe(&info)
     );
     assert!(
-        String::from_utf8_lossy(&info.stdout).contains("pending"),
-        "{}",
+        String::from_utf8_lossy(&info.stdout).contains("pending: run `run-admin-task migrate`"),
+        "the advice names the launcher's command: {}",
         describe(&info)
     );
     // `status` of that task says what its launch said: exit 3 and the companion's result.
@@ -499,6 +499,18 @@ fn no_wait_then_logs_status_list_and_stop() {
     assert!(
         listed.to_string().contains("e2e-operator"),
         "who started it: {listed}"
+    );
+
+    let none = run(emu.launcher().args(["list", "--limit", "0"]));
+    assert_eq!(none.status.code(), Some(2), "{}", describe(&none));
+    assert!(text(&none).contains("--limit"), "{}", describe(&none));
+
+    let again = run(emu.launcher().args(["stop", &arn]));
+    assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
+    assert!(
+        text(&again).contains("is already stopped") && !text(&again).contains("stopping task"),
+        "a stopped task is not stopped again: {}",
+        describe(&again)
     );
 
     let out = run(emu.launcher().args([

@@ -177,6 +177,11 @@ fn history_written_by_sqlx_cli_is_read_as_installed() {
         .output()
         .unwrap();
     assert_eq!(info.status.code(), Some(3), "{}", describe(&info));
+    assert!(
+        describe(&info).contains("pending: run `everruns-admin migrate`"),
+        "run by hand, the advice names this binary: {}",
+        describe(&info)
+    );
     let states: Vec<String> = result_summary(&info)["migrations"]
         .as_array()
         .unwrap()

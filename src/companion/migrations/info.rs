@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{Catalog, history, leftovers, lint_pending, lock_key_of, state::SchemaState};
+use crate::companion::console;
 use crate::companion::database::{self, DatabaseUrl};
 use crate::exit::{ExitError, companion};
 
@@ -98,7 +99,10 @@ pub async fn run(
         );
         companion::UNSAFE
     } else if options.check && pending > 0 {
-        tracing::warn!("{pending} migration(s) pending: run `everruns-admin migrate`");
+        tracing::warn!(
+            "{pending} migration(s) pending: run `{}`",
+            console::command_line("migrate")
+        );
         companion::PENDING
     } else {
         if pending == 0 {

@@ -67,8 +67,8 @@ impl ListEntry {
 /// `list [--limit N]`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ListArgs {
-    /// At most this many, newest first
-    #[arg(long, default_value_t = 20)]
+    /// At most this many, newest first (1 or more)
+    #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub limit: usize,
 }
 

@@ -7,6 +7,7 @@ use crate::launcher::context::print_json;
 use crate::launcher::job::describe_task;
 use crate::launcher::job::follow::stop_task;
 use crate::launcher::job::report::TaskReport;
+use crate::launcher::task::TaskSnapshot;
 
 /// `stop TASK [--reason TEXT]`.
 #[derive(Debug, Clone, clap::Args)]
@@ -24,6 +25,9 @@ pub async fn exec(context: &Context, args: &StopArgs) -> Result<u8, ExitError> {
     let config = &context.config;
     let clients = Clients::connect(config).await?;
     let before = describe_task(&clients, &config.cluster, task).await?;
+    if before.desired_status.as_deref() == Some("STOPPED") {
+        return already_stopping(context, &before);
+    }
     let reason = reason.map(str::to_string).unwrap_or_else(|| {
         format!(
             "Stopped by {} via run-admin-task",
@@ -31,12 +35,7 @@ pub async fn exec(context: &Context, args: &StopArgs) -> Result<u8, ExitError> {
         )
     });
     let after = stop_task(&clients, &config.cluster, &before.arn, &reason).await?;
-    let mut report = TaskReport {
-        cluster: config.cluster.clone(),
-        container: config.container.clone(),
-        ..TaskReport::default()
-    };
-    report.apply_snapshot(&before);
+    let mut report = report_of(context, &before);
     if !after.arn.is_empty() {
         report.apply_snapshot(&after);
     }
@@ -49,4 +48,37 @@ pub async fn exec(context: &Context, args: &StopArgs) -> Result<u8, ExitError> {
     ));
     print_json(context.options.output, &report);
     Ok(0)
+}
+
+/// A task ECS is already taking down is not stopped again: a second StopTask would only
+/// hide the first reason behind a message that suggests this call did something.
+fn already_stopping(context: &Context, task: &TaskSnapshot) -> Result<u8, ExitError> {
+    let report = report_of(context, task);
+    let state = if task.last_status == "STOPPED" {
+        "already stopped".to_owned()
+    } else {
+        format!("already stopping ({})", task.last_status)
+    };
+    let reason = task
+        .stopped_reason
+        .as_deref()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
+    context.renderer.note(&format!(
+        "task {} is {state}{reason}; nothing to stop. Its outcome: `run-admin-task status {}`",
+        task.id(),
+        task.id()
+    ));
+    print_json(context.options.output, &report);
+    Ok(0)
+}
+
+fn report_of(context: &Context, task: &TaskSnapshot) -> TaskReport {
+    let mut report = TaskReport {
+        cluster: context.config.cluster.clone(),
+        container: context.config.container.clone(),
+        ..TaskReport::default()
+    };
+    report.apply_snapshot(task);
+    report
 }

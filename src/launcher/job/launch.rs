@@ -66,6 +66,10 @@ pub struct RunTaskPlan {
 /// The container variable the companion reads its deadline from.
 pub const DEADLINE_VARIABLE: &str = "EVERRUNS_ADMIN_DEADLINE";
 
+/// The container variable that tells the companion who launched it, so that its advice
+/// names the command the operator types (`run-admin-task migrate`).
+pub const LAUNCHER_VARIABLE: &str = "EVERRUNS_ADMIN_LAUNCHER";
+
 /// The companion's deadline for a launcher `--timeout` counted from now: a little
 /// before the launcher's own (a twentieth of it, 2 s to 30 s), so the companion has
 /// cancelled its work and said so before the launcher gives up, and a task whose
@@ -130,14 +134,18 @@ impl RunTaskPlan {
         })
     }
 
-    /// The deadline as the container's environment variable.
-    fn deadline_variable(&self) -> Option<(&'static str, String)> {
-        self.deadline.map(|at| {
+    /// The container's environment overrides: the deadline, if any, and the launcher.
+    fn environment(&self) -> Vec<(&'static str, String)> {
+        let deadline = self.deadline.map(|at| {
             (
                 DEADLINE_VARIABLE,
                 at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             )
-        })
+        });
+        deadline
+            .into_iter()
+            .chain([(LAUNCHER_VARIABLE, "run-admin-task".to_owned())])
+            .collect()
     }
 
     /// The request in RunTask's JSON shape (as the AWS CLI would send it).
@@ -151,15 +159,17 @@ impl RunTaskPlan {
                 "securityGroups": self.security_groups,
                 "assignPublicIp": if self.assign_public_ip { "ENABLED" } else { "DISABLED" },
             }},
-            "overrides": {"containerOverrides": [{"name": self.container, "command": self.command}]},
+            "overrides": {"containerOverrides": [{
+                "name": self.container,
+                "command": self.command,
+                "environment": self.environment().iter()
+                    .map(|(name, value)| json!({"name": name, "value": value}))
+                    .collect::<Vec<_>>(),
+            }]},
             "startedBy": self.started_by,
             "tags": self.tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
             "clientToken": self.client_token,
         });
-        if let Some((name, value)) = self.deadline_variable() {
-            request["overrides"]["containerOverrides"][0]["environment"] =
-                json!([{"name": name, "value": value}]);
-        }
         if self.enable_execute_command {
             request["enableExecuteCommand"] = json!(true);
         }
@@ -209,9 +219,14 @@ impl RunTaskPlan {
                         ContainerOverride::builder()
                             .name(&self.container)
                             .set_command(Some(self.command.clone()))
-                            .set_environment(self.deadline_variable().map(|(name, value)| {
-                                vec![KeyValuePair::builder().name(name).value(value).build()]
-                            }))
+                            .set_environment(Some(
+                                self.environment()
+                                    .into_iter()
+                                    .map(|(name, value)| {
+                                        KeyValuePair::builder().name(name).value(value).build()
+                                    })
+                                    .collect(),
+                            ))
                             .build(),
                     )
                     .build(),
