@@ -114,6 +114,10 @@ pub struct Renderer {
     /// the phase in progress. One line only: several live lines get redrawn out of
     /// place around the log lines printed above them.
     live: Option<ProgressBar>,
+    /// Where the live line draws once it has something to show: it stays hidden until
+    /// then, so a command that never follows a task (doctor, status) shows no empty
+    /// spinner around its lines.
+    live_target: Arc<Mutex<Option<ProgressDrawTarget>>>,
     phases: Arc<Mutex<Phases>>,
     /// The spinner's text (`task ID STATUS`), shown again when a phase's bar ends.
     status_text: Arc<Mutex<String>>,
@@ -190,14 +194,21 @@ impl Renderer {
 
     /// A renderer that believes stderr is (or is not) a terminal.
     pub fn with_terminal(output: OutputFormat, quiet: bool, terminal: bool) -> Self {
+        let live = terminal && !quiet;
+        Self::with_live(output, quiet, live.then(ProgressDrawTarget::stderr))
+    }
+
+    /// A renderer whose live line, if any, draws on `target` once it has content.
+    fn with_live(output: OutputFormat, quiet: bool, target: Option<ProgressDrawTarget>) -> Self {
         Renderer {
             output,
             quiet,
-            live: (terminal && !quiet).then(|| {
-                let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            live: target.is_some().then(|| {
+                let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
                 bar.set_style(spinner_style());
                 bar
             }),
+            live_target: Arc::new(Mutex::new(target)),
             phases: Arc::new(Mutex::new(Phases::default())),
             status_text: Arc::new(Mutex::new(String::new())),
             started: Instant::now(),
@@ -214,6 +225,7 @@ impl Renderer {
             output: self.output,
             quiet: self.quiet,
             live: self.live.clone(),
+            live_target: Arc::clone(&self.live_target),
             phases: Arc::clone(&self.phases),
             status_text: Arc::clone(&self.status_text),
             started: self.started,
@@ -250,15 +262,28 @@ impl Renderer {
         }
     }
 
-    /// A capturing renderer whose live line is `bar`, for tests of what the live line
-    /// shows.
+    /// A capturing renderer whose live line draws on `target`, for tests of what the
+    /// live line shows.
     #[cfg(test)]
-    fn capturing_with_live(output: OutputFormat, bar: ProgressBar) -> Self {
-        bar.set_style(spinner_style());
+    fn capturing_with_live(output: OutputFormat, target: ProgressDrawTarget) -> Self {
         Renderer {
-            live: Some(bar),
-            ..Self::capturing(output)
+            captured: Some(Arc::new(Mutex::new(Vec::new()))),
+            ..Self::with_live(output, false, Some(target))
         }
+    }
+
+    /// The live line, made visible: called when there is something to show on it.
+    fn shown_live(&self) -> Option<&ProgressBar> {
+        let live = self.live.as_ref()?;
+        if let Some(target) = self
+            .live_target
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            live.set_draw_target(target);
+        }
+        Some(live)
     }
 
     /// The lines recorded by a [`Renderer::capturing`] renderer.
@@ -358,7 +383,7 @@ impl Renderer {
                 total,
                 ts,
                 text,
-            } => match (&self.live, &self.shard) {
+            } => match (self.shown_live(), &self.shard) {
                 (Some(live), Some((label, board))) => {
                     let (done, total, estimate) = board.record(label, &phase, done, total, ts);
                     draw_job_progress(live, &board.title, done, total, estimate);
@@ -417,7 +442,9 @@ impl Renderer {
         // nor length, so those change under it; the bar's style comes only once the bar
         // is the new phase's, so no frame mixes this phase with the last one's counts.
         self.show_status(live);
-        live.reset();
+        // Not `reset()`: that would also restart the spinner's elapsed time, which then
+        // ran backwards when the status came back after the phase.
+        live.reset_eta();
         match total {
             Some(total) => live.set_length(total),
             None => live.unset_length(),
@@ -438,7 +465,7 @@ impl Renderer {
         self.print(false, &format!("[{elapsed:7.1}s] task {task_id} {status}"));
         *self.status_text.lock().unwrap_or_else(|e| e.into_inner()) =
             format!("task {task_id} {status}");
-        if let Some(live) = &self.live {
+        if let Some(live) = self.shown_live() {
             // A phase's bar stays up; the status comes back when the phase ends.
             let bar_shown = self
                 .phases
@@ -676,12 +703,14 @@ mod tests {
     /// A renderer drawing its live line, without a rate limit, on recorded frames.
     fn live_renderer() -> (Renderer, ProgressBar, Frames) {
         let frames = Frames::default();
-        let bar = ProgressBar::with_draw_target(
-            None,
+        let renderer = Renderer::capturing_with_live(
+            OutputFormat::Human,
             ProgressDrawTarget::term_like(Box::new(frames.clone())),
         );
-        let renderer = Renderer::capturing_with_live(OutputFormat::Human, bar.clone());
+        let bar = renderer.live.clone().expect("a live line");
+        assert!(bar.is_hidden(), "nothing to show yet: no spinner");
         renderer.status("abc123", "RUNNING");
+        assert!(!bar.is_hidden());
         frames.take();
         (renderer, bar, frames)
     }
@@ -710,6 +739,31 @@ mod tests {
             lines.contains(&"stderr: [2/2] a warning".to_string()),
             "{lines:?}"
         );
+    }
+
+    #[test]
+    fn a_command_that_follows_no_task_shows_no_spinner() {
+        let frames = Frames::default();
+        let renderer = Renderer::capturing_with_live(
+            OutputFormat::Human,
+            ProgressDrawTarget::term_like(Box::new(frames.clone())),
+        );
+        renderer.report("ok   region: us-east-1");
+        renderer.note("a note");
+        renderer.warn("a warning");
+        renderer.finish();
+        assert!(renderer.live.as_ref().unwrap().is_hidden());
+        assert_eq!(frames.take(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_spinners_time_never_goes_back_after_a_phase() {
+        let (renderer, bar, _frames) = live_renderer();
+        std::thread::sleep(Duration::from_millis(50));
+        let before = bar.elapsed();
+        renderer.log_line(&progress("migrate", 0, Some(4), 0));
+        renderer.log_line(&progress("migrate", 4, Some(4), 1));
+        assert!(bar.elapsed() >= before, "{:?} < {before:?}", bar.elapsed());
     }
 
     #[test]

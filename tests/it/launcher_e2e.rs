@@ -277,11 +277,18 @@ fn arguments_reach_the_container_verbatim() {
 fn a_task_that_cannot_start_is_125_with_the_reason_and_a_hint() {
     let (_db, emu) = stack();
     let out = run(emu.launcher().args([
+        "--output",
+        "json",
         "--task-definition",
         "everruns-admin-badsecret",
         "migrate-info",
     ]));
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    let doc = report(&out);
+    assert!(
+        doc["log_stream"].is_null() && doc["console_url"].is_null(),
+        "a task that never started wrote no log stream: {doc}"
+    );
     let all = text(&out);
     assert!(
         all.contains("TaskFailedToStart") && all.contains("ResourceInitializationError"),

@@ -184,6 +184,10 @@ impl TaskReport {
         self.last_status = Some(task.last_status.clone());
         self.stop_code = task.stop_code.clone();
         self.stopped_reason = task.stopped_reason.clone();
+        if !self.wrote_logs() {
+            self.log_stream = None;
+            self.console_url = None;
+        }
         if let Some(c) = task.container(&self.container) {
             self.container_exit_code = c.exit_code;
             self.container_reason = c.reason.clone();
@@ -224,8 +228,10 @@ impl TaskReport {
     /// Where the task's log stream is.
     pub fn apply_log(&mut self, log: &crate::launcher::job::LogTarget) {
         self.log_group = Some(log.group.clone());
-        self.log_stream = Some(log.stream.clone());
-        self.console_url = Some(log.console_url());
+        if self.wrote_logs() {
+            self.log_stream = Some(log.stream.clone());
+            self.console_url = Some(log.console_url());
+        }
     }
 
     /// Copies the verdict into the report.
