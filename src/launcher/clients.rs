@@ -44,6 +44,10 @@ pub struct Clients {
     pub secrets: aws_sdk_secretsmanager::Client,
     /// STS (GetCallerIdentity: which account the credentials are in).
     pub sts: aws_sdk_sts::Client,
+    /// EC2 (DescribeSubnets, DescribeSecurityGroups: `doctor`'s network checks).
+    pub ec2: aws_sdk_ec2::Client,
+    /// ECR (DescribeImages: `doctor`'s image check).
+    pub ecr: aws_sdk_ecr::Client,
     /// The region they talk to, for console links and re-attach commands.
     pub region: String,
 }
@@ -82,6 +86,16 @@ impl Clients {
             ),
             sts: aws_sdk_sts::Client::from_conf(
                 aws_sdk_sts::config::Builder::from(shared)
+                    .retry_classifier(RefusedIsFinal)
+                    .build(),
+            ),
+            ec2: aws_sdk_ec2::Client::from_conf(
+                aws_sdk_ec2::config::Builder::from(shared)
+                    .retry_classifier(RefusedIsFinal)
+                    .build(),
+            ),
+            ecr: aws_sdk_ecr::Client::from_conf(
+                aws_sdk_ecr::config::Builder::from(shared)
                     .retry_classifier(RefusedIsFinal)
                     .build(),
             ),
@@ -201,6 +215,12 @@ fn service_of(operation: &str) -> (&'static str, &'static str) {
         ("CloudWatch Logs", "logs")
     } else if operation == "GetCallerIdentity" {
         ("STS", "sts")
+    } else if operation.starts_with("DescribeSubnets")
+        || operation.starts_with("DescribeSecurityGroups")
+    {
+        ("EC2", "ec2")
+    } else if operation == "DescribeImages" {
+        ("ECR", "api.ecr")
     } else {
         ("ECS", "ecs")
     }

@@ -313,3 +313,24 @@ pub fn send_signal(pid: u32, signal: i32) {
     let result = unsafe { libc::kill(pid, signal) };
     assert_eq!(result, 0, "kill({pid}, {signal}) failed");
 }
+
+/// An EC2 client for a `Clients` whose test makes no EC2 call (any call would fail:
+/// it has no credentials and nothing answers).
+pub fn uncalled_ec2() -> aws_sdk_ec2::Client {
+    aws_sdk_ec2::Client::from_conf(
+        aws_sdk_ec2::Config::builder()
+            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+            .region(aws_sdk_ec2::config::Region::new("us-east-1"))
+            .build(),
+    )
+}
+
+/// An ECR client for a `Clients` whose test makes no ECR call.
+pub fn uncalled_ecr() -> aws_sdk_ecr::Client {
+    aws_sdk_ecr::Client::from_conf(
+        aws_sdk_ecr::Config::builder()
+            .behavior_version(aws_sdk_ecr::config::BehaviorVersion::latest())
+            .region(aws_sdk_ecr::config::Region::new("us-east-1"))
+            .build(),
+    )
+}

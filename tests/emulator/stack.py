@@ -46,7 +46,8 @@ import boto3  # noqa: E402
 from moto.backends import get_backend  # noqa: E402
 from moto.core.responses import ActionResult  # noqa: E402
 from moto.ecs import models as ecs_models  # noqa: E402
-from moto.ecs.exceptions import InvalidParameterException  # noqa: E402
+from moto.ecs.exceptions import EcsClientException, InvalidParameterException  # noqa: E402
+from moto.ecs.exceptions import TaskDefinitionNotFoundException  # noqa: E402
 from moto.ecs.responses import EC2ContainerServiceResponse  # noqa: E402
 from moto.logs import models as logs_models  # noqa: E402
 from moto.logs.exceptions import ResourceNotFoundException as LogsNotFound  # noqa: E402
@@ -292,6 +293,9 @@ class Agent:
         self.stop_grace: float = args.stop_grace_seconds
         self.companion: str = os.path.abspath(args.companion) if os.sep in args.companion else args.companion
         self.admin_entrypoint: str = args.admin_image_entrypoint
+        # The admin image under each name it can be pulled by: the local one, and its
+        # tag pushed to the emulated ECR. Any other image cannot be pulled.
+        self.admin_images: set[str] = {ADMIN_IMAGE}
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self.loop, name="ecs-agent", daemon=True)
         self.tmpdir = tempfile.mkdtemp(prefix="ecs-emulator-")
@@ -524,7 +528,7 @@ class Agent:
 
     def entrypoint_for(self, image: str) -> list[str] | None:
         """The image's entrypoint, or None when the image cannot be pulled."""
-        if image == ADMIN_IMAGE:
+        if image in self.admin_images:
             return [self.companion] if self.admin_entrypoint == "companion" else []
         if image == SHELL_IMAGE:
             return []
@@ -730,6 +734,9 @@ class Agent:
                 tasks = [self.tasks[a] for a in self.client_tokens[token_key]]
                 return ActionResult({"tasks": [t.render() for t in tasks], "failures": []})
             td = backend.describe_task_definition(td_str)
+            if td.status != "ACTIVE":
+                # ECS runs no new task from a deregistered revision.
+                raise EcsClientException("TaskDefinition is inactive")
             if len(json.dumps(overrides, separators=(",", ":"))) > 8192:
                 raise InvalidParameterException("Container Overrides length must be at most 8192")
             names = {d.get("name") for d in td.container_definitions}
@@ -910,6 +917,23 @@ def install_patches(agent: Agent) -> None:
     EC2ContainerServiceResponse.stop_task = lambda self: agent.api_stop_task(self)
     EC2ContainerServiceResponse.list_tasks = lambda self: agent.api_list_tasks(self)
 
+    def describe_task_definition(self: Any, task_definition_str: str) -> Any:
+        # A family alone means its latest ACTIVE revision (moto takes the latest of any
+        # status); a deregistered (INACTIVE) revision named exactly is still described.
+        name = task_definition_str.split("/")[-1]
+        if ":" in name:
+            family, rev = name.split(":", 1)
+            revisions = self.task_definitions.get(family) or {}
+            if not rev.isdigit() or int(rev) not in revisions:
+                raise TaskDefinitionNotFoundException()
+            return revisions[int(rev)]
+        active = [r for r, d in (self.task_definitions.get(name) or {}).items() if d.status == "ACTIVE"]
+        if not active:
+            raise TaskDefinitionNotFoundException()
+        return self.task_definitions[name][max(active)]
+
+    ecs_models.EC2ContainerServiceBackend.describe_task_definition = describe_task_definition
+
     orig_group_get = logs_models.LogGroup.get_log_events
 
     def group_get_log_events(self: Any, log_stream_name: str, *a: Any, **kw: Any) -> Any:
@@ -963,6 +987,7 @@ def setup_resources(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
     logs = boto3.client("logs", **kw)
     sm = boto3.client("secretsmanager", **kw)
     sts = boto3.client("sts", **kw)
+    ecr = boto3.client("ecr", **kw)
     account = sts.get_caller_identity()["Account"]
 
     vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -1076,6 +1101,26 @@ def setup_resources(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
         f"arn:aws:secretsmanager:{region}:{account}:secret:everruns/does-not-exist-AbCdEf"
     )
     register("everruns-admin-badsecret", [admin_container(ADMIN_IMAGE, bad)])
+    # The admin image pushed to ECR as tag v1; a second definition names a tag that
+    # was never pushed (it cannot be pulled); a third was deregistered (INACTIVE).
+    repository = ecr.create_repository(repositoryName="everruns-admin")["repository"]["repositoryUri"]
+    ecr.put_image(
+        repositoryName="everruns-admin",
+        imageTag="v1",
+        imageManifest=json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest": "sha256:" + "0" * 64},
+                "layers": [],
+            }
+        ),
+    )
+    ecr_image = f"{repository}:v1"
+    register("everruns-admin-ecr", [admin_container(ecr_image, secret_arns)])
+    register("everruns-admin-unpushed", [admin_container(f"{repository}:never-pushed", secret_arns)])
+    register("everruns-admin-retired", [admin_container(ADMIN_IMAGE, secret_arns)])
+    ecs.deregister_task_definition(taskDefinition="everruns-admin-retired:1")
     register(
         "everruns-admin-badimage",
         [admin_container(UNPULLABLE_PREFIX + "does-not-exist:latest", secret_arns)],
@@ -1089,6 +1134,7 @@ def setup_resources(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
         "security_group": sg,
         "service": {"name": "everruns-api", "subnets": [subnets[1]], "security_group": api_sg},
         "log_group": log_group,
+        "ecr_image": ecr_image,
     }
 
 
@@ -1216,6 +1262,7 @@ def main() -> int:
 
     try:
         ready = setup_resources(endpoint, args)
+        agent.admin_images.add(ready["ecr_image"])
         agent.start()
         sys.stdout.write(json.dumps(ready, separators=(",", ":")) + "\n")
         sys.stdout.flush()

@@ -211,6 +211,123 @@ fn doctor_fails_with_the_fix_named() {
     assert!(report.contains("FAIL  security-groups"), "{report}");
 }
 
+/// The check `name` of a `doctor --output json` run with `args` before `doctor`,
+/// which must exit 1 when `status` is "fail".
+fn doctor_check(emu: &crate::common::emulator::Emulator, args: &[&str], name: &str) -> Value {
+    let out = emu
+        .launcher()
+        .args(["--output", "json"])
+        .args(args)
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let doc = document(&out);
+    let found = check(&doc, name).clone();
+    if found["status"] == "fail" {
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    }
+    found
+}
+
+#[test]
+fn doctor_fails_what_the_launch_would_refuse() {
+    let (_db, emu) = stack();
+    let absent = "subnet-0123456789abcdef0";
+    let subnets = doctor_check(&emu, &["--subnets", absent], "subnets");
+    assert_eq!(subnets["status"], "fail", "{subnets}");
+    let detail = subnets["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(absent) && detail.contains("us-east-1"),
+        "{subnets}"
+    );
+    // ... as RunTask would have, after the confirmation.
+    let launch = emu
+        .launcher()
+        .args(["--subnets", absent, "migrate-info"])
+        .output()
+        .unwrap();
+    assert_ne!(launch.status.code(), Some(0), "{}", describe(&launch));
+    let groups = doctor_check(
+        &emu,
+        &["--security-groups", "sg-0123456789abcdef0"],
+        "security-groups",
+    );
+    assert_eq!(groups["status"], "fail", "{groups}");
+    let found = doctor_check(&emu, &[], "subnets");
+    assert_eq!(found["status"], "pass", "{found}");
+    assert!(
+        found["detail"].as_str().unwrap().contains("vpc-"),
+        "names the VPC: {found}"
+    );
+
+    // A deregistered revision is described, and refused by RunTask.
+    let retired = doctor_check(
+        &emu,
+        &["--task-definition", "everruns-admin-retired:1"],
+        "task-definition",
+    );
+    assert_eq!(retired["status"], "fail", "{retired}");
+    assert!(
+        retired["detail"].as_str().unwrap().contains("INACTIVE"),
+        "{retired}"
+    );
+    let launch = emu
+        .launcher()
+        .args([
+            "--task-definition",
+            "everruns-admin-retired:1",
+            "migrate-info",
+        ])
+        .output()
+        .unwrap();
+    assert_ne!(launch.status.code(), Some(0), "{}", describe(&launch));
+    assert!(
+        describe(&launch).contains("TaskDefinition is inactive"),
+        "{}",
+        describe(&launch)
+    );
+
+    // An ECR tag that was never pushed fails; the pushed one passes and runs.
+    let unpushed = doctor_check(
+        &emu,
+        &["--task-definition", "everruns-admin-unpushed"],
+        "image",
+    );
+    assert_eq!(unpushed["status"], "fail", "{unpushed}");
+    assert!(
+        unpushed["detail"]
+            .as_str()
+            .unwrap()
+            .contains(":never-pushed")
+            && unpushed["fix"].as_str().unwrap().contains("push"),
+        "{unpushed}"
+    );
+    let launch = emu
+        .launcher()
+        .args([
+            "--task-definition",
+            "everruns-admin-unpushed",
+            "migrate-info",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(launch.status.code(), Some(125), "{}", describe(&launch));
+    let pushed = doctor_check(&emu, &["--task-definition", "everruns-admin-ecr"], "image");
+    assert_eq!(pushed["status"], "pass", "{pushed}");
+    assert!(
+        pushed["detail"].as_str().unwrap().contains("sha256:"),
+        "{pushed}"
+    );
+    let launch = emu
+        .launcher()
+        .args(["--task-definition", "everruns-admin-ecr", "migrate-info"])
+        .output()
+        .unwrap();
+    assert_eq!(launch.status.code(), Some(0), "{}", describe(&launch));
+    let local = doctor_check(&emu, &[], "image");
+    assert_eq!(local["status"], "skip", "not in ECR: {local}");
+}
+
 #[test]
 fn doctor_in_vpc_reports_the_database_schema_and_key_ids() {
     let (db, emu) = stack();

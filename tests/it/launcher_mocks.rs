@@ -113,6 +113,8 @@ fn clients(ecs: aws_sdk_ecs::Client, logs: aws_sdk_cloudwatchlogs::Client) -> Cl
                 .build(),
         ),
         sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &[]),
+        ec2: crate::common::uncalled_ec2(),
+        ecr: crate::common::uncalled_ecr(),
         region: "us-east-1".into(),
     }
 }

@@ -762,6 +762,420 @@ const SECRETS_MANAGER_OPERATIONS: &str = "
     restore_secret rotate_secret stop_replication_to_replica tag_resource
     untag_resource update_secret update_secret_version_stage validate_resource_policy";
 
+// The operation modules of aws-sdk-ec2 1.274 and aws-sdk-ecr 1.138.
+const EC2_OPERATIONS: &str = "
+    accept_address_transfer accept_capacity_reservation_billing_ownership
+    accept_reserved_instances_exchange_quote
+    accept_transit_gateway_client_vpn_attachment
+    accept_transit_gateway_multicast_domain_associations
+    accept_transit_gateway_peering_attachment accept_transit_gateway_vpc_attachment
+    accept_vpc_endpoint_connections accept_vpc_peering_connection advertise_byoip_cidr
+    allocate_address allocate_hosts allocate_ipam_pool_cidr
+    apply_security_groups_to_client_vpn_target_network assign_ipv6_addresses
+    assign_private_ip_addresses assign_private_nat_gateway_address associate_address
+    associate_application_status_check associate_capacity_reservation_billing_owner
+    associate_client_vpn_target_network associate_dhcp_options
+    associate_enclave_certificate_iam_role associate_iam_instance_profile
+    associate_instance_event_window associate_ipam_byoasn
+    associate_ipam_resource_discovery associate_nat_gateway_address
+    associate_route_server associate_route_table associate_security_group_vpc
+    associate_subnet_cidr_block associate_transit_gateway_multicast_domain
+    associate_transit_gateway_policy_table associate_transit_gateway_route_table
+    associate_trunk_interface associate_vpc_cidr_block attach_classic_link_vpc
+    attach_image_watermark attach_internet_gateway attach_network_interface
+    attach_verified_access_trust_provider attach_volume attach_vpn_gateway
+    authorize_client_vpn_ingress authorize_security_group_egress
+    authorize_security_group_ingress batch_modify_ipam_routing_policy_registrations
+    bundle_instance cancel_bundle_task cancel_capacity_reservation
+    cancel_capacity_reservation_fleets cancel_conversion_task
+    cancel_declarative_policies_report cancel_export_task
+    cancel_image_launch_permission cancel_import_task
+    cancel_reserved_instances_listing cancel_spot_fleet_requests
+    cancel_spot_instance_requests confirm_product_instance copy_fpga_image copy_image
+    copy_snapshot copy_volumes create_application_status_check
+    create_capacity_manager_data_export create_capacity_reservation
+    create_capacity_reservation_by_splitting
+    create_capacity_reservation_cancellation_quote
+    create_capacity_reservation_date_change_quote create_capacity_reservation_fleet
+    create_carrier_gateway create_client_vpn_endpoint create_client_vpn_route
+    create_coip_cidr create_coip_pool create_customer_gateway create_default_subnet
+    create_default_vpc create_delegate_mac_volume_ownership_task create_dhcp_options
+    create_egress_only_internet_gateway create_fleet create_flow_logs
+    create_fpga_image create_image create_image_usage_report
+    create_instance_connect_endpoint create_instance_event_window
+    create_instance_export_task create_internet_gateway
+    create_interruptible_capacity_reservation_allocation create_ipam
+    create_ipam_external_resource_verification_token
+    create_ipam_internet_registry_association create_ipam_policy create_ipam_pool
+    create_ipam_prefix_list_resolver create_ipam_prefix_list_resolver_target
+    create_ipam_resource_discovery create_ipam_routing_policy_registration
+    create_ipam_scope create_key_pair create_launch_template
+    create_launch_template_version create_local_gateway_route
+    create_local_gateway_route_table
+    create_local_gateway_route_table_virtual_interface_group_association
+    create_local_gateway_route_table_vpc_association
+    create_local_gateway_virtual_interface
+    create_local_gateway_virtual_interface_group
+    create_mac_system_integrity_protection_modification_task
+    create_managed_prefix_list create_nat_gateway create_network_acl
+    create_network_acl_entry create_network_insights_access_scope
+    create_network_insights_path create_network_interface
+    create_network_interface_permission create_placement_group create_public_ipv4_pool
+    create_replace_root_volume_task create_reserved_instances_listing
+    create_restore_image_task create_route create_route_server
+    create_route_server_endpoint create_route_server_peer create_route_table
+    create_secondary_network create_secondary_subnet create_security_group
+    create_snapshot create_snapshots create_spot_datafeed_subscription
+    create_store_image_task create_subnet create_subnet_cidr_reservation create_tags
+    create_traffic_mirror_filter create_traffic_mirror_filter_rule
+    create_traffic_mirror_session create_traffic_mirror_target create_transit_gateway
+    create_transit_gateway_connect create_transit_gateway_connect_peer
+    create_transit_gateway_metering_policy
+    create_transit_gateway_metering_policy_entry
+    create_transit_gateway_multicast_domain create_transit_gateway_peering_attachment
+    create_transit_gateway_policy_table create_transit_gateway_policy_table_entry
+    create_transit_gateway_prefix_list_reference create_transit_gateway_route
+    create_transit_gateway_route_table create_transit_gateway_route_table_announcement
+    create_transit_gateway_vpc_attachment create_verified_access_endpoint
+    create_verified_access_group create_verified_access_instance
+    create_verified_access_trust_provider create_volume create_vpc
+    create_vpc_block_public_access_exclusion create_vpc_encryption_control
+    create_vpc_endpoint create_vpc_endpoint_connection_notification
+    create_vpc_endpoint_service_configuration create_vpc_peering_connection
+    create_vpn_concentrator create_vpn_connection create_vpn_connection_route
+    create_vpn_gateway delete_application_status_check
+    delete_capacity_manager_data_export delete_carrier_gateway
+    delete_client_vpn_endpoint delete_client_vpn_endpoint_authorization_policy
+    delete_client_vpn_route delete_coip_cidr delete_coip_pool delete_customer_gateway
+    delete_dhcp_options delete_egress_only_internet_gateway delete_fleets
+    delete_flow_logs delete_fpga_image delete_image_usage_report
+    delete_instance_connect_endpoint delete_instance_event_window
+    delete_internet_gateway delete_ipam
+    delete_ipam_external_resource_verification_token
+    delete_ipam_internet_registry_association delete_ipam_policy delete_ipam_pool
+    delete_ipam_prefix_list_resolver delete_ipam_prefix_list_resolver_target
+    delete_ipam_resource_discovery delete_ipam_routing_policy_registration
+    delete_ipam_scope delete_key_pair delete_launch_template
+    delete_launch_template_versions delete_local_gateway_route
+    delete_local_gateway_route_table
+    delete_local_gateway_route_table_virtual_interface_group_association
+    delete_local_gateway_route_table_vpc_association
+    delete_local_gateway_virtual_interface
+    delete_local_gateway_virtual_interface_group delete_managed_prefix_list
+    delete_nat_gateway delete_network_acl delete_network_acl_entry
+    delete_network_insights_access_scope delete_network_insights_access_scope_analysis
+    delete_network_insights_analysis delete_network_insights_path
+    delete_network_interface delete_network_interface_permission
+    delete_placement_group delete_public_ipv4_pool delete_queued_reserved_instances
+    delete_route delete_route_server delete_route_server_endpoint
+    delete_route_server_peer delete_route_table delete_secondary_network
+    delete_secondary_subnet delete_security_group delete_snapshot
+    delete_spot_datafeed_subscription delete_subnet delete_subnet_cidr_reservation
+    delete_tags delete_traffic_mirror_filter delete_traffic_mirror_filter_rule
+    delete_traffic_mirror_session delete_traffic_mirror_target delete_transit_gateway
+    delete_transit_gateway_client_vpn_attachment delete_transit_gateway_connect
+    delete_transit_gateway_connect_peer delete_transit_gateway_metering_policy
+    delete_transit_gateway_metering_policy_entry
+    delete_transit_gateway_multicast_domain delete_transit_gateway_peering_attachment
+    delete_transit_gateway_policy_table delete_transit_gateway_policy_table_entry
+    delete_transit_gateway_prefix_list_reference delete_transit_gateway_route
+    delete_transit_gateway_route_table delete_transit_gateway_route_table_announcement
+    delete_transit_gateway_vpc_attachment delete_verified_access_endpoint
+    delete_verified_access_group delete_verified_access_instance
+    delete_verified_access_trust_provider delete_volume delete_vpc
+    delete_vpc_block_public_access_exclusion delete_vpc_encryption_control
+    delete_vpc_endpoint_connection_notifications
+    delete_vpc_endpoint_service_configurations delete_vpc_endpoints
+    delete_vpc_peering_connection delete_vpn_concentrator delete_vpn_connection
+    delete_vpn_connection_route delete_vpn_gateway deprovision_byoip_cidr
+    deprovision_ipam_byoasn deprovision_ipam_pool_cidr
+    deprovision_public_ipv4_pool_cidr deregister_image
+    deregister_instance_event_notification_attributes
+    deregister_transit_gateway_multicast_group_members
+    deregister_transit_gateway_multicast_group_sources describe_account_attributes
+    describe_account_vpc_encryption_control describe_address_transfers
+    describe_addresses describe_addresses_attribute describe_aggregate_id_format
+    describe_application_status describe_application_status_check_associations
+    describe_application_status_checks describe_availability_zones
+    describe_aws_network_performance_metric_subscriptions describe_bundle_tasks
+    describe_byoip_cidrs describe_capacity_block_extension_history
+    describe_capacity_block_extension_offerings describe_capacity_block_offerings
+    describe_capacity_block_status describe_capacity_blocks
+    describe_capacity_manager_data_exports
+    describe_capacity_reservation_billing_requests
+    describe_capacity_reservation_cancellation_quotes
+    describe_capacity_reservation_date_change_quotes
+    describe_capacity_reservation_fleets describe_capacity_reservation_topology
+    describe_capacity_reservations describe_carrier_gateways
+    describe_classic_link_instances describe_client_vpn_authorization_rules
+    describe_client_vpn_connections describe_client_vpn_endpoints
+    describe_client_vpn_routes describe_client_vpn_target_networks describe_coip_pools
+    describe_conversion_tasks describe_customer_gateways
+    describe_declarative_policies_reports describe_dhcp_options
+    describe_egress_only_internet_gateways describe_elastic_gpus
+    describe_export_image_tasks describe_export_tasks describe_fast_launch_images
+    describe_fast_snapshot_restores describe_fleet_history describe_fleet_instances
+    describe_fleets describe_flow_logs describe_fpga_image_attribute
+    describe_fpga_images describe_host_reservation_offerings
+    describe_host_reservations describe_hosts
+    describe_iam_instance_profile_associations describe_id_format
+    describe_identity_id_format describe_image_attribute describe_image_references
+    describe_image_usage_report_entries describe_image_usage_reports describe_images
+    describe_import_image_tasks describe_import_snapshot_tasks
+    describe_instance_attribute describe_instance_connect_endpoints
+    describe_instance_credit_specifications
+    describe_instance_event_notification_attributes describe_instance_event_windows
+    describe_instance_image_metadata describe_instance_sql_ha_history_states
+    describe_instance_sql_ha_states describe_instance_status
+    describe_instance_topology describe_instance_type_offerings
+    describe_instance_types describe_instances describe_internet_gateways
+    describe_ipam_byoasn describe_ipam_external_resource_verification_tokens
+    describe_ipam_internet_registry_associations describe_ipam_policies
+    describe_ipam_pool_allocations describe_ipam_pools
+    describe_ipam_prefix_list_resolver_targets describe_ipam_prefix_list_resolvers
+    describe_ipam_resource_discoveries describe_ipam_resource_discovery_associations
+    describe_ipam_scopes describe_ipams describe_ipv6_pools describe_key_pairs
+    describe_launch_template_versions describe_launch_templates
+    describe_local_gateway_route_table_virtual_interface_group_associations
+    describe_local_gateway_route_table_vpc_associations
+    describe_local_gateway_route_tables
+    describe_local_gateway_virtual_interface_groups
+    describe_local_gateway_virtual_interfaces describe_local_gateways
+    describe_locked_snapshots describe_mac_hosts describe_mac_modification_tasks
+    describe_managed_prefix_lists describe_moving_addresses describe_nat_gateways
+    describe_network_acls describe_network_insights_access_scope_analyses
+    describe_network_insights_access_scopes describe_network_insights_analyses
+    describe_network_insights_paths describe_network_interface_attribute
+    describe_network_interface_permissions describe_network_interfaces
+    describe_outpost_lags describe_placement_groups describe_prefix_lists
+    describe_principal_id_format describe_public_ipv4_pools describe_regions
+    describe_replace_root_volume_tasks describe_reserved_instances
+    describe_reserved_instances_listings describe_reserved_instances_modifications
+    describe_reserved_instances_offerings describe_route_server_endpoints
+    describe_route_server_peers describe_route_servers describe_route_tables
+    describe_scheduled_instance_availability describe_scheduled_instances
+    describe_secondary_interfaces describe_secondary_networks
+    describe_secondary_subnets describe_security_group_references
+    describe_security_group_rules describe_security_group_vpc_associations
+    describe_security_groups describe_service_link_virtual_interfaces
+    describe_snapshot_attribute describe_snapshot_tier_status describe_snapshots
+    describe_spot_datafeed_subscription describe_spot_fleet_instances
+    describe_spot_fleet_request_history describe_spot_fleet_requests
+    describe_spot_instance_requests describe_spot_price_history
+    describe_stale_security_groups describe_store_image_tasks describe_subnets
+    describe_tags describe_traffic_mirror_filter_rules describe_traffic_mirror_filters
+    describe_traffic_mirror_sessions describe_traffic_mirror_targets
+    describe_transit_gateway_attachments describe_transit_gateway_connect_peers
+    describe_transit_gateway_connects describe_transit_gateway_metering_policies
+    describe_transit_gateway_multicast_domains
+    describe_transit_gateway_peering_attachments
+    describe_transit_gateway_policy_tables
+    describe_transit_gateway_route_table_announcements
+    describe_transit_gateway_route_tables describe_transit_gateway_vpc_attachments
+    describe_transit_gateways describe_trunk_interface_associations
+    describe_verified_access_endpoints describe_verified_access_groups
+    describe_verified_access_instance_logging_configurations
+    describe_verified_access_instances describe_verified_access_trust_providers
+    describe_volume_attribute describe_volume_status describe_volumes
+    describe_volumes_modifications describe_vpc_attribute
+    describe_vpc_block_public_access_exclusions
+    describe_vpc_block_public_access_options describe_vpc_classic_link
+    describe_vpc_classic_link_dns_support describe_vpc_encryption_controls
+    describe_vpc_endpoint_associations describe_vpc_endpoint_connection_notifications
+    describe_vpc_endpoint_connections describe_vpc_endpoint_service_configurations
+    describe_vpc_endpoint_service_permissions describe_vpc_endpoint_services
+    describe_vpc_endpoints describe_vpc_peering_connections describe_vpcs
+    describe_vpn_concentrators describe_vpn_connections describe_vpn_gateways
+    detach_classic_link_vpc detach_image_watermark detach_internet_gateway
+    detach_network_interface detach_verified_access_trust_provider detach_volume
+    detach_vpn_gateway disable_address_transfer disable_allowed_images_settings
+    disable_application_status_check_suppression
+    disable_aws_network_performance_metric_subscription disable_capacity_manager
+    disable_ebs_encryption_by_default disable_fast_launch
+    disable_fast_snapshot_restores disable_image disable_image_block_public_access
+    disable_image_deprecation disable_image_deregistration_protection
+    disable_instance_sql_ha_standby_detections disable_ipam_organization_admin_account
+    disable_ipam_policy disable_route_server_propagation disable_serial_console_access
+    disable_snapshot_block_public_access
+    disable_transit_gateway_route_table_propagation disable_vgw_route_propagation
+    disable_vpc_classic_link disable_vpc_classic_link_dns_support disassociate_address
+    disassociate_application_status_check
+    disassociate_capacity_reservation_billing_owner
+    disassociate_client_vpn_target_network disassociate_enclave_certificate_iam_role
+    disassociate_iam_instance_profile disassociate_instance_event_window
+    disassociate_ipam_byoasn disassociate_ipam_resource_discovery
+    disassociate_nat_gateway_address disassociate_route_server
+    disassociate_route_table disassociate_security_group_vpc
+    disassociate_subnet_cidr_block disassociate_transit_gateway_multicast_domain
+    disassociate_transit_gateway_policy_table disassociate_transit_gateway_route_table
+    disassociate_trunk_interface disassociate_vpc_cidr_block enable_address_transfer
+    enable_allowed_images_settings enable_application_status_check_suppression
+    enable_aws_network_performance_metric_subscription enable_capacity_manager
+    enable_ebs_encryption_by_default enable_fast_launch enable_fast_snapshot_restores
+    enable_image enable_image_block_public_access enable_image_deprecation
+    enable_image_deregistration_protection enable_instance_sql_ha_standby_detections
+    enable_ipam_internet_registry_association enable_ipam_organization_admin_account
+    enable_ipam_policy enable_reachability_analyzer_organization_sharing
+    enable_route_server_propagation enable_serial_console_access
+    enable_snapshot_block_public_access enable_transit_gateway_route_table_propagation
+    enable_vgw_route_propagation enable_volume_io enable_vpc_classic_link
+    enable_vpc_classic_link_dns_support
+    export_client_vpn_client_certificate_revocation_list
+    export_client_vpn_client_configuration export_image export_transit_gateway_routes
+    export_verified_access_instance_client_configuration get_active_vpn_tunnel_status
+    get_allowed_images_settings get_associated_enclave_certificate_iam_roles
+    get_associated_ipv6_pool_cidrs get_aws_network_performance_data
+    get_capacity_manager_attributes get_capacity_manager_metric_data
+    get_capacity_manager_metric_dimensions get_capacity_manager_monitored_tag_keys
+    get_capacity_manager_supportability_scores get_capacity_reservation_usage
+    get_client_vpn_endpoint_authorization_policy get_coip_pool_usage
+    get_console_output get_console_screenshot get_declarative_policies_report_summary
+    get_default_credit_specification get_ebs_default_kms_key_id
+    get_ebs_encryption_by_default get_enabled_ipam_policy
+    get_flow_logs_integration_template get_groups_for_capacity_reservation
+    get_host_reservation_purchase_preview get_image_ancestry
+    get_image_block_public_access_state get_image_findings
+    get_instance_metadata_defaults get_instance_tpm_ek_pub
+    get_instance_types_from_instance_requirements get_instance_uefi_data
+    get_ipam_address_history get_ipam_discovered_accounts
+    get_ipam_discovered_public_addresses get_ipam_discovered_resource_cidrs
+    get_ipam_discovered_routes get_ipam_internet_registry_association_asns
+    get_ipam_internet_registry_association_cidrs get_ipam_policy_allocation_rules
+    get_ipam_policy_organization_targets get_ipam_pool_allocations get_ipam_pool_cidrs
+    get_ipam_prefix_list_resolver_rules get_ipam_prefix_list_resolver_version_entries
+    get_ipam_prefix_list_resolver_versions get_ipam_resource_cidrs
+    get_ipam_route_origin_authorizations get_ipam_route_protection_findings
+    get_ipam_routing_policy_registration_deltas get_ipam_routing_policy_registrations
+    get_launch_template_data get_managed_prefix_list_associations
+    get_managed_prefix_list_entries get_managed_resource_visibility
+    get_network_insights_access_scope_analysis_findings
+    get_network_insights_access_scope_content get_password_data
+    get_reserved_instances_exchange_quote get_route_server_associations
+    get_route_server_propagations get_route_server_routing_database
+    get_security_groups_for_vpc get_serial_console_access_status
+    get_snapshot_block_public_access_state get_spot_placement_scores
+    get_subnet_cidr_reservations get_transit_gateway_attachment_nat_configuration
+    get_transit_gateway_attachment_propagations
+    get_transit_gateway_metering_policy_entries
+    get_transit_gateway_multicast_domain_associations
+    get_transit_gateway_policy_table_associations
+    get_transit_gateway_policy_table_entries
+    get_transit_gateway_prefix_list_references
+    get_transit_gateway_route_table_associations
+    get_transit_gateway_route_table_propagations get_verified_access_endpoint_policy
+    get_verified_access_endpoint_targets get_verified_access_group_policy
+    get_vpc_resources_blocking_encryption_enforcement
+    get_vpn_connection_device_sample_configuration get_vpn_connection_device_types
+    get_vpn_tunnel_replacement_status
+    import_client_vpn_client_certificate_revocation_list import_image import_instance
+    import_key_pair import_snapshot import_volume list_images_in_recycle_bin
+    list_snapshots_in_recycle_bin list_volumes_in_recycle_bin lock_snapshot
+    modify_account_vpc_encryption_control modify_address_attribute
+    modify_application_status_check modify_availability_zone_group
+    modify_capacity_reservation modify_capacity_reservation_fleet
+    modify_client_vpn_endpoint modify_client_vpn_endpoint_authorization_policy
+    modify_default_credit_specification modify_ebs_default_kms_key_id modify_fleet
+    modify_fpga_image_attribute modify_hosts modify_id_format
+    modify_identity_id_format modify_image_attribute modify_instance_attribute
+    modify_instance_capacity_reservation_attributes modify_instance_connect_endpoint
+    modify_instance_cpu_options modify_instance_credit_specification
+    modify_instance_event_start_time modify_instance_event_window
+    modify_instance_maintenance_options modify_instance_metadata_defaults
+    modify_instance_metadata_options modify_instance_network_performance_options
+    modify_instance_placement modify_ipam modify_ipam_policy_allocation_rules
+    modify_ipam_pool modify_ipam_pool_allocation modify_ipam_prefix_list_resolver
+    modify_ipam_prefix_list_resolver_target modify_ipam_resource_cidr
+    modify_ipam_resource_discovery modify_ipam_routing_policy_registration
+    modify_ipam_scope modify_launch_template modify_local_gateway_route
+    modify_managed_prefix_list modify_managed_resource_visibility
+    modify_network_interface_attribute modify_private_dns_name_options
+    modify_public_ip_dns_name_options modify_reserved_instances modify_route_server
+    modify_security_group_rules modify_snapshot_attribute modify_snapshot_tier
+    modify_spot_fleet_request modify_subnet_attribute
+    modify_traffic_mirror_filter_network_services modify_traffic_mirror_filter_rule
+    modify_traffic_mirror_session modify_transit_gateway
+    modify_transit_gateway_attachment_nat_configuration
+    modify_transit_gateway_metering_policy modify_transit_gateway_policy_table_entry
+    modify_transit_gateway_prefix_list_reference modify_transit_gateway_vpc_attachment
+    modify_verified_access_endpoint modify_verified_access_endpoint_policy
+    modify_verified_access_group modify_verified_access_group_policy
+    modify_verified_access_instance
+    modify_verified_access_instance_logging_configuration
+    modify_verified_access_trust_provider modify_volume modify_volume_attribute
+    modify_vpc_attribute modify_vpc_block_public_access_exclusion
+    modify_vpc_block_public_access_options modify_vpc_encryption_control
+    modify_vpc_endpoint modify_vpc_endpoint_connection_notification
+    modify_vpc_endpoint_payer_responsibility modify_vpc_endpoint_service_configuration
+    modify_vpc_endpoint_service_payer_responsibility
+    modify_vpc_endpoint_service_permissions modify_vpc_peering_connection_options
+    modify_vpc_tenancy modify_vpn_connection modify_vpn_connection_options
+    modify_vpn_tunnel_certificate modify_vpn_tunnel_options monitor_instances
+    move_address_to_vpc move_byoip_cidr_to_ipam move_capacity_reservation_instances
+    provision_byoip_cidr provision_ipam_byoasn provision_ipam_pool_cidr
+    provision_public_ipv4_pool_cidr purchase_capacity_block
+    purchase_capacity_block_extension purchase_host_reservation
+    purchase_reserved_instances_offering purchase_scheduled_instances reboot_instances
+    register_image register_instance_event_notification_attributes
+    register_transit_gateway_multicast_group_members
+    register_transit_gateway_multicast_group_sources
+    reject_capacity_reservation_billing_ownership
+    reject_transit_gateway_client_vpn_attachment
+    reject_transit_gateway_multicast_domain_associations
+    reject_transit_gateway_peering_attachment reject_transit_gateway_vpc_attachment
+    reject_vpc_endpoint_connections reject_vpc_peering_connection release_address
+    release_hosts release_ipam_pool_allocation
+    replace_iam_instance_profile_association
+    replace_image_criteria_in_allowed_images_settings
+    replace_image_instance_type_specification replace_network_acl_association
+    replace_network_acl_entry replace_route replace_route_table_association
+    replace_transit_gateway_route replace_vpn_tunnel report_instance_status
+    request_spot_fleet request_spot_instances reset_address_attribute
+    reset_ebs_default_kms_key_id reset_fpga_image_attribute reset_image_attribute
+    reset_instance_attribute reset_network_interface_attribute
+    reset_snapshot_attribute restore_address_to_classic restore_image_from_recycle_bin
+    restore_managed_prefix_list_version restore_snapshot_from_recycle_bin
+    restore_snapshot_tier restore_volume_from_recycle_bin revoke_client_vpn_ingress
+    revoke_security_group_egress revoke_security_group_ingress run_instances
+    run_scheduled_instances search_local_gateway_routes
+    search_transit_gateway_multicast_groups search_transit_gateway_routes
+    send_diagnostic_interrupt start_declarative_policies_report start_instances
+    start_network_insights_access_scope_analysis start_network_insights_analysis
+    start_vpc_endpoint_service_private_dns_verification stop_instances
+    terminate_client_vpn_connections terminate_instances unassign_ipv6_addresses
+    unassign_private_ip_addresses unassign_private_nat_gateway_address unlock_snapshot
+    unmonitor_instances update_capacity_manager_monitored_tag_keys
+    update_capacity_manager_organizations_access
+    update_interruptible_capacity_reservation_allocation
+    update_security_group_rule_descriptions_egress
+    update_security_group_rule_descriptions_ingress
+    validate_security_group_quotas_for_interface withdraw_byoip_cidr";
+
+const ECR_OPERATIONS: &str = "
+    batch_check_layer_availability batch_delete_image batch_get_image
+    batch_get_repository_scanning_configuration complete_layer_upload
+    create_pull_through_cache_rule create_repository
+    create_repository_creation_template delete_lifecycle_policy
+    delete_pull_through_cache_rule delete_registry_policy delete_repository
+    delete_repository_creation_template delete_repository_policy
+    delete_signing_configuration deregister_pull_time_update_exclusion
+    describe_image_replication_status describe_image_scan_findings
+    describe_image_signing_status describe_images describe_pull_through_cache_rules
+    describe_registry describe_replication_backfill_results describe_repositories
+    describe_repository_creation_templates get_account_setting get_authorization_token
+    get_download_url_for_layer get_lifecycle_policy get_lifecycle_policy_preview
+    get_registry_policy get_registry_scanning_configuration get_repository_policy
+    get_signing_configuration initiate_layer_upload list_image_referrers list_images
+    list_pull_time_update_exclusions list_replication_backfills list_tags_for_resource
+    put_account_setting put_image put_image_scanning_configuration
+    put_image_tag_mutability put_lifecycle_policy put_registry_policy
+    put_registry_scanning_configuration put_replication_configuration
+    put_signing_configuration register_pull_time_update_exclusion
+    set_repository_policy start_image_scan start_lifecycle_policy_preview
+    start_replication_backfill stop_replication_backfill tag_resource untag_resource
+    update_image_storage_class update_pull_through_cache_rule
+    update_repository_creation_template upload_layer_part
+    validate_pull_through_cache_rule";
+
 struct Service {
     /// IAM action prefix.
     prefix: &'static str,
@@ -770,7 +1184,7 @@ struct Service {
     operations: &'static str,
 }
 
-const SERVICES: [Service; 3] = [
+const SERVICES: [Service; 5] = [
     Service {
         prefix: "ecs",
         sdk_crate: "aws_sdk_ecs",
@@ -786,6 +1200,16 @@ const SERVICES: [Service; 3] = [
         sdk_crate: "aws_sdk_secretsmanager",
         operations: SECRETS_MANAGER_OPERATIONS,
     },
+    Service {
+        prefix: "ec2",
+        sdk_crate: "aws_sdk_ec2",
+        operations: EC2_OPERATIONS,
+    },
+    Service {
+        prefix: "ecr",
+        sdk_crate: "aws_sdk_ecr",
+        operations: ECR_OPERATIONS,
+    },
 ];
 
 /// SDK waiters poll an operation of their own.
@@ -798,10 +1222,12 @@ const WAITERS: [(&str, &str); 4] = [
 
 /// Actions that are allowed on `"Resource": "*"`, because the service offers no
 /// resource-level permission for them (ListTasks is then narrowed by a condition).
-const UNSCOPABLE: [&str; 3] = [
+const UNSCOPABLE: [&str; 5] = [
     "ecs:DescribeTaskDefinition",
     "ecs:RegisterTaskDefinition",
     "ecs:ListTasks",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
 ];
 
 fn action_name(prefix: &str, operation: &str) -> String {
@@ -973,13 +1399,12 @@ fn aws_calls(source: &str) -> Result<Vec<Call>, String> {
                     .filter(|w| !w.is_empty())
                     .collect();
                 let hinted = |s: &Service| match s.prefix {
-                    "ecs" => words
-                        .iter()
-                        .any(|w| *w == "ecs" || w.starts_with("ecs_") || w.ends_with("_ecs")),
-                    "logs" => words
-                        .iter()
-                        .any(|w| *w == "logs" || w.starts_with("logs_") || w.ends_with("_logs")),
-                    _ => words.iter().any(|w| w.contains("secret")),
+                    "secretsmanager" => words.iter().any(|w| w.contains("secret")),
+                    prefix => words.iter().any(|w| {
+                        *w == prefix
+                            || w.strip_prefix(prefix).is_some_and(|r| r.starts_with('_'))
+                            || w.strip_suffix(prefix).is_some_and(|r| r.ends_with('_'))
+                    }),
                 };
                 let by_receiver: Vec<_> = several.iter().filter(|s| hinted(s)).collect();
                 let by_import: Vec<_> = several
@@ -991,7 +1416,7 @@ fn aws_calls(source: &str) -> Result<Vec<Call>, String> {
                     _ => {
                         return Err(format!(
                             "line {line}: cannot tell which service `.{method}()` calls \
-                             (candidates: {}); name its client `ecs`, `logs` or `secrets`",
+                             (candidates: {}); name its client after its service (`ecs`, `logs`, `secrets`, `ec2`, `ecr`)",
                             several
                                 .iter()
                                 .map(|s| s.prefix)
@@ -1165,6 +1590,9 @@ fn operator_policy_grants_nothing_unknown_or_unscoped() {
         "secretsmanager:DescribeSecret",
         "secretsmanager:PutSecretValue",
         "secretsmanager:GetSecretValue",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeSecurityGroups",
+        "ecr:DescribeImages",
         "iam:PassRole",
     ] {
         assert!(
@@ -1187,8 +1615,8 @@ fn operator_policy_grants_nothing_unknown_or_unscoped() {
             });
         assert!(
             known,
-            "{OPERATOR_POLICY}: {action} is not an operation of ECS, CloudWatch Logs or \
-             Secrets Manager"
+            "{OPERATOR_POLICY}: {action} is not an operation of ECS, CloudWatch Logs, \
+             Secrets Manager, EC2 or ECR"
         );
     }
     for s in &statements {

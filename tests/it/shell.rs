@@ -69,6 +69,8 @@ fn clients(rules: &[&Rule]) -> Clients {
         logs,
         secrets,
         sts,
+        ec2: crate::common::uncalled_ec2(),
+        ecr: crate::common::uncalled_ecr(),
         region: "eu-west-1".into(),
     }
 }

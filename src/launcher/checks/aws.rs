@@ -1,16 +1,18 @@
 //! Checks that ask AWS: credentials, the cluster, the task definition and what it
-//! points at (log group, execution role, secrets).
+//! points at (image, log group, execution role, secrets), the subnets and security
+//! groups: what RunTask or the task's start would otherwise refuse, after the operator
+//! has confirmed.
 //!
 //! Secrets are checked with DescribeSecret only, which returns metadata: doctor never
 //! reads a secret's value.
 
 use aws_sdk_ecs::config::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_ecs::types::{LogDriver, TaskDefinition};
+use aws_sdk_ecs::types::{LogDriver, TaskDefinition, TaskDefinitionStatus};
 
 use super::Check;
 use crate::launcher::clients::{describe_error, error_chain, error_code};
-use crate::launcher::config::CredentialSource;
+use crate::launcher::config::{CredentialSource, Origin};
 use crate::launcher::task_def::fetch::TaskDefinitionInfo;
 
 /// Where the operator policy that grants doctor's calls lives.
@@ -159,7 +161,19 @@ pub async fn task_definition(
                     def.revision(),
                     def.status().map(|s| s.as_str()).unwrap_or("status unknown")
                 );
-                (Check::pass(NAME, detail), Some(def))
+                let check = if def.status() == Some(&TaskDefinitionStatus::Active) {
+                    Check::pass(NAME, detail)
+                } else {
+                    Check::fail(
+                        NAME,
+                        format!(
+                            "{detail}: ECS runs no new task from a revision that is not ACTIVE"
+                        ),
+                        "name an ACTIVE revision (--task-definition FAMILY alone is its latest \
+                         ACTIVE one), or register it again with `run-admin-task task-def register`",
+                    )
+                };
+                (check, Some(def))
             }
             None => (
                 Check::fail(NAME, format!("{task_definition} was not returned"), fix),
@@ -332,6 +346,318 @@ pub async fn log_group(logs: &aws_sdk_cloudwatchlogs::Client, group: &str, regio
     )
 }
 
+/// An image in ECR, from its URI `ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO[:TAG|@DIGEST]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EcrImage {
+    pub(crate) account: String,
+    pub(crate) region: String,
+    pub(crate) repository: String,
+    /// The tag (`latest` when the URI names none) or the digest.
+    pub(crate) reference: ImageReference,
+}
+
+/// How an image URI names its image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ImageReference {
+    Tag(String),
+    Digest(String),
+}
+
+impl EcrImage {
+    /// The image, if `uri` is in an ECR registry; `None` for any other registry.
+    pub(crate) fn parse(uri: &str) -> Option<Self> {
+        let (host, path) = uri.split_once('/')?;
+        let labels: Vec<&str> = host.split('.').collect();
+        let in_ecr = labels.len() >= 6
+            && labels[0].len() == 12
+            && labels[0].bytes().all(|b| b.is_ascii_digit())
+            && labels[1] == "dkr"
+            && labels[2].starts_with("ecr")
+            && labels[4..6] == ["amazonaws", "com"];
+        if !in_ecr || path.is_empty() {
+            return None;
+        }
+        let (repository, reference) = match path.split_once('@') {
+            Some((repository, digest)) => (repository, ImageReference::Digest(digest.to_owned())),
+            None => match path.rsplit_once(':') {
+                Some((repository, tag)) if !tag.contains('/') => {
+                    (repository, ImageReference::Tag(tag.to_owned()))
+                }
+                _ => (path, ImageReference::Tag("latest".to_owned())),
+            },
+        };
+        Some(EcrImage {
+            account: labels[0].to_owned(),
+            region: labels[3].to_owned(),
+            repository: repository.to_owned(),
+            reference,
+        })
+    }
+}
+
+/// The container's image exists in ECR (DescribeImages): a tag that was never pushed
+/// fails the task's start with CannotPullContainerError, after the launch.
+pub async fn image(ecr: &aws_sdk_ecr::Client, def: &TaskDefinition, container: &str) -> Check {
+    const NAME: &str = "image";
+    let Some(uri) = def
+        .container_definitions()
+        .iter()
+        .find(|c| c.name() == Some(container))
+        .and_then(|c| c.image())
+    else {
+        return Check::skip(NAME, format!("no image for container {container:?}"));
+    };
+    let Some(image) = EcrImage::parse(uri) else {
+        return Check::skip(
+            NAME,
+            format!("{uri} is not in ECR: not checked (ECS pulls it when the task starts)"),
+        );
+    };
+    let ecr = match ecr.config().region() {
+        Some(r) if r.as_ref() == image.region => ecr.clone(),
+        _ => aws_sdk_ecr::Client::from_conf(
+            ecr.config()
+                .to_builder()
+                .region(aws_sdk_ecr::config::Region::new(image.region.clone()))
+                .build(),
+        ),
+    };
+    let id = match &image.reference {
+        ImageReference::Tag(tag) => aws_sdk_ecr::types::ImageIdentifier::builder().image_tag(tag),
+        ImageReference::Digest(d) => aws_sdk_ecr::types::ImageIdentifier::builder().image_digest(d),
+    };
+    let fix = "push the image (admin-image/build.sh builds it), or set the task definition's \
+               image to one that was pushed and run `run-admin-task task-def register`";
+    let reply = ecr
+        .describe_images()
+        .registry_id(&image.account)
+        .repository_name(&image.repository)
+        .image_ids(id.build())
+        .send()
+        .await;
+    match reply {
+        Ok(reply) => match reply.image_details().first() {
+            Some(detail) => Check::pass(
+                NAME,
+                format!(
+                    "{uri} exists ({}{})",
+                    detail.image_digest().unwrap_or("no digest"),
+                    detail
+                        .image_pushed_at()
+                        .map(|t| format!(", pushed {t}"))
+                        .unwrap_or_default()
+                ),
+            ),
+            None => Check::fail(NAME, format!("{uri} was not found in ECR"), fix),
+        },
+        Err(e) => match error_code(&e).unwrap_or_default() {
+            "ImageNotFoundException" => Check::fail(
+                NAME,
+                format!(
+                    "{uri}: no such image in repository {} (never pushed, or deleted): the task \
+                     would fail to start with CannotPullContainerError",
+                    image.repository
+                ),
+                fix,
+            ),
+            "RepositoryNotFoundException" => Check::fail(
+                NAME,
+                format!(
+                    "{uri}: repository {} does not exist in account {}, {}",
+                    image.repository, image.account, image.region
+                ),
+                fix,
+            ),
+            c if c.contains("AccessDenied") => Check::skip(
+                NAME,
+                format!(
+                    "not allowed to DescribeImages in {}; ECS's execution role may still pull it \
+                     (allow ecr:DescribeImages: see {POLICY})",
+                    image.repository
+                ),
+            ),
+            _ => Check::fail(
+                NAME,
+                format!("{uri}: {}", describe_error("DescribeImages", &e)),
+                api_fix(&e, "ecr:DescribeImages", fix),
+            ),
+        },
+    }
+}
+
+/// The subnets exist (DescribeSubnets); returns the check and the subnets' VPCs, which
+/// the security groups must be in.
+pub async fn subnets(
+    ec2: &aws_sdk_ec2::Client,
+    subnets: &[String],
+    origin: &Origin,
+    region: &str,
+) -> (Check, Vec<String>) {
+    const NAME: &str = "subnets";
+    let fix = "use subnets of this account and region (--subnets, ECS_SUBNETS, `subnets` in the \
+               config file, or --from-service NAME): private ones that route to the database";
+    let reply = ec2
+        .describe_subnets()
+        .set_subnet_ids(Some(subnets.to_vec()))
+        .send()
+        .await;
+    match reply {
+        Ok(reply) => {
+            let mut vpcs: Vec<String> = reply
+                .subnets()
+                .iter()
+                .filter_map(|s| s.vpc_id().map(str::to_owned))
+                .collect();
+            vpcs.sort();
+            vpcs.dedup();
+            let found: Vec<String> = reply
+                .subnets()
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} ({})",
+                        s.subnet_id().unwrap_or_default(),
+                        s.availability_zone().unwrap_or("no zone")
+                    )
+                })
+                .collect();
+            let detail = format!("{} in {} ({origin})", found.join(", "), vpcs.join(", "));
+            if vpcs.len() > 1 {
+                let fix = "name subnets of one VPC: a task's network interface is in one";
+                (
+                    Check::fail(NAME, format!("{detail}: more than one VPC"), fix),
+                    vpcs,
+                )
+            } else {
+                (Check::pass(NAME, detail), vpcs)
+            }
+        }
+        Err(e) => {
+            let code = error_code(&e).unwrap_or_default().to_owned();
+            let check = if code.starts_with("InvalidSubnetID") {
+                Check::fail(
+                    NAME,
+                    format!(
+                        "{} ({origin}): {} in {region}",
+                        subnets.join(", "),
+                        e.as_service_error()
+                            .and_then(|s| s.message())
+                            .unwrap_or("not found")
+                    ),
+                    fix,
+                )
+            } else if code.contains("UnauthorizedOperation") || code.contains("AccessDenied") {
+                Check::skip(
+                    NAME,
+                    format!(
+                        "{} ({origin}); not allowed to DescribeSubnets, so not checked (allow \
+                         ec2:DescribeSubnets: see {POLICY})",
+                        subnets.join(", ")
+                    ),
+                )
+            } else {
+                Check::fail(
+                    NAME,
+                    describe_error("DescribeSubnets", &e),
+                    api_fix(&e, "ec2:DescribeSubnets", fix),
+                )
+            };
+            (check, Vec::new())
+        }
+    }
+}
+
+/// The security groups exist (DescribeSecurityGroups) and are in the subnets' VPC.
+pub async fn security_groups(
+    ec2: &aws_sdk_ec2::Client,
+    groups: &[String],
+    origin: &Origin,
+    subnet_vpcs: &[String],
+    region: &str,
+) -> Check {
+    const NAME: &str = "security-groups";
+    let fix = "use security groups of the subnets' VPC that the database allows in \
+               (--security-groups, ECS_SECURITY_GROUP, `security_groups` in the config file, or \
+               --from-service NAME)";
+    let reply = ec2
+        .describe_security_groups()
+        .set_group_ids(Some(groups.to_vec()))
+        .send()
+        .await;
+    match reply {
+        Ok(reply) => {
+            let found: Vec<String> = reply
+                .security_groups()
+                .iter()
+                .map(|g| {
+                    format!(
+                        "{} ({}, {})",
+                        g.group_id().unwrap_or_default(),
+                        g.group_name().unwrap_or("no name"),
+                        g.vpc_id().unwrap_or("no VPC")
+                    )
+                })
+                .collect();
+            let detail = format!("{} ({origin})", found.join(", "));
+            let elsewhere: Vec<&str> = reply
+                .security_groups()
+                .iter()
+                .filter(|g| {
+                    !subnet_vpcs.is_empty()
+                        && !g
+                            .vpc_id()
+                            .is_some_and(|v| subnet_vpcs.iter().any(|s| s == v))
+                })
+                .filter_map(|g| g.group_id())
+                .collect();
+            if elsewhere.is_empty() {
+                Check::pass(NAME, detail)
+            } else {
+                Check::fail(
+                    NAME,
+                    format!(
+                        "{detail}: {} not in the subnets' VPC {}",
+                        elsewhere.join(", "),
+                        subnet_vpcs.join(", ")
+                    ),
+                    fix,
+                )
+            }
+        }
+        Err(e) => {
+            let code = error_code(&e).unwrap_or_default().to_owned();
+            if code.starts_with("InvalidGroup") {
+                Check::fail(
+                    NAME,
+                    format!(
+                        "{} ({origin}): {} in {region}",
+                        groups.join(", "),
+                        e.as_service_error()
+                            .and_then(|s| s.message())
+                            .unwrap_or("not found")
+                    ),
+                    fix,
+                )
+            } else if code.contains("UnauthorizedOperation") || code.contains("AccessDenied") {
+                Check::skip(
+                    NAME,
+                    format!(
+                        "{} ({origin}); not allowed to DescribeSecurityGroups, so not checked \
+                         (allow ec2:DescribeSecurityGroups: see {POLICY})",
+                        groups.join(", ")
+                    ),
+                )
+            } else {
+                Check::fail(
+                    NAME,
+                    describe_error("DescribeSecurityGroups", &e),
+                    api_fix(&e, "ec2:DescribeSecurityGroups", fix),
+                )
+            }
+        }
+    }
+}
+
 /// One `secrets` entry of a container definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretRef {
@@ -452,6 +778,52 @@ pub async fn secret(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ecr_image_uris_name_account_region_repository_and_reference() {
+        let image = |account: &str, region: &str, repository: &str, reference| EcrImage {
+            account: account.into(),
+            region: region.into(),
+            repository: repository.into(),
+            reference,
+        };
+        assert_eq!(
+            EcrImage::parse("123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/admin:abc123"),
+            Some(image(
+                "123456789012",
+                "eu-west-1",
+                "team/admin",
+                ImageReference::Tag("abc123".into())
+            ))
+        );
+        assert_eq!(
+            EcrImage::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com/admin"),
+            Some(image(
+                "123456789012",
+                "us-east-1",
+                "admin",
+                ImageReference::Tag("latest".into())
+            ))
+        );
+        assert_eq!(
+            EcrImage::parse("123456789012.dkr.ecr-fips.us-east-1.amazonaws.com/admin@sha256:ab"),
+            Some(image(
+                "123456789012",
+                "us-east-1",
+                "admin",
+                ImageReference::Digest("sha256:ab".into())
+            ))
+        );
+        for elsewhere in [
+            "everruns-admin:local",
+            "ghcr.io/everruns/admin:1",
+            "public.ecr.aws/everruns/admin:1",
+            "localhost:5000/admin:1",
+            "12345.dkr.ecr.us-east-1.amazonaws.com/admin:1",
+        ] {
+            assert_eq!(EcrImage::parse(elsewhere), None, "{elsewhere}");
+        }
+    }
 
     #[test]
     fn secret_ids_drop_json_key_stage_and_version() {

@@ -95,7 +95,12 @@ pub async fn exec(
                 &clients.sts,
                 config.account_id.as_deref(),
             ));
-            checks.extend(aws_checks(context, clients, credentials, options).await)
+            let (aws, network) = tokio::join!(
+                aws_checks(context, clients, credentials, options),
+                network_checks(context, clients)
+            );
+            checks.extend(aws);
+            checks.extend(network);
         }
         None => {
             for name in ["credentials", "cluster", "task-definition"] {
@@ -103,10 +108,10 @@ pub async fn exec(
             }
             let plugin = local::plugin(std::env::var_os("PATH").as_deref());
             checks.push(for_shell(plugin, options.for_shell));
+            checks.push(local::subnets(config));
+            checks.push(local::security_groups(config));
         }
     }
-    checks.push(local::subnets(config));
-    checks.push(local::security_groups(config));
     checks.push(local::launch_settings(config));
 
     let mut interrupted = false;
@@ -134,6 +139,35 @@ pub async fn exec(
     } else {
         report.exit_code()
     })
+}
+
+/// The subnets and security groups: configured (else the local check's fix), and then
+/// existing in the region, the groups in the subnets' VPC.
+async fn network_checks(context: &Context, clients: &Clients) -> [Check; 2] {
+    let config = &context.config;
+    let origins = &config.origins;
+    let (subnets, vpcs) = match config.require_subnets() {
+        Ok(subnets) => {
+            let started = Instant::now();
+            let (check, vpcs) =
+                aws::subnets(&clients.ec2, subnets, &origins.subnets, &clients.region).await;
+            (check.took(elapsed_ms(started)), vpcs)
+        }
+        Err(_) => (local::subnets(config), Vec::new()),
+    };
+    let groups = if config.security_groups.is_empty() {
+        local::security_groups(config)
+    } else {
+        timed(aws::security_groups(
+            &clients.ec2,
+            &config.security_groups,
+            &origins.security_groups,
+            &vpcs,
+            &clients.region,
+        ))
+        .await
+    };
+    [subnets, groups]
 }
 
 /// A shell (ECS Exec) check: a failure counts only with `--for-shell`; otherwise it
@@ -170,6 +204,7 @@ async fn aws_checks(
     let Some(def) = def else {
         for name in [
             "container",
+            "image",
             "execution-role",
             "awslogs",
             "log-group",
@@ -201,8 +236,12 @@ async fn aws_checks(
             ),
         }
     };
-    let (log_group, secrets) =
-        tokio::join!(log_group, secret_checks(clients, &def, &config.container));
+    let (image, log_group, secrets) = tokio::join!(
+        timed(aws::image(&clients.ecr, &def, &config.container)),
+        log_group,
+        secret_checks(clients, &def, &config.container)
+    );
+    checks.push(image);
     checks.push(log_group);
     checks.extend(secrets);
 
