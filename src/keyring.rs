@@ -17,7 +17,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::exit::ExitError;
+use crate::contract::exit::ExitError;
 
 /// The variable holding the primary key.
 pub const PRIMARY_VAR: &str = "SECRETS_ENCRYPTION_KEY";

@@ -4,17 +4,16 @@
 //! runs inside the admin container and does the work; the launcher (`run-admin-task`,
 //! [`launcher`]) starts that container on ECS, follows it and its logs, and exits with
 //! its exit code. The only channel between them is the container's log stream, spoken
-//! in [`protocol`]. The modules at the top are what both use.
+//! as [`contract`] says; the launcher reads the companion through it alone. The other
+//! modules at the top are what both use.
 //!
 //! The launcher and the AWS SDKs are behind the default feature `launcher`, so the
 //! admin image builds the companion without them.
 
 pub mod completions;
-pub mod duration;
+pub mod contract;
 pub mod envelope;
-pub mod exit;
 pub mod keyring;
-pub mod protocol;
 pub mod signals;
 mod stdio;
 

@@ -12,8 +12,8 @@ use super::database::DatabaseUrl;
 use super::lint::{self, Thresholds};
 use super::migrations::{Catalog, SessionLimits, info, migrate};
 use super::{console, reencrypt, shell, status, stop};
-use crate::duration;
-use crate::exit::{ExitError, companion};
+use crate::contract::duration;
+use crate::contract::exit::{ExitError, companion};
 
 const ENVIRONMENT_AND_EXIT_CODES: &str = "\
 Environment:

@@ -36,8 +36,8 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::exit::ExitError;
-use crate::protocol::Event;
+use crate::contract::events::Event;
+use crate::contract::exit::ExitError;
 
 static JSON: OnceLock<bool> = OnceLock::new();
 static NEVER_PRINT: RwLock<Vec<zeroize::Zeroizing<String>>> = RwLock::new(Vec::new());

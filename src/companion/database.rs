@@ -15,7 +15,7 @@ use sqlx::{ConnectOptions, Connection};
 use zeroize::Zeroizing;
 
 use super::stop;
-use crate::exit::ExitError;
+use crate::contract::exit::ExitError;
 
 /// The database to work on, from `DATABASE_URL`. Its password is kept out of every
 /// message: [`DatabaseUrl::scrub`] removes it from any text that might quote it.

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use anyhow::anyhow;
 use serde::{Deserialize, Serialize};
 
-use crate::exit::ExitError;
+use crate::contract::exit::ExitError;
 
 const DECLARATIONS: &str = include_str!("../../migrations/encrypted_columns.toml");
 

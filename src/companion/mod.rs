@@ -1,6 +1,6 @@
 //! The companion, `everruns-admin`: runs inside the admin container and does the work
 //! against the database (migrations, re-encryption, status, a shell). It speaks to the
-//! launcher only through its output, in [`crate::protocol`]; it never calls AWS.
+//! launcher only through its output, in [`crate::contract::events`]; it never calls AWS.
 
 pub mod cli;
 pub mod console;
@@ -27,7 +27,7 @@ pub fn main(cli: Cli) -> u8 {
             crate::stdio::err_line(format_args!(
                 "everruns-admin: cannot start the async runtime: {e}"
             ));
-            crate::exit::companion::FAILURE
+            crate::contract::exit::companion::FAILURE
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use crate::exit::{ExitError, companion};
+use crate::contract::exit::{ExitError, companion};
 use crate::signals::{Signal, Signals};
 use anyhow::Context;
 use serde_json::json;

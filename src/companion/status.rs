@@ -15,7 +15,7 @@ use crate::companion::console;
 use crate::companion::database::{self, DatabaseUrl};
 use crate::companion::migrations::state::SchemaState;
 use crate::companion::migrations::{Catalog, history};
-use crate::exit::{ExitError, companion};
+use crate::contract::exit::{ExitError, companion};
 use crate::keyring::Keyring;
 
 /// Options of `status`.

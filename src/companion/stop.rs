@@ -24,8 +24,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 use tokio::sync::watch;
 
-use crate::exit::{ExitError, companion};
-use crate::protocol::StopReport;
+use crate::contract::events::StopReport;
+use crate::contract::exit::{ExitError, companion};
 use crate::signals::{Signal, Signals};
 
 /// How long the work gets, after its statements were cancelled, to roll back and

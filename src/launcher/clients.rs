@@ -12,7 +12,7 @@ use aws_sdk_ecs::config::interceptors::InterceptorContext;
 use aws_sdk_ecs::config::retry::{ClassifyRetry, RetryAction};
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 
-use crate::exit::{ExitError, launcher};
+use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::config::{ApiTimeouts, CredentialSource, LaunchConfig};
 
 /// Attempts per API call; the SDK's standard retry backs off on throttling itself.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use serde::Deserialize;
 
-use crate::exit::ExitError;
+use crate::contract::exit::ExitError;
 
 /// The cluster used when nothing else names one (the old script's default).
 pub const DEFAULT_CLUSTER: &str = "everruns";
@@ -87,7 +87,7 @@ pub struct GlobalOptions {
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
     /// Stop waiting after this long and exit 124 (seconds, or 90s, 10m, 2h)
-    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_nonzero)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::contract::duration::parse_nonzero)]
     pub timeout: Option<Duration>,
     /// Stop the task when --timeout is reached
     #[arg(long, requires = "timeout")]
@@ -116,15 +116,15 @@ pub struct GlobalOptions {
     pub wait_stopped: bool,
     /// The longest one AWS call may take, retries included
     /// [env: RUN_ADMIN_TASK_CALL_TIMEOUT] [config: call_timeout] [default: 20s]
-    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_nonzero)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::contract::duration::parse_nonzero)]
     pub call_timeout: Option<Duration>,
     /// The longest one attempt of an AWS call may take before it is retried
     /// [env: RUN_ADMIN_TASK_ATTEMPT_TIMEOUT] [config: attempt_timeout] [default: 8s]
-    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_nonzero)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::contract::duration::parse_nonzero)]
     pub attempt_timeout: Option<Duration>,
     /// Warn once when the task has not started after this long
     /// [env: RUN_ADMIN_TASK_SLOW_START] [config: slow_start] [default: 2m]
-    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_nonzero)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::contract::duration::parse_nonzero)]
     pub slow_start: Option<Duration>,
     /// RunTask's clientToken: a rerun with the same key attaches to the task the first
     /// run started (ECS honours it for a limited time: see README). In GitHub Actions it
@@ -738,7 +738,7 @@ impl LaunchConfig {
                 (None, Some(text)) => (format!("`{key}` in the config file"), text.clone()),
                 (None, None) => return Ok(None),
             };
-            crate::duration::parse_nonzero(&text)
+            crate::contract::duration::parse_nonzero(&text)
                 .map(Some)
                 .map_err(|e| ExitError::usage(anyhow!("{origin}: {e}")))
         };

@@ -6,7 +6,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::anyhow;
 use tokio::sync::mpsc;
 
-use crate::exit::ExitError;
+use crate::contract::exit::ExitError;
 
 /// What the guard decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

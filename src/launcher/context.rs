@@ -4,7 +4,7 @@
 
 use tokio::sync::mpsc;
 
-use crate::exit::ExitError;
+use crate::contract::exit::ExitError;
 use crate::launcher::config::{GlobalOptions, LaunchConfig, OutputFormat};
 use crate::launcher::confirm::{Decision, confirm, ensure_can_ask};
 use crate::launcher::identity::Operator;

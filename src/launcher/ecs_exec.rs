@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use crate::exit::{ExitError, launcher};
+use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::clients::{describe_error, error_code, is_transient};
 use crate::launcher::config::EnvLookup;
 use crate::launcher::render::Renderer;

@@ -16,12 +16,12 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::exit::launcher;
+use crate::contract::events::Event;
+use crate::contract::exit::launcher;
 use crate::launcher::config::{EnvLookup, process_env};
 use crate::launcher::job::report::TaskReport;
 use crate::launcher::job::shards::{ShardReport, ShardedReport};
 use crate::launcher::render::Renderer;
-use crate::protocol::Event;
 
 /// Where this step's summary and outputs go.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

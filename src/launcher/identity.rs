@@ -5,7 +5,7 @@
 
 use anyhow::anyhow;
 
-use crate::exit::ExitError;
+use crate::contract::exit::ExitError;
 use crate::launcher::clients::{Clients, launch_error};
 use crate::launcher::config::{EnvLookup, LaunchConfig};
 

@@ -17,10 +17,10 @@ use serde_json::Value;
 use zeroize::Zeroizing;
 
 use crate::companion::reencrypt::ReencryptReport;
-use crate::exit::{ExitError, launcher};
+use crate::contract::events::Event;
+use crate::contract::exit::{ExitError, launcher};
 use crate::keyring::{KEY_LEN, Key, PREVIOUS_VAR, PRIMARY_VAR, is_valid_id, split_keys};
 use crate::launcher::clients::describe_error;
-use crate::protocol::Event;
 
 /// What `keys retire` writes into the previous slot: one space, which the companion
 /// reads as "no previous keys" (Secrets Manager does not store an empty string).
@@ -240,7 +240,7 @@ pub fn check_safe(
             anyhow!("refusing to {what}: {why}; nothing was changed"),
         )
     };
-    if findings.exit_code == crate::exit::companion::UNDECRYPTABLE {
+    if findings.exit_code == crate::contract::exit::companion::UNDECRYPTABLE {
         return Err(refuse(format!(
             "`reencrypt --dry-run` found {} value(s) it cannot decrypt (exit 5); they may need \
              a key that is only in the previous slot: run `run-admin-task reencrypt --dry-run` \

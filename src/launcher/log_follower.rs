@@ -18,9 +18,9 @@ use aws_sdk_cloudwatchlogs::operation::get_log_events::GetLogEventsError;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::exit::ExitError;
+use crate::contract::events::{Event, LogLine};
+use crate::contract::exit::ExitError;
 use crate::launcher::clients::{describe_error, is_transient};
-use crate::protocol::{Event, LogLine};
 
 /// How often to read, and the drain rule's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! The launcher, `run-admin-task`: starts the admin container on ECS Fargate with a
 //! command override, follows its status and its CloudWatch log stream live, and exits
-//! with the container's exit code (see [`crate::exit::launcher`] for its own codes).
+//! with the container's exit code (see [`crate::contract::exit::launcher`] for its own codes).
 //!
 //! [`commands`] holds the command line and one module per command; they call the
 //! subject modules here: [`job`] (launch and follow a task), [`log_follower`],

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::contract::events::{Event, LogLine};
 use crate::launcher::config::OutputFormat;
-use crate::protocol::{Event, LogLine};
 
 /// One log line, understood.
 #[derive(Debug, Clone, PartialEq)]

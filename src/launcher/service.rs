@@ -6,7 +6,7 @@
 use anyhow::anyhow;
 use aws_sdk_ecs::types::{AssignPublicIp, Service};
 
-use crate::exit::ExitError;
+use crate::contract::exit::ExitError;
 use crate::launcher::clients::{Clients, cluster_not_found, launch_error};
 use crate::launcher::config::{Capacity, CapacityShare, LaunchConfig, Origin};
 
@@ -240,7 +240,7 @@ pub fn describe_origins(config: &LaunchConfig) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exit::launcher;
+    use crate::contract::exit::launcher;
     use crate::launcher::config::GlobalOptions;
     use crate::launcher::config::tests::env_of;
     use aws_sdk_ecs::types::{

@@ -12,6 +12,7 @@ use aws_sdk_ecs::operation::run_task::RunTaskOutput;
 use aws_sdk_ecs::operation::stop_task::StopTaskOutput;
 use aws_sdk_ecs::types::{Container, Failure, Task};
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+use everruns_admin::contract::events::{Event, LogLine};
 use everruns_admin::launcher::clients::Clients;
 use everruns_admin::launcher::config::{GlobalOptions, LaunchConfig, OutputFormat};
 use everruns_admin::launcher::identity::Operator;
@@ -23,7 +24,6 @@ use everruns_admin::launcher::job::outcome::TaskOutcome;
 use everruns_admin::launcher::job::watch::{Poll, PollTiming, TaskWatcher};
 use everruns_admin::launcher::log_follower::{LogFollower, LogTiming, Page, TaskPhase};
 use everruns_admin::launcher::render::Renderer;
-use everruns_admin::protocol::{Event, LogLine};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use self::rules::{RULES, facts, rule};
 pub use self::sizes::{TableSize, TableSizes, Thresholds};
-use crate::exit::ExitError;
+use crate::contract::exit::ExitError;
 
 /// The comment that allows a finding: `-- everruns-admin:allow RULE-ID reason`.
 pub const ALLOW: &str = "-- everruns-admin:allow";

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::{Catalog, history, leftovers, lint_pending, lock_key_of, state::SchemaState};
 use crate::companion::console;
 use crate::companion::database::{self, DatabaseUrl};
-use crate::exit::{ExitError, companion};
+use crate::contract::exit::{ExitError, companion};
 
 /// Options of `migrate-info`.
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@ use crate::companion::console::Progress;
 use crate::companion::database::{self, DatabaseUrl};
 use crate::companion::lint::{self, Finding, Severity, Thresholds};
 use crate::companion::stop;
-use crate::exit::{ExitError, companion};
+use crate::contract::exit::{ExitError, companion};
 
 /// Options of `migrate`.
 #[derive(Debug, Clone)]

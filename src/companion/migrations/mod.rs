@@ -18,7 +18,7 @@ use anyhow::{Context, anyhow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::PgConnection;
 
-use crate::exit::ExitError;
+use crate::contract::exit::ExitError;
 
 /// The migrations embedded in this binary.
 pub static EMBEDDED: Migrator = sqlx::migrate!("./migrations");

@@ -26,7 +26,7 @@ use self::walk::{Pace, Walk};
 use crate::companion::database::{self, DatabaseUrl, LockMode};
 use crate::companion::encrypted_columns::{self, EncryptedColumn};
 use crate::companion::stop::{self, Cause};
-use crate::exit::{ExitError, companion};
+use crate::contract::exit::{ExitError, companion};
 use crate::keyring::Keyring;
 use crate::signals::Signal;
 

@@ -16,8 +16,8 @@ use crate::companion::console::Progress;
 use crate::companion::database::DatabaseUrl;
 use crate::companion::encrypted_columns::EncryptedColumn;
 use crate::companion::stop;
+use crate::contract::exit::ExitError;
 use crate::envelope::EnvelopeError;
-use crate::exit::ExitError;
 use crate::keyring::Keyring;
 
 /// A value waiting to be written: the row, what it held when read, its replacement,

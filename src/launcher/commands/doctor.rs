@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::exit::{ExitError, launcher};
+use crate::contract::events::Event;
+use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::checks::in_vpc::{self, COMPANION_COMMAND, StatusRun};
 use crate::launcher::checks::local::{self, ONLY_FOR_SHELL};
 use crate::launcher::checks::{Check, DoctorReport, Status, aws, elapsed_ms, timed};
@@ -25,7 +26,6 @@ use crate::launcher::context::print_json;
 use crate::launcher::job::launch::Job;
 use crate::launcher::job::report::TaskReport;
 use crate::launcher::render::Renderer;
-use crate::protocol::Event;
 
 /// How long `doctor --in-vpc` waits for its task when `--timeout` is not given; the
 /// task is stopped when the wait ends.

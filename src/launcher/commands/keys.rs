@@ -10,7 +10,7 @@ use anyhow::anyhow;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::exit::{ExitError, launcher};
+use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::clients::Clients;
 use crate::launcher::config::OutputFormat;
 use crate::launcher::context::Context;

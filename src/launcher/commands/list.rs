@@ -7,7 +7,7 @@ use aws_sdk_ecs::types::{DesiredStatus, TaskField};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::exit::ExitError;
+use crate::contract::exit::ExitError;
 use crate::launcher::clients::{Clients, launch_error};
 use crate::launcher::config::OutputFormat;
 use crate::launcher::context::Context;

@@ -6,7 +6,8 @@
 use anyhow::anyhow;
 use tokio::sync::{mpsc, watch};
 
-use crate::exit::ExitError;
+use crate::contract::events::LogLine;
+use crate::contract::exit::ExitError;
 use crate::launcher::clients::Clients;
 use crate::launcher::context::Context;
 use crate::launcher::context::print_json;
@@ -14,7 +15,6 @@ use crate::launcher::job::follow::{FollowSettings, LogSource, Target, follow, re
 use crate::launcher::job::report::TaskReport;
 use crate::launcher::job::{conclude, describe_task, existing_log_target, follow_settings};
 use crate::launcher::log_follower::{LogFollower, TaskPhase};
-use crate::protocol::LogLine;
 
 /// `logs TASK [--follow]`.
 #[derive(Debug, Clone, clap::Args)]

@@ -23,7 +23,7 @@ use self::shell::ShellArgs;
 use self::status::StatusArgs;
 use self::stop::StopArgs;
 use self::task_def::TaskDefArgs;
-use crate::exit::{ExitError, launcher};
+use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::config::{self, CiKind, GlobalOptions, LaunchConfig, OutputFormat};
 use crate::launcher::context::Context;
 use crate::launcher::github_actions;

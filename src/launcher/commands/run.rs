@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 
 use super::Command;
 use crate::companion::cli::Cli as CompanionCli;
-use crate::exit::ExitError;
+use crate::contract::exit::ExitError;
 use crate::launcher::context::{Context, print_json};
 use crate::launcher::github_actions;
 use crate::launcher::job::launch::{Job, RunTaskPlan, companion_deadline};
@@ -239,7 +239,7 @@ pub async fn exec(
         container: context.config.container.clone(),
         command: launch.job.argv.clone(),
         exit_code: code,
-        interrupted: code == crate::exit::launcher::INTERRUPTED,
+        interrupted: code == crate::contract::exit::launcher::INTERRUPTED,
         error: Some("nothing was launched".to_string()),
         ..TaskReport::default()
     });

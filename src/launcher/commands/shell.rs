@@ -11,7 +11,7 @@ use std::path::Path;
 
 use tokio::sync::mpsc;
 
-use crate::exit::{ExitError, launcher};
+use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::clients::Clients;
 use crate::launcher::config::process_env;
 use crate::launcher::context::Context;

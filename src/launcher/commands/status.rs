@@ -3,7 +3,7 @@
 
 use chrono::SecondsFormat;
 
-use crate::exit::ExitError;
+use crate::contract::exit::ExitError;
 use crate::launcher::clients::Clients;
 use crate::launcher::config::OutputFormat;
 use crate::launcher::context::Context;
@@ -103,7 +103,7 @@ pub async fn exec(context: &Context, args: &StatusArgs) -> Result<u8, ExitError>
         lines.extend(outcome.explanation.iter().cloned());
         lines.extend(outcome.hints.iter().map(|h| format!("hint: {h}")));
     }
-    if let Some(crate::protocol::Event::Result {
+    if let Some(crate::contract::events::Event::Result {
         command, exit_code, ..
     }) = &report.result
     {

@@ -1,6 +1,6 @@
 //! `stop TASK [--reason TEXT]`: stop a task, recording who stopped it.
 
-use crate::exit::ExitError;
+use crate::contract::exit::ExitError;
 use crate::launcher::clients::Clients;
 use crate::launcher::context::Context;
 use crate::launcher::context::print_json;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::exit::ExitError;
+use crate::contract::exit::ExitError;
 use crate::launcher::clients::Clients;
 use crate::launcher::config::{OutputFormat, process_env};
 use crate::launcher::context::Context;

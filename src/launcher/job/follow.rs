@@ -13,13 +13,13 @@ use anyhow::anyhow;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::exit::ExitError;
+use crate::contract::events::{Event, LogLine};
+use crate::contract::exit::ExitError;
 use crate::launcher::clients::{Clients, describe_error};
 use crate::launcher::job::watch::{Poll, PollTiming, TaskWatcher};
 use crate::launcher::log_follower::{LogFollower, LogTiming, TaskPhase};
 use crate::launcher::render::Renderer;
 use crate::launcher::task::{TaskSnapshot, task_id};
-use crate::protocol::{Event, LogLine};
 use crate::signals::Handled;
 
 /// How following behaves.

@@ -23,7 +23,8 @@ use self::launch::{
 use self::outcome::{TaskOutcome, console_url};
 use self::report::{Phases, TaskReport};
 use self::watch::{Poll, PollTiming, TaskWatcher};
-use crate::exit::{ExitError, launcher};
+use crate::contract::events::Event;
+use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::clients::Clients;
 use crate::launcher::config::OutputFormat;
 use crate::launcher::context::{Context, confirmed, ensure_can_confirm, print_json};
@@ -31,7 +32,6 @@ use crate::launcher::identity::{caller_account, check_account};
 use crate::launcher::render::Renderer;
 use crate::launcher::task::{TaskSnapshot, placement};
 use crate::launcher::task_def::fetch::{ContainerSpec, TaskDefinitionInfo};
-use crate::protocol::Event;
 use crate::signals::Handled;
 
 /// Launches `job`, follows it to its end and returns the exit status with the report
@@ -446,7 +446,7 @@ pub async fn describe_task(
     match watcher.poll().await {
         Ok(Poll::Seen(snapshot)) => Ok(*snapshot),
         Ok(Poll::Unavailable(problem)) => Err(ExitError::new(
-            crate::exit::launcher::NEVER_RAN,
+            crate::contract::exit::launcher::NEVER_RAN,
             anyhow!("{problem}; check the endpoint and network, then try again"),
         )),
         Ok(Poll::NotVisibleYet) | Err(_) => Err(ExitError::usage(anyhow!(

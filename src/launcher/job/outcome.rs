@@ -3,7 +3,7 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::exit::launcher;
+use crate::contract::exit::launcher;
 use crate::launcher::task::TaskSnapshot;
 
 /// The verdict on a stopped task.

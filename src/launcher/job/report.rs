@@ -31,9 +31,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::contract::events::Event;
 use crate::launcher::job::outcome::TaskOutcome;
 use crate::launcher::task::TaskSnapshot;
-use crate::protocol::Event;
 
 /// A RunTask `failures[]` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

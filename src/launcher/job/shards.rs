@@ -15,7 +15,7 @@ use super::follow::{LogSource, Target, follow, stop_on_the_way_out};
 use super::launch::{Job, rejected};
 use super::report::TaskReport;
 use super::{follow_settings, log_target, prepare, settle};
-use crate::exit::{ExitError, companion, launcher};
+use crate::contract::exit::{ExitError, companion, launcher};
 use crate::launcher::context::Context;
 use crate::launcher::render::ShardBoard;
 use crate::launcher::task::tags;
@@ -186,7 +186,8 @@ fn add_up(reports: &[ShardReport]) -> (Map<String, Value>, Vec<Value>) {
         }
     };
     for report in reports {
-        let Some(crate::protocol::Event::Result { summary, .. }) = &report.task.result else {
+        let Some(crate::contract::events::Event::Result { summary, .. }) = &report.task.result
+        else {
             continue;
         };
         for table in summary["tables"].as_array().into_iter().flatten() {
@@ -506,7 +507,7 @@ mod tests {
         let shard = |n: u64| ShardReport {
             shard: "1/2".into(),
             task: TaskReport {
-                result: Some(crate::protocol::Event::Result {
+                result: Some(crate::contract::events::Event::Result {
                     ts: chrono::Utc::now(),
                     command: "reencrypt".into(),
                     exit_code: 0,

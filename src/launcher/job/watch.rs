@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use aws_sdk_ecs::types::TaskField;
 use tokio::time::Instant;
 
-use crate::exit::{ExitError, launcher};
+use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::clients::{describe_error, is_transient};
 use crate::launcher::task::TaskSnapshot;
 

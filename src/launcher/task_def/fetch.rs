@@ -5,7 +5,7 @@
 use anyhow::anyhow;
 use aws_sdk_ecs::types::LogDriver;
 
-use crate::exit::ExitError;
+use crate::contract::exit::ExitError;
 use crate::launcher::clients::{Clients, launch_error};
 
 /// Where a container's awslogs driver writes.

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use self::spec::TaskDefSpec;
 use self::template::{RenderError, render_json};
-use crate::exit::ExitError;
+use crate::contract::exit::ExitError;
 use crate::launcher::clients::{Clients, describe_error};
 
 /// The admin task definition template, built in.

@@ -8,8 +8,8 @@ use std::time::Duration;
 /// ```
 /// use std::time::Duration;
 ///
-/// assert_eq!(everruns_admin::duration::parse("90"), Ok(Duration::from_secs(90)));
-/// assert_eq!(everruns_admin::duration::parse("10m"), Ok(Duration::from_secs(600)));
+/// assert_eq!(everruns_admin::contract::duration::parse("90"), Ok(Duration::from_secs(90)));
+/// assert_eq!(everruns_admin::contract::duration::parse("10m"), Ok(Duration::from_secs(600)));
 /// ```
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();

@@ -29,7 +29,7 @@ impl LogLine {
     /// Reads one log message.
     ///
     /// ```
-    /// use everruns_admin::protocol::LogLine;
+    /// use everruns_admin::contract::events::LogLine;
     ///
     /// let line = LogLine::parse("plain output\r\n");
     /// assert_eq!((line.text.as_str(), line.event), ("plain output", None));
@@ -87,7 +87,7 @@ impl Event {
     /// Parses one log line; `None` for lines that are not protocol events.
     ///
     /// ```
-    /// use everruns_admin::protocol::Event;
+    /// use everruns_admin::contract::events::Event;
     ///
     /// let line = r#"{"event":"progress","ts":"2026-01-02T03:04:05Z","phase":"migrate","done":1,"total":4}"#;
     /// assert!(matches!(Event::parse(line), Some(Event::Progress { done: 1, .. })));
