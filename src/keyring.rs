@@ -14,10 +14,10 @@ use aes_gcm::{Aes256Gcm, KeyInit};
 use anyhow::anyhow;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::contract::exit::ExitError;
+use crate::contract::summary::KeyIds;
 
 /// The variable holding the primary key.
 pub const PRIMARY_VAR: &str = "SECRETS_ENCRYPTION_KEY";
@@ -243,15 +243,6 @@ impl KeyringError {
     fn usage(self) -> ExitError {
         ExitError::usage(anyhow!(self))
     }
-}
-
-/// The ids of a keyring, for reports: the only part of a key that may be shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyIds {
-    /// The primary key's id.
-    pub primary: String,
-    /// The previous keys' ids, in the order given.
-    pub previous: Vec<String>,
 }
 
 /// The primary key and the previous keys, looked up by id when decrypting.

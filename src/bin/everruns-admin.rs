@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use everruns_admin::companion::{self, Cli};
+use everruns_admin::companion;
+use everruns_admin::contract::command_line::Cli;
 
 fn main() -> ExitCode {
     ExitCode::from(companion::main(Cli::parse()))

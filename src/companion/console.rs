@@ -36,6 +36,7 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use crate::contract::command_line::Output;
 use crate::contract::events::Event;
 use crate::contract::exit::ExitError;
 
@@ -72,15 +73,6 @@ pub(crate) fn command_line(command: &str) -> String {
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "everruns-admin".to_owned());
     format!("{via} {command}")
-}
-
-/// The companion's output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    /// Readable lines.
-    Text,
-    /// One JSON event per line.
-    Json,
 }
 
 /// Sets up output for this process: JSON when stdout is not a terminal (or when

@@ -2,9 +2,9 @@
 //! against the database (migrations, re-encryption, status, a shell). It speaks to the
 //! launcher only through its output, in [`crate::contract::events`]; it never calls AWS.
 
-pub mod cli;
 pub mod console;
 pub mod database;
+pub mod dispatch;
 pub mod encrypted_columns;
 pub mod lint;
 pub mod migrations;
@@ -13,7 +13,7 @@ pub mod shell;
 pub mod status;
 pub(crate) mod stop;
 
-pub use self::cli::Cli;
+use crate::contract::command_line::Cli;
 
 /// Runs the companion and returns its exit status.
 pub fn main(cli: Cli) -> u8 {
@@ -22,7 +22,7 @@ pub fn main(cli: Cli) -> u8 {
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(cli::execute(cli)),
+        Ok(runtime) => runtime.block_on(dispatch::execute(cli)),
         Err(e) => {
             crate::stdio::err_line(format_args!(
                 "everruns-admin: cannot start the async runtime: {e}"

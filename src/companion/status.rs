@@ -8,14 +8,14 @@
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgConnection;
 
 use crate::companion::console;
 use crate::companion::database::{self, DatabaseUrl};
 use crate::companion::migrations::state::SchemaState;
 use crate::companion::migrations::{Catalog, history};
-use crate::contract::exit::{ExitError, companion};
+use crate::contract::exit::ExitError;
+use crate::contract::summary::{DatabaseProbe, KeysProbe, SchemaProbe, StatusSummary};
 use crate::keyring::Keyring;
 
 /// Options of `status`.
@@ -23,78 +23,6 @@ use crate::keyring::Keyring;
 pub struct StatusOptions {
     /// How long to retry the first connection (a fresh task's network can take seconds).
     pub connect_timeout: Duration,
-}
-
-/// Whether the database answered, and how fast.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DatabaseProbe {
-    /// Connected and answered `SELECT 1`.
-    pub ok: bool,
-    /// The URL with its password masked, so an operator sees which host was tried.
-    pub url: Option<String>,
-    /// `server_version` as the server reports it.
-    pub server_version: Option<String>,
-    /// Round trip of `SELECT 1` on the open connection, in milliseconds.
-    pub select1_ms: Option<f64>,
-    /// What went wrong, password scrubbed.
-    pub error: Option<String>,
-    /// Time spent, connection retries included, in milliseconds.
-    pub ms: u64,
-}
-
-/// Where the schema stands against this image, as `migrate-info` sees it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SchemaProbe {
-    /// The history could be read (pending migrations are not a failure).
-    pub ok: bool,
-    /// Whether `_sqlx_migrations` exists.
-    pub history_table_exists: bool,
-    /// Migrations in this image not yet applied.
-    pub pending: usize,
-    /// Migrations where the database disagrees with this image.
-    pub drift: usize,
-    /// What went wrong, or why the probe did not run.
-    pub error: Option<String>,
-    /// Time spent, in milliseconds.
-    pub ms: u64,
-}
-
-/// Which keys the task was given: ids only, never material.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct KeysProbe {
-    /// `SECRETS_ENCRYPTION_KEY` and `SECRETS_ENCRYPTION_KEY_PREVIOUS` are valid.
-    pub ok: bool,
-    /// The primary key's id.
-    pub primary: Option<String>,
-    /// The previous keys' ids.
-    pub previous: Vec<String>,
-    /// Which variable and key is wrong, and how (never its value).
-    pub error: Option<String>,
-    /// Time spent, in milliseconds.
-    pub ms: u64,
-}
-
-/// The result event's summary of `status`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct StatusSummary {
-    /// Reachability.
-    pub database: DatabaseProbe,
-    /// Schema state.
-    pub schema: SchemaProbe,
-    /// Keys.
-    pub keys: KeysProbe,
-}
-
-impl StatusSummary {
-    /// The exit code: 0 when the database is reachable and the keys are valid, else 1.
-    /// Pending migrations are information and drift a warning: neither fails `status`.
-    pub fn exit_code(&self) -> u8 {
-        if self.database.ok && self.keys.ok {
-            companion::SUCCESS
-        } else {
-            companion::FAILURE
-        }
-    }
 }
 
 /// Runs the three probes and returns the exit code and the summary. Never fails:

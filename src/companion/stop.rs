@@ -355,10 +355,3 @@ fn first_line(error: &sqlx::Error) -> String {
         .unwrap_or_default()
         .to_owned()
 }
-
-/// Parses `--deadline` / `EVERRUNS_ADMIN_DEADLINE`: an RFC 3339 time.
-pub fn parse_deadline(text: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(text.trim())
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("{e}: expected an RFC 3339 time such as 2026-12-04T10:30:00Z"))
-}

@@ -5,6 +5,8 @@
 //! change its internals without the other noticing, and the launcher reads the
 //! companion only through it.
 
+pub mod command_line;
 pub mod duration;
 pub mod events;
 pub mod exit;
+pub mod summary;

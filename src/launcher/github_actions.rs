@@ -521,7 +521,7 @@ fn result_section(command: &str, summary: &Value) -> String {
             let mut row = f.clone();
             row["where"] = Value::String(format!("{}:{}", cell(&f["file"]), cell(&f["line"])));
             row["size"] = Value::String(match (f["rows"].as_i64(), f["bytes"].as_i64()) {
-                (Some(rows), Some(bytes)) => crate::companion::lint::sizes::human(rows, bytes),
+                (Some(rows), Some(bytes)) => crate::contract::summary::human(rows, bytes),
                 _ => String::new(),
             });
             row

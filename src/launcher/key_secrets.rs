@@ -16,9 +16,9 @@ use serde::Serialize;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::companion::reencrypt::ReencryptReport;
 use crate::contract::events::Event;
 use crate::contract::exit::{ExitError, launcher};
+use crate::contract::summary::ReencryptReport;
 use crate::keyring::{KEY_LEN, Key, PREVIOUS_VAR, PRIMARY_VAR, is_valid_id, split_keys};
 use crate::launcher::clients::describe_error;
 
@@ -445,8 +445,8 @@ pub async fn write_retirement(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::companion::reencrypt::{Counts, Outcome};
-    use crate::keyring::KeyIds;
+    use crate::contract::summary::KeyIds;
+    use crate::contract::summary::{Counts, Outcome};
 
     #[test]
     fn next_version_keeps_stem_and_padding() {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use clap::{CommandFactory, Parser};
-use everruns_admin::companion::cli::Cli as CompanionCli;
+use everruns_admin::contract::command_line::Cli as CompanionCli;
 use everruns_admin::launcher::Cli as LauncherCli;
 use everruns_admin::launcher::commands::run::Launch;
 

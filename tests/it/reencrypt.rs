@@ -1019,7 +1019,8 @@ fn four_concurrent_shards_beside_a_writer_leave_every_value_latest_and_on_the_pr
 
 #[test]
 fn the_same_shard_twice_waits_and_an_unsharded_run_excludes_every_shard() {
-    use everruns_admin::companion::reencrypt::{LOCK_KEY, Shard};
+    use everruns_admin::companion::reencrypt::LOCK_KEY;
+    use everruns_admin::contract::command_line::Shard;
     let db = migrated_database();
     seed(&db, 5);
     let run = |args: &[&str]| {

@@ -19,6 +19,7 @@ use serde::Serialize;
 use self::rules::{RULES, facts, rule};
 pub use self::sizes::{TableSize, TableSizes, Thresholds};
 use crate::contract::exit::ExitError;
+use crate::contract::summary;
 
 /// The comment that allows a finding: `-- everruns-admin:allow RULE-ID reason`.
 pub const ALLOW: &str = "-- everruns-admin:allow";
@@ -72,8 +73,8 @@ impl Finding {
     /// One line for a log: where, what, on what, how big, and the fix.
     pub fn describe(&self) -> String {
         let size = match (self.rows, self.bytes) {
-            (Some(rows), Some(bytes)) => format!(" ({})", sizes::human(rows, bytes)),
-            (None, Some(bytes)) => format!(" ({})", sizes::human_bytes(bytes)),
+            (Some(rows), Some(bytes)) => format!(" ({})", summary::human(rows, bytes)),
+            (None, Some(bytes)) => format!(" ({})", summary::human_bytes(bytes)),
             _ => String::new(),
         };
         let detail = if self.detail.is_empty() {

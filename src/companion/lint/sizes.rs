@@ -71,35 +71,12 @@ impl TableSizes {
     }
 }
 
-/// `2.3 M rows, 1.4 GB`.
-pub fn human(rows: i64, bytes: i64) -> String {
-    let rows = match rows {
-        r if r >= 1_000_000 => format!("{:.1} M rows", r as f64 / 1e6),
-        r if r >= 1_000 => format!("{:.1} k rows", r as f64 / 1e3),
-        r => format!("{r} rows"),
-    };
-    format!("{rows}, {}", human_bytes(bytes))
-}
-
-/// `1.4 GB`, `820 kB`.
-pub fn human_bytes(bytes: i64) -> String {
-    let b = bytes as f64;
-    match bytes {
-        n if n >= 1 << 30 => format!("{:.1} GB", b / f64::from(1u32 << 30)),
-        n if n >= 1 << 20 => format!("{:.1} MB", b / f64::from(1u32 << 20)),
-        n if n >= 1 << 10 => format!("{:.0} kB", b / 1024.0),
-        n => format!("{n} B"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn sizes_read_as_people_say_them() {
-        assert_eq!(human(2_300_000, 1_503_238_553), "2.3 M rows, 1.4 GB");
-        assert_eq!(human(12, 8192), "12 rows, 8 kB");
         let t = Thresholds::default();
         assert!(t.is_large(&TableSize {
             rows: Some(10_001),

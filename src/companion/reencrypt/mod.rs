@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use sqlx::postgres::PgConnection;
 
-pub use self::report::{Counts, Outcome, ReencryptReport, TableReport, UndecryptableValue};
-pub use self::shard::{KeyRange, Shard, ShardSummary};
 use self::walk::{Pace, Walk};
 use crate::companion::database::{self, DatabaseUrl, LockMode};
 use crate::companion::encrypted_columns::{self, EncryptedColumn};
 use crate::companion::stop::{self, Cause};
+use crate::contract::command_line::{MAX_BATCH_SIZE, Shard};
 use crate::contract::exit::{ExitError, companion};
+use crate::contract::summary::{KeyRange, Outcome, ReencryptReport, TableReport};
 use crate::keyring::Keyring;
 use crate::signals::Signal;
 
@@ -37,8 +37,7 @@ pub const LOCK_KEY: i64 = 0x6576_7272_6e72_6563;
 /// 10 ms for 1000 rows); fewer rows mean more round trips per row: over 200,000 rows a
 /// run took 1.4x the time of one UPDATE of them all at 100 a batch, 1.1-1.2x at 1000.
 pub const DEFAULT_BATCH_SIZE: u32 = 1000;
-/// Largest batch accepted: one statement carries the whole batch.
-pub const MAX_BATCH_SIZE: u32 = 10_000;
+
 /// How often a value changed by another writer is re-read and retried before it is
 /// left alone.
 pub const MAX_RETRIES: usize = 3;

@@ -1,45 +1,12 @@
 //! What a run found and did: counts per table and per key id, the undecryptable
 //! values (by table and id, never content), and the readable summary.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::MAX_LISTED_UNDECRYPTABLE;
-use super::shard::ShardSummary;
-use crate::keyring::KeyIds;
-
-/// How the run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// Every declared value was visited.
-    Completed,
-    /// SIGTERM: the batch in flight was cancelled and rolled back, then the run stopped.
-    Terminated,
-    /// SIGINT: the same.
-    Interrupted,
-    /// The deadline passed: the same.
-    DeadlinePassed,
-}
-
-/// Counts of values, for one table or one key id. Every scanned value ends in exactly
-/// one of the other four.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
-    /// Non-NULL values read.
-    pub scanned: u64,
-    /// Already under the primary key (checked, not rewritten).
-    pub already_on_primary: u64,
-    /// Re-wrapped under the primary key and written (in a dry run: would be).
-    pub reencrypted: u64,
-    /// Changed by another writer on every attempt, or deleted meanwhile; left as is.
-    pub skipped: u64,
-    /// Could not be decrypted; listed by table and id.
-    pub undecryptable: u64,
-}
+use crate::contract::summary::{Counts, Outcome, ReencryptReport};
 
 impl Counts {
     pub(super) fn add(&mut self, disposition: Disposition) {
@@ -50,62 +17,6 @@ impl Counts {
             Disposition::Undecryptable => self.undecryptable += 1,
         }
     }
-}
-
-/// The counts of one encrypted column.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TableReport {
-    /// The table.
-    pub table: String,
-    /// The encrypted column.
-    pub column: String,
-    /// The counts.
-    #[serde(flatten)]
-    pub counts: Counts,
-}
-
-/// One value that could not be decrypted: where it is and why, never what it holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UndecryptableValue {
-    /// The table.
-    pub table: String,
-    /// The encrypted column.
-    pub column: String,
-    /// The row's primary key (a UUID, as text).
-    pub id: String,
-    /// Short stable reason code (`unknown_key_id`, `authentication_failed`, ...).
-    pub kind: String,
-    /// The reason, for a person.
-    pub reason: String,
-}
-
-/// What a run did; serialized into the final result event.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ReencryptReport {
-    /// How it ended.
-    pub outcome: Outcome,
-    /// Whether writes were skipped (`reencrypted` then means "would be").
-    pub dry_run: bool,
-    /// The exit status this report calls for.
-    pub exit_code: u8,
-    /// Key ids in use (never key material).
-    pub keys: KeyIds,
-    /// Rows per batch.
-    pub batch_size: u32,
-    /// Wall time of the run in milliseconds.
-    pub elapsed_ms: u64,
-    /// Per encrypted column.
-    pub tables: Vec<TableReport>,
-    /// Per key id the values were found under (`(unreadable)` when the payload could not be read).
-    pub by_key_id: BTreeMap<String, Counts>,
-    /// All undecryptable values, in the order found.
-    pub undecryptable: Vec<UndecryptableValue>,
-    /// The shard walked (`--shard K/N`) and its keys; `None` for every key.
-    #[serde(default)]
-    pub shard: Option<ShardSummary>,
-    /// Values read per second over the whole run.
-    #[serde(default)]
-    pub rows_per_second: f64,
 }
 
 impl ReencryptReport {

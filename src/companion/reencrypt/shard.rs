@@ -5,31 +5,11 @@
 //! unsigned 128-bit integers they spell: shard K covers ⌊(K−1)·2¹²⁸/N⌋ up to, but not
 //! including, ⌊K·2¹²⁸/N⌋; the last shard goes up to the largest UUID, included.
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::LOCK_KEY;
-
-/// One shard of a sharded run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    /// K, from 1.
-    pub index: u32,
-    /// N.
-    pub count: u32,
-}
-
-/// The keys a run walks, both bounds included.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyRange {
-    /// The first key of the range.
-    pub from: Uuid,
-    /// The last key of the range (the next shard starts right after it).
-    pub to: Uuid,
-}
+use crate::contract::command_line::Shard;
+use crate::contract::summary::{KeyRange, ShardSummary};
 
 impl KeyRange {
     /// Every key: an unsharded run.
@@ -37,20 +17,6 @@ impl KeyRange {
         from: Uuid::nil(),
         to: Uuid::max(),
     };
-}
-
-/// The result event's account of the shard: which, and its keys.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShardSummary {
-    /// `K/N`.
-    pub shard: String,
-    /// K.
-    pub index: u32,
-    /// N.
-    pub count: u32,
-    /// The keys it covers, both included.
-    #[serde(flatten)]
-    pub range: KeyRange,
 }
 
 impl Shard {
@@ -96,33 +62,6 @@ impl Shard {
             count: self.count,
             range: self.range(),
         }
-    }
-}
-
-impl fmt::Display for Shard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
-}
-
-impl FromStr for Shard {
-    type Err = String;
-
-    /// `K/N` with 1 ≤ K ≤ N.
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let usage = || format!("{text:?} is not a shard: write K/N with 1 ≤ K ≤ N, e.g. 2/4");
-        let (k, n) = text.split_once('/').ok_or_else(usage)?;
-        let (index, count) = (
-            k.trim().parse::<u32>().map_err(|_| usage())?,
-            n.trim().parse::<u32>().map_err(|_| usage())?,
-        );
-        if count == 0 {
-            return Err(format!("{text:?}: N must be at least 1"));
-        }
-        if index == 0 || index > count {
-            return Err(format!("{text:?}: K must be from 1 to {count}"));
-        }
-        Ok(Shard { index, count })
     }
 }
 

@@ -9,14 +9,14 @@ use sqlx::postgres::PgConnection;
 use uuid::Uuid;
 
 use super::judge::{Verdict, judge};
-use super::report::{Counts, Disposition, UndecryptableValue};
-use super::shard::KeyRange;
+use super::report::Disposition;
 use super::{MAX_LOGGED_UNDECRYPTABLE, MAX_RETRIES, NO_KEY_ID, ReencryptOptions};
 use crate::companion::console::Progress;
 use crate::companion::database::DatabaseUrl;
 use crate::companion::encrypted_columns::EncryptedColumn;
 use crate::companion::stop;
 use crate::contract::exit::ExitError;
+use crate::contract::summary::{Counts, KeyRange, UndecryptableValue};
 use crate::envelope::EnvelopeError;
 use crate::keyring::Keyring;
 

@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use super::Check;
-use crate::companion::status::StatusSummary;
+use crate::contract::summary::StatusSummary;
 
 /// The companion command doctor launches.
 pub const COMPANION_COMMAND: &str = "status";
@@ -177,7 +177,7 @@ fn keys(summary: &StatusSummary) -> Check {
 mod tests {
     use super::super::Status;
     use super::*;
-    use crate::companion::status::{DatabaseProbe, KeysProbe, SchemaProbe};
+    use crate::contract::summary::{DatabaseProbe, KeysProbe, SchemaProbe};
 
     fn run(summary: StatusSummary) -> StatusRun {
         StatusRun {

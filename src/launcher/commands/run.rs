@@ -5,7 +5,7 @@ use clap::{Args, Parser};
 use tokio::sync::mpsc;
 
 use super::Command;
-use crate::companion::cli::Cli as CompanionCli;
+use crate::contract::command_line::Cli as CompanionCli;
 use crate::contract::exit::ExitError;
 use crate::launcher::context::{Context, print_json};
 use crate::launcher::github_actions;

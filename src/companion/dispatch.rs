@@ -1,0 +1,137 @@
+//! The companion's dispatch: each command of the parsed command line
+//! ([`crate::contract::command_line`]) to its subject module.
+
+use std::path::PathBuf;
+
+use clap::CommandFactory;
+
+use super::database::DatabaseUrl;
+use super::lint::{self, Thresholds};
+use super::migrations::{Catalog, SessionLimits, info, migrate};
+use super::{console, reencrypt, shell, status, stop};
+use crate::contract::command_line::{Cli, Command, LargeTableArgs};
+use crate::contract::exit::{ExitError, companion};
+
+fn thresholds(large: &LargeTableArgs) -> Thresholds {
+    Thresholds {
+        rows: large.large_table_rows,
+        bytes: large.large_table_mb.saturating_mul(1024 * 1024),
+    }
+}
+
+fn catalog(source: Option<&PathBuf>) -> Result<Catalog, ExitError> {
+    match source {
+        Some(dir) => Catalog::from_dir(dir),
+        None => Ok(Catalog::embedded()),
+    }
+}
+
+/// Runs the parsed command line and returns the exit status.
+pub async fn execute(cli: Cli) -> u8 {
+    let connect_timeout = cli.connect_timeout;
+    let deadline = cli.deadline;
+    super::database::set_client_check_interval(cli.client_check_interval);
+    match cli.command {
+        Command::Completions { shell } => {
+            crate::completions::print(shell, Cli::command());
+            0
+        }
+        Command::Migrate(args) => {
+            let result = async {
+                let catalog = catalog(args.source.as_ref())?;
+                let url = DatabaseUrl::from_env()?;
+                let options = migrate::MigrateOptions {
+                    dry_run: args.dry_run,
+                    target_version: args.target_version,
+                    ignore_missing: args.ignore_missing,
+                    lock_wait: args.lock_timeout,
+                    limits: SessionLimits {
+                        lock_timeout: Some(args.ddl_lock_timeout),
+                        statement_timeout: Some(args.statement_timeout),
+                    },
+                    lock_retries: args.lock_retries,
+                    thresholds: thresholds(&args.large),
+                    allow_unsafe: args.allow_unsafe,
+                    connect_timeout,
+                };
+                stop::run_stoppable(deadline, migrate::run(&catalog, &url, &options)).await
+            }
+            .await;
+            console::conclude("migrate", result)
+        }
+        Command::MigrateInfo(args) => {
+            let result = async {
+                let catalog = catalog(args.source.as_ref())?;
+                let url = DatabaseUrl::from_env()?;
+                let options = info::InfoOptions {
+                    check: args.check,
+                    ignore_missing: args.ignore_missing,
+                    thresholds: thresholds(&args.large),
+                    connect_timeout,
+                };
+                stop::run_stoppable(deadline, info::run(&catalog, &url, &options)).await
+            }
+            .await;
+            console::conclude("migrate-info", result)
+        }
+        Command::Lint(args) => {
+            let result = catalog(args.source.as_ref()).and_then(|catalog| {
+                let sources = catalog.sources(args.since);
+                let findings = lint::lint(&sources, &lint::Judged::Offline)?;
+                lint::log(&findings);
+                let counts = lint::LintCounts::of(sources.len(), &findings);
+                tracing::info!(
+                    "linted {} migration(s): {} blocking, {} warning(s), {} allowed",
+                    counts.migrations,
+                    counts.blocking,
+                    counts.warnings,
+                    counts.suppressed
+                );
+                let code = if counts.blocking > 0 {
+                    companion::UNSAFE
+                } else {
+                    companion::SUCCESS
+                };
+                Ok((
+                    code,
+                    serde_json::json!({ "findings": findings, "counts": counts }),
+                ))
+            });
+            console::conclude("lint", result)
+        }
+        Command::Reencrypt(args) => {
+            let options = reencrypt::ReencryptOptions {
+                dry_run: args.dry_run,
+                batch_size: args
+                    .batch_size
+                    .unwrap_or_else(|| reencrypt::default_batch_size(args.max_rate)),
+                table: args.table,
+                connect_timeout,
+                lock_timeout: args.lock_timeout,
+                shard: args.shard,
+                max_rate: args.max_rate,
+            };
+            let result = stop::run_stoppable(deadline, async {
+                reencrypt::run(options)
+                    .await
+                    .map(|report| (report.exit_code(), report.summary()))
+            })
+            .await;
+            console::conclude("reencrypt", result)
+        }
+        Command::Shell(args) => {
+            let options = shell::ShellOptions {
+                max_idle: args.max_idle,
+                deadline,
+            };
+            console::conclude("shell", shell::run(&options).await)
+        }
+        Command::Status => {
+            let options = status::StatusOptions { connect_timeout };
+            console::conclude(
+                "status",
+                stop::run_stoppable(deadline, status::run(&options)).await,
+            )
+        }
+    }
+}
