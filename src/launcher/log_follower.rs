@@ -15,12 +15,48 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use aws_sdk_cloudwatchlogs::operation::get_log_events::GetLogEventsError;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::contract::events::{Event, LogLine};
 use crate::contract::exit::ExitError;
 use crate::launcher::clients::{describe_error, is_transient};
+
+/// Where a task's container logs, as an operator needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogTarget {
+    /// The log group.
+    pub group: String,
+    /// The stream of this task's container.
+    pub stream: String,
+    /// The log region (the awslogs region, else the client's).
+    pub region: String,
+}
+
+impl LogTarget {
+    /// The CloudWatch console link to the stream.
+    pub fn console_url(&self) -> String {
+        console_url(&self.region, &self.group, &self.stream)
+    }
+}
+
+const CONSOLE_SAFE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
+
+/// The CloudWatch console page of one log stream. The console expects its path parts
+/// URL-encoded twice with `$` in place of `%` (`/` becomes `$252F`).
+pub fn console_url(region: &str, group: &str, stream: &str) -> String {
+    let escape = |s: &str| {
+        utf8_percent_encode(s, CONSOLE_SAFE)
+            .to_string()
+            .replace('%', "$25")
+    };
+    format!(
+        "https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups/log-group/{}/log-events/{}",
+        escape(group),
+        escape(stream)
+    )
+}
 
 /// How often to read, and the drain rule's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,5 +308,18 @@ impl LogFollower {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_link_double_escapes_like_the_console() {
+        assert_eq!(
+            console_url("eu-west-1", "/ecs/everruns-admin", "ecs/admin/abc"),
+            "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1#logsV2:log-groups/log-group/$252Fecs$252Feverruns-admin/log-events/ecs$252Fadmin$252Fabc"
+        );
     }
 }

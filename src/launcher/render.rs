@@ -243,10 +243,11 @@ impl Renderer {
         }
     }
 
-    /// Puts the container's log lines into GitHub Actions groups titled `title`.
-    pub fn with_log_groups(mut self, title: &str) -> Self {
+    /// Puts the container's log lines into GitHub Actions groups titled `title`, which
+    /// the caller has escaped as workflow-command data.
+    pub fn with_log_groups(mut self, title: String) -> Self {
         self.groups = Some(Arc::new(LogGroups {
-            title: crate::launcher::github_actions::escape_data(title),
+            title,
             token: uuid::Uuid::new_v4().simple().to_string(),
             open: Mutex::new(false),
         }));

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod emulator;
+pub mod rust_source;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;

@@ -15,6 +15,7 @@ mod github_actions;
 mod keys;
 mod launcher_e2e;
 mod launcher_mocks;
+mod layering;
 mod lint;
 mod migrations;
 mod packaging;

@@ -8,7 +8,7 @@ use std::path::Path;
 use clap::{CommandFactory, Parser};
 use everruns_admin::contract::command_line::Cli as CompanionCli;
 use everruns_admin::launcher::Cli as LauncherCli;
-use everruns_admin::launcher::commands::run::Launch;
+use everruns_admin::launcher::commands::launch_of;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -117,7 +117,7 @@ fn every_command_line_in_the_readme_parses() {
     for (line, inline) in &lines {
         let words = words(line);
         let parsed = if words[0] == "run-admin-task" {
-            LauncherCli::try_parse_from(&words).and_then(|cli| Launch::of(&cli.command).map(|_| ()))
+            LauncherCli::try_parse_from(&words).and_then(|cli| launch_of(&cli.command).map(|_| ()))
         } else {
             CompanionCli::try_parse_from(&words).map(|_| ())
         };

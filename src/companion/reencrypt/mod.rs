@@ -38,16 +38,6 @@ pub const LOCK_KEY: i64 = 0x6576_7272_6e72_6563;
 /// run took 1.4x the time of one UPDATE of them all at 100 a batch, 1.1-1.2x at 1000.
 pub const DEFAULT_BATCH_SIZE: u32 = 1000;
 
-/// How often a value changed by another writer is re-read and retried before it is
-/// left alone.
-pub const MAX_RETRIES: usize = 3;
-/// Undecryptable values logged one by one; beyond this, only counted.
-const MAX_LOGGED_UNDECRYPTABLE: usize = 10_000;
-/// Undecryptable values listed in the final result event (the log has them all).
-const MAX_LISTED_UNDECRYPTABLE: usize = 200;
-/// Key-id bucket for values whose key id could not be read.
-const NO_KEY_ID: &str = "(unreadable)";
-
 /// What to re-encrypt and how.
 #[derive(Debug, Clone)]
 pub struct ReencryptOptions {
@@ -211,7 +201,8 @@ async fn locked_run(
         conn,
         keyring,
         url,
-        options,
+        batch_size: options.batch_size,
+        dry_run: options.dry_run,
         range: options.shard.map_or(KeyRange::ALL, |s| s.range()),
         pace: options.max_rate.map(Pace::new),
         by_key_id: BTreeMap::new(),

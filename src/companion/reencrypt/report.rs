@@ -5,8 +5,10 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::MAX_LISTED_UNDECRYPTABLE;
 use crate::contract::summary::{Counts, Outcome, ReencryptReport};
+
+/// Undecryptable values listed in the final result event (the log has them all).
+const MAX_LISTED_UNDECRYPTABLE: usize = 200;
 
 impl Counts {
     pub(super) fn add(&mut self, disposition: Disposition) {

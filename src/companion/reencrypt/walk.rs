@@ -10,7 +10,6 @@ use uuid::Uuid;
 
 use super::judge::{Verdict, judge};
 use super::report::Disposition;
-use super::{MAX_LOGGED_UNDECRYPTABLE, MAX_RETRIES, NO_KEY_ID, ReencryptOptions};
 use crate::companion::console::Progress;
 use crate::companion::database::DatabaseUrl;
 use crate::companion::encrypted_columns::EncryptedColumn;
@@ -19,6 +18,14 @@ use crate::contract::exit::ExitError;
 use crate::contract::summary::{Counts, KeyRange, UndecryptableValue};
 use crate::envelope::EnvelopeError;
 use crate::keyring::Keyring;
+
+/// How often a value changed by another writer is re-read and retried before it is
+/// left alone.
+pub(crate) const MAX_RETRIES: usize = 3;
+/// Undecryptable values logged one by one; beyond this, only counted.
+const MAX_LOGGED_UNDECRYPTABLE: usize = 10_000;
+/// Key-id bucket for values whose key id could not be read.
+const NO_KEY_ID: &str = "(unreadable)";
 
 /// A value waiting to be written: the row, what it held when read, its replacement,
 /// and the key-id bucket it is counted under.
@@ -35,7 +42,10 @@ pub(super) struct Walk<'a> {
     pub(super) conn: &'a mut PgConnection,
     pub(super) keyring: &'a Keyring,
     pub(super) url: &'a DatabaseUrl,
-    pub(super) options: &'a ReencryptOptions,
+    /// Rows per batch.
+    pub(super) batch_size: u32,
+    /// Whether writes are skipped.
+    pub(super) dry_run: bool,
     /// The keys walked: every key, or a shard's.
     pub(super) range: KeyRange,
     /// `--max-rate`: when the next batch may start.
@@ -108,7 +118,7 @@ impl Walk<'_> {
             reader,
             &sql,
             self.range,
-            self.options.batch_size,
+            self.batch_size,
             self.keyring,
             pages,
         );
@@ -179,7 +189,7 @@ impl Walk<'_> {
             if pending.is_empty() {
                 break;
             }
-            if self.options.dry_run {
+            if self.dry_run {
                 for p in pending.drain(..) {
                     self.count(counts, &p.key_id, Disposition::Reencrypted);
                 }

@@ -180,7 +180,7 @@ pub async fn execute(cli: Cli) -> u8 {
     let ci = CiKind::of(options.ci, &config::process_env);
     // A companion command's arguments are checked before anything else, so `--help`
     // and a typo are answered here and launch nothing.
-    let launch = match Launch::of(&command) {
+    let launch = match launch_of(&command) {
         Ok(launch) => launch,
         Err(e) if e.exit_code() == 0 || output == OutputFormat::Human => {
             let _ = e.print();
@@ -210,7 +210,9 @@ pub async fn execute(cli: Cli) -> u8 {
     };
     let mut renderer = Renderer::new(options.output, options.quiet);
     if let Some(job) = job {
-        renderer = renderer.with_log_groups(&format!("container log: {job}"));
+        renderer = renderer.with_log_groups(github_actions::escape_data(&format!(
+            "container log: {job}"
+        )));
     }
     let mut context = Context {
         operator: Operator::detect(&config::process_env),
@@ -283,8 +285,20 @@ fn launches_tasks(command: &Command) -> bool {
     )
 }
 
+/// The launch a command asks for (`None` for commands that launch no job of their own),
+/// its companion arguments checked.
+pub fn launch_of(command: &Command) -> Result<Option<Launch>, clap::Error> {
+    Ok(Some(match command {
+        Command::Migrate(args) => Launch::companion(CompanionCommand::Migrate, args)?,
+        Command::MigrateInfo(args) => Launch::companion(CompanionCommand::MigrateInfo, args)?,
+        Command::Reencrypt(args) => Launch::companion(CompanionCommand::Reencrypt, args)?,
+        Command::Run(args) => Launch::any(args),
+        _ => return Ok(None),
+    }))
+}
+
 /// Runs `command` and returns the exit status; `launch` is the job it asks for, planned
-/// (and its companion arguments checked) by [`Launch::of`] before the configuration.
+/// (and its companion arguments checked) by [`launch_of`] before the configuration.
 async fn dispatch(
     context: &Context,
     command: &Command,

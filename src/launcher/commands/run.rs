@@ -4,9 +4,9 @@
 use clap::{Args, Parser};
 use tokio::sync::mpsc;
 
-use super::Command;
 use crate::contract::command_line::Cli as CompanionCli;
 use crate::contract::exit::ExitError;
+use crate::launcher::config::GlobalOptions;
 use crate::launcher::context::{Context, print_json};
 use crate::launcher::github_actions;
 use crate::launcher::job::launch::{Job, RunTaskPlan, companion_deadline};
@@ -64,7 +64,7 @@ Launcher options of `run-admin-task reencrypt` (the rest go to each task):
 /// `--env`, ...): placed after a companion command it would silently go to the
 /// companion, and a CI script would get no JSON report or no confirmation skip.
 fn launcher_flag_in(args: &[String]) -> Option<String> {
-    let cli = <super::Cli as clap::CommandFactory>::command();
+    let cli = <GlobalOptions as clap::Args>::augment_args(clap::Command::new("run-admin-task"));
     let ours = |arg: &str| {
         cli.get_arguments().any(|a| {
             if a.get_id() == "help" || a.get_id() == "version" {
@@ -98,18 +98,6 @@ impl Launch {
     /// The container command as one line, as a person would type it.
     pub fn command_line(&self) -> String {
         self.job.argv.join(" ")
-    }
-
-    /// The launch a command asks for (`None` for commands that launch no job of their
-    /// own), its companion arguments checked.
-    pub fn of(command: &Command) -> Result<Option<Self>, clap::Error> {
-        Ok(Some(match command {
-            Command::Migrate(args) => Self::companion(CompanionCommand::Migrate, args)?,
-            Command::MigrateInfo(args) => Self::companion(CompanionCommand::MigrateInfo, args)?,
-            Command::Reencrypt(args) => Self::companion(CompanionCommand::Reencrypt, args)?,
-            Command::Run(args) => Self::any(args),
-            _ => return Ok(None),
-        }))
     }
 
     /// A companion command, its arguments checked here with the companion's own

@@ -13,7 +13,7 @@ use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::clients::{cluster_not_found, describe_error, error_code, launch_error};
 use crate::launcher::config::{Capacity, Idempotency, LaunchConfig};
 use crate::launcher::identity::{Operator, STARTED_BY_PREFIX};
-use crate::launcher::job::report::LaunchFailure;
+use crate::launcher::job::report::{LaunchFailure, TaskReport};
 use crate::launcher::task::{TaskSnapshot, tags};
 
 /// ECS's limit on a tag value.
@@ -132,6 +132,19 @@ impl RunTaskPlan {
             enable_execute_command: false,
             deadline: None,
         })
+    }
+
+    /// The report of the task this plan is about to start, before ECS has answered.
+    pub fn report(&self, config: &LaunchConfig, operator: &Operator) -> TaskReport {
+        TaskReport {
+            cluster: config.cluster.clone(),
+            task_definition: Some(self.task_definition.clone()),
+            container: config.container.clone(),
+            command: self.command.clone(),
+            started_by: Some(self.started_by.clone()),
+            operator: Some(operator.display()),
+            ..TaskReport::default()
+        }
     }
 
     /// The container's environment overrides: the deadline, if any, and the launcher.

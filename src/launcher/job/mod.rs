@@ -20,7 +20,7 @@ use self::follow::{
 use self::launch::{
     Job, RunTaskPlan, concurrency_refusal, find_running_mutation, idempotent_token, rejected,
 };
-use self::outcome::{TaskOutcome, console_url};
+use self::outcome::TaskOutcome;
 use self::report::{Phases, TaskReport};
 use self::watch::{Poll, PollTiming, TaskWatcher};
 use crate::contract::events::Event;
@@ -29,6 +29,7 @@ use crate::launcher::clients::Clients;
 use crate::launcher::config::OutputFormat;
 use crate::launcher::context::{Context, confirmed, ensure_can_confirm, print_json};
 use crate::launcher::identity::{caller_account, check_account};
+use crate::launcher::log_follower::LogTarget;
 use crate::launcher::render::Renderer;
 use crate::launcher::task::{TaskSnapshot, placement};
 use crate::launcher::task_def::fetch::{ContainerSpec, TaskDefinitionInfo};
@@ -63,7 +64,7 @@ pub async fn launch_and_follow(
 
     let mut plan = RunTaskPlan::new(config, &definition.arn, job, &context.operator)?;
     plan.deadline = launch::companion_deadline(options.timeout);
-    let mut report = TaskReport::planned(config, &plan, &context.operator);
+    let mut report = plan.report(config, &context.operator);
     // From here a task may exist: a signal is this function's to handle.
     let _handled = Handled::claim();
     let stop_reason = format!(
@@ -392,24 +393,6 @@ pub fn follow_settings(context: &Context, container: Option<&ContainerSpec>) -> 
         wait_stopped: context.config.wait_stopped,
         slow_start: context.config.slow_start,
         ..defaults
-    }
-}
-
-/// Where a task's container logs, as an operator needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogTarget {
-    /// The log group.
-    pub group: String,
-    /// The stream of this task's container.
-    pub stream: String,
-    /// The log region (the awslogs region, else the client's).
-    pub region: String,
-}
-
-impl LogTarget {
-    /// The CloudWatch console link to the stream.
-    pub fn console_url(&self) -> String {
-        console_url(&self.region, &self.group, &self.stream)
     }
 }
 

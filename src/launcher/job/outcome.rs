@@ -1,8 +1,6 @@
 //! How a stopped task ends the launcher: the exit status, why it stopped in words, and a
 //! hint for the start failures operators meet most (secrets, image pull, memory).
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-
 use crate::contract::exit::launcher;
 use crate::launcher::task::TaskSnapshot;
 
@@ -110,23 +108,6 @@ pub fn hints_for(reasons: &str) -> Vec<String> {
     hints
 }
 
-const CONSOLE_SAFE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
-
-/// The CloudWatch console page of one log stream. The console expects its path parts
-/// URL-encoded twice with `$` in place of `%` (`/` becomes `$252F`).
-pub fn console_url(region: &str, group: &str, stream: &str) -> String {
-    let escape = |s: &str| {
-        utf8_percent_encode(s, CONSOLE_SAFE)
-            .to_string()
-            .replace('%', "$25")
-    };
-    format!(
-        "https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups/log-group/{}/log-events/{}",
-        escape(group),
-        escape(stream)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,14 +208,6 @@ mod tests {
                 .explanation
                 .iter()
                 .any(|l| l.contains("not in the task"))
-        );
-    }
-
-    #[test]
-    fn console_link_double_escapes_like_the_console() {
-        assert_eq!(
-            console_url("eu-west-1", "/ecs/everruns-admin", "ecs/admin/abc"),
-            "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1#logsV2:log-groups/log-group/$252Fecs$252Feverruns-admin/log-events/ecs$252Fadmin$252Fabc"
         );
     }
 }

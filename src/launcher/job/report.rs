@@ -208,25 +208,8 @@ impl TaskReport {
         }
     }
 
-    /// The report of a task about to be started by `plan`, before ECS has answered.
-    pub fn planned(
-        config: &crate::launcher::config::LaunchConfig,
-        plan: &crate::launcher::job::launch::RunTaskPlan,
-        operator: &crate::launcher::identity::Operator,
-    ) -> Self {
-        TaskReport {
-            cluster: config.cluster.clone(),
-            task_definition: Some(plan.task_definition.clone()),
-            container: config.container.clone(),
-            command: plan.command.clone(),
-            started_by: Some(plan.started_by.clone()),
-            operator: Some(operator.display()),
-            ..TaskReport::default()
-        }
-    }
-
     /// Where the task's log stream is.
-    pub fn apply_log(&mut self, log: &crate::launcher::job::LogTarget) {
+    pub fn apply_log(&mut self, log: &crate::launcher::log_follower::LogTarget) {
         self.log_group = Some(log.group.clone());
         if self.wrote_logs() {
             self.log_stream = Some(log.stream.clone());

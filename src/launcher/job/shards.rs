@@ -263,7 +263,7 @@ pub async fn launch_and_follow_shards(
         plan.deadline = super::launch::companion_deadline(context.options.timeout);
         let mut task_report = TaskReport {
             exit_code: launcher::NEVER_RAN,
-            ..TaskReport::planned(config, &plan, &context.operator)
+            ..plan.report(config, &context.operator)
         };
         let reply = tokio::select! {
             reply = plan.send(&clients.ecs) => reply,
