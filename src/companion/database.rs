@@ -14,7 +14,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 use zeroize::Zeroizing;
 
-use super::stop;
+use super::cancel;
 use crate::contract::exit::ExitError;
 
 /// The database to work on, from `DATABASE_URL`. Its password is kept out of every
@@ -161,7 +161,7 @@ pub async fn connect_with(
             .max(MIN_ATTEMPT);
         let error = match tokio::time::timeout(bound, options.connect()).await {
             Ok(Ok(mut conn)) => {
-                stop::record(&mut conn, &options).await.map_err(|e| {
+                cancel::record(&mut conn, &options).await.map_err(|e| {
                     ExitError::runtime(anyhow!(
                         "connected to {}, but the server did not say who this session is: {}",
                         url.redacted(),
@@ -414,7 +414,7 @@ pub async fn acquire_lock_as(
         LockMode::Shared => "SELECT pg_try_advisory_lock_shared($1)",
     };
     loop {
-        if let Some(cause) = stop::cause() {
+        if let Some(cause) = cancel::cause() {
             return Err(ExitError::new(
                 cause.exit_code(),
                 anyhow!(

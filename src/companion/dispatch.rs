@@ -8,7 +8,7 @@ use clap::CommandFactory;
 use super::database::DatabaseUrl;
 use super::lint::{self, Thresholds};
 use super::migrations::{Catalog, SessionLimits, info, migrate};
-use super::{console, reencrypt, shell, status, stop};
+use super::{cancel, console, probes, reencrypt, standby};
 use crate::contract::command_line::{Cli, Command, LargeTableArgs};
 use crate::contract::exit::{ExitError, companion};
 
@@ -54,7 +54,7 @@ pub async fn execute(cli: Cli) -> u8 {
                     allow_unsafe: args.allow_unsafe,
                     connect_timeout,
                 };
-                stop::run_stoppable(deadline, migrate::run(&catalog, &url, &options)).await
+                cancel::run_stoppable(deadline, migrate::run(&catalog, &url, &options)).await
             }
             .await;
             console::conclude("migrate", result)
@@ -69,7 +69,7 @@ pub async fn execute(cli: Cli) -> u8 {
                     thresholds: thresholds(&args.large),
                     connect_timeout,
                 };
-                stop::run_stoppable(deadline, info::run(&catalog, &url, &options)).await
+                cancel::run_stoppable(deadline, info::run(&catalog, &url, &options)).await
             }
             .await;
             console::conclude("migrate-info", result)
@@ -111,7 +111,7 @@ pub async fn execute(cli: Cli) -> u8 {
                 shard: args.shard,
                 max_rate: args.max_rate,
             };
-            let result = stop::run_stoppable(deadline, async {
+            let result = cancel::run_stoppable(deadline, async {
                 reencrypt::run(options)
                     .await
                     .map(|report| (report.exit_code(), report.summary()))
@@ -120,17 +120,17 @@ pub async fn execute(cli: Cli) -> u8 {
             console::conclude("reencrypt", result)
         }
         Command::Shell(args) => {
-            let options = shell::ShellOptions {
+            let options = standby::ShellOptions {
                 max_idle: args.max_idle,
                 deadline,
             };
-            console::conclude("shell", shell::run(&options).await)
+            console::conclude("shell", standby::run(&options).await)
         }
         Command::Status => {
-            let options = status::StatusOptions { connect_timeout };
+            let options = probes::StatusOptions { connect_timeout };
             console::conclude(
                 "status",
-                stop::run_stoppable(deadline, status::run(&options)).await,
+                cancel::run_stoppable(deadline, probes::run(&options)).await,
             )
         }
     }

@@ -2,16 +2,16 @@
 //! against the database (migrations, re-encryption, status, a shell). It speaks to the
 //! launcher only through its output, in [`crate::contract::events`]; it never calls AWS.
 
+pub(crate) mod cancel;
 pub mod console;
 pub mod database;
 pub mod dispatch;
 pub mod encrypted_columns;
 pub mod lint;
 pub mod migrations;
+pub mod probes;
 pub mod reencrypt;
-pub mod shell;
-pub mod status;
-pub(crate) mod stop;
+pub mod standby;
 
 use crate::contract::command_line::Cli;
 

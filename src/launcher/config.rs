@@ -6,14 +6,14 @@
 //! missing or malformed value is a usage error (exit 2) raised before any AWS call, and
 //! its message names the flag, the variable and the config key that would set it.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::anyhow;
-use serde::Deserialize;
 
 use crate::contract::exit::ExitError;
+use crate::launcher::config_file::{FileSettings, StringList, load_file, split_list};
+use crate::launcher::flags::{EnvLookup, GlobalOptions};
+use crate::launcher::idempotency::Idempotency;
 
 /// The cluster used when nothing else names one (the old script's default).
 pub const DEFAULT_CLUSTER: &str = "everruns";
@@ -23,140 +23,6 @@ pub const DEFAULT_FAMILY: &str = "everruns-admin";
 pub const DEFAULT_CONTAINER: &str = "admin";
 /// The launch type used when no capacity provider is named.
 pub const DEFAULT_LAUNCH_TYPE: &str = "FARGATE";
-
-/// How the launcher prints its results: readable text (log lines on stdout, status on
-/// stderr), or one JSON document on stdout at the end with everything else on stderr.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutputFormat {
-    #[default]
-    Human,
-    Json,
-}
-
-/// The global options, before the command; `None`/empty means "not given". Resolution
-/// into a [`LaunchConfig`] happens here so precedence is decided in one place. The help
-/// texts are what `run-admin-task --help` prints.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct GlobalOptions {
-    /// Config file [default: $RUN_ADMIN_TASK_CONFIG or ~/.config/everruns-admin/config.toml]
-    #[arg(long, value_name = "PATH")]
-    pub config: Option<PathBuf>,
-    /// Config file environment ([env.NAME]) [env: EVERRUNS_ENV]
-    #[arg(long, value_name = "NAME")]
-    pub env: Option<String>,
-    /// ECS cluster [env: ECS_CLUSTER] [default: everruns]
-    #[arg(long)]
-    pub cluster: Option<String>,
-    /// Subnets, comma-separated or repeated [env: ECS_SUBNETS]
-    #[arg(long, value_name = "IDS")]
-    pub subnets: Vec<String>,
-    /// Security groups, comma-separated or repeated [env: ECS_SECURITY_GROUP]
-    #[arg(long = "security-groups", alias = "security-group", value_name = "IDS")]
-    pub security_groups: Vec<String>,
-    /// Give the task a public IP (public subnets without NAT)
-    #[arg(long)]
-    pub assign_public_ip: bool,
-    /// Take subnets, security groups, public IP, capacity and platform version from
-    /// this ECS service of the cluster; a setting given here still wins
-    /// [env: ECS_SERVICE] [config: service]
-    #[arg(long, value_name = "NAME")]
-    pub from_service: Option<String>,
-    /// Fargate platform version [config: platform_version] [default: LATEST]
-    #[arg(long, value_name = "VERSION")]
-    pub platform_version: Option<String>,
-    /// Task definition: FAMILY, FAMILY:REVISION or ARN [env: ECS_TASK_DEFINITION]
-    /// [default: everruns-admin]
-    #[arg(long, value_name = "FAMILY[:REV]|ARN")]
-    pub task_definition: Option<String>,
-    /// Container to run the command in and take the exit code from [default: admin]
-    #[arg(long)]
-    pub container: Option<String>,
-    /// Launch type [default: FARGATE]
-    #[arg(long, value_name = "TYPE", conflicts_with = "capacity_provider")]
-    pub launch_type: Option<String>,
-    /// Capacity provider instead of a launch type (e.g. FARGATE_SPOT)
-    #[arg(long, value_name = "NAME")]
-    pub capacity_provider: Option<String>,
-    /// AWS region [env: AWS_REGION]
-    #[arg(long)]
-    pub region: Option<String>,
-    /// AWS profile [env: AWS_PROFILE]
-    #[arg(long)]
-    pub profile: Option<String>,
-    /// AWS endpoint, e.g. an emulator [env: AWS_ENDPOINT_URL]
-    #[arg(long, value_name = "URL")]
-    pub endpoint_url: Option<String>,
-    /// Stop waiting after this long and exit 124 (seconds, or 90s, 10m, 2h)
-    #[arg(long, value_name = "DURATION", value_parser = crate::contract::duration::parse_nonzero)]
-    pub timeout: Option<Duration>,
-    /// Stop the task when --timeout is reached
-    #[arg(long, requires = "timeout")]
-    pub stop_on_timeout: bool,
-    /// Print the task ARN and how to re-attach, then exit without following
-    #[arg(long)]
-    pub no_wait: bool,
-    /// Output: human text, or one JSON document on stdout
-    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
-    pub output: OutputFormat,
-    /// Print the RunTask request that would be sent, and send nothing
-    #[arg(long)]
-    pub print_request: bool,
-    /// Do not ask for confirmation in a `confirm = true` environment
-    #[arg(long, short = 'y')]
-    pub yes: bool,
-    /// No status lines, spinner or progress bars
-    #[arg(long, short = 'q')]
-    pub quiet: bool,
-    /// Launch a mutating command even while another one is running
-    #[arg(long)]
-    pub allow_concurrent: bool,
-    /// Wait for the task to reach STOPPED (stoppedAt), not just for the container's
-    /// exit and its logs [config: wait_stopped]
-    #[arg(long)]
-    pub wait_stopped: bool,
-    /// The longest one AWS call may take, retries included
-    /// [env: RUN_ADMIN_TASK_CALL_TIMEOUT] [config: call_timeout] [default: 20s]
-    #[arg(long, value_name = "DURATION", value_parser = crate::contract::duration::parse_nonzero)]
-    pub call_timeout: Option<Duration>,
-    /// The longest one attempt of an AWS call may take before it is retried
-    /// [env: RUN_ADMIN_TASK_ATTEMPT_TIMEOUT] [config: attempt_timeout] [default: 8s]
-    #[arg(long, value_name = "DURATION", value_parser = crate::contract::duration::parse_nonzero)]
-    pub attempt_timeout: Option<Duration>,
-    /// Warn once when the task has not started after this long
-    /// [env: RUN_ADMIN_TASK_SLOW_START] [config: slow_start] [default: 2m]
-    #[arg(long, value_name = "DURATION", value_parser = crate::contract::duration::parse_nonzero)]
-    pub slow_start: Option<Duration>,
-    /// RunTask's clientToken: a rerun with the same key attaches to the task the first
-    /// run started (ECS honours it for a limited time: see README). In GitHub Actions it
-    /// defaults to one derived from the run, attempt, job, step and command
-    #[arg(long, value_name = "KEY")]
-    pub idempotency_key: Option<String>,
-    /// CI integration: github (log groups, annotations, job summary, step outputs) or
-    /// none [default: github when GITHUB_ACTIONS=true]
-    #[arg(long, value_enum, value_name = "KIND")]
-    pub ci: Option<CiKind>,
-}
-
-/// Which CI the launcher speaks to, besides its plain output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum CiKind {
-    /// GitHub Actions: workflow commands, `$GITHUB_STEP_SUMMARY`, `$GITHUB_OUTPUT`.
-    Github,
-    /// Plain output only.
-    None,
-}
-
-impl CiKind {
-    /// `--ci` when given, else GitHub Actions when `GITHUB_ACTIONS=true`. Known before
-    /// the rest of the configuration, so a configuration error is reported there too.
-    pub fn of(flag: Option<CiKind>, env: EnvLookup) -> CiKind {
-        match flag {
-            Some(kind) => kind,
-            None if env("GITHUB_ACTIONS").as_deref() == Some("true") => CiKind::Github,
-            None => CiKind::None,
-        }
-    }
-}
 
 /// How the task gets its capacity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -353,63 +219,6 @@ pub struct LaunchConfig {
     pub idempotency: Idempotency,
 }
 
-/// Where RunTask's clientToken comes from: it decides whether a rerun starts a second
-/// task or attaches to the first.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Idempotency {
-    /// `--idempotency-key KEY`, used as the token itself.
-    Key(String),
-    /// A CI step (GitHub Actions): repository, run id, run attempt, job and step; the
-    /// token also covers the command, so two commands in one step stay two jobs.
-    CiStep(String),
-    /// A fresh token per invocation (it still covers the SDK's own retries).
-    PerInvocation,
-}
-
-impl Idempotency {
-    /// Resolves it for `config`: the flag, else the GitHub Actions run when
-    /// `GITHUB_ACTIONS=true`, which also covers where the job runs (another environment
-    /// of a matrix is another job). A key RunTask or a tag would refuse is a usage error.
-    fn resolve(
-        key: Option<&str>,
-        env: EnvLookup,
-        config: &LaunchConfig,
-    ) -> Result<Self, ExitError> {
-        if let Some(key) = key {
-            // RunTask takes up to 64 characters; the guard finds the task again by a tag,
-            // so the key keeps to what a tag value may hold.
-            let tag_safe = |c: char| c.is_ascii_alphanumeric() || "+-=._:/@".contains(c);
-            if key.is_empty() || key.len() > 64 || !key.chars().all(tag_safe) {
-                return Err(ExitError::usage(anyhow!(
-                    "--idempotency-key {key:?}: use 1 to 64 letters, digits and + - = . _ : / @ (it becomes RunTask's clientToken and a tag)"
-                )));
-            }
-            return Ok(Idempotency::Key(key.to_string()));
-        }
-        if env("GITHUB_ACTIONS").as_deref() != Some("true") {
-            return Ok(Idempotency::PerInvocation);
-        }
-        let Some(run_id) = env("GITHUB_RUN_ID") else {
-            return Ok(Idempotency::PerInvocation);
-        };
-        let part = |name: &str| env(name).unwrap_or_default();
-        Ok(Idempotency::CiStep(
-            [
-                part("GITHUB_REPOSITORY"),
-                run_id,
-                part("GITHUB_RUN_ATTEMPT"),
-                part("GITHUB_JOB"),
-                part("GITHUB_ACTION"),
-                config.env_name.clone().unwrap_or_default(),
-                config.region.clone().unwrap_or_default(),
-                config.cluster.clone(),
-                config.task_definition.clone(),
-            ]
-            .join("\n"),
-        ))
-    }
-}
-
 /// How long AWS calls may take: a CLI must answer, so an endpoint that never replies
 /// ends in bounded time instead of the SDK's unbounded wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -432,204 +241,12 @@ impl Default for ApiTimeouts {
 /// The default of `--slow-start`: Fargate usually starts a task within a minute.
 pub const DEFAULT_SLOW_START: Duration = Duration::from_secs(120);
 
-/// One environment's settings in the config file (also the file's top level, which
-/// every environment inherits).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileSettings {
-    /// `cluster = "everruns-prod"`.
-    pub cluster: Option<String>,
-    /// `subnets = ["subnet-a", "subnet-b"]` or `"subnet-a,subnet-b"`.
-    pub subnets: Option<StringList>,
-    /// `security_groups = ["sg-1"]` or `"sg-1,sg-2"`.
-    pub security_groups: Option<StringList>,
-    /// `assign_public_ip = true`.
-    pub assign_public_ip: Option<bool>,
-    /// `region = "eu-west-1"`.
-    pub region: Option<String>,
-    /// `profile = "prod-admin"`.
-    pub profile: Option<String>,
-    /// `task_definition = "everruns-admin:42"`.
-    pub task_definition: Option<String>,
-    /// `container = "admin"`.
-    pub container: Option<String>,
-    /// `launch_type = "FARGATE"`.
-    pub launch_type: Option<String>,
-    /// `capacity_provider = "FARGATE_SPOT"`.
-    pub capacity_provider: Option<String>,
-    /// `endpoint_url = "http://localhost:5000"`.
-    pub endpoint_url: Option<String>,
-    /// `confirm = true`: mutating commands ask first, and refuse without a terminal
-    /// unless `--yes` is given.
-    pub confirm: Option<bool>,
-    /// `current_secret = "everruns/encryption-key"`: the current key's secret (`keys`).
-    pub current_secret: Option<String>,
-    /// `previous_secret = "everruns/encryption-key-previous"`: the previous keys' secret.
-    pub previous_secret: Option<String>,
-    /// `wait_stopped = true`: follow a task until STOPPED, not just its container's exit.
-    pub wait_stopped: Option<bool>,
-    /// `call_timeout = "20s"`: the longest one AWS call may take, retries included.
-    pub call_timeout: Option<String>,
-    /// `attempt_timeout = "8s"`: the longest one attempt may take.
-    pub attempt_timeout: Option<String>,
-    /// `slow_start = "2m"`: warn once when the task has not started after this long.
-    pub slow_start: Option<String>,
-    /// `service = "everruns-api"`: copy the network settings from this ECS service.
-    pub service: Option<String>,
-    /// `platform_version = "1.4.0"`: the Fargate platform version.
-    pub platform_version: Option<String>,
-    /// `account_id = "123456789012"`: refuse to launch with credentials of another
-    /// account.
-    pub account_id: Option<String>,
-}
-
-/// A list written either as a TOML array or as one comma-separated string.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum StringList {
-    /// `["a", "b"]`.
-    List(Vec<String>),
-    /// `"a,b"`.
-    Joined(String),
-}
-
-impl StringList {
-    fn into_vec(self) -> Vec<String> {
-        match self {
-            StringList::List(items) => split_list(&items),
-            StringList::Joined(joined) => split_list(&[joined]),
-        }
-    }
-}
-
-/// The config file: top-level defaults plus `[env.NAME]` tables.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigFile {
-    /// Settings every environment inherits.
-    #[serde(flatten)]
-    pub defaults: FileSettings,
-    /// Named environments (`[env.production]`).
-    #[serde(default)]
-    pub env: BTreeMap<String, FileSettings>,
-}
-
-impl ConfigFile {
-    /// Parses a config file's text; `origin` names it in error messages.
-    pub fn parse(text: &str, origin: &Path) -> Result<Self, ExitError> {
-        toml::from_str(text).map_err(|e| {
-            ExitError::usage(anyhow!(
-                "config file {} is not valid: {e}",
-                origin.display()
-            ))
-        })
-    }
-
-    /// The settings of environment `name` (its table over the top level), or the top
-    /// level alone when no environment is chosen.
-    fn settings(&self, name: Option<&str>, origin: &Path) -> Result<FileSettings, ExitError> {
-        let Some(name) = name else {
-            return Ok(self.defaults.clone());
-        };
-        let Some(table) = self.env.get(name) else {
-            let known: Vec<&str> = self.env.keys().map(String::as_str).collect();
-            return Err(ExitError::usage(anyhow!(
-                "environment {name:?} is not defined in {} (defined: {}); add an [env.{name}] table or pick another with --env / EVERRUNS_ENV",
-                origin.display(),
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
-            )));
-        };
-        let base = self.defaults.clone();
-        let table = table.clone();
-        Ok(FileSettings {
-            cluster: table.cluster.or(base.cluster),
-            subnets: table.subnets.or(base.subnets),
-            security_groups: table.security_groups.or(base.security_groups),
-            assign_public_ip: table.assign_public_ip.or(base.assign_public_ip),
-            region: table.region.or(base.region),
-            profile: table.profile.or(base.profile),
-            task_definition: table.task_definition.or(base.task_definition),
-            container: table.container.or(base.container),
-            launch_type: table.launch_type.or(base.launch_type),
-            capacity_provider: table.capacity_provider.or(base.capacity_provider),
-            endpoint_url: table.endpoint_url.or(base.endpoint_url),
-            confirm: table.confirm.or(base.confirm),
-            current_secret: table.current_secret.or(base.current_secret),
-            previous_secret: table.previous_secret.or(base.previous_secret),
-            wait_stopped: table.wait_stopped.or(base.wait_stopped),
-            call_timeout: table.call_timeout.or(base.call_timeout),
-            attempt_timeout: table.attempt_timeout.or(base.attempt_timeout),
-            slow_start: table.slow_start.or(base.slow_start),
-            service: table.service.or(base.service),
-            platform_version: table.platform_version.or(base.platform_version),
-            account_id: table.account_id.or(base.account_id),
-        })
-    }
-}
-
-/// Reads one environment variable; injected so tests do not touch the process's.
-pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
-
-/// The process environment, with empty values treated as unset (as the old script did).
-pub fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-/// Where the config file is looked for when `--config` is not given:
-/// `RUN_ADMIN_TASK_CONFIG`, else `$XDG_CONFIG_HOME/everruns-admin/config.toml`, else
-/// `~/.config/everruns-admin/config.toml`. The second value says whether the file must
-/// exist (it must when named explicitly).
-pub fn config_path(options: &GlobalOptions, env: EnvLookup) -> Option<(PathBuf, bool)> {
-    if let Some(path) = &options.config {
-        return Some((path.clone(), true));
-    }
-    if let Some(path) = env("RUN_ADMIN_TASK_CONFIG") {
-        return Some((PathBuf::from(path), true));
-    }
-    let base = env("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| env("HOME").map(|home| Path::new(&home).join(".config")))?;
-    Some((base.join("everruns-admin").join("config.toml"), false))
-}
-
-fn load_file(
-    options: &GlobalOptions,
-    env: EnvLookup,
-) -> Result<Option<(ConfigFile, PathBuf)>, ExitError> {
-    let Some((path, required)) = config_path(options, env) else {
-        return Ok(None);
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some((ConfigFile::parse(&text, &path)?, path))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(None),
-        Err(e) => Err(ExitError::usage(anyhow!(
-            "cannot read config file {}: {e} (set by --config or RUN_ADMIN_TASK_CONFIG)",
-            path.display()
-        ))),
-    }
-}
-
 /// A picked value and its origin, apart; `Origin::Default` when nothing set it.
 fn split_origin(picked: Option<(String, Origin)>) -> (Option<String>, Origin) {
     match picked {
         Some((value, origin)) => (Some(value), origin),
         None => (None, Origin::Default),
     }
-}
-
-/// Splits comma-separated items, trimming blanks, so `a, b` and `["a","b"]` agree.
-pub fn split_list(items: &[String]) -> Vec<String> {
-    items
-        .iter()
-        .flat_map(|item| item.split(','))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 impl LaunchConfig {
@@ -895,8 +512,16 @@ impl LaunchConfig {
             idempotency: Idempotency::PerInvocation,
             env_name,
         };
-        config.idempotency =
-            Idempotency::resolve(options.idempotency_key.as_deref(), env, &config)?;
+        config.idempotency = Idempotency::resolve(
+            options.idempotency_key.as_deref(),
+            env,
+            [
+                config.env_name.as_deref().unwrap_or_default(),
+                config.region.as_deref().unwrap_or_default(),
+                &config.cluster,
+                &config.task_definition,
+            ],
+        )?;
         config.overridden = overridden.into_inner();
         Ok(config)
     }
@@ -931,7 +556,9 @@ impl LaunchConfig {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::launcher::config_file::config_path;
     use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
 
     /// An environment made of `pairs`, for tests of what reads the environment.
     pub(crate) fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {

@@ -5,8 +5,9 @@
 use tokio::sync::mpsc;
 
 use crate::contract::exit::ExitError;
-use crate::launcher::config::{GlobalOptions, LaunchConfig, OutputFormat};
+use crate::launcher::config::LaunchConfig;
 use crate::launcher::confirm::{Decision, confirm, ensure_can_ask};
+use crate::launcher::flags::{GlobalOptions, OutputFormat};
 use crate::launcher::identity::Operator;
 use crate::launcher::render::Renderer;
 

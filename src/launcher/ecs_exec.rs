@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 
 use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::clients::{describe_error, error_code, is_transient};
-use crate::launcher::config::EnvLookup;
+use crate::launcher::flags::EnvLookup;
 use crate::launcher::render::Renderer;
 use crate::launcher::task::{TaskSnapshot, task_id};
 

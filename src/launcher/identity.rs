@@ -7,7 +7,8 @@ use anyhow::anyhow;
 
 use crate::contract::exit::ExitError;
 use crate::launcher::clients::{Clients, launch_error};
-use crate::launcher::config::{EnvLookup, LaunchConfig};
+use crate::launcher::config::LaunchConfig;
+use crate::launcher::flags::EnvLookup;
 
 /// The AWS account the credentials belong to: STS GetCallerIdentity, which every
 /// identity may call, whatever its policies.

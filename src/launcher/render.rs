@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::contract::events::{Event, LogLine};
-use crate::launcher::config::OutputFormat;
+use crate::launcher::flags::OutputFormat;
 
 /// One log line, understood.
 #[derive(Debug, Clone, PartialEq)]

@@ -241,8 +241,8 @@ pub fn describe_origins(config: &LaunchConfig) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::contract::exit::launcher;
-    use crate::launcher::config::GlobalOptions;
     use crate::launcher::config::tests::env_of;
+    use crate::launcher::flags::GlobalOptions;
     use aws_sdk_ecs::types::{
         AwsVpcConfiguration, CapacityProviderStrategyItem, LaunchType, NetworkConfiguration,
     };

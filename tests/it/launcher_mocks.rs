@@ -14,7 +14,8 @@ use aws_sdk_ecs::types::{Container, Failure, Task};
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use everruns_admin::contract::events::{Event, LogLine};
 use everruns_admin::launcher::clients::Clients;
-use everruns_admin::launcher::config::{GlobalOptions, LaunchConfig, OutputFormat};
+use everruns_admin::launcher::config::LaunchConfig;
+use everruns_admin::launcher::flags::{GlobalOptions, OutputFormat};
 use everruns_admin::launcher::identity::Operator;
 use everruns_admin::launcher::job::follow::{
     Ending, FollowSettings, Followed, LogSource, Target, follow,
@@ -909,7 +910,7 @@ async fn after_one_ctrl_c_the_wait_for_the_container_is_bounded() {
 async fn a_silent_endpoint_ends_in_the_call_timeout_naming_service_endpoint_and_wait() {
     use aws_sdk_ecs::config::{Credentials, SharedCredentialsProvider};
     use everruns_admin::launcher::clients::shared_config;
-    use everruns_admin::launcher::task_def::fetch::TaskDefinitionInfo;
+    use everruns_admin::launcher::task_definition::fetch::TaskDefinitionInfo;
 
     let silent = crate::common::emulator::SilentEndpoint::start();
     let mut config = LaunchConfig::resolve(&GlobalOptions::default(), &|_: &str| None).unwrap();

@@ -2,7 +2,7 @@
 //! `use` and `crate::`/`super::` paths, test modules left out). Dependencies point one
 //! way: no module reaches itself again through others, the launcher never refers to the
 //! companion (only to what they share in `contract`), and `contract` refers to nothing
-//! else in the crate.
+//! else in the crate. Module names are unique and files small enough to read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -327,4 +327,42 @@ fn the_reader_finds_cycles_and_expands_use_trees() {
         "use crate::a;\n#[cfg(test)]\nmod tests {\n use crate::b; { }\n}\nuse crate::c;",
     );
     assert!(code.contains("crate::a") && code.contains("crate::c") && !code.contains("crate::b"));
+}
+
+#[test]
+fn no_module_name_appears_twice() {
+    let graph = module_graph();
+    let mut seen: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+    for module in graph.keys().filter(|m| !m.is_empty()) {
+        seen.entry(module.rsplit("::").next().unwrap())
+            .or_default()
+            .push(module);
+    }
+    let twice: Vec<_> = seen.values().filter(|modules| modules.len() > 1).collect();
+    assert!(twice.is_empty(), "one name, several modules: {twice:?}");
+}
+
+#[test]
+fn no_source_file_is_over_600_lines_before_its_tests() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut long = Vec::new();
+    let mut stack = vec![src];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = fs::read_to_string(&path).unwrap();
+                let lines = text
+                    .lines()
+                    .take_while(|l| !l.starts_with("#[cfg(test)]"))
+                    .count();
+                if lines > 600 {
+                    long.push(format!("{} ({lines} lines)", path.display()));
+                }
+            }
+        }
+    }
+    assert!(long.is_empty(), "split these: {long:?}");
 }

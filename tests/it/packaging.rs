@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::rust_source::{code_only, is_ident};
-use everruns_admin::launcher::config::{ConfigFile, DEFAULT_CONTAINER, DEFAULT_FAMILY};
+use everruns_admin::launcher::config::{DEFAULT_CONTAINER, DEFAULT_FAMILY};
+use everruns_admin::launcher::config_file::ConfigFile;
 use serde_json::Value;
 
 const COMPANION: &str = "everruns-admin";

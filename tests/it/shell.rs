@@ -18,9 +18,10 @@ use aws_sdk_ecs::types::{
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use everruns_admin::launcher::clients::Clients;
 use everruns_admin::launcher::commands::shell::{ShellArgs, session};
-use everruns_admin::launcher::config::{GlobalOptions, LaunchConfig, OutputFormat};
+use everruns_admin::launcher::config::LaunchConfig;
 use everruns_admin::launcher::context::Context;
 use everruns_admin::launcher::ecs_exec::{ExecTiming, find_plugin};
+use everruns_admin::launcher::flags::{GlobalOptions, OutputFormat};
 use everruns_admin::launcher::identity::Operator;
 use everruns_admin::launcher::render::Renderer;
 use tokio::sync::mpsc;

@@ -10,10 +10,10 @@ use sqlx::postgres::PgConnection;
 
 use super::state::{MigrationStatus, SchemaState};
 use super::{Catalog, SessionLimits, history, leftovers, lint_pending, lock_key_of};
+use crate::companion::cancel;
 use crate::companion::console::Progress;
 use crate::companion::database::{self, DatabaseUrl};
 use crate::companion::lint::{self, Finding, Severity, Thresholds};
-use crate::companion::stop;
 use crate::contract::exit::{ExitError, companion};
 
 /// Options of `migrate`.
@@ -260,7 +260,7 @@ async fn apply_locked(
         let migration = catalog
             .get(status.version)
             .expect("planned from this catalog");
-        if let Some(cause) = stop::cause() {
+        if let Some(cause) = cancel::cause() {
             return Err(ExitError::new(
                 cause.exit_code(),
                 anyhow!(
@@ -280,7 +280,7 @@ async fn apply_locked(
             migration.description
         );
         let elapsed = apply_with_lock_retries(conn, migration, options).await.map_err(|e| {
-            if let Some(cause) = stop::cause() {
+            if let Some(cause) = cancel::cause() {
                 return ExitError::new(cause.exit_code(), anyhow!(
                     "{}: {}; {}",
                     cause.describe(),
@@ -389,7 +389,7 @@ async fn apply_with_lock_retries(
                 );
                 tokio::select! {
                     () = tokio::time::sleep(pause) => {}
-                    _ = stop::requested() => return result,
+                    _ = cancel::requested() => return result,
                 }
                 pause = (pause * 2).min(Duration::from_secs(30));
             }

@@ -10,8 +10,8 @@
 //! Nothing secret leaves this module: values are reported by table, id and reason.
 
 mod judge;
-mod report;
 mod shard;
+mod tally;
 mod walk;
 
 use std::collections::BTreeMap;
@@ -21,9 +21,9 @@ use anyhow::anyhow;
 use sqlx::postgres::PgConnection;
 
 use self::walk::{Pace, Walk};
+use crate::companion::cancel::{self, Cause};
 use crate::companion::database::{self, DatabaseUrl, LockMode};
 use crate::companion::encrypted_columns::{self, EncryptedColumn};
-use crate::companion::stop::{self, Cause};
 use crate::contract::command_line::{MAX_BATCH_SIZE, Shard};
 use crate::contract::exit::{ExitError, companion};
 use crate::contract::summary::{KeyRange, Outcome, ReencryptReport, TableReport};
@@ -211,7 +211,7 @@ async fn locked_run(
     let mut tables = Vec::new();
     let mut failure = None;
     for column in columns {
-        if stop::cause().is_some() {
+        if cancel::cause().is_some() {
             break;
         }
         match walk.column(column, &mut reader).await {
@@ -236,7 +236,7 @@ async fn locked_run(
     release(conn, held).await;
     // A batch cancelled by a stop fails its statement: that is the stop, not a failure
     // (its transaction rolled back; the batches before it are written and verified).
-    match (failure, stop::cause()) {
+    match (failure, cancel::cause()) {
         (Some(error), None) => return Err(error),
         (Some(error), Some(cause)) => tracing::warn!(
             "{}: the batch in flight was cancelled and rolled back ({error})",
@@ -244,13 +244,13 @@ async fn locked_run(
         ),
         (None, _) => {}
     }
-    let outcome = match stop::cause() {
+    let outcome = match cancel::cause() {
         Some(Cause::Signal(Signal::Terminate)) => Outcome::Terminated,
         Some(Cause::Signal(Signal::Interrupt)) => Outcome::Interrupted,
         Some(Cause::Deadline(_)) => Outcome::DeadlinePassed,
         None => Outcome::Completed,
     };
-    let exit_code = match stop::cause() {
+    let exit_code = match cancel::cause() {
         Some(cause) => cause.exit_code(),
         None if undecryptable.is_empty() => companion::SUCCESS,
         None => companion::UNDECRYPTABLE,

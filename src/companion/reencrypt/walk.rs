@@ -9,11 +9,11 @@ use sqlx::postgres::PgConnection;
 use uuid::Uuid;
 
 use super::judge::{Verdict, judge};
-use super::report::Disposition;
+use super::tally::Disposition;
+use crate::companion::cancel;
 use crate::companion::console::Progress;
 use crate::companion::database::DatabaseUrl;
 use crate::companion::encrypted_columns::EncryptedColumn;
-use crate::companion::stop;
 use crate::contract::exit::ExitError;
 use crate::contract::summary::{Counts, KeyRange, UndecryptableValue};
 use crate::envelope::EnvelopeError;
@@ -126,7 +126,7 @@ impl Walk<'_> {
             let mut counts = Counts::default();
             let mut last: Option<Uuid> = None;
             loop {
-                if let Some(cause) = stop::cause() {
+                if let Some(cause) = cancel::cause() {
                     tracing::warn!(
                         table = %column.table,
                         "{}: stopping before the next batch of {place}{}",
@@ -137,7 +137,7 @@ impl Walk<'_> {
                 }
                 if let Some(pace) = &self.pace {
                     pace.wait().await;
-                    if stop::cause().is_some() {
+                    if cancel::cause().is_some() {
                         continue;
                     }
                 }
@@ -408,7 +408,7 @@ impl Pace {
         let due = self.started + Duration::from_secs_f64(self.read as f64 / self.rate);
         tokio::select! {
             () = tokio::time::sleep_until(due.into()) => {}
-            _ = stop::requested() => {}
+            _ = cancel::requested() => {}
         }
     }
 }

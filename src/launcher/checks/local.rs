@@ -128,7 +128,7 @@ pub fn exec_prerequisites(def: &TaskDefinition, container: &str) -> Vec<Check> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::launcher::config::GlobalOptions;
+    use crate::launcher::flags::GlobalOptions;
 
     #[test]
     fn a_missing_plugin_fails_with_how_to_install_it() {

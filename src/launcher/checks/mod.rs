@@ -10,8 +10,10 @@
 //! the configuration, [`in_vpc`] turns the companion's `status` result into checks.
 
 pub mod aws;
+pub mod image;
 pub mod in_vpc;
 pub mod local;
+pub mod network;
 
 use std::future::Future;
 use std::time::Instant;

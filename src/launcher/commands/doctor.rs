@@ -18,11 +18,14 @@ use crate::contract::events::Event;
 use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::checks::in_vpc::{self, COMPANION_COMMAND, StatusRun};
 use crate::launcher::checks::local::{self, ONLY_FOR_SHELL};
-use crate::launcher::checks::{Check, DoctorReport, Status, aws, elapsed_ms, timed};
+use crate::launcher::checks::{
+    Check, DoctorReport, Status, aws, elapsed_ms, image, network, timed,
+};
 use crate::launcher::clients::{Clients, shared_config};
-use crate::launcher::config::{GlobalOptions, Origin, OutputFormat};
+use crate::launcher::config::Origin;
 use crate::launcher::context::Context;
 use crate::launcher::context::print_json;
+use crate::launcher::flags::{GlobalOptions, OutputFormat};
 use crate::launcher::job::launch::Job;
 use crate::launcher::job::report::TaskReport;
 use crate::launcher::render::Renderer;
@@ -150,7 +153,7 @@ async fn network_checks(context: &Context, clients: &Clients) -> [Check; 2] {
         Ok(subnets) => {
             let started = Instant::now();
             let (check, vpcs) =
-                aws::subnets(&clients.ec2, subnets, &origins.subnets, &clients.region).await;
+                network::subnets(&clients.ec2, subnets, &origins.subnets, &clients.region).await;
             (check.took(elapsed_ms(started)), vpcs)
         }
         Err(_) => (local::subnets(config), Vec::new()),
@@ -158,7 +161,7 @@ async fn network_checks(context: &Context, clients: &Clients) -> [Check; 2] {
     let groups = if config.security_groups.is_empty() {
         local::security_groups(config)
     } else {
-        timed(aws::security_groups(
+        timed(network::security_groups(
             &clients.ec2,
             &config.security_groups,
             &origins.security_groups,
@@ -237,7 +240,7 @@ async fn aws_checks(
         }
     };
     let (image, log_group, secrets) = tokio::join!(
-        timed(aws::image(&clients.ecr, &def, &config.container)),
+        timed(image::image(&clients.ecr, &def, &config.container)),
         log_group,
         secret_checks(clients, &def, &config.container)
     );

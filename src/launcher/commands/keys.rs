@@ -12,17 +12,17 @@ use tokio::sync::mpsc;
 
 use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::clients::Clients;
-use crate::launcher::config::OutputFormat;
 use crate::launcher::context::Context;
 use crate::launcher::context::print_json;
 use crate::launcher::context::{confirmed, ensure_can_confirm};
+use crate::launcher::flags::OutputFormat;
 use crate::launcher::job::launch::Job;
 use crate::launcher::job::launch_and_follow;
 use crate::launcher::key_secrets::{
     self, DryRunFindings, SlotIds, SlotStatus, Slots, check_safe, read_ids, read_value,
     resolve_slots, slot_status,
 };
-use crate::launcher::task_def::fetch;
+use crate::launcher::task_definition::fetch;
 use crate::signals::Handled;
 
 /// Which secrets hold the keys, when named on the command line.

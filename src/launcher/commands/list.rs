@@ -9,9 +9,9 @@ use serde::Serialize;
 
 use crate::contract::exit::ExitError;
 use crate::launcher::clients::{Clients, launch_error};
-use crate::launcher::config::OutputFormat;
 use crate::launcher::context::Context;
 use crate::launcher::context::print_json;
+use crate::launcher::flags::OutputFormat;
 use crate::launcher::identity::STARTED_BY_PREFIX;
 use crate::launcher::task::{TaskSnapshot, tags};
 

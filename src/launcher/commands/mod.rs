@@ -24,8 +24,9 @@ use self::status::StatusArgs;
 use self::stop::StopArgs;
 use self::task_def::TaskDefArgs;
 use crate::contract::exit::{ExitError, launcher};
-use crate::launcher::config::{self, CiKind, GlobalOptions, LaunchConfig, OutputFormat};
+use crate::launcher::config::LaunchConfig;
 use crate::launcher::context::Context;
+use crate::launcher::flags::{self, CiKind, GlobalOptions, OutputFormat};
 use crate::launcher::github_actions;
 use crate::launcher::identity::Operator;
 use crate::launcher::job::report::TaskReport;
@@ -177,7 +178,7 @@ pub async fn execute(cli: Cli) -> u8 {
         command,
     } = cli;
     let output = options.output;
-    let ci = CiKind::of(options.ci, &config::process_env);
+    let ci = CiKind::of(options.ci, &flags::process_env);
     // A companion command's arguments are checked before anything else, so `--help`
     // and a typo are answered here and launch nothing.
     let launch = match launch_of(&command) {
@@ -204,7 +205,7 @@ pub async fn execute(cli: Cli) -> u8 {
         .filter(|_| ci == CiKind::Github && !options.print_request)
         .map(Launch::command_line);
     let job = job.as_deref();
-    let config = match LaunchConfig::resolve(&options, &config::process_env) {
+    let config = match LaunchConfig::resolve(&options, &flags::process_env) {
         Ok(config) => config,
         Err(e) => return fail(output, &e, None, job),
     };
@@ -215,7 +216,7 @@ pub async fn execute(cli: Cli) -> u8 {
         )));
     }
     let mut context = Context {
-        operator: Operator::detect(&config::process_env),
+        operator: Operator::detect(&flags::process_env),
         renderer,
         options,
         config,

@@ -6,8 +6,8 @@ use tokio::sync::mpsc;
 
 use crate::contract::command_line::Cli as CompanionCli;
 use crate::contract::exit::ExitError;
-use crate::launcher::config::GlobalOptions;
 use crate::launcher::context::{Context, print_json};
+use crate::launcher::flags::GlobalOptions;
 use crate::launcher::github_actions;
 use crate::launcher::job::launch::{Job, RunTaskPlan, companion_deadline};
 use crate::launcher::job::launch_and_follow;

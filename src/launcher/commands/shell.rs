@@ -13,7 +13,6 @@ use tokio::sync::mpsc;
 
 use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::clients::Clients;
-use crate::launcher::config::process_env;
 use crate::launcher::context::Context;
 use crate::launcher::context::print_json;
 use crate::launcher::context::{confirmed, ensure_can_confirm};
@@ -21,6 +20,7 @@ use crate::launcher::ecs_exec::{
     self, DEFAULT_COMMAND, ExecTiming, WaitEnd, execute_command, plugin_argv, run_plugin,
     target_json, wait_until_ready,
 };
+use crate::launcher::flags::process_env;
 use crate::launcher::job::describe_task;
 use crate::launcher::job::follow::{reattach_hint, stop_task};
 use crate::launcher::job::launch::{Job, RunTaskPlan, rejected};
@@ -28,7 +28,7 @@ use crate::launcher::job::outcome::TaskOutcome;
 use crate::launcher::job::report::TaskReport;
 use crate::launcher::job::watch::{Poll, PollTiming, TaskWatcher};
 use crate::launcher::task::{TaskSnapshot, task_id};
-use crate::launcher::task_def::fetch::{self, TaskDefinitionInfo};
+use crate::launcher::task_definition::fetch::{self, TaskDefinitionInfo};
 use crate::signals::Handled;
 
 /// The companion command a shell task runs: it waits for sessions without a terminal.

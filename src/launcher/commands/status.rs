@@ -5,9 +5,9 @@ use chrono::SecondsFormat;
 
 use crate::contract::exit::ExitError;
 use crate::launcher::clients::Clients;
-use crate::launcher::config::OutputFormat;
 use crate::launcher::context::Context;
 use crate::launcher::context::print_json;
+use crate::launcher::flags::OutputFormat;
 use crate::launcher::job::outcome::TaskOutcome;
 use crate::launcher::job::report::TaskReport;
 use crate::launcher::job::{describe_task, existing_log_target};

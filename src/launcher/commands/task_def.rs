@@ -12,10 +12,10 @@ use clap::{Args, Subcommand};
 
 use crate::contract::exit::ExitError;
 use crate::launcher::clients::Clients;
-use crate::launcher::config::{OutputFormat, process_env};
 use crate::launcher::context::Context;
 use crate::launcher::context::print_json;
-use crate::launcher::task_def::{load_template, register, render};
+use crate::launcher::flags::{OutputFormat, process_env};
+use crate::launcher::task_definition::{load_template, register, render};
 
 /// `task-def render|register`.
 #[derive(Debug, Clone, Subcommand)]

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::clients::{cluster_not_found, describe_error, error_code, launch_error};
-use crate::launcher::config::{Capacity, Idempotency, LaunchConfig};
+use crate::launcher::config::{Capacity, LaunchConfig};
+use crate::launcher::idempotency::Idempotency;
 use crate::launcher::identity::{Operator, STARTED_BY_PREFIX};
 use crate::launcher::job::report::{LaunchFailure, TaskReport};
 use crate::launcher::task::{TaskSnapshot, tags};
@@ -459,7 +460,7 @@ pub fn concurrency_refusal(running: &TaskSnapshot, cluster: &str) -> ExitError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::launcher::config::GlobalOptions;
+    use crate::launcher::flags::GlobalOptions;
 
     fn config() -> LaunchConfig {
         let mut cfg = LaunchConfig::resolve(&GlobalOptions::default(), &|_: &str| None).unwrap();

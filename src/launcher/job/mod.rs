@@ -26,13 +26,13 @@ use self::watch::{Poll, PollTiming, TaskWatcher};
 use crate::contract::events::Event;
 use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::clients::Clients;
-use crate::launcher::config::OutputFormat;
 use crate::launcher::context::{Context, confirmed, ensure_can_confirm, print_json};
+use crate::launcher::flags::OutputFormat;
 use crate::launcher::identity::{caller_account, check_account};
 use crate::launcher::log_follower::LogTarget;
 use crate::launcher::render::Renderer;
 use crate::launcher::task::{TaskSnapshot, placement};
-use crate::launcher::task_def::fetch::{ContainerSpec, TaskDefinitionInfo};
+use crate::launcher::task_definition::fetch::{ContainerSpec, TaskDefinitionInfo};
 use crate::signals::Handled;
 
 /// Launches `job`, follows it to its end and returns the exit status with the report

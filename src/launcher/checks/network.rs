@@ -1,0 +1,182 @@
+//! The subnets and security groups exist in the region, in one VPC: RunTask refuses
+//! anything else, after the operator has confirmed.
+
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+
+use super::Check;
+use super::aws::{POLICY, api_fix};
+use crate::launcher::clients::{describe_error, error_code};
+use crate::launcher::config::Origin;
+
+/// The subnets exist (DescribeSubnets); returns the check and the subnets' VPCs, which
+/// the security groups must be in.
+pub async fn subnets(
+    ec2: &aws_sdk_ec2::Client,
+    subnets: &[String],
+    origin: &Origin,
+    region: &str,
+) -> (Check, Vec<String>) {
+    const NAME: &str = "subnets";
+    let fix = "use subnets of this account and region (--subnets, ECS_SUBNETS, `subnets` in the \
+               config file, or --from-service NAME): private ones that route to the database";
+    let reply = ec2
+        .describe_subnets()
+        .set_subnet_ids(Some(subnets.to_vec()))
+        .send()
+        .await;
+    match reply {
+        Ok(reply) => {
+            let mut vpcs: Vec<String> = reply
+                .subnets()
+                .iter()
+                .filter_map(|s| s.vpc_id().map(str::to_owned))
+                .collect();
+            vpcs.sort();
+            vpcs.dedup();
+            let found: Vec<String> = reply
+                .subnets()
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} ({})",
+                        s.subnet_id().unwrap_or_default(),
+                        s.availability_zone().unwrap_or("no zone")
+                    )
+                })
+                .collect();
+            let detail = format!("{} in {} ({origin})", found.join(", "), vpcs.join(", "));
+            if vpcs.len() > 1 {
+                let fix = "name subnets of one VPC: a task's network interface is in one";
+                (
+                    Check::fail(NAME, format!("{detail}: more than one VPC"), fix),
+                    vpcs,
+                )
+            } else {
+                (Check::pass(NAME, detail), vpcs)
+            }
+        }
+        Err(e) => {
+            let code = error_code(&e).unwrap_or_default().to_owned();
+            let check = if code.starts_with("InvalidSubnetID") {
+                Check::fail(
+                    NAME,
+                    format!(
+                        "{} ({origin}): {} in {region}",
+                        subnets.join(", "),
+                        e.as_service_error()
+                            .and_then(|s| s.message())
+                            .unwrap_or("not found")
+                    ),
+                    fix,
+                )
+            } else if code.contains("UnauthorizedOperation") || code.contains("AccessDenied") {
+                Check::skip(
+                    NAME,
+                    format!(
+                        "{} ({origin}); not allowed to DescribeSubnets, so not checked (allow \
+                         ec2:DescribeSubnets: see {POLICY})",
+                        subnets.join(", ")
+                    ),
+                )
+            } else {
+                Check::fail(
+                    NAME,
+                    describe_error("DescribeSubnets", &e),
+                    api_fix(&e, "ec2:DescribeSubnets", fix),
+                )
+            };
+            (check, Vec::new())
+        }
+    }
+}
+
+/// The security groups exist (DescribeSecurityGroups) and are in the subnets' VPC.
+pub async fn security_groups(
+    ec2: &aws_sdk_ec2::Client,
+    groups: &[String],
+    origin: &Origin,
+    subnet_vpcs: &[String],
+    region: &str,
+) -> Check {
+    const NAME: &str = "security-groups";
+    let fix = "use security groups of the subnets' VPC that the database allows in \
+               (--security-groups, ECS_SECURITY_GROUP, `security_groups` in the config file, or \
+               --from-service NAME)";
+    let reply = ec2
+        .describe_security_groups()
+        .set_group_ids(Some(groups.to_vec()))
+        .send()
+        .await;
+    match reply {
+        Ok(reply) => {
+            let found: Vec<String> = reply
+                .security_groups()
+                .iter()
+                .map(|g| {
+                    format!(
+                        "{} ({}, {})",
+                        g.group_id().unwrap_or_default(),
+                        g.group_name().unwrap_or("no name"),
+                        g.vpc_id().unwrap_or("no VPC")
+                    )
+                })
+                .collect();
+            let detail = format!("{} ({origin})", found.join(", "));
+            let elsewhere: Vec<&str> = reply
+                .security_groups()
+                .iter()
+                .filter(|g| {
+                    !subnet_vpcs.is_empty()
+                        && !g
+                            .vpc_id()
+                            .is_some_and(|v| subnet_vpcs.iter().any(|s| s == v))
+                })
+                .filter_map(|g| g.group_id())
+                .collect();
+            if elsewhere.is_empty() {
+                Check::pass(NAME, detail)
+            } else {
+                Check::fail(
+                    NAME,
+                    format!(
+                        "{detail}: {} not in the subnets' VPC {}",
+                        elsewhere.join(", "),
+                        subnet_vpcs.join(", ")
+                    ),
+                    fix,
+                )
+            }
+        }
+        Err(e) => {
+            let code = error_code(&e).unwrap_or_default().to_owned();
+            if code.starts_with("InvalidGroup") {
+                Check::fail(
+                    NAME,
+                    format!(
+                        "{} ({origin}): {} in {region}",
+                        groups.join(", "),
+                        e.as_service_error()
+                            .and_then(|s| s.message())
+                            .unwrap_or("not found")
+                    ),
+                    fix,
+                )
+            } else if code.contains("UnauthorizedOperation") || code.contains("AccessDenied") {
+                Check::skip(
+                    NAME,
+                    format!(
+                        "{} ({origin}); not allowed to DescribeSecurityGroups, so not checked \
+                         (allow ec2:DescribeSecurityGroups: see {POLICY})",
+                        groups.join(", ")
+                    ),
+                )
+            } else {
+                Check::fail(
+                    NAME,
+                    describe_error("DescribeSecurityGroups", &e),
+                    api_fix(&e, "ec2:DescribeSecurityGroups", fix),
+                )
+            }
+        }
+    }
+}
