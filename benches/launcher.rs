@@ -9,6 +9,8 @@
 //! counted by the emulator, and (4) the time an endpoint that never answers takes to end
 //! in exit 125 with the default timeouts.
 
+// A bench uses only part of the tests' fixtures.
+#[allow(dead_code)]
 #[path = "../tests/common/mod.rs"]
 mod common;
 

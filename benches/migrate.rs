@@ -3,6 +3,8 @@
 //! `cargo bench --bench migrate` prints the wall time of the whole command (process
 //! start, connection, lock, 200 transactions) over a few runs, each on a fresh database.
 
+// A bench uses only part of the tests' fixtures.
+#[allow(dead_code)]
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -14,6 +14,8 @@
 //! slow baseline; `EVERRUNS_BENCH_1M=1` adds a 1,000,000-row run (floor and reencrypt);
 //! `EVERRUNS_BENCH_BATCH` runs the companion with that `--batch-size`.
 
+// A bench uses only part of the tests' fixtures.
+#[allow(dead_code)]
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -8,6 +8,8 @@
 //! emulator runs as the container). Every task, the database and the launcher share
 //! this machine's cores, so the figures show what that allows, not what Fargate would.
 
+// A bench uses only part of the tests' fixtures.
+#[allow(dead_code)]
 #[path = "../tests/common/mod.rs"]
 mod common;
 

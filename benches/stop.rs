@@ -4,6 +4,8 @@
 //! statement or holds a lock (polled with psql, about 20 ms a probe). Median of 10 each;
 //! SIGKILL with the default `--client-check-interval` (5 s).
 
+// A bench uses only part of the tests' fixtures.
+#[allow(dead_code)]
 #[path = "../tests/common/mod.rs"]
 mod common;
 

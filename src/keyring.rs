@@ -11,12 +11,10 @@
 use std::fmt;
 
 use aes_gcm::{Aes256Gcm, KeyInit};
-use anyhow::anyhow;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
 
-use crate::contract::exit::ExitError;
 use crate::contract::summary::KeyIds;
 
 /// The variable holding the primary key.
@@ -239,10 +237,6 @@ impl KeyringError {
             problem: error.problem,
         }
     }
-
-    fn usage(self) -> ExitError {
-        ExitError::usage(anyhow!(self))
-    }
 }
 
 /// The primary key and the previous keys, looked up by id when decrypting.
@@ -254,17 +248,16 @@ pub struct Keyring {
 
 impl Keyring {
     /// Reads and validates `SECRETS_ENCRYPTION_KEY` and `SECRETS_ENCRYPTION_KEY_PREVIOUS`.
-    /// Every problem is a usage error (exit 2) that names the variable and key.
-    pub fn from_env() -> Result<Keyring, ExitError> {
+    /// Every problem names the variable and key; the caller decides the exit code.
+    pub fn from_env() -> Result<Keyring, KeyringError> {
         let read = |variable: &'static str| match std::env::var(variable) {
             Ok(value) => Ok(Some(Zeroizing::new(value))),
             Err(std::env::VarError::NotPresent) => Ok(None),
-            Err(std::env::VarError::NotUnicode(_)) => {
-                Err(
-                    KeyringError::new(variable, None, KeyError::new(None, KeyProblem::NotUnicode))
-                        .usage(),
-                )
-            }
+            Err(std::env::VarError::NotUnicode(_)) => Err(KeyringError::new(
+                variable,
+                None,
+                KeyError::new(None, KeyProblem::NotUnicode),
+            )),
         };
         let primary = read(PRIMARY_VAR)?;
         let previous = read(PREVIOUS_VAR)?;
@@ -276,7 +269,7 @@ impl Keyring {
 
     /// Parses the two variables' values: `primary` is one key, `previous` a list
     /// separated by commas and/or whitespace.
-    pub fn parse(primary: &str, previous: Option<&str>) -> Result<Keyring, ExitError> {
+    pub fn parse(primary: &str, previous: Option<&str>) -> Result<Keyring, KeyringError> {
         let primary_specs = split_keys(primary);
         let primary = match primary_specs.as_slice() {
             [] => {
@@ -284,26 +277,21 @@ impl Keyring {
                     PRIMARY_VAR,
                     None,
                     KeyError::new(None, KeyProblem::Missing),
-                )
-                .usage());
+                ));
             }
-            [one] => {
-                Key::parse(one).map_err(|e| KeyringError::new(PRIMARY_VAR, None, e).usage())?
-            }
+            [one] => Key::parse(one).map_err(|e| KeyringError::new(PRIMARY_VAR, None, e))?,
             _ => {
                 return Err(KeyringError::new(
                     PRIMARY_VAR,
                     None,
                     KeyError::new(None, KeyProblem::SeveralPrimaries),
-                )
-                .usage());
+                ));
             }
         };
         let mut keys: Vec<Key> = Vec::new();
         for (index, spec) in split_keys(previous.unwrap_or("")).into_iter().enumerate() {
             let position = Some(index + 1);
-            let key = Key::parse(spec)
-                .map_err(|e| KeyringError::new(PREVIOUS_VAR, position, e).usage())?;
+            let key = Key::parse(spec).map_err(|e| KeyringError::new(PREVIOUS_VAR, position, e))?;
             let clash = if key.id == primary.id {
                 Some(KeyProblem::RepeatsPrimary)
             } else if keys.iter().any(|k| k.id == key.id) {
@@ -313,7 +301,7 @@ impl Keyring {
             };
             if let Some(problem) = clash {
                 let error = KeyError::new(Some(key.id.clone()), problem);
-                return Err(KeyringError::new(PREVIOUS_VAR, position, error).usage());
+                return Err(KeyringError::new(PREVIOUS_VAR, position, error));
             }
             keys.push(key);
         }

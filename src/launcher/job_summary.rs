@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::contract::events::Event;
-use crate::contract::exit::launcher;
+use crate::contract::exit::{companion, launcher};
 use crate::launcher::job::report::TaskReport;
 
 /// The ECS console page of the task, from its ARN
@@ -198,7 +198,9 @@ pub fn summary(command: &str, report: &TaskReport) -> String {
         launcher::NEVER_RAN => "❌ the task never ran (exit 125)".to_string(),
         launcher::TIMEOUT => "⏱️ timed out (exit 124)".to_string(),
         launcher::INTERRUPTED => "⛔ interrupted (exit 130)".to_string(),
-        3 if result_of(report).is_some_and(|(name, _, _)| name == "migrate-info") => {
+        companion::PENDING
+            if result_of(report).is_some_and(|(name, _, _)| name == "migrate-info") =>
+        {
             "⚠️ migrations pending (exit 3)".to_string()
         }
         code => format!("❌ failed (exit {code})"),

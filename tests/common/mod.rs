@@ -6,7 +6,6 @@
 //! a pipe from the test process and stops the cluster and removes its files when the pipe
 //! closes, so the cluster ends with the test binary however it ends. Set
 //! `EVERRUNS_TEST_DATABASE_URL` to a superuser URL to use an existing server instead.
-#![allow(dead_code)]
 
 pub mod emulator;
 pub mod rust_source;

@@ -79,7 +79,8 @@ impl Default for ReencryptOptions {
 /// before it are verified and on the primary key, so a rerun continues. Undecryptable
 /// values do not stop the run: they end up in the report, which then calls for exit 5.
 pub async fn run(options: ReencryptOptions) -> Result<ReencryptReport, ExitError> {
-    let keyring = Keyring::from_env()?;
+    // A key that cannot be read is the operator's to fix: a usage error, nothing written.
+    let keyring = Keyring::from_env().map_err(ExitError::usage)?;
     let columns = encrypted_columns::select(options.table.as_deref())?;
     check_batch_size(options.batch_size)?;
     let url = DatabaseUrl::from_env()?;
