@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use crate::contract::exit::ExitError;
 use crate::launcher::config::LaunchConfig;
 use crate::launcher::confirm::{Decision, confirm, ensure_can_ask};
-use crate::launcher::flags::{GlobalOptions, OutputFormat};
+use crate::launcher::flags::GlobalOptions;
 use crate::launcher::identity::Operator;
 use crate::launcher::render::Renderer;
 
@@ -55,14 +55,4 @@ pub fn ensure_can_confirm(context: &Context, what: &str) -> Result<(), ExitError
         &config.cluster,
         what,
     )
-}
-
-/// Prints the one JSON document of `--output json` on stdout.
-pub fn print_json(output: OutputFormat, document: &impl serde::Serialize) {
-    if output == OutputFormat::Json {
-        crate::stdio::out_line(format_args!(
-            "{}",
-            serde_json::to_string_pretty(document).expect("documents always serialize")
-        ));
-    }
 }

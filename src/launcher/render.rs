@@ -118,6 +118,8 @@ pub struct Renderer {
     /// then, so a command that never follows a task (doctor, status) shows no empty
     /// spinner around its lines.
     live_target: Arc<Mutex<Option<ProgressDrawTarget>>>,
+    /// The command's JSON document (`--output json`), printed once when it ends.
+    document: Arc<Mutex<Option<String>>>,
     phases: Arc<Mutex<Phases>>,
     /// The spinner's text (`task ID STATUS`), shown again when a phase's bar ends.
     status_text: Arc<Mutex<String>>,
@@ -209,6 +211,7 @@ impl Renderer {
                 bar
             }),
             live_target: Arc::new(Mutex::new(target)),
+            document: Arc::new(Mutex::new(None)),
             phases: Arc::new(Mutex::new(Phases::default())),
             status_text: Arc::new(Mutex::new(String::new())),
             started: Instant::now(),
@@ -226,6 +229,7 @@ impl Renderer {
             quiet: self.quiet,
             live: self.live.clone(),
             live_target: Arc::clone(&self.live_target),
+            document: Arc::clone(&self.document),
             phases: Arc::clone(&self.phases),
             status_text: Arc::clone(&self.status_text),
             started: self.started,
@@ -293,6 +297,23 @@ impl Renderer {
             .as_ref()
             .map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).clone())
             .unwrap_or_default()
+    }
+
+    /// Keeps `document` as the command's JSON document with `--output json`: the last
+    /// one kept is printed, once, when the command ends, so stdout holds exactly one.
+    pub fn document(&self, document: &impl serde::Serialize) {
+        if self.output == OutputFormat::Json {
+            let text = serde_json::to_string_pretty(document).expect("documents always serialize");
+            *self.document.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+        }
+    }
+
+    /// The JSON document kept, taken out to print.
+    pub fn take_document(&self) -> Option<String> {
+        self.document
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// The output format in use.
@@ -740,6 +761,18 @@ mod tests {
             lines.contains(&"stderr: [2/2] a warning".to_string()),
             "{lines:?}"
         );
+    }
+
+    #[test]
+    fn one_json_document_is_kept_and_only_for_json_output() {
+        let human = Renderer::capturing(OutputFormat::Human);
+        human.document(&serde_json::json!({"a": 1}));
+        assert_eq!(human.take_document(), None);
+        let json = Renderer::capturing(OutputFormat::Json);
+        json.document(&serde_json::json!({"a": 1}));
+        json.document(&serde_json::json!({"b": 2}));
+        assert_eq!(json.take_document().as_deref(), Some("{\n  \"b\": 2\n}"));
+        assert_eq!(json.take_document(), None, "printed once");
     }
 
     #[test]

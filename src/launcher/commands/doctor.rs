@@ -24,7 +24,6 @@ use crate::launcher::checks::{
 use crate::launcher::clients::{Clients, shared_config};
 use crate::launcher::config::Origin;
 use crate::launcher::context::Context;
-use crate::launcher::context::print_json;
 use crate::launcher::flags::{GlobalOptions, OutputFormat};
 use crate::launcher::job::launch::Job;
 use crate::launcher::job::report::TaskReport;
@@ -136,7 +135,7 @@ pub async fn exec(
     for line in report.human_lines() {
         context.renderer.report(&line);
     }
-    print_json(context.options.output, &report);
+    context.renderer.document(&report);
     Ok(if interrupted {
         launcher::INTERRUPTED
     } else {

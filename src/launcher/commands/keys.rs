@@ -13,7 +13,6 @@ use tokio::sync::mpsc;
 use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::clients::Clients;
 use crate::launcher::context::Context;
-use crate::launcher::context::print_json;
 use crate::launcher::context::{confirmed, ensure_can_confirm};
 use crate::launcher::flags::OutputFormat;
 use crate::launcher::job::launch::Job;
@@ -212,9 +211,7 @@ pub async fn status(
         .collect();
     let code = if problems.is_empty() { 0 } else { 1 };
     if context.options.output == OutputFormat::Json {
-        print_json(
-            OutputFormat::Json,
-            &json!({"current": current, "previous": previous, "problems": problems, "exit_code": code}),
+        context.renderer.document(&json!({"current": current, "previous": previous, "problems": problems, "exit_code": code}),
         );
         return Ok(code);
     }
@@ -379,9 +376,7 @@ async fn rotate(
         renderer.note(&format!(
             "dry run: would rotate: {plan}; nothing was changed"
         ));
-        print_json(
-            context.options.output,
-            &json!({"action": "rotate", "dry_run": true, "current_id": current_id, "new_id": new_id, "previous_ids": previous.ids, "changed": false}),
+        context.renderer.document(&json!({"action": "rotate", "dry_run": true, "current_id": current_id, "new_id": new_id, "previous_ids": previous.ids, "changed": false}),
         );
         return Ok(0);
     }
@@ -410,9 +405,7 @@ async fn rotate(
          {new_id}; (3) when `run-admin-task reencrypt --dry-run` shows nothing under \
          {current_id}, run `run-admin-task keys retire`"
     ));
-    print_json(
-        context.options.output,
-        &json!({"action": "rotate", "dry_run": false, "current_id": current_id, "new_id": new_id, "previous_ids": previous.ids, "changed": true}),
+    context.renderer.document(&json!({"action": "rotate", "dry_run": false, "current_id": current_id, "new_id": new_id, "previous_ids": previous.ids, "changed": true}),
     );
     Ok(0)
 }
@@ -454,9 +447,7 @@ async fn retire(
         renderer.note(&format!(
             "dry run: would retire: {plan}; nothing was changed"
         ));
-        print_json(
-            context.options.output,
-            &json!({"action": "retire", "dry_run": true, "current_id": current_id, "previous_ids": previous.ids, "changed": false}),
+        context.renderer.document(&json!({"action": "retire", "dry_run": true, "current_id": current_id, "previous_ids": previous.ids, "changed": false}),
         );
         return Ok(0);
     }
@@ -471,9 +462,7 @@ async fn retire(
         "next: redeploy the application so no task holds the retired keys; the old value stays \
          retrievable as the secret's AWSPREVIOUS version",
     );
-    print_json(
-        context.options.output,
-        &json!({"action": "retire", "dry_run": false, "current_id": current_id, "previous_ids": previous.ids, "changed": true}),
+    context.renderer.document(&json!({"action": "retire", "dry_run": false, "current_id": current_id, "previous_ids": previous.ids, "changed": true}),
     );
     Ok(0)
 }

@@ -10,7 +10,6 @@ use serde::Serialize;
 use crate::contract::exit::ExitError;
 use crate::launcher::clients::{Clients, launch_error};
 use crate::launcher::context::Context;
-use crate::launcher::context::print_json;
 use crate::launcher::flags::OutputFormat;
 use crate::launcher::identity::STARTED_BY_PREFIX;
 use crate::launcher::task::{TaskSnapshot, tags};
@@ -123,7 +122,7 @@ pub async fn exec(context: &Context, args: &ListArgs) -> Result<u8, ExitError> {
         .map(|t| ListEntry::from_snapshot(t, &config.container))
         .collect();
     if context.options.output == OutputFormat::Json {
-        print_json(OutputFormat::Json, &entries);
+        context.renderer.document(&entries);
         return Ok(0);
     }
     if entries.is_empty() {

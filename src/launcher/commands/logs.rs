@@ -10,7 +10,6 @@ use crate::contract::events::LogLine;
 use crate::contract::exit::ExitError;
 use crate::launcher::clients::Clients;
 use crate::launcher::context::Context;
-use crate::launcher::context::print_json;
 use crate::launcher::job::follow::{FollowSettings, LogSource, Target, follow, reattach_hint};
 use crate::launcher::job::report::TaskReport;
 use crate::launcher::job::{conclude, describe_task, existing_log_target, follow_settings};
@@ -82,7 +81,7 @@ pub async fn exec(
             ));
         }
         report.result = follower.result().cloned();
-        print_json(context.options.output, &report);
+        context.renderer.document(&report);
         return Ok(0);
     }
 

@@ -266,8 +266,18 @@ pub async fn execute(cli: Cli) -> u8 {
     };
     context.renderer.finish();
     match result {
-        Ok(code) => code,
+        Ok(code) => {
+            print_document(context.renderer.take_document());
+            code
+        }
         Err(e) => fail(output, &e, Some(&context), job),
+    }
+}
+
+/// Prints the command's one JSON document (`--output json`), the only place that does.
+fn print_document(document: Option<String>) {
+    if let Some(document) = document {
+        crate::stdio::out_line(format_args!("{document}"));
     }
 }
 
@@ -389,9 +399,11 @@ fn fail(
         error: Some(format!("{error}")),
         ..Default::default()
     };
-    if output == OutputFormat::Json {
-        crate::stdio::out_line(format_args!("{}", report.to_json()));
+    // The failure is the outcome: its report replaces whatever the command kept.
+    if let Some(context) = context {
+        context.renderer.take_document();
     }
+    print_document((output == OutputFormat::Json).then(|| report.to_json()));
     if let Some(job) = job {
         match context {
             Some(context) => github_actions::conclude(&context.renderer, job, &report),

@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 
 use crate::contract::command_line::Cli as CompanionCli;
 use crate::contract::exit::ExitError;
-use crate::launcher::context::{Context, print_json};
+use crate::launcher::context::Context;
 use crate::launcher::flags::GlobalOptions;
 use crate::launcher::github_actions;
 use crate::launcher::job::launch::{Job, RunTaskPlan, companion_deadline};
@@ -212,7 +212,7 @@ pub async fn exec(
         let (code, report) =
             launch_and_follow_shards(context, job, shards, launch.needs_confirmation, interrupts)
                 .await?;
-        print_json(context.options.output, &report);
+        context.renderer.document(&report);
         if in_github_actions {
             github_actions::conclude_sharded(&context.renderer, &launch.command_line(), &report);
         }
@@ -231,7 +231,7 @@ pub async fn exec(
         error: Some("nothing was launched".to_string()),
         ..TaskReport::default()
     });
-    print_json(context.options.output, &report);
+    context.renderer.document(&report);
     if in_github_actions {
         github_actions::conclude(&context.renderer, &launch.command_line(), &report);
     }

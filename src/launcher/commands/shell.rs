@@ -14,7 +14,6 @@ use tokio::sync::mpsc;
 use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::clients::Clients;
 use crate::launcher::context::Context;
-use crate::launcher::context::print_json;
 use crate::launcher::context::{confirmed, ensure_can_confirm};
 use crate::launcher::ecs_exec::{
     self, DEFAULT_COMMAND, ExecTiming, WaitEnd, execute_command, plugin_argv, run_plugin,
@@ -129,7 +128,7 @@ pub async fn session(
             report.apply_snapshot(&last);
             report.apply_outcome(&outcome);
             report.exit_code = launcher::NEVER_RAN;
-            print_json(context.options.output, &report);
+            context.renderer.document(&report);
             return Ok(launcher::NEVER_RAN);
         }
         Ok(WaitEnd::Interrupted) => {
@@ -140,7 +139,7 @@ pub async fn session(
             }
             report.interrupted = true;
             report.exit_code = launcher::INTERRUPTED;
-            print_json(context.options.output, &report);
+            context.renderer.document(&report);
             return Ok(launcher::INTERRUPTED);
         }
         Err(e) => {
@@ -211,7 +210,7 @@ pub async fn session(
             reattach_hint(&task.arn)
         ));
     }
-    print_json(context.options.output, &report);
+    context.renderer.document(&report);
     status.map(|_| 0)
 }
 

@@ -6,7 +6,6 @@ use chrono::SecondsFormat;
 use crate::contract::exit::ExitError;
 use crate::launcher::clients::Clients;
 use crate::launcher::context::Context;
-use crate::launcher::context::print_json;
 use crate::launcher::flags::OutputFormat;
 use crate::launcher::job::outcome::TaskOutcome;
 use crate::launcher::job::report::TaskReport;
@@ -62,7 +61,7 @@ pub async fn exec(context: &Context, args: &StatusArgs) -> Result<u8, ExitError>
         }
     }
     if context.options.output == OutputFormat::Json {
-        print_json(OutputFormat::Json, &report);
+        context.renderer.document(&report);
         return Ok(report.exit_code);
     }
 

@@ -3,7 +3,6 @@
 use crate::contract::exit::ExitError;
 use crate::launcher::clients::Clients;
 use crate::launcher::context::Context;
-use crate::launcher::context::print_json;
 use crate::launcher::job::describe_task;
 use crate::launcher::job::follow::stop_task;
 use crate::launcher::job::report::TaskReport;
@@ -46,7 +45,7 @@ pub async fn exec(context: &Context, args: &StopArgs) -> Result<u8, ExitError> {
         before.last_status,
         before.id()
     ));
-    print_json(context.options.output, &report);
+    context.renderer.document(&report);
     Ok(0)
 }
 
@@ -69,7 +68,7 @@ fn already_stopping(context: &Context, task: &TaskSnapshot) -> Result<u8, ExitEr
         task.id(),
         task.id()
     ));
-    print_json(context.options.output, &report);
+    context.renderer.document(&report);
     Ok(0)
 }
 

@@ -13,7 +13,6 @@ use clap::{Args, Subcommand};
 use crate::contract::exit::ExitError;
 use crate::launcher::clients::Clients;
 use crate::launcher::context::Context;
-use crate::launcher::context::print_json;
 use crate::launcher::flags::{OutputFormat, process_env};
 use crate::launcher::task_definition::{load_template, register, render};
 
@@ -78,7 +77,7 @@ pub async fn exec(context: &Context, args: &TaskDefArgs) -> Result<u8, ExitError
             if context.options.output == OutputFormat::Human {
                 crate::stdio::out_line(format_args!("{pinned}"));
             }
-            print_json(context.options.output, &registered);
+            context.renderer.document(&registered);
             Ok(0)
         }
     }

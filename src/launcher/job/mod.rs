@@ -26,7 +26,7 @@ use self::watch::{Poll, PollTiming, TaskWatcher};
 use crate::contract::events::Event;
 use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::clients::Clients;
-use crate::launcher::context::{Context, confirmed, ensure_can_confirm, print_json};
+use crate::launcher::context::{Context, confirmed, ensure_can_confirm};
 use crate::launcher::flags::OutputFormat;
 use crate::launcher::identity::{caller_account, check_account};
 use crate::launcher::log_follower::LogTarget;
@@ -272,7 +272,7 @@ pub fn conclude(
     log: Option<&LogTarget>,
 ) -> u8 {
     let code = settle(context, report, followed, log);
-    print_json(context.options.output, report);
+    context.renderer.document(report);
     code
 }
 
