@@ -7,6 +7,8 @@
 //! closes, so the cluster ends with the test binary however it ends. Set
 //! `EVERRUNS_TEST_DATABASE_URL` to a superuser URL to use an existing server instead.
 
+pub mod aws_calls;
+pub mod dockerfile;
 pub mod emulator;
 pub mod rust_source;
 
@@ -250,6 +252,15 @@ pub fn companion(database_url: &str) -> Command {
         .env_remove("EVERRUNS_ADMIN_LAUNCHER")
         .stdin(Stdio::null());
     cmd
+}
+
+/// Stdout then stderr, as one text to search.
+pub fn both_streams(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// Exit code and both output streams, for assertion messages.

@@ -5,6 +5,7 @@
 
 use std::process::Output;
 
+use crate::common::both_streams;
 use crate::common::emulator::{Emulator, Secrets};
 use crate::common::{KEK_V1, KEK_V2};
 use crate::common::{TestDatabase, describe, migrated_database, psql};
@@ -22,20 +23,12 @@ use everruns_admin::launcher::key_secrets::{Slots, slot_status, write_rotation};
 const CURRENT: &str = "everruns/encryption-key";
 const PREVIOUS: &str = "everruns/encryption-key-previous";
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn material(key: &str) -> &str {
     key.split_once(':').unwrap().1
 }
 
 fn assert_no_material(out: &Output, keys: &[&str]) {
-    let all = text(out);
+    let all = both_streams(out);
     for key in keys {
         let m = material(key);
         assert!(
@@ -113,11 +106,11 @@ fn rotation_and_retirement_wait_until_no_value_needs_the_previous_slot() {
     let refused = keys(&emu, &["rotate"]);
     assert_eq!(refused.status.code(), Some(2), "{}", describe(&refused));
     assert!(
-        text(&refused).contains("3 under kek-v1"),
+        both_streams(&refused).contains("3 under kek-v1"),
         "{}",
         describe(&refused)
     );
-    assert!(text(&refused).contains("nothing was changed"));
+    assert!(both_streams(&refused).contains("nothing was changed"));
     assert_eq!(secret_value(&emu, CURRENT), KEK_V2);
     assert_eq!(secret_value(&emu, PREVIOUS), KEK_V1);
     let refused_retire = keys(&emu, &["retire"]);
@@ -134,7 +127,7 @@ fn rotation_and_retirement_wait_until_no_value_needs_the_previous_slot() {
 
     let dry = keys(&emu, &["rotate", "--dry-run"]);
     assert_eq!(dry.status.code(), Some(0), "{}", describe(&dry));
-    assert!(text(&dry).contains("kek-v3"), "{}", describe(&dry));
+    assert!(both_streams(&dry).contains("kek-v3"), "{}", describe(&dry));
     assert_eq!(
         secret_value(&emu, CURRENT),
         KEK_V2,
@@ -150,13 +143,17 @@ fn rotation_and_retirement_wait_until_no_value_needs_the_previous_slot() {
         KEK_V2,
         "the old current moved"
     );
-    assert!(text(&rotate).contains("redeploy"), "{}", describe(&rotate));
+    assert!(
+        both_streams(&rotate).contains("redeploy"),
+        "{}",
+        describe(&rotate)
+    );
     assert_no_material(&rotate, &[KEK_V1, KEK_V2, &new_current]);
 
     let not_yet = keys(&emu, &["retire"]);
     assert_eq!(not_yet.status.code(), Some(2), "{}", describe(&not_yet));
     assert!(
-        text(&not_yet).contains("under kek-v2"),
+        both_streams(&not_yet).contains("under kek-v2"),
         "{}",
         describe(&not_yet)
     );
@@ -192,7 +189,7 @@ fn status_fails_when_the_current_key_cannot_be_read() {
     let status = keys(&emu, &["status"]);
     assert_eq!(status.status.code(), Some(1), "{}", describe(&status));
     assert!(
-        text(&status).contains("must hold exactly one readable key; it holds 0"),
+        both_streams(&status).contains("must hold exactly one readable key; it holds 0"),
         "{}",
         describe(&status)
     );

@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::both_streams;
 use crate::common::emulator::{Emulator, launcher_at, stack};
 use crate::common::{KEK_V1, KEK_V2};
 use crate::common::{TestDatabase, describe, psql};
@@ -17,14 +18,6 @@ const GENERIC: &str = "everruns-admin-generic";
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run the launcher")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Reads `stream` line by line on a thread, returning once a line containing `needle`
@@ -64,7 +57,7 @@ fn assert_no_secrets(outputs: &[&Output], db: &TestDatabase, plaintexts: &[Strin
     }
     forbidden.extend(plaintexts.iter().cloned());
     for out in outputs {
-        let all = text(out);
+        let all = both_streams(out);
         for secret in &forbidden {
             assert!(
                 !all.contains(secret.as_str()),
@@ -289,7 +282,7 @@ fn a_task_that_cannot_start_is_125_with_the_reason_and_a_hint() {
         doc["log_stream"].is_null() && doc["console_url"].is_null(),
         "a task that never started wrote no log stream: {doc}"
     );
-    let all = text(&out);
+    let all = both_streams(&out);
     assert!(
         all.contains("TaskFailedToStart") && all.contains("ResourceInitializationError"),
         "{all}"
@@ -306,7 +299,7 @@ fn a_task_that_cannot_start_is_125_with_the_reason_and_a_hint() {
     ]));
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
     assert!(
-        text(&out).contains("CannotPullContainerError"),
+        both_streams(&out).contains("CannotPullContainerError"),
         "{}",
         describe(&out)
     );
@@ -348,7 +341,7 @@ fn timeout_is_124_and_leaves_the_task_running() {
     let doc = report(&out);
     let arn = doc["task_arn"].as_str().unwrap().to_owned();
     assert!(
-        text(&out).contains("logs"),
+        both_streams(&out).contains("logs"),
         "says how to re-attach: {}",
         describe(&out)
     );
@@ -416,11 +409,11 @@ fn production_guard_and_missing_settings_refuse_before_any_aws_call() {
             .arg(&config)
             .args(["--env", "production", "migrate"]));
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(text(&out).contains("--yes"), "{}", describe(&out));
+    assert!(both_streams(&out).contains("--yes"), "{}", describe(&out));
 
     let out = run(emu.launcher().env_remove("ECS_SUBNETS").arg("migrate-info"));
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    let all = text(&out);
+    let all = both_streams(&out);
     assert!(
         all.contains("--subnets") && all.contains("ECS_SUBNETS") && all.contains("subnets"),
         "{all}"
@@ -459,7 +452,7 @@ fn no_wait_then_logs_status_list_and_stop() {
     let arn = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert!(arn.starts_with("arn:aws:ecs:"), "{}", describe(&out));
     assert!(
-        text(&out).contains("logs"),
+        both_streams(&out).contains("logs"),
         "says how to re-attach: {}",
         describe(&out)
     );
@@ -510,12 +503,17 @@ fn no_wait_then_logs_status_list_and_stop() {
 
     let none = run(emu.launcher().args(["list", "--limit", "0"]));
     assert_eq!(none.status.code(), Some(2), "{}", describe(&none));
-    assert!(text(&none).contains("--limit"), "{}", describe(&none));
+    assert!(
+        both_streams(&none).contains("--limit"),
+        "{}",
+        describe(&none)
+    );
 
     let again = run(emu.launcher().args(["stop", &arn]));
     assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
     assert!(
-        text(&again).contains("is already stopped") && !text(&again).contains("stopping task"),
+        both_streams(&again).contains("is already stopped")
+            && !both_streams(&again).contains("stopping task"),
         "a stopped task is not stopped again: {}",
         describe(&again)
     );
@@ -567,7 +565,7 @@ fn a_second_mutating_job_is_refused_while_one_runs() {
 
     let second = run(emu.launcher().arg("reencrypt"));
     assert_eq!(second.status.code(), Some(2), "{}", describe(&second));
-    let all = text(&second);
+    let all = both_streams(&second);
     let id = arn.rsplit('/').next().unwrap();
     assert!(
         all.contains(id) && all.contains("e2e-operator"),
@@ -581,7 +579,7 @@ fn a_second_mutating_job_is_refused_while_one_runs() {
         describe(&run_migrate)
     );
     assert!(
-        text(&run_migrate).contains(id),
+        both_streams(&run_migrate).contains(id),
         "{}",
         describe(&run_migrate)
     );
@@ -813,7 +811,11 @@ fn help_and_typos_after_a_companion_command_launch_nothing() {
             "{args:?}: {}",
             describe(&out)
         );
-        assert!(text(&out).contains(needle), "{args:?}: {}", describe(&out));
+        assert!(
+            both_streams(&out).contains(needle),
+            "{args:?}: {}",
+            describe(&out)
+        );
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "{args:?} made a call"
@@ -859,11 +861,15 @@ fn the_same_ci_step_run_twice_starts_one_task() {
     assert_eq!(doc["task_arn"], first_arn.as_str(), "{doc}");
     assert_eq!(doc["attached"], true, "{doc}");
     assert!(
-        text(&again).contains("attached to task"),
+        both_streams(&again).contains("attached to task"),
         "{}",
         describe(&again)
     );
-    assert!(text(&again).contains("done once"), "{}", describe(&again));
+    assert!(
+        both_streams(&again).contains("done once"),
+        "{}",
+        describe(&again)
+    );
     assert_eq!(emu.request_counts().get("RunTask"), Some(&2));
 
     // Another attempt of the run is a new job.
@@ -942,7 +948,7 @@ fn from_service_runs_on_the_services_network_and_a_flag_wins_its_own_field() {
             "migrate-info",
         ]));
         assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-        assert!(text(&out).contains(expected), "{}", describe(&out));
+        assert!(both_streams(&out).contains(expected), "{}", describe(&out));
     }
 }
 
@@ -1023,7 +1029,7 @@ fn an_undecryptable_value_fails_its_own_shard_with_5() {
     assert_eq!(codes, [0, 0, 5, 0], "{doc}");
     assert_eq!(doc["totals"]["undecryptable"], 1, "{doc}");
     assert!(
-        text(&out).contains("shard 3/4 ended with 5"),
+        both_streams(&out).contains("shard 3/4 ended with 5"),
         "{}",
         describe(&out)
     );
@@ -1112,7 +1118,7 @@ fn a_sharded_job_prints_one_request_per_shard_and_refuses_bad_shards_locally() {
         let out = run(launcher().args(args));
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
         assert!(
-            text(&out).contains(expected),
+            both_streams(&out).contains(expected),
             "{args:?}: {}",
             describe(&out)
         );

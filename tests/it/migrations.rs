@@ -3,18 +3,11 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::common::both_streams;
 use crate::common::{cluster, companion, describe, events, psql, result_summary};
 use sha2::{Digest, Sha384};
 use sqlx::Connection;
 use sqlx::migrate::Migrate;
-
-fn output_text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn migration_files() -> Vec<(i64, String, Vec<u8>)> {
     let mut files: Vec<_> = std::fs::read_dir(crate::common::migrations_dir())
@@ -256,7 +249,7 @@ fn every_drift_class_is_exit_4_with_advice() {
     ] {
         let out = companion(&db.url).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(4), "{args:?}: {}", describe(&out));
-        let text = output_text(&out);
+        let text = both_streams(&out);
         assert!(text.contains("deadbeef"), "{text}");
         assert!(text.contains(&hex(&Sha384::digest(&files[1].2))), "{text}");
     }
@@ -270,7 +263,7 @@ fn every_drift_class_is_exit_4_with_advice() {
     );
     let out = companion(&db.url).arg("migrate").output().unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", describe(&out));
-    assert!(output_text(&out).contains("--ignore-missing"));
+    assert!(both_streams(&out).contains("--ignore-missing"));
     assert_eq!(
         psql(&db.url, "SELECT count(*) FROM _sqlx_migrations"),
         "2",
@@ -297,7 +290,7 @@ fn every_drift_class_is_exit_4_with_advice() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", describe(&out));
-    assert!(output_text(&out).contains("FAILED"));
+    assert!(both_streams(&out).contains("FAILED"));
 }
 
 fn source_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -365,7 +358,7 @@ fn a_failing_migration_is_rolled_back_and_stays_pending() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    let text = output_text(&out);
+    let text = both_streams(&out);
     assert!(
         text.contains("2 bad") && text.contains("no_such_function"),
         "{text}"
@@ -450,7 +443,7 @@ fn two_migrators_at_once_apply_each_migration_once() {
     assert_eq!(applied(&first) + applied(&second), 2, "each applied once");
     assert_eq!(psql(&db.url, "SELECT count(*) FROM _sqlx_migrations"), "2");
     assert!(
-        output_text(&second).contains("waiting"),
+        both_streams(&second).contains("waiting"),
         "the second one waited: {}",
         describe(&second)
     );
@@ -474,7 +467,7 @@ async fn lock_wait_is_bounded_and_names_the_holder() {
 
     let info = companion(&db.url).arg("migrate-info").output().unwrap();
     assert!(
-        output_text(&info).contains("app-migrating-at-startup"),
+        both_streams(&info).contains("app-migrating-at-startup"),
         "{}",
         describe(&info)
     );
@@ -487,7 +480,7 @@ async fn lock_wait_is_bounded_and_names_the_holder() {
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    let text = output_text(&out);
+    let text = both_streams(&out);
     assert!(text.contains(&format!("pid {pid}")), "{text}");
     assert!(text.contains("app-migrating-at-startup"), "{text}");
     assert_eq!(
@@ -509,7 +502,7 @@ fn connection_failures_are_clear_bounded_and_never_show_the_password() {
     let wrong = db.url.replace(crate::common::PASSWORD, "Wr0ngPassw0rd-xyz");
     let out = companion(&wrong).arg("migrate-info").output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    let text = output_text(&out);
+    let text = both_streams(&out);
     assert!(
         text.contains("password") || text.contains("authentication"),
         "{text}"
@@ -528,7 +521,7 @@ fn connection_failures_are_clear_bounded_and_never_show_the_password() {
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(8));
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    let text = output_text(&out);
+    let text = both_streams(&out);
     assert!(
         text.contains("attempts") && text.contains("u:****@127.0.0.1"),
         "{text}"
@@ -540,14 +533,14 @@ fn connection_failures_are_clear_bounded_and_never_show_the_password() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(!output_text(&out).contains("S3cretPw-abc"));
+    assert!(!both_streams(&out).contains("S3cretPw-abc"));
     let out = companion("")
         .env_remove("DATABASE_URL")
         .arg("migrate")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(output_text(&out).contains("DATABASE_URL is not set"));
+    assert!(both_streams(&out).contains("DATABASE_URL is not set"));
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::both_streams;
 use crate::common::{KEK_V1, KEK_V2};
 use crate::common::{TestDatabase, companion, describe, events, migrated_database, result_summary};
 use base64::Engine;
@@ -153,14 +154,6 @@ fn reencrypt(db: &TestDatabase, primary: &str, previous: Option<&str>) -> Comman
         cmd.env("SECRETS_ENCRYPTION_KEY_PREVIOUS", previous);
     }
     cmd
-}
-
-fn output_text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn count_of(summary: &Value, table: &str, field: &str) -> u64 {
@@ -357,8 +350,8 @@ fn a_tampered_value_is_named_by_id_left_untouched_and_exits_5() {
         .unwrap();
     assert_eq!(entry["id"], plain_text_row.to_string());
     assert_eq!(entry["kind"], "not_json");
-    assert!(output_text(&out).contains(&id.to_string()));
-    assert!(!output_text(&out).contains("PLAINTEXT-"), "content shown");
+    assert!(both_streams(&out).contains(&id.to_string()));
+    assert!(!both_streams(&out).contains("PLAINTEXT-"), "content shown");
     let now = stored(&db);
     assert_eq!(
         now[&("mcp_servers", id)].as_deref(),
@@ -487,7 +480,7 @@ fn malformed_keys_and_tables_are_exit_2_and_write_nothing() {
             "{primary:?} {previous:?}: {}",
             describe(&out)
         );
-        let text = output_text(&out);
+        let text = both_streams(&out);
         assert!(text.contains(named), "{named:?} not in {text}");
         for material in KEY_MATERIAL {
             assert!(
@@ -503,7 +496,7 @@ fn malformed_keys_and_tables_are_exit_2_and_write_nothing() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(output_text(&out).contains("llm_providers, mcp_servers"));
+    assert!(both_streams(&out).contains("llm_providers, mcp_servers"));
     let out = reencrypt(&db, KEK_V2, Some(KEK_V1))
         .args(["-b", "0"])
         .output()
@@ -531,7 +524,7 @@ fn keys_are_checked_before_connecting() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(!output_text(&out).contains(crate::common::PASSWORD));
+    assert!(!both_streams(&out).contains(crate::common::PASSWORD));
 }
 
 #[test]
@@ -700,7 +693,7 @@ fn signal_cancels_the_batch_in_flight(signal: i32, code: i32, outcome: &str, nam
     assert_eq!(summary["stopped"]["by"], name, "{summary}");
     assert_eq!(summary["stopped"]["database_released"], true, "{summary}");
     assert!(
-        output_text(&out).contains(&format!("interrupted by {name}")),
+        both_streams(&out).contains(&format!("interrupted by {name}")),
         "{}",
         describe(&out)
     );
@@ -735,7 +728,7 @@ fn a_terminated_connection_is_exit_1_and_the_rerun_completes(writing: bool) {
         "reencrypt still running 60 s after its connection was terminated"
     );
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    let text = output_text(&out);
+    let text = both_streams(&out);
     assert!(text.contains("lost the database connection"), "{text}");
     assert!(text.contains("rerun"), "{text}");
     assert!(!text.contains(crate::common::PASSWORD));
@@ -772,7 +765,7 @@ fn a_second_reencrypt_waits_a_bounded_time_and_names_the_holder() {
         .unwrap();
         assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
         assert!(
-            output_text(&out).contains(&format!("pid {pid}")),
+            both_streams(&out).contains(&format!("pid {pid}")),
             "{}",
             describe(&out)
         );
@@ -802,7 +795,7 @@ fn no_key_plaintext_or_password_in_any_output() {
                 .env("RUST_LOG", log)
                 .output()
                 .unwrap();
-            outputs.push(output_text(&out));
+            outputs.push(both_streams(&out));
         }
     }
     let mut bad_password = companion(&db.url.replace(crate::common::PASSWORD, "wrong-PW-zz81"));
@@ -810,7 +803,7 @@ fn no_key_plaintext_or_password_in_any_output() {
         .arg("reencrypt")
         .env("SECRETS_ENCRYPTION_KEY", KEK_V2)
         .env("RUST_LOG", "trace");
-    outputs.push(output_text(&bad_password.output().unwrap()));
+    outputs.push(both_streams(&bad_password.output().unwrap()));
     let plaintexts: Vec<&String> = expected.values().flatten().collect();
     for text in &outputs {
         assert!(!text.is_empty());
@@ -882,7 +875,7 @@ fn a_value_changed_between_read_and_write_is_read_again_not_overwritten() {
             .unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
         assert!(
-            output_text(&out).contains("changed by another writer since they were read"),
+            both_streams(&out).contains("changed by another writer since they were read"),
             "{}",
             describe(&out)
         );
@@ -979,7 +972,7 @@ fn malformed_shards_are_usage_errors() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{shard}: {}", describe(&out));
         assert!(
-            output_text(&out).contains(expected),
+            both_streams(&out).contains(expected),
             "{shard}: {}",
             describe(&out)
         );
@@ -1050,7 +1043,7 @@ fn the_same_shard_twice_waits_and_an_unsharded_run_excludes_every_shard() {
     let twice = run(&["--shard", "2/4"]);
     assert_eq!(twice.status.code(), Some(1), "{}", describe(&twice));
     assert!(
-        output_text(&twice).contains("reencrypt shard 2/4 lock"),
+        both_streams(&twice).contains("reencrypt shard 2/4 lock"),
         "{}",
         describe(&twice)
     );

@@ -56,35 +56,7 @@ pub async fn subnets(
             }
         }
         Err(e) => {
-            let code = error_code(&e).unwrap_or_default().to_owned();
-            let check = if code.starts_with("InvalidSubnetID") {
-                Check::fail(
-                    NAME,
-                    format!(
-                        "{} ({origin}): {} in {region}",
-                        subnets.join(", "),
-                        e.as_service_error()
-                            .and_then(|s| s.message())
-                            .unwrap_or("not found")
-                    ),
-                    fix,
-                )
-            } else if code.contains("UnauthorizedOperation") || code.contains("AccessDenied") {
-                Check::skip(
-                    NAME,
-                    format!(
-                        "{} ({origin}); not allowed to DescribeSubnets, so not checked (allow \
-                         ec2:DescribeSubnets: see {POLICY})",
-                        subnets.join(", ")
-                    ),
-                )
-            } else {
-                Check::fail(
-                    NAME,
-                    describe_error("DescribeSubnets", &e),
-                    api_fix(&e, "ec2:DescribeSubnets", fix),
-                )
-            };
+            let check = refused(NAME, &e, subnets, origin, region, "DescribeSubnets", fix);
             (check, Vec::new())
         }
     }
@@ -147,36 +119,55 @@ pub async fn security_groups(
                 )
             }
         }
-        Err(e) => {
-            let code = error_code(&e).unwrap_or_default().to_owned();
-            if code.starts_with("InvalidGroup") {
-                Check::fail(
-                    NAME,
-                    format!(
-                        "{} ({origin}): {} in {region}",
-                        groups.join(", "),
-                        e.as_service_error()
-                            .and_then(|s| s.message())
-                            .unwrap_or("not found")
-                    ),
-                    fix,
-                )
-            } else if code.contains("UnauthorizedOperation") || code.contains("AccessDenied") {
-                Check::skip(
-                    NAME,
-                    format!(
-                        "{} ({origin}); not allowed to DescribeSecurityGroups, so not checked \
-                         (allow ec2:DescribeSecurityGroups: see {POLICY})",
-                        groups.join(", ")
-                    ),
-                )
-            } else {
-                Check::fail(
-                    NAME,
-                    describe_error("DescribeSecurityGroups", &e),
-                    api_fix(&e, "ec2:DescribeSecurityGroups", fix),
-                )
-            }
-        }
+        Err(e) => refused(
+            NAME,
+            &e,
+            groups,
+            origin,
+            region,
+            "DescribeSecurityGroups",
+            fix,
+        ),
+    }
+}
+
+/// The check when EC2 refused to describe `ids`: an id it does not know (`Invalid…`)
+/// fails with EC2's own words; a call the operator may not make is SKIP, naming the
+/// permission; anything else fails with the call's error.
+fn refused<E, R>(
+    name: &str,
+    error: &aws_sdk_ec2::error::SdkError<E, R>,
+    ids: &[String],
+    origin: &Origin,
+    region: &str,
+    operation: &str,
+    fix: &str,
+) -> Check
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    let code = error_code(error).unwrap_or_default();
+    let ids = ids.join(", ");
+    if code.starts_with("Invalid") {
+        let said = error
+            .as_service_error()
+            .and_then(|s| s.message())
+            .unwrap_or("not found");
+        Check::fail(name, format!("{ids} ({origin}): {said} in {region}"), fix)
+    } else if code.contains("UnauthorizedOperation") || code.contains("AccessDenied") {
+        Check::skip(
+            name,
+            format!(
+                "{ids} ({origin}); not allowed to {operation}, so not checked (allow \
+                 ec2:{operation}: see {POLICY})"
+            ),
+        )
+    } else {
+        Check::fail(
+            name,
+            describe_error(operation, error),
+            api_fix(error, &format!("ec2:{operation}"), fix),
+        )
     }
 }
