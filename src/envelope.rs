@@ -27,17 +27,17 @@ use zeroize::Zeroizing;
 use crate::keyring::{Key, Keyring, is_valid_id};
 
 /// The only payload version this build reads and writes.
-pub const VERSION: u64 = 1;
+pub(crate) const VERSION: u64 = 1;
 /// The only algorithm of version 1.
-pub const ALGORITHM: &str = "AES-256-GCM";
+pub(crate) const ALGORITHM: &str = "AES-256-GCM";
 /// AES-GCM nonce length.
-pub const NONCE_LEN: usize = 12;
+pub(crate) const NONCE_LEN: usize = 12;
 /// AES-GCM tag length.
-pub const TAG_LEN: usize = 16;
+pub(crate) const TAG_LEN: usize = 16;
 /// Data key length.
-pub const DEK_LEN: usize = 32;
+pub(crate) const DEK_LEN: usize = 32;
 /// Length of `dek_wrapped` once decoded: wrap nonce, wrapped DEK, tag.
-pub const WRAPPED_DEK_LEN: usize = NONCE_LEN + DEK_LEN + TAG_LEN;
+pub(crate) const WRAPPED_DEK_LEN: usize = NONCE_LEN + DEK_LEN + TAG_LEN;
 
 /// Algorithm names that may be echoed in an error; anything else might be content.
 const KNOWN_ALGORITHMS: [&str; 8] = [
@@ -200,7 +200,7 @@ struct Wire<'a> {
 
 impl Envelope {
     /// Encrypts `plaintext` under a fresh data key wrapped with `key`.
-    pub fn seal(plaintext: &[u8], key: &Key) -> Result<Envelope, EnvelopeError> {
+    pub(crate) fn seal(plaintext: &[u8], key: &Key) -> Result<Envelope, EnvelopeError> {
         let dek = Zeroizing::new(random::<DEK_LEN>()?);
         let nonce = random::<NONCE_LEN>()?;
         let data_cipher = Aes256Gcm::new_from_slice(&dek[..]).expect("32-byte data key");
@@ -318,7 +318,7 @@ impl Envelope {
     }
 
     /// The payload bytes, in the field order and encoding of format v1.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(&Wire {
             version: VERSION,
             alg: ALGORITHM,

@@ -18,21 +18,21 @@ use zeroize::Zeroizing;
 use crate::contract::summary::KeyIds;
 
 /// The variable holding the primary key.
-pub const PRIMARY_VAR: &str = "SECRETS_ENCRYPTION_KEY";
+pub(crate) const PRIMARY_VAR: &str = "SECRETS_ENCRYPTION_KEY";
 /// The variable holding older keys still accepted for decryption.
-pub const PREVIOUS_VAR: &str = "SECRETS_ENCRYPTION_KEY_PREVIOUS";
+pub(crate) const PREVIOUS_VAR: &str = "SECRETS_ENCRYPTION_KEY_PREVIOUS";
 
 /// Key length in bytes (AES-256).
-pub const KEY_LEN: usize = 32;
+pub(crate) const KEY_LEN: usize = 32;
 /// Longest key id accepted; ids are labels, not data.
-pub const MAX_ID_LEN: usize = 64;
+pub(crate) const MAX_ID_LEN: usize = 64;
 
 const FORMAT_HINT: &str = "expected KEY_ID:BASE64, where KEY_ID is made of A-Z a-z 0-9 . _ - and \
      BASE64 is standard padded base64 of 32 random bytes (e.g. from `openssl rand -base64 32`)";
 
 /// Whether `id` is a well-formed key id: 1 to 64 characters of `A-Z a-z 0-9 . _ -`.
 /// Ids are shown in messages, so only such ids are ever echoed.
-pub fn is_valid_id(id: &str) -> bool {
+pub(crate) fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_ID_LEN
         && id
@@ -79,7 +79,7 @@ impl Key {
     }
 
     /// A key from raw bytes, for callers that generate keys (tests, tooling).
-    pub fn from_bytes(id: &str, bytes: &[u8; KEY_LEN]) -> Result<Key, KeyError> {
+    pub(crate) fn from_bytes(id: &str, bytes: &[u8; KEY_LEN]) -> Result<Key, KeyError> {
         if !is_valid_id(id) {
             return Err(KeyError::new(None, KeyProblem::InvalidId));
         }
@@ -249,7 +249,7 @@ pub struct Keyring {
 impl Keyring {
     /// Reads and validates `SECRETS_ENCRYPTION_KEY` and `SECRETS_ENCRYPTION_KEY_PREVIOUS`.
     /// Every problem names the variable and key; the caller decides the exit code.
-    pub fn from_env() -> Result<Keyring, KeyringError> {
+    pub(crate) fn from_env() -> Result<Keyring, KeyringError> {
         let read = |variable: &'static str| match std::env::var(variable) {
             Ok(value) => Ok(Some(Zeroizing::new(value))),
             Err(std::env::VarError::NotPresent) => Ok(None),
@@ -354,7 +354,7 @@ impl fmt::Debug for Keyring {
 
 /// Splits a variable's value into key specs at commas and whitespace.
 /// The key specs in a variable or secret value: separated by commas and/or whitespace.
-pub fn split_keys(value: &str) -> Vec<&str> {
+pub(crate) fn split_keys(value: &str) -> Vec<&str> {
     value
         .split(|c: char| c == ',' || c.is_whitespace())
         .filter(|part| !part.is_empty())

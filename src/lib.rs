@@ -14,7 +14,7 @@ pub mod completions;
 pub mod contract;
 pub mod envelope;
 pub mod keyring;
-pub mod signals;
+pub(crate) mod signals;
 mod stdio;
 
 pub mod companion;

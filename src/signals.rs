@@ -8,7 +8,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 /// A signal that asks the process to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
+pub(crate) enum Signal {
     /// SIGTERM: ECS StopTask, or a CI runner cancelling the job.
     Terminate,
     /// SIGINT: Ctrl-C.
@@ -27,7 +27,7 @@ impl fmt::Display for Signal {
 /// Both stop signals, received in the order they arrive. Installing them replaces the
 /// default action (the process is no longer killed), so install only where a command
 /// stops cleanly on its own.
-pub struct Signals {
+pub(crate) struct Signals {
     terminate: tokio::signal::unix::Signal,
     interrupt: tokio::signal::unix::Signal,
 }
@@ -56,17 +56,17 @@ static HANDLED: AtomicUsize = AtomicUsize::new(0);
 /// While alive, says that the code running handles stop signals itself: a task this
 /// invocation launched must be stopped, or a write sequence finished, before the process
 /// leaves. Elsewhere a signal simply ends the command, even in the middle of a call.
-pub struct Handled(());
+pub(crate) struct Handled(());
 
 impl Handled {
     /// Claims the signals until the guard is dropped.
-    pub fn claim() -> Self {
+    pub(crate) fn claim() -> Self {
         HANDLED.fetch_add(1, Ordering::SeqCst);
         Handled(())
     }
 
     /// Whether some code has claimed the signals.
-    pub fn is_claimed() -> bool {
+    pub(crate) fn is_claimed() -> bool {
         HANDLED.load(Ordering::SeqCst) > 0
     }
 }

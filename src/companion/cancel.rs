@@ -36,7 +36,7 @@ const SIDE_STEP: Duration = Duration::from_secs(2);
 
 /// Why the work was stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cause {
+pub(crate) enum Cause {
     /// SIGTERM or SIGINT.
     Signal(Signal),
     /// The deadline passed.
@@ -100,7 +100,7 @@ pub fn cause() -> Option<Cause> {
 }
 
 /// Resolves when a stop is asked for (at once if it already was).
-pub async fn requested() -> Cause {
+pub(crate) async fn requested() -> Cause {
     let mut rx = REGISTRY.cause.subscribe();
     loop {
         if let Some(cause) = *rx.borrow_and_update() {
@@ -135,7 +135,7 @@ pub async fn record(
 /// signal or `deadline`; then stops its work in the database as the module says and
 /// returns the command's result, whose exit status is the stop's (124, 130, 143)
 /// unless the work had already finished.
-pub async fn run_stoppable(
+pub(crate) async fn run_stoppable(
     deadline: Option<DateTime<Utc>>,
     work: impl Future<Output = Result<(u8, Value), ExitError>>,
 ) -> Result<(u8, Value), ExitError> {

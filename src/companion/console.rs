@@ -46,7 +46,7 @@ static NEVER_PRINT: RwLock<Vec<zeroize::Zeroizing<String>>> = RwLock::new(Vec::n
 /// Registers a secret (a password, a key's text) that must never appear in output:
 /// every line written through [`emit`] has it masked, whatever code produced the text.
 /// The last line of defence; the code that handles secrets keeps them out first.
-pub fn never_print(secret: &str) {
+pub(crate) fn never_print(secret: &str) {
     if secret.len() >= 4
         && let Ok(mut secrets) = NEVER_PRINT.write()
     {
@@ -78,7 +78,7 @@ pub(crate) fn command_line(command: &str) -> String {
 /// Sets up output for this process: JSON when stdout is not a terminal (or when
 /// `EVERRUNS_ADMIN_OUTPUT=json`), and `RUST_LOG` filtering as the module
 /// documentation describes.
-pub fn init(output: Option<Output>) {
+pub(crate) fn init(output: Option<Output>) {
     let json = match (output, std::env::var("EVERRUNS_ADMIN_OUTPUT").as_deref()) {
         (Some(output), _) => output == Output::Json,
         (None, Ok("json")) => true,
@@ -196,7 +196,7 @@ fn is_json() -> bool {
 
 /// Writes one event to stdout in this process's format. Output errors are ignored:
 /// a closed stdout must not turn a finished migration into a failure.
-pub fn emit(event: &Event) {
+pub(crate) fn emit(event: &Event) {
     let line = mask_secrets(if is_json() {
         event.to_json_line()
     } else {
@@ -219,7 +219,7 @@ pub fn finish(command: &str, exit_code: u8, summary: Value) {
 
 /// Ends a command: logs its error, if any, writes the `result` event and returns the
 /// exit code the process must end with.
-pub fn conclude(command: &str, result: Result<(u8, Value), ExitError>) -> u8 {
+pub(crate) fn conclude(command: &str, result: Result<(u8, Value), ExitError>) -> u8 {
     match result {
         Ok((code, summary)) => {
             finish(command, code, summary);
@@ -240,7 +240,7 @@ pub fn conclude(command: &str, result: Result<(u8, Value), ExitError>) -> u8 {
 
 /// Progress of one phase of long work, written at most once per interval (and always
 /// at the end) so that a fast loop does not flood the log stream.
-pub struct Progress {
+pub(crate) struct Progress {
     phase: String,
     total: Option<u64>,
     done: u64,
@@ -258,7 +258,7 @@ impl Progress {
 
     /// Starts a phase whose every step is written: for few, slow units (migrations),
     /// where each one is news.
-    pub fn start_every_step(phase: impl Into<String>, total: Option<u64>) -> Self {
+    pub(crate) fn start_every_step(phase: impl Into<String>, total: Option<u64>) -> Self {
         Self::with_interval(phase.into(), total, Duration::ZERO)
     }
 
@@ -276,7 +276,7 @@ impl Progress {
     }
 
     /// Adds `n` units; writes an event if the interval has passed.
-    pub fn advance(&mut self, n: u64) {
+    pub(crate) fn advance(&mut self, n: u64) {
         self.done += n;
         if self.last.is_none_or(|last| last.elapsed() >= self.interval) {
             self.write();

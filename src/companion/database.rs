@@ -27,7 +27,7 @@ pub struct DatabaseUrl {
 
 impl DatabaseUrl {
     /// Reads `DATABASE_URL`; a missing or malformed value is a usage error (exit 2).
-    pub fn from_env() -> Result<Self, ExitError> {
+    pub(crate) fn from_env() -> Result<Self, ExitError> {
         let raw = std::env::var("DATABASE_URL").map_err(|_| {
             ExitError::usage(anyhow!(
                 "DATABASE_URL is not set: set it to postgres://USER:PASSWORD@HOST:5432/DBNAME \
@@ -83,12 +83,12 @@ impl DatabaseUrl {
     }
 
     /// The URL with its password masked, safe to print.
-    pub fn redacted(&self) -> &str {
+    pub(crate) fn redacted(&self) -> &str {
         &self.redacted
     }
 
     /// `text` with every occurrence of the password (raw or percent-encoded) masked.
-    pub fn scrub(&self, text: &str) -> String {
+    pub(crate) fn scrub(&self, text: &str) -> String {
         let mut out = text.to_owned();
         if let Some(password) = &self.password
             && !password.is_empty()
@@ -114,15 +114,6 @@ impl DatabaseUrl {
             .application_name("everruns-admin")
             .log_statements(tracing::log::LevelFilter::Debug))
     }
-
-    /// The database name in the URL (what sqlx's migration lock key is derived from
-    /// when the server is not asked).
-    pub fn database_name(&self) -> Option<String> {
-        url::Url::parse(&self.raw)
-            .ok()
-            .map(|u| u.path().trim_start_matches('/').to_owned())
-            .filter(|name| !name.is_empty())
-    }
 }
 
 /// The least time one connection attempt gets, so that the last try, at the end of the
@@ -141,7 +132,7 @@ pub async fn connect(url: &DatabaseUrl, retry_for: Duration) -> Result<PgConnect
 }
 
 /// [`connect`] with server settings sent as startup options (`lock_timeout`, ...).
-pub async fn connect_with(
+pub(crate) async fn connect_with(
     url: &DatabaseUrl,
     retry_for: Duration,
     settings: &[(&str, String)],
@@ -222,10 +213,10 @@ static CLIENT_CHECK_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
 /// there (`--client-check-interval`): after a SIGKILL, the OOM killer or a lost task,
 /// the server ends the statement and lets go of its locks within about this long,
 /// instead of when the statement ends.
-pub const DEFAULT_CLIENT_CHECK: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_CLIENT_CHECK: Duration = Duration::from_secs(5);
 
 /// Sets the check interval for the sessions opened from now on; the first call wins.
-pub fn set_client_check_interval(interval: Duration) {
+pub(crate) fn set_client_check_interval(interval: Duration) {
     let _ = CLIENT_CHECK.set(interval);
 }
 
@@ -290,7 +281,7 @@ fn is_transient(error: &sqlx::Error) -> bool {
 
 /// A session that holds, or held, an advisory lock: what an operator needs to find it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct LockHolder {
+pub(crate) struct LockHolder {
     /// Server process id (for `pg_terminate_backend`, if it must come to that).
     pub pid: i32,
     /// The holder's `application_name`.
@@ -326,7 +317,7 @@ impl std::fmt::Display for LockHolder {
 
 /// The holders for a message: `pid 12 (...); pid 34 (...)`, or who it was when none
 /// is left.
-pub fn describe_holders(holders: &[LockHolder]) -> String {
+pub(crate) fn describe_holders(holders: &[LockHolder]) -> String {
     if holders.is_empty() {
         "a session that has since let go".to_owned()
     } else {
@@ -339,7 +330,7 @@ pub fn describe_holders(holders: &[LockHolder]) -> String {
 }
 
 /// The sessions, other than this one, that hold the session-level advisory lock `key`.
-pub async fn lock_holders(
+pub(crate) async fn lock_holders(
     conn: &mut PgConnection,
     key: i64,
 ) -> Result<Vec<LockHolder>, sqlx::Error> {
@@ -361,7 +352,7 @@ pub async fn lock_holders(
 
 /// The sessions, other than this one, holding a lock on any of `tables` (by name, on
 /// the search path): whom a migration whose lock wait timed out was waiting for.
-pub async fn table_lock_holders(
+pub(crate) async fn table_lock_holders(
     conn: &mut PgConnection,
     tables: &[String],
 ) -> Result<Vec<LockHolder>, sqlx::Error> {
@@ -380,7 +371,7 @@ pub async fn table_lock_holders(
 
 /// Takes the session-level advisory lock `key`, trying until `wait` has passed. On
 /// time-out the error names the holders. `what` says what the lock protects.
-pub async fn acquire_lock(
+pub(crate) async fn acquire_lock(
     conn: &mut PgConnection,
     key: i64,
     wait: Duration,
@@ -392,7 +383,7 @@ pub async fn acquire_lock(
 /// How a session holds an advisory lock: alone, or beside other shared holders (an
 /// exclusive request waits for every shared holder, and the other way round).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LockMode {
+pub(crate) enum LockMode {
     /// `pg_advisory_lock`.
     Exclusive,
     /// `pg_advisory_lock_shared`.
@@ -400,7 +391,7 @@ pub enum LockMode {
 }
 
 /// [`acquire_lock`] in `mode`.
-pub async fn acquire_lock_as(
+pub(crate) async fn acquire_lock_as(
     conn: &mut PgConnection,
     key: i64,
     mode: LockMode,
@@ -453,12 +444,12 @@ pub async fn acquire_lock_as(
 }
 
 /// Releases the session-level advisory lock `key` (a no-op if it is not held).
-pub async fn release_lock(conn: &mut PgConnection, key: i64) -> Result<(), sqlx::Error> {
+pub(crate) async fn release_lock(conn: &mut PgConnection, key: i64) -> Result<(), sqlx::Error> {
     release_lock_as(conn, key, LockMode::Exclusive).await
 }
 
 /// [`release_lock`] of a lock held in `mode`.
-pub async fn release_lock_as(
+pub(crate) async fn release_lock_as(
     conn: &mut PgConnection,
     key: i64,
     mode: LockMode,
@@ -475,7 +466,7 @@ pub async fn release_lock_as(
 }
 
 /// Closes a connection, ignoring errors: used on paths that already failed.
-pub async fn close_quietly(conn: PgConnection) {
+pub(crate) async fn close_quietly(conn: PgConnection) {
     let _ = conn.close().await;
 }
 
@@ -495,7 +486,6 @@ mod tests {
             url.scrub("error for s3cr@t and s3cr%40t"),
             "error for **** and ****"
         );
-        assert_eq!(url.database_name().as_deref(), Some("everruns"));
     }
 
     #[test]

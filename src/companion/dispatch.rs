@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::CommandFactory;
 
 use super::database::DatabaseUrl;
-use super::lint::{self, Thresholds};
+use super::lint;
+use super::lint::sizes::Thresholds;
 use super::migrations::{Catalog, SessionLimits, info, migrate};
 use super::{cancel, console, probes, reencrypt, standby};
 use crate::contract::command_line::{Cli, Command, LargeTableArgs};

@@ -39,7 +39,7 @@ pub fn declared() -> &'static [EncryptedColumn] {
 }
 
 /// The tables that have encrypted columns, in file order, without repeats.
-pub fn declared_tables() -> Vec<&'static str> {
+pub(crate) fn declared_tables() -> Vec<&'static str> {
     let mut tables: Vec<&'static str> = Vec::new();
     for column in declared() {
         if !tables.contains(&column.table.as_str()) {
@@ -51,7 +51,7 @@ pub fn declared_tables() -> Vec<&'static str> {
 
 /// The columns to work on: all of them, or those of `--table NAME`. An unknown name
 /// is a usage error (exit 2) listing the declared tables.
-pub fn select(table: Option<&str>) -> Result<Vec<&'static EncryptedColumn>, ExitError> {
+pub(crate) fn select(table: Option<&str>) -> Result<Vec<&'static EncryptedColumn>, ExitError> {
     let Some(table) = table else {
         return Ok(declared().iter().collect());
     };
@@ -67,17 +67,17 @@ pub fn select(table: Option<&str>) -> Result<Vec<&'static EncryptedColumn>, Exit
 
 impl EncryptedColumn {
     /// `"table"`, quoted for SQL.
-    pub fn quoted_table(&self) -> String {
+    pub(crate) fn quoted_table(&self) -> String {
         quote(&self.table)
     }
 
     /// `"id"`, quoted for SQL.
-    pub fn quoted_id(&self) -> String {
+    pub(crate) fn quoted_id(&self) -> String {
         quote(&self.id_column)
     }
 
     /// `"column"`, quoted for SQL.
-    pub fn quoted_column(&self) -> String {
+    pub(crate) fn quoted_column(&self) -> String {
         quote(&self.column)
     }
 }

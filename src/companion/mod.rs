@@ -3,15 +3,15 @@
 //! launcher only through its output, in [`crate::contract::events`]; it never calls AWS.
 
 pub(crate) mod cancel;
-pub mod console;
+pub(crate) mod console;
 pub mod database;
 pub mod dispatch;
 pub mod encrypted_columns;
 pub mod lint;
 pub mod migrations;
-pub mod probes;
+pub(crate) mod probes;
 pub mod reencrypt;
-pub mod standby;
+pub(crate) mod standby;
 
 use crate::contract::command_line::Cli;
 

@@ -20,7 +20,7 @@ use crate::keyring::Keyring;
 
 /// Options of `status`.
 #[derive(Debug, Clone)]
-pub struct StatusOptions {
+pub(crate) struct StatusOptions {
     /// How long to retry the first connection (a fresh task's network can take seconds).
     pub connect_timeout: Duration,
 }

@@ -11,7 +11,7 @@ use serde_json::json;
 
 /// Options of `shell`.
 #[derive(Debug, Clone)]
-pub struct ShellOptions {
+pub(crate) struct ShellOptions {
     /// Without a terminal: how long to stay up waiting for an operator.
     pub max_idle: Duration,
     /// Without a terminal: `--deadline`, after which the wait ends with exit 124.

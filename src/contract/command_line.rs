@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use super::duration;
 
 /// The largest `reencrypt --batch-size`: one short transaction each.
-pub const MAX_BATCH_SIZE: u32 = 10_000;
+pub(crate) const MAX_BATCH_SIZE: u32 = 10_000;
 
 const ENVIRONMENT_AND_EXIT_CODES: &str = "\
 Environment:
@@ -236,7 +236,7 @@ pub enum Output {
 }
 
 /// Parses `--deadline` / `EVERRUNS_ADMIN_DEADLINE`: an RFC 3339 time.
-pub fn parse_deadline(text: &str) -> Result<DateTime<Utc>, String> {
+pub(crate) fn parse_deadline(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text.trim())
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("{e}: expected an RFC 3339 time such as 2026-12-04T10:30:00Z"))

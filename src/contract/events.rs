@@ -119,12 +119,12 @@ impl Event {
     }
 
     /// The JSON line for this event (no trailing newline).
-    pub fn to_json_line(&self) -> String {
+    pub(crate) fn to_json_line(&self) -> String {
         serde_json::to_string(self).expect("events always serialize")
     }
 
     /// A readable one-line rendering, as shown on a terminal.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         match self {
             Event::Log {
                 ts,

@@ -8,44 +8,44 @@ use std::fmt;
 /// Exit statuses of the companion, `everruns-admin`.
 pub mod companion {
     /// The command did what it was asked.
-    pub const SUCCESS: u8 = 0;
+    pub(crate) const SUCCESS: u8 = 0;
     /// Runtime failure: database unreachable, a migration failed, ...
-    pub const FAILURE: u8 = 1;
+    pub(crate) const FAILURE: u8 = 1;
     /// Usage or configuration error (flags, environment, keys); nothing was written.
-    pub const USAGE: u8 = 2;
+    pub(crate) const USAGE: u8 = 2;
     /// `migrate-info --check`: migrations are pending.
     pub const PENDING: u8 = 3;
     /// The database disagrees with this image (checksum, unknown version, failed migration).
-    pub const DRIFT: u8 = 4;
+    pub(crate) const DRIFT: u8 = 4;
     /// `reencrypt` finished but some values could not be decrypted.
-    pub const UNDECRYPTABLE: u8 = 5;
+    pub(crate) const UNDECRYPTABLE: u8 = 5;
     /// `migrate-info --check`, `migrate` or `lint`: a pending migration would take a
     /// dangerous lock or break the running version, and the file allows it nowhere.
-    pub const UNSAFE: u8 = 6;
+    pub(crate) const UNSAFE: u8 = 6;
     /// `migrate-info --check`: the live schema differs from what the applied migrations
     /// produce (an INVALID index left by an interrupted `CONCURRENTLY`); `migrate`
     /// refuses a migration that would meet such a leftover.
-    pub const SCHEMA_DIFFERS: u8 = 7;
+    pub(crate) const SCHEMA_DIFFERS: u8 = 7;
     /// The deadline (`--deadline`, `EVERRUNS_ADMIN_DEADLINE`) passed; the work in flight
     /// was cancelled and rolled back, as `timeout(1)` ends.
-    pub const DEADLINE: u8 = 124;
+    pub(crate) const DEADLINE: u8 = 124;
     /// Stopped by SIGTERM (ECS StopTask): the statement in flight was cancelled and
     /// rolled back, locks released. 128 + 15, as for any process ended by it.
-    pub const TERMINATED: u8 = 143;
+    pub(crate) const TERMINATED: u8 = 143;
     /// Stopped by SIGINT (Ctrl-C), the same way. 128 + 2.
-    pub const INTERRUPTED: u8 = 130;
+    pub(crate) const INTERRUPTED: u8 = 130;
 }
 
 /// Exit statuses of the launcher, `run-admin-task`, besides the container's own code.
 pub mod launcher {
     /// Usage or configuration error; nothing was launched.
-    pub const USAGE: u8 = 2;
+    pub(crate) const USAGE: u8 = 2;
     /// `--timeout` reached while following.
-    pub const TIMEOUT: u8 = 124;
+    pub(crate) const TIMEOUT: u8 = 124;
     /// The container never ran (API rejection, RunTask failures, start failure).
-    pub const NEVER_RAN: u8 = 125;
+    pub(crate) const NEVER_RAN: u8 = 125;
     /// Interrupted by the operator (Ctrl-C).
-    pub const INTERRUPTED: u8 = 130;
+    pub(crate) const INTERRUPTED: u8 = 130;
 }
 
 /// A failure together with the exit status it must produce.
@@ -71,7 +71,7 @@ impl ExitError {
     }
 
     /// The same failure, with what it concerns for the result summary.
-    pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
+    pub(crate) fn with_detail(mut self, detail: serde_json::Value) -> Self {
         self.detail = Some(detail);
         self
     }

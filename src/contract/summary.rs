@@ -10,7 +10,7 @@ use super::exit;
 
 /// Whether the database answered, and how fast.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DatabaseProbe {
+pub(crate) struct DatabaseProbe {
     /// Connected and answered `SELECT 1`.
     pub ok: bool,
     /// The URL with its password masked, so an operator sees which host was tried.
@@ -27,7 +27,7 @@ pub struct DatabaseProbe {
 
 /// Where the schema stands against this image, as `migrate-info` sees it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SchemaProbe {
+pub(crate) struct SchemaProbe {
     /// The history could be read (pending migrations are not a failure).
     pub ok: bool,
     /// Whether `_sqlx_migrations` exists.
@@ -44,7 +44,7 @@ pub struct SchemaProbe {
 
 /// Which keys the task was given: ids only, never material.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct KeysProbe {
+pub(crate) struct KeysProbe {
     /// `SECRETS_ENCRYPTION_KEY` and `SECRETS_ENCRYPTION_KEY_PREVIOUS` are valid.
     pub ok: bool,
     /// The primary key's id.
@@ -59,7 +59,7 @@ pub struct KeysProbe {
 
 /// The result event's summary of `status`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct StatusSummary {
+pub(crate) struct StatusSummary {
     /// Reachability.
     pub database: DatabaseProbe,
     /// Schema state.
@@ -210,7 +210,7 @@ pub fn human(rows: i64, bytes: i64) -> String {
 }
 
 /// `1.4 GB`, `820 kB`.
-pub fn human_bytes(bytes: i64) -> String {
+pub(crate) fn human_bytes(bytes: i64) -> String {
     let b = bytes as f64;
     match bytes {
         n if n >= 1 << 30 => format!("{:.1} GB", b / f64::from(1u32 << 30)),

@@ -105,7 +105,7 @@ impl Clients {
 
     /// A logs client for the awslogs region of a task definition, which may differ
     /// from the region the task runs in.
-    pub fn logs_in(&self, region: Option<&str>) -> aws_sdk_cloudwatchlogs::Client {
+    pub(crate) fn logs_in(&self, region: Option<&str>) -> aws_sdk_cloudwatchlogs::Client {
         match region {
             Some(region) if region != self.region => {
                 let config = self
@@ -259,7 +259,7 @@ fn no_answer(operation: &str) -> String {
 }
 
 /// The service's error code (`ThrottlingException`, `ClusterNotFoundException`, ...).
-pub fn error_code<E, R>(err: &SdkError<E, R>) -> Option<&str>
+pub(crate) fn error_code<E, R>(err: &SdkError<E, R>) -> Option<&str>
 where
     E: ProvideErrorMetadata,
 {
@@ -271,7 +271,7 @@ where
 
 /// Whether trying again later can help: throttling, server errors, timeouts and
 /// connection failures (the SDK has already retried each call).
-pub fn is_transient<E, R>(err: &SdkError<E, R>) -> bool
+pub(crate) fn is_transient<E, R>(err: &SdkError<E, R>) -> bool
 where
     E: ProvideErrorMetadata,
 {
@@ -293,7 +293,7 @@ where
 }
 
 /// A one-line description of an API failure: code, message, and the transport's cause.
-pub fn describe_error<E, R>(operation: &str, err: &SdkError<E, R>) -> String
+pub(crate) fn describe_error<E, R>(operation: &str, err: &SdkError<E, R>) -> String
 where
     E: ProvideErrorMetadata + StdError + 'static,
     R: std::fmt::Debug + 'static,
@@ -321,7 +321,7 @@ where
 
 /// An error and its causes on one line, each cause once: the SDK's top-level message
 /// ("dispatch failure") says little without them.
-pub fn error_chain(err: &(dyn StdError + 'static)) -> String {
+pub(crate) fn error_chain(err: &(dyn StdError + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
@@ -337,7 +337,7 @@ pub fn error_chain(err: &(dyn StdError + 'static)) -> String {
 
 /// The error for an ECS call on `cluster` that ECS does not know: exit 125, naming the
 /// cluster and the region asked, which are what is wrong.
-pub fn cluster_not_found<E, R>(
+pub(crate) fn cluster_not_found<E, R>(
     err: &SdkError<E, R>,
     cluster: &str,
     ecs: &aws_sdk_ecs::Client,
@@ -362,7 +362,7 @@ where
 
 /// An API failure before or at launch: nothing ran, so exit 125, with a hint that fits
 /// the error (credentials, region, missing cluster or task definition).
-pub fn launch_error<E, R>(operation: &str, err: &SdkError<E, R>) -> ExitError
+pub(crate) fn launch_error<E, R>(operation: &str, err: &SdkError<E, R>) -> ExitError
 where
     E: ProvideErrorMetadata + StdError + 'static,
     R: std::fmt::Debug + 'static,

@@ -16,13 +16,13 @@ use crate::launcher::flags::{EnvLookup, GlobalOptions};
 use crate::launcher::idempotency::Idempotency;
 
 /// The cluster used when nothing else names one (the old script's default).
-pub const DEFAULT_CLUSTER: &str = "everruns";
+pub(crate) const DEFAULT_CLUSTER: &str = "everruns";
 /// The task definition family of the admin container.
 pub const DEFAULT_FAMILY: &str = "everruns-admin";
 /// The container that runs the companion.
 pub const DEFAULT_CONTAINER: &str = "admin";
 /// The launch type used when no capacity provider is named.
-pub const DEFAULT_LAUNCH_TYPE: &str = "FARGATE";
+pub(crate) const DEFAULT_LAUNCH_TYPE: &str = "FARGATE";
 
 /// How the task gets its capacity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +128,7 @@ pub struct Origins {
 impl Origin {
     /// Whether the operator named this value for this invocation (a flag, or the
     /// config file they keep), rather than inheriting it from the shell.
-    pub fn is_explicit(&self) -> bool {
+    pub(crate) fn is_explicit(&self) -> bool {
         matches!(self, Origin::Flag(_) | Origin::Config(_))
     }
 }
@@ -239,7 +239,7 @@ impl Default for ApiTimeouts {
 }
 
 /// The default of `--slow-start`: Fargate usually starts a task within a minute.
-pub const DEFAULT_SLOW_START: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_SLOW_START: Duration = Duration::from_secs(120);
 
 /// A picked value and its origin, apart; `Origin::Default` when nothing set it.
 fn split_origin(picked: Option<(String, Origin)>) -> (Option<String>, Origin) {
@@ -528,7 +528,7 @@ impl LaunchConfig {
 
     /// The subnets, or the usage error that says how to set them. Launching needs them;
     /// inspecting a task does not.
-    pub fn require_subnets(&self) -> Result<&[String], ExitError> {
+    pub(crate) fn require_subnets(&self) -> Result<&[String], ExitError> {
         if self.subnets.is_empty() {
             return Err(ExitError::usage(anyhow!(
                 "no subnets to launch the task in: pass --subnets subnet-a,subnet-b, set ECS_SUBNETS, set `subnets` in the config file{}, or copy them from the application's service with --from-service NAME / ECS_SERVICE",

@@ -157,7 +157,7 @@ impl ConfigFile {
 /// `RUN_ADMIN_TASK_CONFIG`, else `$XDG_CONFIG_HOME/everruns-admin/config.toml`, else
 /// `~/.config/everruns-admin/config.toml`. The second value says whether the file must
 /// exist (it must when named explicitly).
-pub fn config_path(options: &GlobalOptions, env: EnvLookup) -> Option<(PathBuf, bool)> {
+pub(crate) fn config_path(options: &GlobalOptions, env: EnvLookup) -> Option<(PathBuf, bool)> {
     if let Some(path) = &options.config {
         return Some((path.clone(), true));
     }
@@ -188,7 +188,7 @@ pub(crate) fn load_file(
 }
 
 /// Splits comma-separated items, trimming blanks, so `a, b` and `["a","b"]` agree.
-pub fn split_list(items: &[String]) -> Vec<String> {
+pub(crate) fn split_list(items: &[String]) -> Vec<String> {
     items
         .iter()
         .flat_map(|item| item.split(','))

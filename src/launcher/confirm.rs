@@ -56,7 +56,7 @@ pub async fn confirm(
 
 /// Refuses at once (exit 2, before any AWS call) when confirmation is required but
 /// there is no terminal to ask on and no `--yes`.
-pub fn ensure_can_ask(
+pub(crate) fn ensure_can_ask(
     required: bool,
     yes: bool,
     env_name: Option<&str>,
@@ -73,7 +73,7 @@ pub fn ensure_can_ask(
 }
 
 /// Whether an answer means yes.
-pub fn is_yes(answer: &str) -> bool {
+pub(crate) fn is_yes(answer: &str) -> bool {
     matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 

@@ -26,7 +26,7 @@ pub struct Context {
 /// Asks before `what` in a `confirm = true` environment, with this invocation's
 /// settings (`--yes`, the environment's name, the cluster); `false` when the operator
 /// interrupted the question. Refusals are errors (exit 2).
-pub async fn confirmed(
+pub(crate) async fn confirmed(
     context: &Context,
     what: &str,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
@@ -46,7 +46,7 @@ pub async fn confirmed(
 
 /// Refuses at once, before any AWS call, what [`confirmed`] would have to ask about
 /// when there is no terminal to ask on and no `--yes`.
-pub fn ensure_can_confirm(context: &Context, what: &str) -> Result<(), ExitError> {
+pub(crate) fn ensure_can_confirm(context: &Context, what: &str) -> Result<(), ExitError> {
     let config = &context.config;
     ensure_can_ask(
         config.confirm,

@@ -27,14 +27,14 @@ use crate::launcher::render::Renderer;
 use crate::launcher::task::{TaskSnapshot, task_id};
 
 /// The program that carries an ECS Exec session to the terminal.
-pub const PLUGIN: &str = "session-manager-plugin";
+pub(crate) const PLUGIN: &str = "session-manager-plugin";
 /// The managed agent that must be RUNNING before ExecuteCommand can succeed.
-pub const EXEC_AGENT: &str = "ExecuteCommandAgent";
+pub(crate) const EXEC_AGENT: &str = "ExecuteCommandAgent";
 /// The shell opened when `--command` is not given.
-pub const DEFAULT_COMMAND: &str = "/bin/bash";
+pub(crate) const DEFAULT_COMMAND: &str = "/bin/bash";
 
 /// How to install the plugin; printed when it is missing.
-pub const INSTALL_HINT: &str = "`session-manager-plugin` is not on PATH; ECS Exec needs it. \
+pub(crate) const INSTALL_HINT: &str = "`session-manager-plugin` is not on PATH; ECS Exec needs it. \
      Install it as the AWS documentation page \"Install the Session Manager plugin for the AWS CLI\" \
      describes (a .deb, .rpm, .pkg or zip for your platform; on macOS also `brew install \
      --cask session-manager-plugin`), check with `session-manager-plugin --version`, then run \
@@ -58,7 +58,7 @@ fn is_executable(path: &Path) -> bool {
 /// Checks that tasks of `definition` can take ECS Exec sessions in `container`. A missing
 /// task role is an error (exit 2): the Exec agent authenticates with it. Returns
 /// warnings for what works but is not recommended.
-pub fn check_task_definition(
+pub(crate) fn check_task_definition(
     definition: &TaskDefinition,
     container: &str,
 ) -> Result<Vec<String>, ExitError> {
@@ -91,7 +91,7 @@ pub fn check_task_definition(
 
 /// Where a task is on its way to accepting a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Readiness {
+pub(crate) enum Readiness {
     /// The container runs and its Exec agent is up.
     Ready {
         /// The container's runtime id, part of the session target.
@@ -105,7 +105,7 @@ pub enum Readiness {
 
 /// Reads one DescribeTasks task. A task started without ECS Exec, or whose Exec agent
 /// stopped, can never become ready: those are errors.
-pub fn readiness(task: &Task, container: &str) -> Result<Readiness, ExitError> {
+pub(crate) fn readiness(task: &Task, container: &str) -> Result<Readiness, ExitError> {
     let id = task_id(task.task_arn().unwrap_or_default()).to_string();
     if task.last_status() == Some("STOPPED") {
         return Ok(Readiness::Stopped);
@@ -186,7 +186,7 @@ impl Default for ExecTiming {
 
 /// How waiting for readiness ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WaitEnd {
+pub(crate) enum WaitEnd {
     /// Ready, with the container's runtime id.
     Ready(String),
     /// The task stopped first; its last snapshot.
@@ -197,7 +197,7 @@ pub enum WaitEnd {
 
 /// Polls DescribeTasks until the task can take a session, stops, the limit passes
 /// (exit 124), or the operator interrupts. Shows each new state once.
-pub async fn wait_until_ready(
+pub(crate) async fn wait_until_ready(
     ecs: &aws_sdk_ecs::Client,
     cluster: &str,
     task: &str,
@@ -296,7 +296,7 @@ impl ExecSession {
     }
 
     /// The JSON the plugin takes as its first argument, in ExecuteCommand's own shape.
-    pub fn to_plugin_json(&self) -> Zeroizing<String> {
+    pub(crate) fn to_plugin_json(&self) -> Zeroizing<String> {
         Zeroizing::new(
             json!({
                 "sessionId": self.session_id,
@@ -363,12 +363,12 @@ pub async fn execute_command(
 }
 
 /// The cluster's name, from a name or an ARN (`arn:...:cluster/NAME`).
-pub fn cluster_name(cluster: &str) -> &str {
+pub(crate) fn cluster_name(cluster: &str) -> &str {
     cluster.rsplit('/').next().unwrap_or(cluster)
 }
 
 /// The plugin's target: `{"Target":"ecs:<cluster>_<task-id>_<runtime-id>"}`.
-pub fn target_json(cluster: &str, task: &str, runtime_id: &str) -> String {
+pub(crate) fn target_json(cluster: &str, task: &str, runtime_id: &str) -> String {
     json!({
         "Target": format!("ecs:{}_{}_{runtime_id}", cluster_name(cluster), task_id(task))
     })
@@ -376,14 +376,14 @@ pub fn target_json(cluster: &str, task: &str, runtime_id: &str) -> String {
 }
 
 /// The public ECS endpoint of `region`, for when no endpoint is configured.
-pub fn default_endpoint(region: &str) -> String {
+pub(crate) fn default_endpoint(region: &str) -> String {
     format!("https://ecs.{region}.amazonaws.com")
 }
 
 /// The ECS endpoint the launcher talks to, for the plugin: `--endpoint-url` (or the
 /// config file's), else `AWS_ENDPOINT_URL_ECS`, else `AWS_ENDPOINT_URL`, else the public
 /// one of `region`, the same order the SDK uses.
-pub fn ecs_endpoint(configured: Option<&str>, env: EnvLookup, region: &str) -> String {
+pub(crate) fn ecs_endpoint(configured: Option<&str>, env: EnvLookup, region: &str) -> String {
     configured
         .map(str::to_string)
         .or_else(|| env("AWS_ENDPOINT_URL_ECS"))
@@ -393,7 +393,7 @@ pub fn ecs_endpoint(configured: Option<&str>, env: EnvLookup, region: &str) -> S
 
 /// The plugin's full argument list: session JSON, region, `StartSession`, profile (or
 /// empty), target JSON, ECS endpoint.
-pub fn plugin_argv(
+pub(crate) fn plugin_argv(
     session: &ExecSession,
     region: &str,
     profile: Option<&str>,
@@ -419,7 +419,7 @@ extern "C" fn swallow(_signal: libc::c_int) {}
 /// While alive, the launcher swallows SIGINT, SIGQUIT and SIGTSTP; dropping it restores
 /// the previous handlers. Swallowing with a handler, not `SIG_IGN`, lets the plugin
 /// start with the default dispositions (an exec resets handled signals, not ignored ones).
-pub struct PassSignalsOn {
+pub(crate) struct PassSignalsOn {
     saved: Vec<(libc::c_int, libc::sigaction)>,
 }
 
@@ -459,7 +459,7 @@ impl Drop for PassSignalsOn {
 
 /// Runs the plugin on this terminal with the launcher's terminal signals passed on, and
 /// waits for it. The plugin exits 0 however the remote shell ended.
-pub async fn run_plugin(
+pub(crate) async fn run_plugin(
     plugin: &Path,
     argv: &[Zeroizing<String>],
 ) -> Result<ExitStatus, ExitError> {

@@ -26,7 +26,7 @@ use crate::launcher::render::Renderer;
 
 /// Where this step's summary and outputs go.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GitHubActions {
+pub(crate) struct GitHubActions {
     /// `$GITHUB_STEP_SUMMARY`, when set.
     pub summary: Option<PathBuf>,
     /// `$GITHUB_OUTPUT`, when set.
@@ -35,7 +35,7 @@ pub struct GitHubActions {
 
 impl GitHubActions {
     /// The files GitHub Actions names in the environment.
-    pub fn from_env(env: EnvLookup) -> Self {
+    pub(crate) fn from_env(env: EnvLookup) -> Self {
         GitHubActions {
             summary: env("GITHUB_STEP_SUMMARY").map(PathBuf::from),
             output: env("GITHUB_OUTPUT").map(PathBuf::from),
@@ -44,7 +44,7 @@ impl GitHubActions {
 
     /// Appends the summary and the outputs of `report` for the job `command`; returns
     /// what could not be written, for a warning (the job's own result stands).
-    pub fn publish(&self, command: &str, report: &TaskReport) -> Vec<String> {
+    pub(crate) fn publish(&self, command: &str, report: &TaskReport) -> Vec<String> {
         self.append(summary(command, report), outputs(report))
     }
 
@@ -67,7 +67,7 @@ impl GitHubActions {
 
 /// Ends a launch in GitHub Actions: the annotations on the log lines' stream, then the
 /// summary and the outputs; a file that cannot be written is a warning, not a failure.
-pub fn conclude(renderer: &Renderer, job: &str, report: &TaskReport) {
+pub(crate) fn conclude(renderer: &Renderer, job: &str, report: &TaskReport) {
     for line in annotations(job, report) {
         renderer.workflow_command(&line);
     }
@@ -79,7 +79,7 @@ pub fn conclude(renderer: &Renderer, job: &str, report: &TaskReport) {
 /// [`conclude`] for a job split across shards: one annotation naming the failing
 /// shards, one summary with a row per shard, the outputs of the job as a whole
 /// (`task-arn` and `task-id` list every shard's, space-separated).
-pub fn conclude_sharded(renderer: &Renderer, job: &str, report: &ShardedReport) {
+pub(crate) fn conclude_sharded(renderer: &Renderer, job: &str, report: &ShardedReport) {
     let failing: Vec<&ShardReport> = report
         .tasks
         .iter()
@@ -200,7 +200,7 @@ fn append_to(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// A workflow command's message: `%`, CR and LF escaped so it stays one command.
-pub fn escape_data(text: &str) -> String {
+pub(crate) fn escape_data(text: &str) -> String {
     text.replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")

@@ -12,7 +12,7 @@ use crate::launcher::flags::EnvLookup;
 
 /// The AWS account the credentials belong to: STS GetCallerIdentity, which every
 /// identity may call, whatever its policies.
-pub async fn caller_account(clients: &Clients) -> Result<String, ExitError> {
+pub(crate) async fn caller_account(clients: &Clients) -> Result<String, ExitError> {
     let reply = clients
         .sts
         .get_caller_identity()
@@ -27,7 +27,7 @@ pub async fn caller_account(clients: &Clients) -> Result<String, ExitError> {
 
 /// Refuses (exit 2) credentials of another account than the config environment pins
 /// with `account_id`.
-pub fn check_account(config: &LaunchConfig, account: &str) -> Result<(), ExitError> {
+pub(crate) fn check_account(config: &LaunchConfig, account: &str) -> Result<(), ExitError> {
     match &config.account_id {
         Some(pinned) if pinned != account => Err(ExitError::usage(anyhow!(
             "refusing to launch: the credentials ({}) are for account {account}, but {} pins account_id {pinned}; use that account's credentials (--profile NAME, or `profile` in the environment's table)",
@@ -43,9 +43,9 @@ pub fn check_account(config: &LaunchConfig, account: &str) -> Result<(), ExitErr
 }
 
 /// ECS's limit on `startedBy`.
-pub const STARTED_BY_MAX: usize = 128;
+pub(crate) const STARTED_BY_MAX: usize = 128;
 /// Every task this tool starts has a `startedBy` beginning with this.
-pub const STARTED_BY_PREFIX: &str = "run-admin-task";
+pub(crate) const STARTED_BY_PREFIX: &str = "run-admin-task";
 
 /// The person or CI job behind this invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +59,7 @@ pub struct Operator {
 impl Operator {
     /// Identifies the operator from the environment: the CI's identity when `CI=true`,
     /// otherwise the local user and host name.
-    pub fn detect(env: EnvLookup) -> Self {
+    pub(crate) fn detect(env: EnvLookup) -> Self {
         let in_ci = env("CI").is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
         if in_ci {
             if let Some(actor) = env("GITHUB_ACTOR") {
@@ -131,7 +131,7 @@ fn os_user_name() -> Option<String> {
 }
 
 /// Replaces characters ECS refuses in `startedBy` with `-` and cuts at 128 characters.
-pub fn sanitize_started_by(raw: &str) -> String {
+pub(crate) fn sanitize_started_by(raw: &str) -> String {
     raw.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' || c == '/' || c == '-' {

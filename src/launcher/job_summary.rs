@@ -10,7 +10,7 @@ use crate::launcher::job::report::TaskReport;
 
 /// The ECS console page of the task, from its ARN
 /// (`arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID`).
-pub fn task_console_url(task_arn: &str) -> Option<String> {
+pub(crate) fn task_console_url(task_arn: &str) -> Option<String> {
     let mut parts = task_arn.split(':');
     let region = parts.nth(3)?;
     let resource = parts.nth(1)?;

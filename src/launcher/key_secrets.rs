@@ -24,7 +24,7 @@ use crate::launcher::clients::describe_error;
 
 /// What `keys retire` writes into the previous slot: one space, which the companion
 /// reads as "no previous keys" (Secrets Manager does not store an empty string).
-pub const BLANK: &str = " ";
+pub(crate) const BLANK: &str = " ";
 
 /// The two secrets that hold the keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub struct Slots {
 
 impl Slots {
     /// The previous slot, or the error saying how to name one.
-    pub fn require_previous(&self) -> Result<&str, ExitError> {
+    pub(crate) fn require_previous(&self) -> Result<&str, ExitError> {
         self.previous.as_deref().ok_or_else(|| {
             ExitError::usage(anyhow!(
                 "no secret for the previous keys: add {PREVIOUS_VAR} to the task definition's \
@@ -49,7 +49,7 @@ impl Slots {
 
 /// Picks the slots: flags, then the config file, then the task definition's `secrets`
 /// entries for `container` (their `valueFrom`).
-pub fn resolve_slots(
+pub(crate) fn resolve_slots(
     current: Option<&str>,
     previous: Option<&str>,
     definition: Option<&TaskDefinition>,
@@ -90,7 +90,10 @@ pub fn resolve_slots(
 /// The Secrets Manager secret a task definition's `valueFrom` names. A JSON key,
 /// version stage or version id after the ARN, or a Parameter Store reference, cannot
 /// be rotated as a whole secret: exit 2 asking for the secret by flag.
-pub fn secret_id_from_value_from(value_from: &str, variable: &str) -> Result<String, ExitError> {
+pub(crate) fn secret_id_from_value_from(
+    value_from: &str,
+    variable: &str,
+) -> Result<String, ExitError> {
     let unsupported = |what: &str| {
         ExitError::usage(anyhow!(
             "{variable} comes from {what} ({value_from}); `keys` handles whole Secrets Manager \
@@ -120,7 +123,7 @@ pub struct SlotIds {
 }
 
 /// Reads the ids from a slot's value (keys separated by commas and/or whitespace).
-pub fn read_ids(value: &str) -> SlotIds {
+pub(crate) fn read_ids(value: &str) -> SlotIds {
     let mut slot = SlotIds::default();
     for (index, spec) in split_keys(value).into_iter().enumerate() {
         match Key::parse(spec) {
@@ -144,7 +147,7 @@ pub fn generate(id: &str) -> Result<Zeroizing<String>, ExitError> {
 }
 
 /// Refuses an id the companion would not accept.
-pub fn check_id(id: &str) -> Result<(), ExitError> {
+pub(crate) fn check_id(id: &str) -> Result<(), ExitError> {
     if is_valid_id(id) {
         Ok(())
     } else {
@@ -157,7 +160,7 @@ pub fn check_id(id: &str) -> Result<(), ExitError> {
 /// The id after `current`: its trailing number plus one, keeping zero padding
 /// (`kek-v2` → `kek-v3`, `kek-v09` → `kek-v10`). An id without a trailing number has
 /// no obvious successor: exit 2 asking for `--id`.
-pub fn next_id(current: &str) -> Result<String, ExitError> {
+pub(crate) fn next_id(current: &str) -> Result<String, ExitError> {
     let digits = current.bytes().rev().take_while(u8::is_ascii_digit).count();
     let (stem, number) = current.split_at(current.len() - digits);
     let next = number
@@ -177,7 +180,7 @@ pub fn next_id(current: &str) -> Result<String, ExitError> {
 
 /// What a `reencrypt --dry-run` found, read from its result event.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DryRunFindings {
+pub(crate) struct DryRunFindings {
     /// The companion's exit code.
     pub exit_code: u8,
     /// The primary key id the task ran with.
@@ -193,7 +196,7 @@ pub struct DryRunFindings {
 impl DryRunFindings {
     /// Reads the result event of `reencrypt --dry-run` with the companion's own report
     /// type; `None` when there is no result event. A failed run's summary is its error.
-    pub fn from_result(result: Option<&Event>) -> Option<Self> {
+    pub(crate) fn from_result(result: Option<&Event>) -> Option<Self> {
         let Event::Result {
             exit_code, summary, ..
         } = result?
@@ -228,7 +231,7 @@ impl DryRunFindings {
 /// run finished cleanly with the slot's current key as primary, and no value is under
 /// a previous-slot id other than the current key's. A refusal is exit 2: nothing was
 /// changed, and the message says what to do first.
-pub fn check_safe(
+pub(crate) fn check_safe(
     findings: &DryRunFindings,
     current_id: &str,
     previous_ids: &[String],
@@ -303,7 +306,7 @@ pub struct SlotStatus {
 impl SlotStatus {
     /// What is wrong with this slot as the current key's, if anything: the companion
     /// needs exactly one readable key there.
-    pub fn current_problem(&self) -> Option<String> {
+    pub(crate) fn current_problem(&self) -> Option<String> {
         match (self.keys.ids.len(), self.keys.problems.is_empty()) {
             (1, true) => None,
             (count, _) => Some(format!(
@@ -319,7 +322,7 @@ impl SlotStatus {
 }
 
 /// Reads a secret's current value. The value is material: callers only parse it.
-pub async fn read_value(
+pub(crate) async fn read_value(
     secrets: &aws_sdk_secretsmanager::Client,
     secret: &str,
 ) -> Result<Zeroizing<String>, ExitError> {
@@ -430,7 +433,7 @@ pub async fn write_rotation(
 }
 
 /// Empties the previous slot.
-pub async fn write_retirement(
+pub(crate) async fn write_retirement(
     secrets: &aws_sdk_secretsmanager::Client,
     previous: &str,
 ) -> Result<(), ExitError> {

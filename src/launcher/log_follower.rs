@@ -25,7 +25,7 @@ use crate::launcher::clients::{describe_error, is_transient};
 
 /// Where a task's container logs, as an operator needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogTarget {
+pub(crate) struct LogTarget {
     /// The log group.
     pub group: String,
     /// The stream of this task's container.
@@ -200,7 +200,7 @@ impl LogFollower {
     /// The companion's result event of a finished task, from the last page of its
     /// stream (the result is the companion's last line); `None` when there is none,
     /// or the stream cannot be read.
-    pub async fn last_result(&self) -> Option<Event> {
+    pub(crate) async fn last_result(&self) -> Option<Event> {
         let reply = self
             .logs
             .get_log_events()
@@ -220,7 +220,7 @@ impl LogFollower {
     }
 
     /// The drain rule, asked at the end of the stream: whether every line has arrived.
-    pub fn drained(&self, phase: &TaskPhase, stream_exists: bool) -> bool {
+    pub(crate) fn drained(&self, phase: &TaskPhase, stream_exists: bool) -> bool {
         // A result event while the container still runs is not the end: a command line
         // may run the companion more than once.
         let Some(exited_at) = phase.exited_at else {

@@ -19,7 +19,7 @@ pub mod github_actions;
 pub mod idempotency;
 pub mod identity;
 pub mod job;
-pub mod job_summary;
+pub(crate) mod job_summary;
 pub mod key_secrets;
 pub mod log_follower;
 pub mod render;

@@ -20,7 +20,7 @@ use crate::launcher::flags::OutputFormat;
 
 /// One log line, understood.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Rendered {
+pub(crate) enum Rendered {
     /// Text to print as a line (a readable protocol event or a foreign line as-is).
     Line(String),
     /// A progress event, drawn as a bar on a terminal and printed as a line otherwise.
@@ -40,7 +40,7 @@ pub enum Rendered {
 }
 
 /// Renders one log line: protocol events readably, anything else unchanged.
-pub fn render_line(line: &LogLine) -> Rendered {
+pub(crate) fn render_line(line: &LogLine) -> Rendered {
     let Some(event) = &line.event else {
         return Rendered::Line(line.text.clone());
     };
@@ -63,7 +63,7 @@ pub fn render_line(line: &LogLine) -> Rendered {
 
 /// Rate and remaining time of one phase, measured between its first and latest event.
 #[derive(Debug, Clone)]
-pub struct PhaseRate {
+pub(crate) struct PhaseRate {
     first: (DateTime<Utc>, u64),
 }
 
@@ -75,7 +75,7 @@ impl PhaseRate {
 
     /// Units per second and the estimated time left, once there is something to
     /// measure.
-    pub fn estimate(
+    pub(crate) fn estimate(
         &self,
         ts: DateTime<Utc>,
         done: u64,
@@ -132,7 +132,7 @@ pub struct Renderer {
 
 /// The progress of a job split across tasks: each shard's latest count per phase, so
 /// the one live line shows the sum over every shard.
-pub struct ShardBoard {
+pub(crate) struct ShardBoard {
     title: String,
     counts: Mutex<BoardCounts>,
 }
@@ -195,7 +195,7 @@ impl Renderer {
     }
 
     /// A renderer that believes stderr is (or is not) a terminal.
-    pub fn with_terminal(output: OutputFormat, quiet: bool, terminal: bool) -> Self {
+    pub(crate) fn with_terminal(output: OutputFormat, quiet: bool, terminal: bool) -> Self {
         let live = terminal && !quiet;
         Self::with_live(output, quiet, live.then(ProgressDrawTarget::stderr))
     }
@@ -223,7 +223,7 @@ impl Renderer {
 
     /// The renderer of shard `label` of a sharded job: the same outputs and live line,
     /// its lines prefixed with `[label]`, its progress summed on `board`.
-    pub fn for_shard(&self, label: &str, board: &Arc<ShardBoard>) -> Renderer {
+    pub(crate) fn for_shard(&self, label: &str, board: &Arc<ShardBoard>) -> Renderer {
         Renderer {
             output: self.output,
             quiet: self.quiet,
@@ -249,7 +249,7 @@ impl Renderer {
 
     /// Puts the container's log lines into GitHub Actions groups titled `title`, which
     /// the caller has escaped as workflow-command data.
-    pub fn with_log_groups(mut self, title: String) -> Self {
+    pub(crate) fn with_log_groups(mut self, title: String) -> Self {
         self.groups = Some(Arc::new(LogGroups {
             title,
             token: uuid::Uuid::new_v4().simple().to_string(),
@@ -309,7 +309,7 @@ impl Renderer {
     }
 
     /// The JSON document kept, taken out to print.
-    pub fn take_document(&self) -> Option<String> {
+    pub(crate) fn take_document(&self) -> Option<String> {
         self.document
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -357,7 +357,7 @@ impl Renderer {
 
     /// A workflow command (an annotation), outside any log group, on the log lines'
     /// stream.
-    pub fn workflow_command(&self, line: &str) {
+    pub(crate) fn workflow_command(&self, line: &str) {
         self.close_group();
         self.print_raw(self.log_stream_is_stdout(), line);
     }
@@ -391,7 +391,7 @@ impl Renderer {
     }
 
     /// Prints one of the container's log lines.
-    pub fn log_line(&self, line: &LogLine) {
+    pub(crate) fn log_line(&self, line: &LogLine) {
         let rendered = render_line(line);
         let to_stdout = self.log_stream_is_stdout();
         match rendered {

@@ -102,7 +102,7 @@ impl ServiceSettings {
     /// Copies into `config` every setting nothing else set: a flag or a config key wins
     /// over the service for its own field only. A service the operator named (flag or
     /// config file) also wins over the shell's variables, which are said to be ignored.
-    pub fn apply_to(&self, config: &mut LaunchConfig) {
+    pub(crate) fn apply_to(&self, config: &mut LaunchConfig) {
         let from = || Origin::Service(self.name.clone());
         let named = match &config.origins.service {
             Origin::Flag(flag) => Some(format!("{flag} {}", self.name)),
@@ -157,7 +157,7 @@ impl ServiceSettings {
 }
 
 /// Copies the service's settings into `config` when one is named; nothing otherwise.
-pub async fn adopt(config: &mut LaunchConfig) -> Result<(), ExitError> {
+pub(crate) async fn adopt(config: &mut LaunchConfig) -> Result<(), ExitError> {
     let Some(name) = config.service.clone() else {
         return Ok(());
     };
@@ -170,7 +170,7 @@ pub async fn adopt(config: &mut LaunchConfig) -> Result<(), ExitError> {
 
 /// The launch settings and where each came from, one `name: value (origin)` line each,
 /// for `--print-request` and `doctor`.
-pub fn describe_origins(config: &LaunchConfig) -> Vec<String> {
+pub(crate) fn describe_origins(config: &LaunchConfig) -> Vec<String> {
     let list = |items: &[String]| {
         if items.is_empty() {
             "(none)".to_string()

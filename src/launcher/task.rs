@@ -6,17 +6,17 @@ use chrono::{DateTime, Utc};
 /// Tag keys this tool writes on every task it starts.
 pub mod tags {
     /// Who started it (`alice` or `github:octocat`).
-    pub const STARTED_BY: &str = "everruns-admin:started-by";
+    pub(crate) const STARTED_BY: &str = "everruns-admin:started-by";
     /// Where from (host name, or the CI run).
-    pub const HOST: &str = "everruns-admin:host";
+    pub(crate) const HOST: &str = "everruns-admin:host";
     /// The container command, truncated to the tag value limit.
-    pub const COMMAND: &str = "everruns-admin:command";
+    pub(crate) const COMMAND: &str = "everruns-admin:command";
     /// `true` for commands that write to the database.
-    pub const MUTATING: &str = "everruns-admin:mutating";
+    pub(crate) const MUTATING: &str = "everruns-admin:mutating";
     /// The RunTask clientToken, when it is not random: a rerun recognises its task.
-    pub const CLIENT_TOKEN: &str = "everruns-admin:client-token";
+    pub(crate) const CLIENT_TOKEN: &str = "everruns-admin:client-token";
     /// `K/N` for a task that runs one shard of a sharded job.
-    pub const SHARD: &str = "everruns-admin:shard";
+    pub(crate) const SHARD: &str = "everruns-admin:shard";
 }
 
 /// One container of a task, as DescribeTasks reports it.
@@ -74,7 +74,7 @@ pub struct TaskSnapshot {
 
 impl TaskSnapshot {
     /// Converts the SDK's task (empty strings, as some emulators send, count as unset).
-    pub fn from_sdk(task: &aws_sdk_ecs::types::Task) -> Self {
+    pub(crate) fn from_sdk(task: &aws_sdk_ecs::types::Task) -> Self {
         let text = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_string);
         TaskSnapshot {
             arn: task.task_arn().unwrap_or_default().to_string(),
@@ -127,7 +127,7 @@ impl TaskSnapshot {
 
     /// Whether the task is still before RUNNING: waiting for capacity, pulling its
     /// image, fetching secrets, starting.
-    pub fn is_starting(&self) -> bool {
+    pub(crate) fn is_starting(&self) -> bool {
         matches!(
             self.last_status.as_str(),
             "PROVISIONING" | "PENDING" | "ACTIVATING" | "UNKNOWN"
@@ -162,7 +162,7 @@ pub fn task_id(arn_or_id: &str) -> &str {
 /// Where a task runs, from its ARN (`arn:aws:ecs:REGION:ACCOUNT:task/...`), so every
 /// launch says which account and region it went to: `account 123456789012, us-east-1,
 /// cluster everruns`.
-pub fn placement(arn: &str, cluster: &str) -> String {
+pub(crate) fn placement(arn: &str, cluster: &str) -> String {
     match arn.split(':').collect::<Vec<_>>()[..] {
         ["arn", _, "ecs", region, account, ..] => {
             format!("account {account}, {region}, cluster {cluster}")
@@ -172,7 +172,7 @@ pub fn placement(arn: &str, cluster: &str) -> String {
 }
 
 /// Converts an SDK timestamp.
-pub fn to_chrono(t: &aws_sdk_ecs::primitives::DateTime) -> Option<DateTime<Utc>> {
+pub(crate) fn to_chrono(t: &aws_sdk_ecs::primitives::DateTime) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }
 

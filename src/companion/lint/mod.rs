@@ -17,12 +17,12 @@ use anyhow::anyhow;
 use serde::Serialize;
 
 use self::rules::{RULES, facts, rule};
-pub use self::sizes::{TableSize, TableSizes, Thresholds};
+use self::sizes::{TableSizes, Thresholds};
 use crate::contract::exit::ExitError;
 use crate::contract::summary;
 
 /// The comment that allows a finding: `-- everruns-admin:allow RULE-ID reason`.
-pub const ALLOW: &str = "-- everruns-admin:allow";
+pub(crate) const ALLOW: &str = "-- everruns-admin:allow";
 
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -134,7 +134,7 @@ pub enum Judged<'a> {
 
 /// The counts of a lint, for the result event.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct LintCounts {
+pub(crate) struct LintCounts {
     /// Migrations linted.
     pub migrations: usize,
     /// Blocking findings.
@@ -419,7 +419,7 @@ fn judge(
 
 /// The tables `sql` touches, for naming who holds their locks; empty when it does not
 /// parse.
-pub fn touched_tables(sql: &str) -> Vec<String> {
+pub(crate) fn touched_tables(sql: &str) -> Vec<String> {
     let Ok(parsed) = pg_query::parse(sql, 0) else {
         return Vec::new();
     };

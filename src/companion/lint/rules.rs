@@ -131,7 +131,7 @@ pub fn rule(id: &str) -> &'static Rule {
 
 /// One thing a statement does that a rule names, on a table.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hit {
+pub(crate) struct Hit {
     /// The rule.
     pub rule: &'static str,
     /// The table it concerns (unqualified name, as written).
@@ -142,7 +142,7 @@ pub struct Hit {
 
 /// What one statement does, as the rules see it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StatementFacts {
+pub(crate) struct StatementFacts {
     /// The rules it hits.
     pub hits: Vec<Hit>,
     /// Tables it takes ACCESS EXCLUSIVE on.
@@ -219,7 +219,7 @@ fn not_null_column(expr: Option<&Node>) -> Option<String> {
 }
 
 /// Reads what one parsed statement does.
-pub fn facts(statement: &NodeEnum) -> StatementFacts {
+pub(crate) fn facts(statement: &NodeEnum) -> StatementFacts {
     let mut facts = StatementFacts::default();
     let hit = |facts: &mut StatementFacts, rule: &'static str, table: &str, detail: String| {
         facts.hits.push(Hit {

@@ -35,7 +35,7 @@ impl Default for Thresholds {
 
 impl Thresholds {
     /// Whether `size` is above either threshold.
-    pub fn is_large(&self, size: &TableSize) -> bool {
+    pub(crate) fn is_large(&self, size: &TableSize) -> bool {
         size.rows.is_some_and(|r| r > self.rows) || size.bytes > self.bytes
     }
 }

@@ -17,7 +17,7 @@ pub struct InfoOptions {
     /// Accept versions applied in the database but unknown to this image.
     pub ignore_missing: bool,
     /// When a table counts as large for the linter.
-    pub thresholds: crate::companion::lint::Thresholds,
+    pub thresholds: crate::companion::lint::sizes::Thresholds,
     /// How long to retry the first connection.
     pub connect_timeout: Duration,
 }

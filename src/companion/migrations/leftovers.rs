@@ -9,7 +9,7 @@ use sqlx::postgres::PgConnection;
 
 /// An index PostgreSQL marks INVALID (`pg_index.indisvalid = false`).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct InvalidIndex {
+pub(crate) struct InvalidIndex {
     /// Its schema.
     pub schema: String,
     /// Its name.
@@ -41,7 +41,7 @@ impl InvalidIndex {
     }
 
     /// Whether `sql` names this index as an identifier (so running it again would meet it).
-    pub fn named_in(&self, sql: &str) -> bool {
+    pub(crate) fn named_in(&self, sql: &str) -> bool {
         let sql = sql.to_lowercase();
         let name = self.index.to_lowercase();
         let is_ident = |c: char| c.is_alphanumeric() || c == '_' || c == '$';

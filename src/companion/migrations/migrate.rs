@@ -13,7 +13,8 @@ use super::{Catalog, SessionLimits, history, leftovers, lint_pending, lock_key_o
 use crate::companion::cancel;
 use crate::companion::console::Progress;
 use crate::companion::database::{self, DatabaseUrl};
-use crate::companion::lint::{self, Finding, Severity, Thresholds};
+use crate::companion::lint::sizes::Thresholds;
+use crate::companion::lint::{self, Finding, Severity};
 use crate::contract::exit::{ExitError, companion};
 
 /// Options of `migrate`.

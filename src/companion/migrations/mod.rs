@@ -7,7 +7,7 @@
 
 pub mod history;
 pub mod info;
-pub mod leftovers;
+pub(crate) mod leftovers;
 pub mod migrate;
 pub mod state;
 
@@ -21,7 +21,7 @@ use sqlx::postgres::PgConnection;
 use crate::contract::exit::ExitError;
 
 /// The migrations embedded in this binary.
-pub static EMBEDDED: Migrator = sqlx::migrate!("./migrations");
+pub(crate) static EMBEDDED: Migrator = sqlx::migrate!("./migrations");
 
 /// The migrations an image carries, in version order, `up` migrations only, each with
 /// the file it came from.
@@ -46,7 +46,7 @@ impl Catalog {
 
     /// The migrations in `dir`, read the way sqlx reads them (for `--source`). A folder
     /// without any is refused: a lint or a migrate of nothing would pass by mistake.
-    pub fn from_dir(dir: &Path) -> Result<Self, ExitError> {
+    pub(crate) fn from_dir(dir: &Path) -> Result<Self, ExitError> {
         let resolved = sqlx::migrate::resolve_blocking(dir).map_err(|e| {
             ExitError::usage(anyhow!(
                 "cannot read migrations from {}: {e}; pass a folder of <VERSION>_<DESCRIPTION>.sql files",
@@ -127,7 +127,7 @@ pub fn lock_key(database_name: &str) -> i64 {
 }
 
 /// The migration lock key of the database `conn` is connected to.
-pub async fn lock_key_of(conn: &mut PgConnection) -> Result<i64, ExitError> {
+pub(crate) async fn lock_key_of(conn: &mut PgConnection) -> Result<i64, ExitError> {
     let name: String = sqlx::query_scalar("SELECT current_database()")
         .fetch_one(conn)
         .await
@@ -149,7 +149,7 @@ pub struct SessionLimits {
 
 impl SessionLimits {
     /// The limits as startup options (`lock_timeout=5000ms`).
-    pub fn startup_options(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn startup_options(&self) -> Vec<(&'static str, String)> {
         [
             ("lock_timeout", self.lock_timeout),
             ("statement_timeout", self.statement_timeout),
@@ -162,13 +162,14 @@ impl SessionLimits {
 
 /// Lints the migrations of `catalog` with `versions` against the live sizes of the
 /// tables `conn` sees, and logs the findings.
-pub async fn lint_pending(
+pub(crate) async fn lint_pending(
     conn: &mut PgConnection,
     catalog: &Catalog,
     versions: &[i64],
-    thresholds: crate::companion::lint::Thresholds,
+    thresholds: crate::companion::lint::sizes::Thresholds,
 ) -> Result<Vec<crate::companion::lint::Finding>, ExitError> {
-    use crate::companion::lint::{self, Judged, MigrationSource, TableSizes};
+    use crate::companion::lint::sizes::TableSizes;
+    use crate::companion::lint::{self, Judged, MigrationSource};
     let sizes = TableSizes::read(conn)
         .await
         .context("reading the tables' sizes from the catalogue")?;

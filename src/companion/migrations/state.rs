@@ -10,7 +10,7 @@ use super::{Catalog, hex};
 /// Where one migration stands.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
-pub enum MigrationState {
+pub(crate) enum MigrationState {
     /// Applied, with the same checksum as the image's file.
     Installed {
         /// When it was applied.
@@ -37,7 +37,7 @@ pub enum MigrationState {
 
 /// One migration and its state.
 #[derive(Debug, Clone, Serialize)]
-pub struct MigrationStatus {
+pub(crate) struct MigrationStatus {
     /// Version from the file name.
     pub version: i64,
     /// Description (from the image, else from the database).
@@ -49,7 +49,7 @@ pub struct MigrationStatus {
 
 impl MigrationStatus {
     /// Is this migration waiting to be applied?
-    pub fn is_pending(&self) -> bool {
+    pub(crate) fn is_pending(&self) -> bool {
         matches!(
             self.state,
             MigrationState::Pending | MigrationState::PendingOutOfOrder
@@ -58,7 +58,7 @@ impl MigrationStatus {
 
     /// Does the database disagree with the image here? `ignore_missing` accepts
     /// versions the image does not know (running an older image on purpose).
-    pub fn is_drift(&self, ignore_missing: bool) -> bool {
+    pub(crate) fn is_drift(&self, ignore_missing: bool) -> bool {
         match self.state {
             MigrationState::ChecksumMismatch { .. } | MigrationState::Failed => true,
             MigrationState::MissingFromImage => !ignore_missing,
@@ -94,7 +94,7 @@ impl MigrationStatus {
 
 /// The whole comparison.
 #[derive(Debug, Clone, Serialize)]
-pub struct SchemaState {
+pub(crate) struct SchemaState {
     /// Whether `_sqlx_migrations` exists at all.
     pub history_table_exists: bool,
     /// Every migration of the image and of the database, by version.
@@ -103,7 +103,7 @@ pub struct SchemaState {
 
 impl SchemaState {
     /// Compares `catalog` with `history` (`None`: no history table).
-    pub fn compare(catalog: &Catalog, history: Option<&[AppliedMigration]>) -> Self {
+    pub(crate) fn compare(catalog: &Catalog, history: Option<&[AppliedMigration]>) -> Self {
         let applied = history.unwrap_or_default();
         let newest_applied = applied.iter().map(|a| a.version).max();
         let mut migrations: Vec<MigrationStatus> = Vec::new();
@@ -159,7 +159,7 @@ impl SchemaState {
     }
 
     /// Migrations where the database disagrees with the image.
-    pub fn drift(&self, ignore_missing: bool) -> Vec<&MigrationStatus> {
+    pub(crate) fn drift(&self, ignore_missing: bool) -> Vec<&MigrationStatus> {
         self.migrations
             .iter()
             .filter(|m| m.is_drift(ignore_missing))
@@ -167,7 +167,7 @@ impl SchemaState {
     }
 
     /// What to do about `drift`, for the error an operator reads.
-    pub fn drift_advice(drift: &[&MigrationStatus]) -> String {
+    pub(crate) fn drift_advice(drift: &[&MigrationStatus]) -> String {
         let mut advice = Vec::new();
         for status in drift {
             let fix = match status.state {

@@ -89,7 +89,7 @@ pub async fn run(options: ReencryptOptions) -> Result<ReencryptReport, ExitError
 
 /// [`run`] with keys, database and columns given rather than read from the
 /// environment (for embedding and benchmarks).
-pub async fn run_with(
+pub(crate) async fn run_with(
     options: &ReencryptOptions,
     keyring: &Keyring,
     url: &DatabaseUrl,
@@ -116,7 +116,7 @@ pub async fn run_with(
 
 /// The batch size when none is given: [`DEFAULT_BATCH_SIZE`], or under `--max-rate`
 /// a tenth of a second's worth, so a paced run writes small batches often, not bursts.
-pub fn default_batch_size(max_rate: Option<u32>) -> u32 {
+pub(crate) fn default_batch_size(max_rate: Option<u32>) -> u32 {
     max_rate.map_or(DEFAULT_BATCH_SIZE, |rate| {
         (rate / 10).clamp(1, DEFAULT_BATCH_SIZE)
     })

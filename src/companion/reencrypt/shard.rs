@@ -34,7 +34,7 @@ impl Shard {
     }
 
     /// The keys this shard walks.
-    pub fn range(&self) -> KeyRange {
+    pub(crate) fn range(&self) -> KeyRange {
         let from = Self::boundary(self.index - 1, self.count);
         let to = if self.index == self.count {
             u128::MAX

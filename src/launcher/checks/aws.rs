@@ -222,7 +222,7 @@ pub fn container(def: &TaskDefinition, name: &str) -> Check {
 }
 
 /// The execution role is set: ECS needs it to inject secrets and write awslogs.
-pub fn execution_role(def: &TaskDefinition) -> Check {
+pub(crate) fn execution_role(def: &TaskDefinition) -> Check {
     const NAME: &str = "execution-role";
     match def.execution_role_arn() {
         Some(arn) if !arn.is_empty() => Check::pass(NAME, arn),
@@ -299,7 +299,11 @@ pub fn awslogs(
 }
 
 /// The log group exists (it is created once by an operator, not by the driver).
-pub async fn log_group(logs: &aws_sdk_cloudwatchlogs::Client, group: &str, region: &str) -> Check {
+pub(crate) async fn log_group(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    group: &str,
+    region: &str,
+) -> Check {
     const NAME: &str = "log-group";
     let mut token: Option<String> = None;
     loop {
@@ -359,7 +363,7 @@ pub struct SecretRef {
 impl SecretRef {
     /// The check's name: `secret:VARIABLE`, with the container when it is not the
     /// one the commands run in.
-    pub fn check_name(&self, main_container: &str) -> String {
+    pub(crate) fn check_name(&self, main_container: &str) -> String {
         if self.container == main_container {
             format!("secret:{}", self.variable)
         } else {
@@ -369,7 +373,7 @@ impl SecretRef {
 }
 
 /// Every secret the task definition references, in definition order.
-pub fn secret_refs(def: &TaskDefinition) -> Vec<SecretRef> {
+pub(crate) fn secret_refs(def: &TaskDefinition) -> Vec<SecretRef> {
     def.container_definitions()
         .iter()
         .flat_map(|c| {
@@ -384,7 +388,7 @@ pub fn secret_refs(def: &TaskDefinition) -> Vec<SecretRef> {
 
 /// The secret id and region of a Secrets Manager `valueFrom`: the ARN without a
 /// trailing `:json-key:version-stage:version-id`.
-pub fn secrets_manager_id(value_from: &str) -> Option<(String, String)> {
+pub(crate) fn secrets_manager_id(value_from: &str) -> Option<(String, String)> {
     let parts: Vec<&str> = value_from.split(':').collect();
     if parts.len() < 7 || parts[0] != "arn" || parts[2] != "secretsmanager" || parts[5] != "secret"
     {

@@ -9,11 +9,11 @@ use super::Check;
 use crate::contract::summary::StatusSummary;
 
 /// The companion command doctor launches.
-pub const COMPANION_COMMAND: &str = "status";
+pub(crate) const COMPANION_COMMAND: &str = "status";
 
 /// How the in-VPC `status` task ended, as far as doctor needs it.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct StatusRun {
+pub(crate) struct StatusRun {
     /// The task's id, once one was started.
     pub task_id: Option<String>,
     /// The companion's result event: command, exit code and summary.

@@ -10,7 +10,7 @@ use crate::launcher::config::LaunchConfig;
 use crate::launcher::ecs_exec;
 
 /// Why a failed shell check does not fail doctor without `--for-shell`.
-pub const ONLY_FOR_SHELL: &str = "needed only for `shell`; `doctor --for-shell` fails on it";
+pub(crate) const ONLY_FOR_SHELL: &str = "needed only for `shell`; `doctor --for-shell` fails on it";
 
 /// Subnets are configured (a launch needs them).
 pub fn subnets(config: &LaunchConfig) -> Check {
@@ -54,7 +54,7 @@ pub fn security_groups(config: &LaunchConfig) -> Check {
 
 /// The rest of what a launch sends, and where each came from: nothing to fail, but
 /// what `--from-service` copied is seen before a launch relies on it.
-pub fn launch_settings(config: &LaunchConfig) -> Check {
+pub(crate) fn launch_settings(config: &LaunchConfig) -> Check {
     let o = &config.origins;
     Check::pass(
         "launch-settings",
@@ -95,7 +95,7 @@ pub fn plugin(path: Option<&OsStr>) -> Check {
 /// The task definition can take ECS Exec sessions, judged as `shell` judges it: a task
 /// role is required (`shell:task-role`); an init process is recommended
 /// (`shell:init-process`, never a failure).
-pub fn exec_prerequisites(def: &TaskDefinition, container: &str) -> Vec<Check> {
+pub(crate) fn exec_prerequisites(def: &TaskDefinition, container: &str) -> Vec<Check> {
     match ecs_exec::check_task_definition(def, container) {
         Err(_) => vec![
             Check::fail(

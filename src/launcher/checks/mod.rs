@@ -11,7 +11,7 @@
 
 pub mod aws;
 pub mod image;
-pub mod in_vpc;
+pub(crate) mod in_vpc;
 pub mod local;
 pub mod network;
 
@@ -21,9 +21,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 /// Exit status when every check passed or was skipped.
-pub const ALL_PASSED: u8 = 0;
+pub(crate) const ALL_PASSED: u8 = 0;
 /// Exit status when at least one check failed.
-pub const SOME_FAILED: u8 = 1;
+pub(crate) const SOME_FAILED: u8 = 1;
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -106,7 +106,7 @@ impl Check {
 
     /// The same check, with a failure downgraded to a skip that still names the fix:
     /// for checks that only matter to a command the operator did not ask about.
-    pub fn optional(self, why: &str) -> Self {
+    pub(crate) fn optional(self, why: &str) -> Self {
         match self.status {
             Status::Fail => Check {
                 status: Status::Skip,
@@ -119,7 +119,7 @@ impl Check {
 }
 
 /// Runs a check and records how long it took.
-pub async fn timed(check: impl Future<Output = Check>) -> Check {
+pub(crate) async fn timed(check: impl Future<Output = Check>) -> Check {
     let started = Instant::now();
     let check = check.await;
     check.took(elapsed_ms(started))
@@ -132,7 +132,7 @@ pub fn elapsed_ms(started: Instant) -> u64 {
 
 /// The whole result: the `--output json` document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DoctorReport {
+pub(crate) struct DoctorReport {
     /// No check failed.
     pub ok: bool,
     /// Every check, in the order they are listed to an operator.
@@ -155,7 +155,7 @@ impl DoctorReport {
 
     /// The lines an operator reads: one per check, a `fix:` line under each failure
     /// (and under a skip that carries one), and a count at the end.
-    pub fn human_lines(&self) -> Vec<String> {
+    pub(crate) fn human_lines(&self) -> Vec<String> {
         let width = self.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
         let mut lines = Vec::new();
         for check in &self.checks {

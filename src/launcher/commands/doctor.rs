@@ -31,7 +31,7 @@ use crate::launcher::render::Renderer;
 
 /// How long `doctor --in-vpc` waits for its task when `--timeout` is not given; the
 /// task is stopped when the wait ends.
-pub const IN_VPC_TIMEOUT: Duration = Duration::from_secs(600);
+pub(crate) const IN_VPC_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Whether a failed check keeps `--in-vpc` from launching: every failure does, except
 /// the `shell` ones (the status task needs no ECS Exec) and missing security groups

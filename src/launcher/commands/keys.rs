@@ -125,7 +125,7 @@ pub async fn exec(
 }
 
 /// The slots from flags, the config file, else the task definition.
-pub async fn find_slots(
+pub(crate) async fn find_slots(
     context: &Context,
     clients: &Clients,
     flags: &SecretFlags,

@@ -43,7 +43,7 @@ pub struct ListEntry {
 
 impl ListEntry {
     /// The row for one task.
-    pub fn from_snapshot(task: &TaskSnapshot, container: &str) -> Self {
+    pub(crate) fn from_snapshot(task: &TaskSnapshot, container: &str) -> Self {
         ListEntry {
             task_id: task.id().to_string(),
             task_arn: task.arn.clone(),

@@ -54,7 +54,7 @@ pub struct RunArgs {
 }
 
 /// What the launcher adds to the companion's help of `reencrypt`: its own flags.
-pub const REENCRYPT_LAUNCHER_HELP: &str = "\
+pub(crate) const REENCRYPT_LAUNCHER_HELP: &str = "\
 Launcher options of `run-admin-task reencrypt` (the rest go to each task):
       --shards <N>    Split the work across N tasks (1 to 32), each with --shard K/N, followed
                       as one job: one bar, one exit code (125, then 5, then the first non-zero)

@@ -31,7 +31,7 @@ use crate::launcher::task_definition::fetch::{self, TaskDefinitionInfo};
 use crate::signals::Handled;
 
 /// The companion command a shell task runs: it waits for sessions without a terminal.
-pub const COMPANION_SHELL: &str = "shell";
+pub(crate) const COMPANION_SHELL: &str = "shell";
 
 /// `shell [--task TASK] [--command CMD] [--keep]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]

@@ -127,7 +127,7 @@ fn before_start(status: &str) -> bool {
 }
 
 /// The commands to pick a task up again, for messages.
-pub fn reattach_hint(task: &str) -> String {
+pub(crate) fn reattach_hint(task: &str) -> String {
     let id = task_id(task);
     format!(
         "follow it again with `run-admin-task logs {id} --follow`, stop it with `run-admin-task stop {id}`"
@@ -379,7 +379,7 @@ const STOP_CONFIRM_WAIT: Duration = Duration::from_secs(2);
 /// Sends StopTask on the way out, waiting at most [`STOP_CONFIRM_WAIT`] for the answer;
 /// a failure or no answer is told with how to stop the task by hand. Whether ECS
 /// accepted it.
-pub async fn stop_on_the_way_out(
+pub(crate) async fn stop_on_the_way_out(
     clients: &Clients,
     cluster: &str,
     task: &str,

@@ -18,7 +18,7 @@ use crate::launcher::job::report::{LaunchFailure, TaskReport};
 use crate::launcher::task::{TaskSnapshot, tags};
 
 /// ECS's limit on a tag value.
-pub const TAG_VALUE_MAX: usize = 256;
+pub(crate) const TAG_VALUE_MAX: usize = 256;
 
 /// What to run in the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,17 +65,17 @@ pub struct RunTaskPlan {
 }
 
 /// The container variable the companion reads its deadline from.
-pub const DEADLINE_VARIABLE: &str = "EVERRUNS_ADMIN_DEADLINE";
+pub(crate) const DEADLINE_VARIABLE: &str = "EVERRUNS_ADMIN_DEADLINE";
 
 /// The container variable that tells the companion who launched it, so that its advice
 /// names the command the operator types (`run-admin-task migrate`).
-pub const LAUNCHER_VARIABLE: &str = "EVERRUNS_ADMIN_LAUNCHER";
+pub(crate) const LAUNCHER_VARIABLE: &str = "EVERRUNS_ADMIN_LAUNCHER";
 
 /// The companion's deadline for a launcher `--timeout` counted from now: a little
 /// before the launcher's own (a twentieth of it, 2 s to 30 s), so the companion has
 /// cancelled its work and said so before the launcher gives up, and a task whose
 /// launcher or CI runner died still frees the database.
-pub fn companion_deadline(
+pub(crate) fn companion_deadline(
     timeout: Option<std::time::Duration>,
 ) -> Option<chrono::DateTime<chrono::Utc>> {
     let timeout = timeout?;
@@ -163,7 +163,7 @@ impl RunTaskPlan {
     }
 
     /// The request in RunTask's JSON shape (as the AWS CLI would send it).
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let mut request = json!({
             "cluster": self.cluster,
             "taskDefinition": self.task_definition,
@@ -301,7 +301,7 @@ impl RunTaskPlan {
 /// RunTask's clientToken when it is not random: the key as given; for a CI step, a
 /// digest of the step, the target and the command (`gha-` and 40 hex digits, within
 /// RunTask's 64 characters).
-pub fn idempotent_token(idempotency: &Idempotency, argv: &[String]) -> Option<String> {
+pub(crate) fn idempotent_token(idempotency: &Idempotency, argv: &[String]) -> Option<String> {
     use sha2::{Digest, Sha256};
     match idempotency {
         Idempotency::Key(key) => Some(key.clone()),
@@ -356,7 +356,7 @@ pub fn rejected(failures: &[LaunchFailure]) -> ExitError {
 
 /// Reduces text to what ECS accepts in a tag value (letters, digits, spaces and
 /// `+ - = . _ : / @`) and to its length limit.
-pub fn tag_value(text: &str) -> String {
+pub(crate) fn tag_value(text: &str) -> String {
     text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || " +-=._:/@".contains(c) {
@@ -373,7 +373,7 @@ pub fn tag_value(text: &str) -> String {
 /// mutating command (ListTasks by family, then DescribeTasks with tags). A task started
 /// with `own_token` is this launch's own, from an earlier attempt: RunTask attaches to
 /// it, so it is no conflict.
-pub async fn find_running_mutation(
+pub(crate) async fn find_running_mutation(
     ecs: &aws_sdk_ecs::Client,
     cluster: &str,
     family: &str,
@@ -432,7 +432,7 @@ pub async fn find_running_mutation(
 }
 
 /// The refusal (exit 2) to start a mutating job while `running` is still at work.
-pub fn concurrency_refusal(running: &TaskSnapshot, cluster: &str) -> ExitError {
+pub(crate) fn concurrency_refusal(running: &TaskSnapshot, cluster: &str) -> ExitError {
     let who = running.tag(tags::STARTED_BY).unwrap_or("someone");
     let host = running
         .tag(tags::HOST)

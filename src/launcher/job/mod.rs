@@ -38,7 +38,7 @@ use crate::signals::Handled;
 /// Launches `job`, follows it to its end and returns the exit status with the report
 /// (`None` when nothing was launched), printing no JSON: for commands such as
 /// `keys rotate` that act on the companion's result themselves.
-pub async fn launch_and_follow(
+pub(crate) async fn launch_and_follow(
     context: &Context,
     job: &Job,
     needs_confirmation: bool,
@@ -186,7 +186,7 @@ pub async fn launch_and_follow(
 /// needs, the confirmation a `confirm = true` environment asks for, the task
 /// definition and its container, and the refusal to start beside a running mutating
 /// job (`own_token` names a rerun's own task). `None` when the operator interrupted.
-pub async fn prepare(
+pub(crate) async fn prepare(
     context: &Context,
     job: &Job,
     what: &str,
@@ -265,7 +265,7 @@ fn say_database_side(renderer: &Renderer, task: &str, result: Option<&Event>) {
 
 /// Turns what following saw into the exit status, the closing explanation on stderr,
 /// and the JSON document.
-pub fn conclude(
+pub(crate) fn conclude(
     context: &Context,
     report: &mut TaskReport,
     followed: Followed,
@@ -277,7 +277,7 @@ pub fn conclude(
 }
 
 /// [`conclude`] without the JSON document: the exit status and the closing explanation.
-pub fn settle(
+pub(crate) fn settle(
     context: &Context,
     report: &mut TaskReport,
     followed: Followed,
@@ -384,7 +384,10 @@ pub fn settle(
 
 /// Following settings from the global options and, for a task this launcher may stop,
 /// its container's `stopTimeout`.
-pub fn follow_settings(context: &Context, container: Option<&ContainerSpec>) -> FollowSettings {
+pub(crate) fn follow_settings(
+    context: &Context,
+    container: Option<&ContainerSpec>,
+) -> FollowSettings {
     let defaults = FollowSettings::default();
     FollowSettings {
         timeout: context.options.timeout,
@@ -397,7 +400,7 @@ pub fn follow_settings(context: &Context, container: Option<&ContainerSpec>) -> 
 }
 
 /// The log target of `container` in a task running `definition`.
-pub fn log_target(
+pub(crate) fn log_target(
     clients: &Clients,
     definition: &TaskDefinitionInfo,
     container: &str,
@@ -416,7 +419,7 @@ pub fn log_target(
 
 /// Describes an existing task (id or ARN). Not found is a usage error: the id, the
 /// cluster or the region is wrong, or the task stopped over an hour ago.
-pub async fn describe_task(
+pub(crate) async fn describe_task(
     clients: &Clients,
     cluster: &str,
     task: &str,
@@ -440,7 +443,7 @@ pub async fn describe_task(
 
 /// The log target of an existing task, looked up from its task definition; `None`
 /// when its container does not log to CloudWatch.
-pub async fn existing_log_target(
+pub(crate) async fn existing_log_target(
     clients: &Clients,
     task: &TaskSnapshot,
     container: &str,

@@ -78,7 +78,7 @@ impl TaskOutcome {
 }
 
 /// Hints for well-known failure reasons.
-pub fn hints_for(reasons: &str) -> Vec<String> {
+pub(crate) fn hints_for(reasons: &str) -> Vec<String> {
     let text = reasons.to_ascii_lowercase();
     let mut hints = Vec::new();
     let init_error = text.contains("resourceinitializationerror");

@@ -167,7 +167,7 @@ impl Phases {
 
 impl TaskReport {
     /// Copies what a snapshot knows into the report.
-    pub fn apply_snapshot(&mut self, task: &TaskSnapshot) {
+    pub(crate) fn apply_snapshot(&mut self, task: &TaskSnapshot) {
         self.task_arn = Some(task.arn.clone());
         self.task_id = Some(task.id().to_string());
         if task.task_definition_arn.is_some() {
@@ -209,7 +209,7 @@ impl TaskReport {
     }
 
     /// Where the task's log stream is.
-    pub fn apply_log(&mut self, log: &crate::launcher::log_follower::LogTarget) {
+    pub(crate) fn apply_log(&mut self, log: &crate::launcher::log_follower::LogTarget) {
         self.log_group = Some(log.group.clone());
         if self.wrote_logs() {
             self.log_stream = Some(log.stream.clone());
@@ -218,7 +218,7 @@ impl TaskReport {
     }
 
     /// Copies the verdict into the report.
-    pub fn apply_outcome(&mut self, outcome: &TaskOutcome) {
+    pub(crate) fn apply_outcome(&mut self, outcome: &TaskOutcome) {
         self.container_exit_code = outcome.container_exit_code;
         self.container_reason = outcome.container_reason.clone();
         self.exit_code = outcome.exit_code;
@@ -228,12 +228,12 @@ impl TaskReport {
     /// Whether the container can have written to its log stream: a task that failed
     /// to start ran no container, so the stream was never created and a link to it
     /// leads nowhere.
-    pub fn wrote_logs(&self) -> bool {
+    pub(crate) fn wrote_logs(&self) -> bool {
         self.stop_code.as_deref() != Some("TaskFailedToStart")
     }
 
     /// The document as printed: pretty JSON, one trailing newline.
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("reports always serialize")
     }
 }

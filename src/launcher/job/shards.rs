@@ -25,11 +25,11 @@ use crate::signals::Handled;
 pub const FLAGS: [&str; 2] = ["--shards", "--only"];
 
 /// The most shards one job may have: each is a Fargate task and a database connection.
-pub const MAX_SHARDS: u32 = 32;
+pub(crate) const MAX_SHARDS: u32 = 32;
 
 /// Which shards of how many a job runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Shards {
+pub(crate) struct Shards {
     /// N: how many ranges the key space is split into.
     pub count: u32,
     /// The shards to run (`--only`); every one when empty.
@@ -40,7 +40,7 @@ impl Shards {
     /// Takes the launcher's `--shards N` and `--only K,L` out of a companion command's
     /// arguments, returning them and the arguments left for the companion. A bad value
     /// is a message for a usage error.
-    pub fn take_from(args: &[String]) -> Result<(Option<Shards>, Vec<String>), String> {
+    pub(crate) fn take_from(args: &[String]) -> Result<(Option<Shards>, Vec<String>), String> {
         let mut count = None;
         let mut only = None;
         let mut rest = Vec::new();
@@ -109,7 +109,7 @@ impl Shards {
     }
 
     /// The shards to run, in order.
-    pub fn selected(&self) -> Vec<u32> {
+    pub(crate) fn selected(&self) -> Vec<u32> {
         if self.only.is_empty() {
             (1..=self.count).collect()
         } else {
@@ -135,7 +135,7 @@ impl Shards {
 
 /// One shard's part of the job.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ShardReport {
+pub(crate) struct ShardReport {
     /// `K/N`.
     pub shard: String,
     /// Its task, as for a single task.
@@ -145,7 +145,7 @@ pub struct ShardReport {
 
 /// The `--output json` document of a sharded job.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ShardedReport {
+pub(crate) struct ShardedReport {
     /// The companion command, without the `--shard` each task got.
     pub command: Vec<String>,
     /// N.
@@ -163,7 +163,7 @@ pub struct ShardedReport {
 }
 
 /// The job's exit code from the shards' codes.
-pub fn combined_exit_code(codes: &[u8]) -> u8 {
+pub(crate) fn combined_exit_code(codes: &[u8]) -> u8 {
     if codes.contains(&launcher::NEVER_RAN) {
         launcher::NEVER_RAN
     } else if codes.contains(&companion::UNDECRYPTABLE) {
@@ -212,7 +212,7 @@ fn add_up(reports: &[ShardReport]) -> (Map<String, Value>, Vec<Value>) {
 }
 
 /// Launches the selected shards of `job` and follows them as one job.
-pub async fn launch_and_follow_shards(
+pub(crate) async fn launch_and_follow_shards(
     context: &Context,
     job: &Job,
     shards: &Shards,

@@ -22,7 +22,7 @@ pub struct LogLocation {
 impl LogLocation {
     /// The stream the awslogs driver writes for `container` of task `task_id`:
     /// `<stream-prefix>/<container>/<task-id>`.
-    pub fn stream_name(&self, container: &str, task_id: &str) -> String {
+    pub(crate) fn stream_name(&self, container: &str, task_id: &str) -> String {
         format!("{}/{container}/{task_id}", self.stream_prefix)
     }
 }
@@ -55,7 +55,7 @@ impl TaskDefinitionInfo {
     }
 
     /// Converts the SDK's task definition.
-    pub fn from_sdk(def: &aws_sdk_ecs::types::TaskDefinition) -> Self {
+    pub(crate) fn from_sdk(def: &aws_sdk_ecs::types::TaskDefinition) -> Self {
         let containers = def
             .container_definitions()
             .iter()

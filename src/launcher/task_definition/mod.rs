@@ -17,7 +17,7 @@ use crate::contract::exit::ExitError;
 use crate::launcher::clients::{Clients, describe_error};
 
 /// The admin task definition template, built in.
-pub const DEFAULT_TEMPLATE: &str = include_str!("../../../task-definitions/admin.json.tmpl");
+pub(crate) const DEFAULT_TEMPLATE: &str = include_str!("../../../task-definitions/admin.json.tmpl");
 
 /// How the built-in template is named in messages.
 const DEFAULT_ORIGIN: &str = "the built-in template (task-definitions/admin.json.tmpl)";
@@ -35,7 +35,7 @@ pub struct Registered {
 
 /// The template text and how it is named in messages: the file at `path`, or the
 /// built-in one.
-pub fn load_template(path: Option<&PathBuf>) -> Result<(String, String), ExitError> {
+pub(crate) fn load_template(path: Option<&PathBuf>) -> Result<(String, String), ExitError> {
     match path {
         None => Ok((DEFAULT_TEMPLATE.to_owned(), DEFAULT_ORIGIN.to_owned())),
         Some(path) => std::fs::read_to_string(path)

@@ -16,10 +16,10 @@ use aws_sdk_ecs::types::{
 use serde::{Deserialize, Serialize};
 
 /// The longest stop timeout Fargate accepts, in seconds.
-pub const FARGATE_MAX_STOP_TIMEOUT: i32 = 120;
+pub(crate) const FARGATE_MAX_STOP_TIMEOUT: i32 = 120;
 
 /// The awslogs options the launcher reads to find a task's log stream.
-pub const REQUIRED_AWSLOGS_OPTIONS: [&str; 3] =
+pub(crate) const REQUIRED_AWSLOGS_OPTIONS: [&str; 3] =
     ["awslogs-group", "awslogs-region", "awslogs-stream-prefix"];
 
 /// A task definition, limited to the fields this tool registers.
@@ -168,7 +168,7 @@ pub struct PortMappingSpec {
 
 /// Whether `value` names a Secrets Manager secret or a Parameter Store parameter by
 /// ARN, as `valueFrom` must for IAM policies to match.
-pub fn is_secret_arn(value: &str) -> bool {
+pub(crate) fn is_secret_arn(value: &str) -> bool {
     let parts: Vec<&str> = value.splitn(6, ':').collect();
     match parts.as_slice() {
         ["arn", partition, service, region, account, resource] => {
@@ -205,7 +205,7 @@ fn check_value(problems: &mut Vec<String>, what: &str, value: &str, allowed: &[&
 
 impl TaskDefSpec {
     /// Whether the task definition is for Fargate.
-    pub fn is_fargate(&self) -> bool {
+    pub(crate) fn is_fargate(&self) -> bool {
         self.requires_compatibilities
             .as_ref()
             .is_some_and(|c| c.iter().any(|c| c == "FARGATE"))
@@ -352,7 +352,7 @@ impl TaskDefSpec {
     }
 
     /// The RegisterTaskDefinition request for this task definition.
-    pub fn register_request(
+    pub(crate) fn register_request(
         &self,
         ecs: &aws_sdk_ecs::Client,
     ) -> Result<RegisterTaskDefinitionFluentBuilder, String> {
@@ -433,7 +433,7 @@ impl ContainerSpec {
     }
 
     /// The SDK's container definition.
-    pub fn to_sdk(&self) -> Result<ContainerDefinition, String> {
+    pub(crate) fn to_sdk(&self) -> Result<ContainerDefinition, String> {
         let secrets = self
             .secrets
             .as_ref()

@@ -68,7 +68,7 @@ fn is_name(name: &str) -> bool {
 
 /// Why a template could not be rendered; every problem is listed, not just the first.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RenderError {
+pub(crate) enum RenderError {
     /// The template is not JSON.
     NotJson(String),
     /// Malformed placeholders, each with where it is (a JSON path).
@@ -98,7 +98,7 @@ impl fmt::Display for RenderError {
 
 /// Renders a JSON template: every string value (keys stay literal) has its
 /// placeholders replaced by `lookup`'s values.
-pub fn render_json(
+pub(crate) fn render_json(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Value, RenderError> {
