@@ -19,10 +19,8 @@ use serde_json::Value;
 use crate::contract::events::Event;
 use crate::contract::exit::launcher;
 use crate::launcher::flags::{EnvLookup, process_env};
-use crate::launcher::job::report::TaskReport;
-use crate::launcher::job::shards::{ShardReport, ShardedReport};
+use crate::launcher::job::report::{ShardReport, ShardedReport, TaskReport};
 use crate::launcher::job_summary::{cell, result_of, rows, summary, task_console_url};
-use crate::launcher::render::Renderer;
 
 /// Where this step's summary and outputs go.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,21 +63,29 @@ impl GitHubActions {
     }
 }
 
-/// Ends a launch in GitHub Actions: the annotations on the log lines' stream, then the
-/// summary and the outputs; a file that cannot be written is a warning, not a failure.
-pub(crate) fn conclude(renderer: &Renderer, job: &str, report: &TaskReport) {
-    for line in annotations(job, report) {
-        renderer.workflow_command(&line);
-    }
-    for problem in GitHubActions::from_env(&process_env).publish(job, report) {
-        renderer.warn(&format!("run-admin-task: {problem}"));
+/// How a launch ends in GitHub Actions, for the renderer to print: the annotations (on
+/// the log lines' stream), and the files (summary, outputs) that could not be written,
+/// which are warnings, not failures.
+#[derive(Debug, Default)]
+pub(crate) struct Conclusion {
+    pub(crate) annotations: Vec<String>,
+    pub(crate) problems: Vec<String>,
+}
+
+/// Ends a launch in GitHub Actions: writes the summary and the outputs, and returns the
+/// annotations to print.
+pub(crate) fn conclude(job: &str, report: &TaskReport) -> Conclusion {
+    Conclusion {
+        annotations: annotations(job, report),
+        problems: GitHubActions::from_env(&process_env).publish(job, report),
     }
 }
 
 /// [`conclude`] for a job split across shards: one annotation naming the failing
 /// shards, one summary with a row per shard, the outputs of the job as a whole
 /// (`task-arn` and `task-id` list every shard's, space-separated).
-pub(crate) fn conclude_sharded(renderer: &Renderer, job: &str, report: &ShardedReport) {
+pub(crate) fn conclude_sharded(job: &str, report: &ShardedReport) -> Conclusion {
+    let mut annotations = Vec::new();
     let failing: Vec<&ShardReport> = report
         .tasks
         .iter()
@@ -104,7 +110,7 @@ pub(crate) fn conclude_sharded(renderer: &Renderer, job: &str, report: &ShardedR
                 )
             })
             .collect();
-        renderer.workflow_command(&annotation(
+        annotations.push(annotation(
             "error",
             None,
             &format!(
@@ -186,8 +192,51 @@ pub(crate) fn conclude_sharded(renderer: &Renderer, job: &str, report: &ShardedR
         report.exit_code,
         totals.join(" | ")
     ));
-    for problem in GitHubActions::from_env(&process_env).append(summary, outputs) {
-        renderer.warn(&format!("run-admin-task: {problem}"));
+    Conclusion {
+        annotations,
+        problems: GitHubActions::from_env(&process_env).append(summary, outputs),
+    }
+}
+
+/// The container's log lines in a collapsible group, closed by the launcher's own next
+/// line, so status stays outside. Inside, workflow commands are stopped: a log line such
+/// as `::add-mask::` or `::error::` from the container is printed, never obeyed.
+#[derive(Debug)]
+pub(crate) struct LogGroup {
+    title: String,
+    token: String,
+    open: std::sync::Mutex<bool>,
+}
+
+impl LogGroup {
+    /// A group titled `title` (escaped here), with a fresh stop-commands token.
+    pub(crate) fn new(title: &str) -> Self {
+        LogGroup {
+            title: escape_data(title),
+            token: uuid::Uuid::new_v4().simple().to_string(),
+            open: std::sync::Mutex::new(false),
+        }
+    }
+
+    /// The lines that open the group, when it is not open.
+    pub(crate) fn open(&self) -> Option<[String; 2]> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        (!*open).then(|| {
+            *open = true;
+            [
+                format!("::group::{}", self.title),
+                format!("::stop-commands::{}", self.token),
+            ]
+        })
+    }
+
+    /// The lines that close the group, when it is open.
+    pub(crate) fn close(&self) -> Option<[String; 2]> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        (*open).then(|| {
+            *open = false;
+            [format!("::{}::", self.token), "::endgroup::".to_owned()]
+        })
     }
 }
 

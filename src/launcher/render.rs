@@ -5,7 +5,8 @@
 //! phase in progress, with log lines printed above it. Anywhere else (a pipe, a CI log), status transitions are
 //! plain lines on stderr and there is never a spinner. Log lines and a command's own
 //! report go to stdout, except with `--output json`, where stdout holds only the final
-//! document and they go to stderr.
+//! document (kept here, printed once) and they go to stderr. In GitHub Actions it prints
+//! what [`crate::launcher::github_actions`] makes: the log groups and the annotations.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -17,6 +18,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::contract::events::{Event, LogLine};
 use crate::launcher::flags::OutputFormat;
+use crate::launcher::github_actions::{Conclusion, LogGroup};
 
 /// One log line, understood.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,7 +127,7 @@ pub struct Renderer {
     status_text: Arc<Mutex<String>>,
     started: Instant,
     captured: Option<Arc<Mutex<Vec<String>>>>,
-    groups: Option<Arc<LogGroups>>,
+    groups: Option<Arc<LogGroup>>,
     /// For one shard of a sharded job: its label and the job's progress board.
     shard: Option<(String, Arc<ShardBoard>)>,
 }
@@ -173,16 +175,6 @@ impl ShardBoard {
         let rate = counts.rate.get_or_insert_with(|| PhaseRate::new(ts, done));
         (done, total, rate.estimate(ts, done, Some(total)))
     }
-}
-
-/// GitHub Actions groups around the container's log lines: opened by a log line,
-/// closed by the launcher's own next line, so status stays outside. Inside, workflow
-/// commands are stopped: a log line such as `::add-mask::` or `::error::` from the
-/// container is printed, never obeyed.
-struct LogGroups {
-    title: String,
-    token: String,
-    open: Mutex<bool>,
 }
 
 const SPINNER_TEMPLATE: &str = "{spinner} {msg} ({elapsed})";
@@ -247,14 +239,9 @@ impl Renderer {
         }
     }
 
-    /// Puts the container's log lines into GitHub Actions groups titled `title`, which
-    /// the caller has escaped as workflow-command data.
-    pub(crate) fn with_log_groups(mut self, title: String) -> Self {
-        self.groups = Some(Arc::new(LogGroups {
-            title,
-            token: uuid::Uuid::new_v4().simple().to_string(),
-            open: Mutex::new(false),
-        }));
+    /// Puts the container's log lines into GitHub Actions groups titled `title`.
+    pub(crate) fn with_log_groups(mut self, title: &str) -> Self {
+        self.groups = Some(Arc::new(LogGroup::new(title)));
         self
     }
 
@@ -333,25 +320,30 @@ impl Renderer {
 
     /// Opens a log group, if groups are on and none is open.
     fn open_group(&self) {
-        let Some(groups) = &self.groups else { return };
-        let mut open = groups.open.lock().unwrap_or_else(|e| e.into_inner());
-        if !*open {
-            *open = true;
-            let to_stdout = self.log_stream_is_stdout();
-            self.print_raw(to_stdout, &format!("::group::{}", groups.title));
-            self.print_raw(to_stdout, &format!("::stop-commands::{}", groups.token));
+        if let Some(lines) = self.groups.as_ref().and_then(|g| g.open()) {
+            for line in lines {
+                self.print_raw(self.log_stream_is_stdout(), &line);
+            }
         }
     }
 
     /// Closes the open log group, if any.
     fn close_group(&self) {
-        let Some(groups) = &self.groups else { return };
-        let mut open = groups.open.lock().unwrap_or_else(|e| e.into_inner());
-        if *open {
-            *open = false;
-            let to_stdout = self.log_stream_is_stdout();
-            self.print_raw(to_stdout, &format!("::{}::", groups.token));
-            self.print_raw(to_stdout, "::endgroup::");
+        if let Some(lines) = self.groups.as_ref().and_then(|g| g.close()) {
+            for line in lines {
+                self.print_raw(self.log_stream_is_stdout(), &line);
+            }
+        }
+    }
+
+    /// Prints how a launch ended in GitHub Actions: its annotations, outside any log
+    /// group, and the files it could not write.
+    pub(crate) fn conclude_in_ci(&self, conclusion: Conclusion) {
+        for line in &conclusion.annotations {
+            self.workflow_command(line);
+        }
+        for problem in &conclusion.problems {
+            self.warn(&format!("run-admin-task: {problem}"));
         }
     }
 

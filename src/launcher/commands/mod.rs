@@ -211,9 +211,7 @@ pub async fn execute(cli: Cli) -> u8 {
     };
     let mut renderer = Renderer::new(options.output, options.quiet);
     if let Some(job) = job {
-        renderer = renderer.with_log_groups(github_actions::escape_data(&format!(
-            "container log: {job}"
-        )));
+        renderer = renderer.with_log_groups(&format!("container log: {job}"));
     }
     let mut context = Context {
         operator: Operator::detect(&flags::process_env),
@@ -406,8 +404,12 @@ fn fail(
     print_document((output == OutputFormat::Json).then(|| report.to_json()));
     if let Some(job) = job {
         match context {
-            Some(context) => github_actions::conclude(&context.renderer, job, &report),
-            None => github_actions::conclude(&Renderer::new(output, true), job, &report),
+            Some(context) => context
+                .renderer
+                .conclude_in_ci(github_actions::conclude(job, &report)),
+            None => {
+                Renderer::new(output, true).conclude_in_ci(github_actions::conclude(job, &report))
+            }
         }
     }
     error.code

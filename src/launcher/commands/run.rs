@@ -214,7 +214,12 @@ pub async fn exec(
                 .await?;
         context.renderer.document(&report);
         if in_github_actions {
-            github_actions::conclude_sharded(&context.renderer, &launch.command_line(), &report);
+            context
+                .renderer
+                .conclude_in_ci(github_actions::conclude_sharded(
+                    &launch.command_line(),
+                    &report,
+                ));
         }
         return Ok(code);
     }
@@ -233,7 +238,9 @@ pub async fn exec(
     });
     context.renderer.document(&report);
     if in_github_actions {
-        github_actions::conclude(&context.renderer, &launch.command_line(), &report);
+        context
+            .renderer
+            .conclude_in_ci(github_actions::conclude(&launch.command_line(), &report));
     }
     Ok(code)
 }

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::contract::events::Event;
 use crate::launcher::job::outcome::TaskOutcome;
@@ -236,6 +237,35 @@ impl TaskReport {
     pub(crate) fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("reports always serialize")
     }
+}
+
+/// One shard's part of the job.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct ShardReport {
+    /// `K/N`.
+    pub shard: String,
+    /// Its task, as for a single task.
+    #[serde(flatten)]
+    pub task: TaskReport,
+}
+
+/// The `--output json` document of a sharded job.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct ShardedReport {
+    /// The companion command, without the `--shard` each task got.
+    pub command: Vec<String>,
+    /// N.
+    pub shards: u32,
+    /// The shards this run started.
+    pub ran: Vec<u32>,
+    /// The job's exit code (see the module docs).
+    pub exit_code: u8,
+    /// The companion's counts summed over the shards that reported them.
+    pub totals: Map<String, Value>,
+    /// The same per table and column.
+    pub tables: Vec<Value>,
+    /// Each shard: its task, exit code, counts and timings.
+    pub tasks: Vec<ShardReport>,
 }
 
 #[cfg(test)]

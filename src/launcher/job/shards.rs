@@ -7,13 +7,12 @@
 //! when a shard never ran, then 5 when values could not be decrypted, then the first
 //! non-zero code in shard order.
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::follow::{LogSource, Target, follow, stop_on_the_way_out};
 use super::launch::{Job, rejected};
-use super::report::TaskReport;
+use super::report::{ShardReport, ShardedReport, TaskReport};
 use super::{follow_settings, log_target, prepare, settle};
 use crate::contract::exit::{ExitError, companion, launcher};
 use crate::launcher::context::Context;
@@ -131,35 +130,6 @@ impl Shards {
     pub fn label(&self, k: u32) -> String {
         format!("{k}/{}", self.count)
     }
-}
-
-/// One shard's part of the job.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub(crate) struct ShardReport {
-    /// `K/N`.
-    pub shard: String,
-    /// Its task, as for a single task.
-    #[serde(flatten)]
-    pub task: TaskReport,
-}
-
-/// The `--output json` document of a sharded job.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub(crate) struct ShardedReport {
-    /// The companion command, without the `--shard` each task got.
-    pub command: Vec<String>,
-    /// N.
-    pub shards: u32,
-    /// The shards this run started.
-    pub ran: Vec<u32>,
-    /// The job's exit code (see the module docs).
-    pub exit_code: u8,
-    /// The companion's counts summed over the shards that reported them.
-    pub totals: Map<String, Value>,
-    /// The same per table and column.
-    pub tables: Vec<Value>,
-    /// Each shard: its task, exit code, counts and timings.
-    pub tasks: Vec<ShardReport>,
 }
 
 /// The job's exit code from the shards' codes.
