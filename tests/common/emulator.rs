@@ -18,6 +18,8 @@ pub struct Ready {
     pub security_group: String,
     /// The application's ECS service, with a subnet and a security group of its own.
     pub service: ServiceReady,
+    /// A security group of another VPC than the subnets'.
+    pub foreign_security_group: String,
 }
 
 /// The emulator's ECS service (`everruns-api`), for `--from-service`.

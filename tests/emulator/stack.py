@@ -814,18 +814,25 @@ class Agent:
         if not subnets:
             raise InvalidParameterException("subnets can not be empty.")
         ec2 = get_backend("ec2")[backend.account_id][backend.region_name]
+        vpcs = {}
         for s in subnets:
             try:
-                ec2.get_subnet(s)
+                vpcs[s] = ec2.get_subnet(s).vpc_id
             except Exception:
                 raise InvalidParameterException(
                     f"Error retrieving subnet information for [{s}]: The subnet ID '{s}' does not exist (ECS)"
                 )
         for g in cfg.get("securityGroups") or []:
-            if ec2.get_security_group_from_id(g) is None:
+            group = ec2.get_security_group_from_id(g)
+            if group is None:
                 raise InvalidParameterException(
                     f"Error retrieving security group information for [{g}]: The security group '{g}' does not exist (ECS)"
                 )
+            for s, vpc in vpcs.items():
+                if group.vpc_id != vpc:
+                    raise InvalidParameterException(
+                        f"Security group {g} and subnet {s} belong to different networks."
+                    )
         if cfg.get("assignPublicIp", "DISABLED") not in ("ENABLED", "DISABLED"):
             raise InvalidParameterException("assignPublicIp must be ENABLED or DISABLED.")
 
@@ -1001,6 +1008,12 @@ def setup_resources(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
         GroupName="everruns-admin", Description="everruns admin tasks", VpcId=vpc_id
     )["GroupId"]
 
+    # A group of another VPC: RunTask refuses it with these subnets.
+    other_vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+    foreign_sg = ec2.create_security_group(
+        GroupName="elsewhere", Description="a group of another VPC", VpcId=other_vpc
+    )["GroupId"]
+
     ecs.create_cluster(clusterName="everruns")
     # The application's own service, whose network `--from-service` copies: its own
     # subnet and security group, so a test can tell them from the admin defaults.
@@ -1135,6 +1148,7 @@ def setup_resources(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
         "service": {"name": "everruns-api", "subnets": [subnets[1]], "security_group": api_sg},
         "log_group": log_group,
         "ecr_image": ecr_image,
+        "foreign_security_group": foreign_sg,
     }
 
 

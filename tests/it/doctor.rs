@@ -253,6 +253,27 @@ fn doctor_fails_what_the_launch_would_refuse() {
         "security-groups",
     );
     assert_eq!(groups["status"], "fail", "{groups}");
+    // A group of another VPC: doctor says so, as RunTask would.
+    let foreign = emu.ready.foreign_security_group.clone();
+    let elsewhere = doctor_check(&emu, &["--security-groups", &foreign], "security-groups");
+    assert_eq!(elsewhere["status"], "fail", "{elsewhere}");
+    assert!(
+        elsewhere["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not in the subnets' VPC"),
+        "{elsewhere}"
+    );
+    let launch = emu
+        .launcher()
+        .args(["--security-groups", &foreign, "migrate-info"])
+        .output()
+        .unwrap();
+    assert!(
+        describe(&launch).contains("belong to different networks"),
+        "{}",
+        describe(&launch)
+    );
     let found = doctor_check(&emu, &[], "subnets");
     assert_eq!(found["status"], "pass", "{found}");
     assert!(
