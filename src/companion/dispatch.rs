@@ -11,7 +11,7 @@ use super::lint::sizes::Thresholds;
 use super::migrations::{Catalog, SessionLimits, info, migrate};
 use super::{cancel, console, probes, reencrypt, standby};
 use crate::contract::command_line::{Cli, Command, LargeTableArgs};
-use crate::contract::exit::{ExitError, companion};
+use crate::contract::exit::ExitError;
 
 fn thresholds(large: &LargeTableArgs) -> Thresholds {
     Thresholds {
@@ -76,28 +76,8 @@ pub async fn execute(cli: Cli) -> u8 {
             console::conclude("migrate-info", result)
         }
         Command::Lint(args) => {
-            let result = catalog(args.source.as_ref()).and_then(|catalog| {
-                let sources = catalog.sources(args.since);
-                let findings = lint::lint(&sources, &lint::Judged::Offline)?;
-                lint::log(&findings);
-                let counts = lint::LintCounts::of(sources.len(), &findings);
-                tracing::info!(
-                    "linted {} migration(s): {} blocking, {} warning(s), {} allowed",
-                    counts.migrations,
-                    counts.blocking,
-                    counts.warnings,
-                    counts.suppressed
-                );
-                let code = if counts.blocking > 0 {
-                    companion::UNSAFE
-                } else {
-                    companion::SUCCESS
-                };
-                Ok((
-                    code,
-                    serde_json::json!({ "findings": findings, "counts": counts }),
-                ))
-            });
+            let result = catalog(args.source.as_ref())
+                .and_then(|catalog| lint::offline(&catalog.sources(args.since)));
             console::conclude("lint", result)
         }
         Command::Reencrypt(args) => {

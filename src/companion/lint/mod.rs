@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use self::rules::{RULES, facts, rule};
 use self::sizes::{TableSizes, Thresholds};
-use crate::contract::exit::ExitError;
+use crate::contract::exit::{self, ExitError};
 use crate::contract::summary;
 
 /// The comment that allows a finding: `-- everruns-admin:allow RULE-ID reason`.
@@ -433,6 +433,30 @@ pub(crate) fn touched_tables(sql: &str) -> Vec<String> {
     tables.sort();
     tables.dedup();
     tables
+}
+
+/// `lint`: the migrations `sources`, without a database (every table counts as large
+/// unless the migration creates it). Exit 6 on a blocking finding, else 0.
+pub(crate) fn offline(sources: &[MigrationSource]) -> Result<(u8, serde_json::Value), ExitError> {
+    let findings = lint(sources, &Judged::Offline)?;
+    log(&findings);
+    let counts = LintCounts::of(sources.len(), &findings);
+    tracing::info!(
+        "linted {} migration(s): {} blocking, {} warning(s), {} allowed",
+        counts.migrations,
+        counts.blocking,
+        counts.warnings,
+        counts.suppressed
+    );
+    let code = if counts.blocking > 0 {
+        exit::companion::UNSAFE
+    } else {
+        exit::companion::SUCCESS
+    };
+    Ok((
+        code,
+        serde_json::json!({ "findings": findings, "counts": counts }),
+    ))
 }
 
 /// Logs each finding at its level: error for blocking, warn otherwise.
