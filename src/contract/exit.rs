@@ -42,6 +42,10 @@ pub mod launcher {
     pub(crate) const USAGE: u8 = 2;
     /// `--timeout` reached while following.
     pub(crate) const TIMEOUT: u8 = 124;
+    /// The container ran, but ECS has no exit code for it (a lost host, a Docker
+    /// timeout) and no result event said how it ended: it may have done its work, so it
+    /// is not "never ran"; read its log before running it again.
+    pub(crate) const RAN_EXIT_UNKNOWN: u8 = 123;
     /// The container never ran (API rejection, RunTask failures, start failure).
     pub(crate) const NEVER_RAN: u8 = 125;
     /// Interrupted by the operator (Ctrl-C).

@@ -105,6 +105,10 @@ class ContainerRun:
         )
         self.last_status = "PENDING"
         self.exit_code: int | None = None
+        # ECS sometimes has no exit code for a container that ran (a lost host, a
+        # Docker timeout): a container labelled emulator.loses-exit-code=true exits
+        # without one in DescribeTasks.
+        self.exit_code_lost = False
         self.reason: str | None = None
         self.runtime_id: str | None = None
         self.proc: subprocess.Popen | None = None
@@ -266,7 +270,7 @@ class AgentTask:
             ]
         if c.runtime_id:
             d["runtimeId"] = c.runtime_id
-        if c.exit_code is not None:
+        if c.exit_code is not None and not c.exit_code_lost:
             d["exitCode"] = c.exit_code
         if c.reason:
             d["reason"] = c.reason
@@ -427,6 +431,9 @@ class Agent:
         rc = c.proc.returncode if c.proc is not None else None
         if rc is not None:
             c.exit_code = 128 - rc if rc < 0 else rc
+        if (c.defn.get("dockerLabels") or {}).get("emulator.loses-exit-code") == "true":
+            c.exit_code_lost = True
+            c.reason = "DockerTimeoutError: Could not transition to stopped; timed out after waiting 1m0s"
         c.last_status = "STOPPED"
         t.version += 1
         LOG.info("task %s: container %s exited with %s", t.id, c.name, c.exit_code)
@@ -1133,6 +1140,25 @@ def setup_resources(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
     register("everruns-admin-ecr", [admin_container(ecr_image, secret_arns)])
     register("everruns-admin-unpushed", [admin_container(f"{repository}:never-pushed", secret_arns)])
     register("everruns-admin-retired", [admin_container(ADMIN_IMAGE, secret_arns)])
+    # Containers that run and exit, but whose exit code ECS loses.
+    loses_exit_code = {"emulator.loses-exit-code": "true"}
+    register(
+        "everruns-admin-lost-exit",
+        [{**admin_container(ADMIN_IMAGE, secret_arns), "dockerLabels": loses_exit_code}],
+    )
+    register(
+        "everruns-admin-generic-lost-exit",
+        [
+            {
+                "name": "admin",
+                "image": SHELL_IMAGE,
+                "essential": True,
+                "memory": 384,
+                "logConfiguration": awslogs,
+                "dockerLabels": loses_exit_code,
+            }
+        ],
+    )
     ecs.deregister_task_definition(taskDefinition="everruns-admin-retired:1")
     register(
         "everruns-admin-badimage",

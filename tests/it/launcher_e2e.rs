@@ -305,6 +305,50 @@ fn a_task_that_cannot_start_is_125_with_the_reason_and_a_hint() {
     );
 }
 
+#[test]
+fn a_container_whose_exit_code_ecs_lost_is_never_called_never_ran() {
+    let (_db, emu) = stack();
+    // The companion's result event says how it ended: that is the outcome.
+    let gate = run(emu.launcher().args([
+        "--task-definition",
+        "everruns-admin-lost-exit",
+        "migrate-info",
+        "--check",
+    ]));
+    assert_eq!(gate.status.code(), Some(3), "{}", describe(&gate));
+    let all = both_streams(&gate);
+    assert!(
+        all.contains("result event said exit code 3") && !all.contains("never ran"),
+        "{all}"
+    );
+    // A plain container wrote no result: it ran, its outcome is unknown (123), not 125.
+    let plain = run(emu.launcher().args([
+        "--output",
+        "json",
+        "--task-definition",
+        "everruns-admin-generic-lost-exit",
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "echo did some work; exit 4",
+    ]));
+    assert_eq!(plain.status.code(), Some(123), "{}", describe(&plain));
+    let doc = report(&plain);
+    assert_eq!(doc["exit_code"], 123, "{doc}");
+    assert!(doc["container_exit_code"].is_null(), "{doc}");
+    let all = both_streams(&plain);
+    assert!(
+        all.contains("ran, but ECS has no exit code")
+            && all.contains("DockerTimeoutError")
+            && !all.contains("never ran"),
+        "{all}"
+    );
+    // `status` of that task says the same.
+    let arn = doc["task_arn"].as_str().unwrap().to_owned();
+    assert_eq!(task_status(&emu, &arn)["exit_code"], 123);
+}
+
 /// `status TASK`'s document; its exit status is the one the document names.
 fn task_status(emu: &Emulator, task_arn: &str) -> Value {
     let out = run(emu

@@ -344,7 +344,7 @@ async fn containers_in_another_order_and_a_container_reason() {
     let Poll::Seen(snapshot) = watcher.poll().await.unwrap() else {
         panic!("no task");
     };
-    let outcome = TaskOutcome::decide(&snapshot, "admin");
+    let outcome = TaskOutcome::decide(&snapshot, "admin", None);
     assert_eq!(
         outcome.exit_code, 137,
         "the named container, not containers[0]"
@@ -539,7 +539,7 @@ async fn follow_ends_at_the_containers_exit_once_its_result_is_read() {
     assert_eq!(followed.ending, Ending::Finished);
     let last = followed.last.unwrap();
     assert_eq!(last.last_status, "DEACTIVATING", "not waited for STOPPED");
-    assert_eq!(TaskOutcome::decide(&last, "admin").exit_code, 3);
+    assert_eq!(TaskOutcome::decide(&last, "admin", None).exit_code, 3);
     assert!(matches!(followed.result, Some(Event::Result { .. })));
     assert_eq!(
         stdout_lines(&renderer),
@@ -655,7 +655,7 @@ async fn a_task_that_never_ran_ends_without_waiting_for_logs() {
     let (followed, _) =
         follow_mocked(&[&status], &log, &FollowSettings::default(), 0, "stop").await;
     assert!(start.elapsed() < Duration::from_secs(1));
-    let outcome = TaskOutcome::decide(&followed.last.unwrap(), "admin");
+    let outcome = TaskOutcome::decide(&followed.last.unwrap(), "admin", None);
     assert_eq!(
         outcome.exit_code, 125,
         "no exit code: the container never ran"

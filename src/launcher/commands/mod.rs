@@ -42,7 +42,8 @@ use crate::signals::{Handled, Signals};
 /// (--config, RUN_ADMIN_TASK_CONFIG, or ~/.config/everruns-admin/config.toml with
 /// [env.NAME] tables), then defaults; an environment named with --env or EVERRUNS_ENV
 /// wins over the variables, and --profile over access keys in the environment. Exit status: the container's own code; 2 usage or
-/// configuration; 124 timeout; 125 the container never ran; 130 interrupted.
+/// configuration; 123 the container ran but ECS has no exit code for it; 124 timeout;
+/// 125 the container never ran; 130 interrupted.
 #[derive(Debug, Parser)]
 #[command(
     name = "run-admin-task",

@@ -117,7 +117,7 @@ pub async fn session(
         Ok(WaitEnd::Ready(runtime_id)) => runtime_id,
         Ok(WaitEnd::Stopped(last)) => {
             renderer.finish();
-            let outcome = TaskOutcome::decide(&last, &config.container);
+            let outcome = TaskOutcome::decide(&last, &config.container, None);
             renderer.warn(&format!(
                 "task {} stopped before a session could start",
                 task.id()
@@ -319,7 +319,7 @@ async fn end_task(
         if let Ok(Poll::Seen(last)) = watcher.poll().await
             && last.is_stopped()
         {
-            let outcome = TaskOutcome::decide(&last, &config.container);
+            let outcome = TaskOutcome::decide(&last, &config.container, None);
             renderer.note(&format!("task {} stopped", last.id()));
             for line in &outcome.explanation {
                 renderer.note(&format!("  {line}"));

@@ -40,16 +40,10 @@ pub async fn exec(context: &Context, args: &StatusArgs) -> Result<u8, ExitError>
         ..TaskReport::default()
     };
     report.apply_snapshot(&snapshot);
-    let exited = snapshot.exit_code(&config.container).is_some();
-    let outcome = (snapshot.is_stopped() || exited)
-        .then(|| TaskOutcome::decide(&snapshot, &config.container));
-    if let Some(outcome) = &outcome {
-        report.apply_outcome(outcome);
-        report.exit_code = outcome.exit_code;
-    }
+    let ended = snapshot.is_stopped() || snapshot.exit_code(&config.container).is_some();
     if let Some(log) = &log {
         report.apply_log(log);
-        if exited {
+        if ended {
             report.result = LogFollower::new(
                 clients.logs_in(Some(&log.region)),
                 &log.group,
@@ -59,6 +53,12 @@ pub async fn exec(context: &Context, args: &StatusArgs) -> Result<u8, ExitError>
             .last_result()
             .await;
         }
+    }
+    let outcome =
+        ended.then(|| TaskOutcome::decide(&snapshot, &config.container, report.result.as_ref()));
+    if let Some(outcome) = &outcome {
+        report.apply_outcome(outcome);
+        report.exit_code = outcome.exit_code;
     }
     if context.options.output == OutputFormat::Json {
         context.renderer.document(&report);

@@ -298,7 +298,7 @@ pub(crate) fn settle(
             let outcome = followed
                 .last
                 .as_ref()
-                .map(|last| TaskOutcome::decide(last, &report.container));
+                .map(|last| TaskOutcome::decide(last, &report.container, report.result.as_ref()));
             let code = match (&followed.ending, &outcome) {
                 (Ending::Interrupted, _) => launcher::INTERRUPTED,
                 (_, Some(outcome)) => outcome.exit_code,

@@ -1,6 +1,11 @@
 //! How a stopped task ends the launcher: the exit status, why it stopped in words, and a
 //! hint for the start failures operators meet most (secrets, image pull, memory).
+//!
+//! ECS sometimes has no exit code for a container that ran (a lost host, a Docker
+//! timeout). Such a container is never reported as "never ran" (125, which a CI wrapper
+//! may retry): its own result event decides when it was read, else 123.
 
+use crate::contract::events::Event;
 use crate::contract::exit::launcher;
 use crate::launcher::task::TaskSnapshot;
 
@@ -21,14 +26,22 @@ pub struct TaskOutcome {
 
 impl TaskOutcome {
     /// Decides the outcome from the final snapshot, looking at the named container
-    /// wherever ECS lists it.
-    pub fn decide(task: &TaskSnapshot, container: &str) -> Self {
+    /// wherever ECS lists it, and from the companion's `result` event when it was read.
+    pub fn decide(task: &TaskSnapshot, container: &str, result: Option<&Event>) -> Self {
         let state = task.container(container);
         let container_exit_code = state.and_then(|c| c.exit_code);
         let container_reason = state.and_then(|c| c.reason.clone());
-        let exit_code = match container_exit_code {
-            Some(code) => u8::try_from(code).unwrap_or(u8::MAX),
-            None => launcher::NEVER_RAN,
+        let reported = match result {
+            Some(Event::Result { exit_code, .. }) => Some(*exit_code),
+            _ => None,
+        };
+        // ECS sets startedAt when the task reached RUNNING: its containers started.
+        let ran = task.started_at.is_some() || reported.is_some();
+        let exit_code = match (container_exit_code, reported) {
+            (Some(code), _) => u8::try_from(code).unwrap_or(u8::MAX),
+            (None, Some(code)) => code,
+            (None, None) if ran => launcher::RAN_EXIT_UNKNOWN,
+            (None, None) => launcher::NEVER_RAN,
         };
 
         let mut explanation = Vec::new();
@@ -50,15 +63,20 @@ impl TaskOutcome {
             (Some(_), Some(reason)) => explanation.push(format!("container {container}: {reason}")),
             (Some(_), None) => {}
         }
-        match container_exit_code {
-            Some(code) => {
-                explanation.push(format!("container {container} exited with code {code}"))
-            }
-            None => explanation.push(format!(
+        explanation.push(match (container_exit_code, reported) {
+            (Some(code), _) => format!("container {container} exited with code {code}"),
+            (None, Some(code)) => format!(
+                "container {container} ran, but ECS has no exit code for it; its result event said exit code {code}"
+            ),
+            (None, None) if ran => format!(
+                "container {container} ran, but ECS has no exit code for it and it wrote no result event; exit status {}: it may have done its work, read its log before running it again",
+                launcher::RAN_EXIT_UNKNOWN
+            ),
+            (None, None) => format!(
                 "container {container} never ran (no exit code); exit status {}",
                 launcher::NEVER_RAN
-            )),
-        }
+            ),
+        });
 
         let hints = hints_for(
             &[
@@ -139,7 +157,7 @@ mod tests {
             container("sidecar", Some(0), None),
             container("admin", Some(3), None),
         ]);
-        let outcome = TaskOutcome::decide(&task, "admin");
+        let outcome = TaskOutcome::decide(&task, "admin", None);
         assert_eq!(outcome.exit_code, 3);
         assert!(
             outcome
@@ -157,7 +175,7 @@ mod tests {
             Some("CannotPullContainerError: pull image manifest has been retried 5 time(s)"),
         )]);
         task.stop_code = Some("TaskFailedToStart".into());
-        let outcome = TaskOutcome::decide(&task, "admin");
+        let outcome = TaskOutcome::decide(&task, "admin", None);
         assert_eq!(outcome.exit_code, 125);
         assert_eq!(outcome.container_exit_code, None);
         assert!(
@@ -174,13 +192,56 @@ mod tests {
     }
 
     #[test]
+    fn a_container_that_ran_without_an_exit_code_is_never_called_never_ran() {
+        let mut task = stopped(vec![container(
+            "admin",
+            None,
+            Some(
+                "DockerTimeoutError: Could not transition to stopped; timed out after waiting 1m0s",
+            ),
+        )]);
+        task.started_at = Some(chrono::Utc::now());
+        let unknown = TaskOutcome::decide(&task, "admin", None);
+        assert_eq!(unknown.exit_code, launcher::RAN_EXIT_UNKNOWN);
+        assert!(
+            unknown
+                .explanation
+                .iter()
+                .any(|l| l.contains("ran, but ECS has no exit code"))
+                && !unknown.explanation.iter().any(|l| l.contains("never ran")),
+            "{:?}",
+            unknown.explanation
+        );
+        let result = Event::Result {
+            ts: chrono::Utc::now(),
+            command: "migrate".into(),
+            exit_code: 0,
+            summary: serde_json::json!({}),
+        };
+        let reported = TaskOutcome::decide(&task, "admin", Some(&result));
+        assert_eq!(reported.exit_code, 0, "{:?}", reported.explanation);
+        assert!(
+            reported
+                .explanation
+                .iter()
+                .any(|l| l.contains("result event said exit code 0"))
+        );
+        // The result event alone proves it ran, even where ECS shows no start time.
+        task.started_at = None;
+        assert_eq!(
+            TaskOutcome::decide(&task, "admin", Some(&result)).exit_code,
+            0
+        );
+    }
+
+    #[test]
     fn container_reason_is_explained_and_oom_hinted() {
         let task = stopped(vec![container(
             "admin",
             Some(137),
             Some("OutOfMemoryError: Container killed due to memory usage"),
         )]);
-        let outcome = TaskOutcome::decide(&task, "admin");
+        let outcome = TaskOutcome::decide(&task, "admin", None);
         assert_eq!(outcome.exit_code, 137);
         assert_eq!(
             outcome.container_reason.as_deref(),
@@ -201,7 +262,7 @@ mod tests {
     #[test]
     fn a_missing_container_is_never_ran() {
         let task = stopped(vec![container("other", Some(0), None)]);
-        let outcome = TaskOutcome::decide(&task, "admin");
+        let outcome = TaskOutcome::decide(&task, "admin", None);
         assert_eq!(outcome.exit_code, 125);
         assert!(
             outcome
