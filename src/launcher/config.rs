@@ -24,6 +24,9 @@ pub const DEFAULT_CONTAINER: &str = "admin";
 /// The launch type used when no capacity provider is named.
 pub(crate) const DEFAULT_LAUNCH_TYPE: &str = "FARGATE";
 
+/// Fargate's Spot capacity provider.
+const SPOT: &str = "FARGATE_SPOT";
+
 /// How the task gets its capacity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Capacity {
@@ -53,6 +56,29 @@ impl Capacity {
             weight: 1,
             base: 0,
         }])
+    }
+
+    /// The capacity a job runs on. A job that writes leaves FARGATE_SPOT out unless
+    /// Spot is allowed: a Spot interruption would stop it midway. The strategy keeps its
+    /// other providers, or becomes FARGATE alone when Spot was all it named.
+    pub(crate) fn for_job(&self, writes: bool, allow_spot: bool) -> Capacity {
+        match self {
+            Capacity::Strategy(shares)
+                if writes && !allow_spot && shares.iter().any(|s| s.provider == SPOT) =>
+            {
+                let on_demand: Vec<CapacityShare> = shares
+                    .iter()
+                    .filter(|s| s.provider != SPOT)
+                    .cloned()
+                    .collect();
+                if on_demand.is_empty() {
+                    Capacity::provider(DEFAULT_LAUNCH_TYPE)
+                } else {
+                    Capacity::Strategy(on_demand)
+                }
+            }
+            other => other.clone(),
+        }
     }
 
     /// For a person: `FARGATE`, or `FARGATE_SPOT (weight 1), FARGATE (weight 3, base 1)`.
@@ -211,6 +237,8 @@ pub struct LaunchConfig {
     pub previous_secret: Option<String>,
     /// Whether following waits for STOPPED instead of the container's exit.
     pub wait_stopped: bool,
+    /// Whether a job that writes may run on FARGATE_SPOT (`--allow-spot`).
+    pub allow_spot: bool,
     /// The bounds on every AWS call.
     pub api_timeouts: ApiTimeouts,
     /// When a task that has not started yet earns a warning.
@@ -507,6 +535,7 @@ impl LaunchConfig {
             current_secret: file.current_secret,
             previous_secret: file.previous_secret,
             wait_stopped: options.wait_stopped || file.wait_stopped.unwrap_or(false),
+            allow_spot: options.allow_spot,
             api_timeouts,
             slow_start,
             idempotency: Idempotency::PerInvocation,
@@ -776,6 +805,29 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert_eq!(path, Path::new("/xdg/everruns-admin/config.toml"));
+    }
+
+    #[test]
+    fn a_job_that_writes_leaves_spot_out_unless_allowed() {
+        let share = |provider: &str, weight, base| CapacityShare {
+            provider: provider.into(),
+            weight,
+            base,
+        };
+        let mixed = Capacity::Strategy(vec![share(SPOT, 3, 0), share("FARGATE", 1, 1)]);
+        assert_eq!(
+            mixed.for_job(true, false),
+            Capacity::Strategy(vec![share("FARGATE", 1, 1)])
+        );
+        assert_eq!(mixed.for_job(true, true), mixed);
+        assert_eq!(mixed.for_job(false, false), mixed);
+        let spot = Capacity::Strategy(vec![share(SPOT, 1, 0)]);
+        assert_eq!(
+            spot.for_job(true, false),
+            Capacity::Strategy(vec![share("FARGATE", 1, 0)])
+        );
+        let plain = Capacity::LaunchType("FARGATE".into());
+        assert_eq!(plain.for_job(true, false), plain);
     }
 
     #[test]

@@ -90,6 +90,11 @@ pub struct GlobalOptions {
     /// Launch a mutating command even while another one is running
     #[arg(long)]
     pub allow_concurrent: bool,
+    /// Let a job that writes (migrate, reencrypt) run on FARGATE_SPOT; without it such
+    /// a job leaves FARGATE_SPOT out of the capacity, since a Spot interruption would
+    /// stop it midway
+    #[arg(long)]
+    pub allow_spot: bool,
     /// Wait for the task to reach STOPPED (stoppedAt), not just for the container's
     /// exit and its logs [config: wait_stopped]
     #[arg(long)]

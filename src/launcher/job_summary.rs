@@ -196,7 +196,9 @@ pub fn summary(command: &str, report: &TaskReport) -> String {
     let verdict = match report.exit_code {
         0 => "✅ passed".to_string(),
         launcher::NEVER_RAN => "❌ the task never ran (exit 125)".to_string(),
-        launcher::RAN_EXIT_UNKNOWN => "❓ ran, but ECS has no exit code for it (exit 123)".to_string(),
+        launcher::RAN_EXIT_UNKNOWN => {
+            "❓ ran, but ECS has no exit code for it (exit 123)".to_string()
+        }
         launcher::TIMEOUT => "⏱️ timed out (exit 124)".to_string(),
         launcher::INTERRUPTED => "⛔ interrupted (exit 130)".to_string(),
         companion::PENDING

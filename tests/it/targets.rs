@@ -266,3 +266,61 @@ fn a_wrong_region_and_a_dead_endpoint_are_named() {
         started.elapsed()
     );
 }
+
+/// `--print-request` of `args` with the demo's exports and a config file whose
+/// capacity is FARGATE_SPOT: the request, and stderr.
+fn spot_request(args: &[&str]) -> (Output, serde_json::Value, String) {
+    let dir = config_file("capacity_provider = \"FARGATE_SPOT\"\n");
+    let out = launcher()
+        .envs(DEMO_EXPORTS)
+        .arg("--config")
+        .arg(dir.path().join("config.toml"))
+        .arg("--print-request")
+        .args(args)
+        .output()
+        .unwrap();
+    let request = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, request, stderr)
+}
+
+#[test]
+fn a_job_that_writes_runs_on_demand_unless_spot_is_allowed() {
+    let providers = |request: &serde_json::Value| -> Vec<String> {
+        request["capacityProviderStrategy"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|i| i["capacityProvider"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (out, request, stderr) = spot_request(&["migrate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(providers(&request), ["FARGATE"], "{request}");
+    assert!(
+        stderr.contains("# capacity for this job: FARGATE (weight 1)")
+            && stderr.contains("--allow-spot"),
+        "{stderr}"
+    );
+    let (_, request, _) = spot_request(&["--allow-spot", "migrate"]);
+    assert_eq!(providers(&request), ["FARGATE_SPOT"], "{request}");
+    // A read-only job keeps Spot, and says nothing.
+    let (_, request, stderr) = spot_request(&["migrate-info"]);
+    assert_eq!(providers(&request), ["FARGATE_SPOT"], "{request}");
+    assert!(!stderr.contains("capacity for this job"), "{stderr}");
+    // Asked for by flag, for a job that writes: refused before anything is sent.
+    let out = launcher()
+        .envs(DEMO_EXPORTS)
+        .args(["--capacity-provider", "FARGATE_SPOT", "reencrypt"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("add --allow-spot"),
+        "{}",
+        describe(&out)
+    );
+}

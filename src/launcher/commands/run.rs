@@ -6,6 +6,7 @@ use tokio::sync::mpsc;
 
 use crate::contract::command_line::Cli as CompanionCli;
 use crate::contract::exit::ExitError;
+use crate::launcher::config::Origin;
 use crate::launcher::context::Context;
 use crate::launcher::flags::GlobalOptions;
 use crate::launcher::github_actions;
@@ -80,6 +81,34 @@ fn launcher_flag_in(args: &[String]) -> Option<String> {
         .take_while(|arg| *arg != "--")
         .find(|arg| arg.starts_with('-') && ours(arg))
         .map(|arg| arg.split('=').next().unwrap_or(arg).to_string())
+}
+
+/// Says when a job that writes leaves FARGATE_SPOT out of the capacity it would have
+/// inherited, and refuses (exit 2, nothing launched) one the operator asked to run on
+/// Spot with `--capacity-provider` without `--allow-spot`.
+fn spot_for(context: &Context, job: &Job) -> Result<(), ExitError> {
+    let config = &context.config;
+    let capacity = config.capacity.for_job(job.mutating, config.allow_spot);
+    if capacity == config.capacity {
+        return Ok(());
+    }
+    if config.origins.capacity == Origin::Flag("--capacity-provider") {
+        return Err(ExitError::usage(anyhow::anyhow!(
+            "--capacity-provider {} for a job that writes: a Spot interruption would stop it midway; add --allow-spot if that is what you mean",
+            config.capacity.describe()
+        )));
+    }
+    let prefix = if context.options.print_request {
+        "# "
+    } else {
+        ""
+    };
+    context.renderer.warn(&format!(
+        "{prefix}capacity for this job: {} ({} without FARGATE_SPOT: the job writes, and a Spot interruption would stop it midway; --allow-spot keeps it)",
+        capacity.describe(),
+        config.origins.capacity
+    ));
+    Ok(())
 }
 
 /// What to launch: the container command, and what the guards make of it.
@@ -178,6 +207,7 @@ pub async fn exec(
 ) -> Result<u8, ExitError> {
     let config = &context.config;
     let job = &launch.job;
+    spot_for(context, job)?;
     if context.options.print_request {
         // On stderr: stdout stays the request alone, ready for `aws ecs run-task
         // --cli-input-json` (a sharded job: an array of them, one per shard).

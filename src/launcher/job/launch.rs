@@ -120,7 +120,7 @@ impl RunTaskPlan {
         Ok(RunTaskPlan {
             cluster: config.cluster.clone(),
             task_definition: task_definition.to_string(),
-            capacity: config.capacity.clone(),
+            capacity: config.capacity.for_job(job.mutating, config.allow_spot),
             platform_version: config.platform_version.clone(),
             subnets,
             security_groups: config.security_groups.clone(),

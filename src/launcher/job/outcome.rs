@@ -47,6 +47,9 @@ impl TaskOutcome {
         let mut explanation = Vec::new();
         if let Some(code) = &task.stop_code {
             explanation.push(format!("stop code: {code}"));
+            if let Some(meaning) = stop_code_meaning(code) {
+                explanation.push(meaning.to_owned());
+            }
         }
         if let Some(reason) = &task.stopped_reason {
             explanation.push(format!("stopped reason: {reason}"));
@@ -92,6 +95,19 @@ impl TaskOutcome {
             explanation,
             hints,
         }
+    }
+}
+
+/// What the stop codes that are not the job's own doing mean for the operator.
+fn stop_code_meaning(code: &str) -> Option<&'static str> {
+    match code {
+        "SpotInterruption" => Some(
+            "a Spot interruption: AWS took the FARGATE_SPOT capacity back (SIGTERM, then SIGKILL after the stop timeout), not a failure of the job; rerun it (a job that writes runs on on-demand capacity unless --allow-spot)",
+        ),
+        "TerminationNotice" => Some(
+            "a termination notice: AWS retired the task's host (Fargate maintenance) and stopped it with SIGTERM, not a failure of the job; rerun it",
+        ),
+        _ => None,
     }
 }
 
@@ -231,6 +247,22 @@ mod tests {
         assert_eq!(
             TaskOutcome::decide(&task, "admin", Some(&result)).exit_code,
             0
+        );
+    }
+
+    #[test]
+    fn a_spot_interruption_is_named_as_such() {
+        let mut task = stopped(vec![container("admin", Some(143), None)]);
+        task.stop_code = Some("SpotInterruption".into());
+        let outcome = TaskOutcome::decide(&task, "admin", None);
+        assert_eq!(outcome.exit_code, 143);
+        assert!(
+            outcome
+                .explanation
+                .iter()
+                .any(|l| l.starts_with("a Spot interruption")),
+            "{:?}",
+            outcome.explanation
         );
     }
 
