@@ -24,6 +24,9 @@ pub const DEFAULT_CONTAINER: &str = "admin";
 /// The launch type used when no capacity provider is named.
 pub(crate) const DEFAULT_LAUNCH_TYPE: &str = "FARGATE";
 
+/// How often a task ECS never started is started again, unless told otherwise.
+pub(crate) const DEFAULT_START_RETRIES: u32 = 2;
+
 /// Fargate's Spot capacity provider.
 const SPOT: &str = "FARGATE_SPOT";
 
@@ -239,6 +242,8 @@ pub struct LaunchConfig {
     pub wait_stopped: bool,
     /// Whether a job that writes may run on FARGATE_SPOT (`--allow-spot`).
     pub allow_spot: bool,
+    /// How often a task ECS never started is started again (`--start-retries`).
+    pub start_retries: u32,
     /// The bounds on every AWS call.
     pub api_timeouts: ApiTimeouts,
     /// When a task that has not started yet earns a warning.
@@ -536,6 +541,15 @@ impl LaunchConfig {
             previous_secret: file.previous_secret,
             wait_stopped: options.wait_stopped || file.wait_stopped.unwrap_or(false),
             allow_spot: options.allow_spot,
+            start_retries: match (options.start_retries, env("RUN_ADMIN_TASK_START_RETRIES")) {
+                (Some(n), _) => n,
+                (None, Some(text)) => text.trim().parse().map_err(|_| {
+                    ExitError::usage(anyhow!(
+                        "RUN_ADMIN_TASK_START_RETRIES={text:?} is not a number of retries: use 0, 1, 2, ..."
+                    ))
+                })?,
+                (None, None) => file.start_retries.unwrap_or(DEFAULT_START_RETRIES),
+            },
             api_timeouts,
             slow_start,
             idempotency: Idempotency::PerInvocation,

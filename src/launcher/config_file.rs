@@ -59,6 +59,8 @@ pub struct FileSettings {
     /// `account_id = "123456789012"`: refuse to launch with credentials of another
     /// account.
     pub account_id: Option<String>,
+    /// `start_retries = 2`: how often a task ECS never started is started again.
+    pub start_retries: Option<u32>,
 }
 
 /// A list written either as a TOML array or as one comma-separated string.
@@ -149,6 +151,7 @@ impl ConfigFile {
             service: table.service.or(base.service),
             platform_version: table.platform_version.or(base.platform_version),
             account_id: table.account_id.or(base.account_id),
+            start_retries: table.start_retries.or(base.start_retries),
         })
     }
 }

@@ -90,6 +90,11 @@ pub struct GlobalOptions {
     /// Launch a mutating command even while another one is running
     #[arg(long)]
     pub allow_concurrent: bool,
+    /// Start the task again up to N times when ECS proves it never started (no capacity,
+    /// RESOURCE:*), after 1 s, 2 s, 4 s, ...; never for a container that ran
+    /// [env: RUN_ADMIN_TASK_START_RETRIES] [config: start_retries] [default: 2]
+    #[arg(long, value_name = "N")]
+    pub start_retries: Option<u32>,
     /// Let a job that writes (migrate, reencrypt) run on FARGATE_SPOT; without it such
     /// a job leaves FARGATE_SPOT out of the capacity, since a Spot interruption would
     /// stop it midway

@@ -58,6 +58,9 @@ LOG = logging.getLogger("emulator")
 ADMIN_IMAGE = "everruns-admin:local"
 SHELL_IMAGE = "local/shell"
 UNPULLABLE_PREFIX = "registry.invalid/"
+CAPACITY_UNAVAILABLE = (
+    "Capacity is unavailable at this time. Please try again later or in a different availability zone"
+)
 
 STOP_SEQUENCE = ["DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"]
 
@@ -295,6 +298,7 @@ class Agent:
         self.log_batch: float = args.log_batch_seconds
         self.final_flush_delay: float = args.final_flush_delay_seconds
         self.stop_grace: float = args.stop_grace_seconds
+        self.capacity_failures: int = args.capacity_failures
         self.companion: str = os.path.abspath(args.companion) if os.sep in args.companion else args.companion
         self.admin_entrypoint: str = args.admin_image_entrypoint
         # The admin image under each name it can be pulled by: the local one, and its
@@ -779,6 +783,10 @@ class Agent:
                         "Task definition does not support launch_type FARGATE."
                     )
                 self.validate_network(backend, net)
+            if self.capacity_failures > 0:
+                # As Fargate answers when a zone has no capacity: no task, a failure.
+                self.capacity_failures -= 1
+                return ActionResult({"tasks": [], "failures": [{"reason": CAPACITY_UNAVAILABLE}]})
             moto_tasks = backend.run_task(
                 cluster_str,
                 td_str,
@@ -1197,6 +1205,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="value of everruns/encryption-key-previous (secret created only if given)")
     p.add_argument("--log-batch-seconds", type=float, default=0.2,
                    help="awslogs flush interval (real ECS: 5)")
+    p.add_argument("--capacity-failures", type=int, default=0,
+                   help="answer the first N valid RunTasks with a capacity failure and no task")
     p.add_argument("--stop-grace-seconds", type=float, default=30.0,
                    help="SIGTERM to SIGKILL delay on stop (ECS stopTimeout default: 30)")
     p.add_argument("--state-delay-seconds", type=float, default=0.15,

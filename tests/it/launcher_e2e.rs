@@ -306,6 +306,41 @@ fn a_task_that_cannot_start_is_125_with_the_reason_and_a_hint() {
 }
 
 #[test]
+fn a_start_refused_for_capacity_is_retried_and_only_that() {
+    let (_db, emu) = crate::common::emulator::stack_with(&["--capacity-failures", "3"]);
+    // Without retries, the first refusal ends the job: no container ran.
+    let once = run(emu
+        .launcher()
+        .args(["--start-retries", "0", "migrate-info"]));
+    assert_eq!(once.status.code(), Some(125), "{}", describe(&once));
+    assert!(
+        both_streams(&once).contains("Capacity is unavailable"),
+        "{}",
+        describe(&once)
+    );
+    // Two refusals left: the default two retries start it on the third try.
+    let retried = run(emu.launcher().args(["--output", "json", "migrate-info"]));
+    assert_eq!(retried.status.code(), Some(0), "{}", describe(&retried));
+    let stderr = String::from_utf8_lossy(&retried.stderr);
+    assert_eq!(
+        stderr.matches("refused, no container ran").count(),
+        2,
+        "{stderr}"
+    );
+    let doc = report(&retried);
+    assert_eq!(doc["failed_starts"].as_array().unwrap().len(), 2, "{doc}");
+    assert_eq!(doc["failed_starts"][1]["attempt"], 2, "{doc}");
+    assert_eq!(doc["result"]["command"], "migrate-info", "{doc}");
+    // A refusal that would only repeat is not retried: an unknown cluster.
+    let wrong = run(emu.launcher().args(["--cluster", "nope", "migrate-info"]));
+    assert!(
+        !both_streams(&wrong).contains("starting again"),
+        "{}",
+        describe(&wrong)
+    );
+}
+
+#[test]
 fn a_container_whose_exit_code_ecs_lost_is_never_called_never_ran() {
     let (_db, emu) = stack();
     // The companion's result event says how it ended: that is the outcome.

@@ -354,6 +354,30 @@ pub fn rejected(failures: &[LaunchFailure]) -> ExitError {
     )
 }
 
+/// Whether RunTask's `failures` prove that no container started and that starting again
+/// may work: capacity that was not there (`Capacity is unavailable at this time`,
+/// `RESOURCE:*`). Anything else (a missing cluster, an attribute no capacity has) would
+/// fail again.
+pub(crate) fn worth_starting_again(failures: &[LaunchFailure]) -> bool {
+    !failures.is_empty()
+        && failures.iter().all(|f| {
+            let reason = f.reason.as_deref().unwrap_or_default();
+            reason.starts_with("RESOURCE:") || reason.contains("Capacity is unavailable")
+        })
+}
+
+/// The clientToken of start `attempt` (from 1) of a job whose first start used `token`:
+/// each start is its own RunTask; the task's tag keeps the job's token, so a rerun of the
+/// same CI step still finds the job's task.
+pub(crate) fn attempt_token(token: &str, attempt: u32) -> String {
+    if attempt <= 1 {
+        return token.to_owned();
+    }
+    let suffix = format!("-{attempt}");
+    let keep = 64usize.saturating_sub(suffix.len()).min(token.len());
+    format!("{}{suffix}", &token[..keep])
+}
+
 /// Reduces text to what ECS accepts in a tag value (letters, digits, spaces and
 /// `+ - = . _ : / @`) and to its length limit.
 pub(crate) fn tag_value(text: &str) -> String {
@@ -473,6 +497,35 @@ mod tests {
             who: "alice".into(),
             host: "laptop".into(),
         }
+    }
+
+    #[test]
+    fn only_a_start_refused_for_capacity_is_worth_starting_again() {
+        let failure = |reason: &str| LaunchFailure {
+            arn: None,
+            reason: Some(reason.into()),
+            detail: None,
+        };
+        assert!(worth_starting_again(&[failure(
+            "Capacity is unavailable at this time. Please try again later or in a different availability zone"
+        )]));
+        assert!(worth_starting_again(&[failure("RESOURCE:MEMORY")]));
+        assert!(!worth_starting_again(&[failure("MISSING")]));
+        assert!(!worth_starting_again(&[
+            failure("RESOURCE:CPU"),
+            failure("ATTRIBUTE")
+        ]));
+        assert!(!worth_starting_again(&[]));
+    }
+
+    #[test]
+    fn each_start_has_its_own_token_within_runtasks_limit() {
+        let token = "a".repeat(64);
+        assert_eq!(attempt_token(&token, 1), token);
+        let second = attempt_token(&token, 2);
+        assert_eq!(second.len(), 64);
+        assert!(second.ends_with("-2") && second != attempt_token(&token, 3));
+        assert_eq!(attempt_token("job", 3), "job-3");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use self::launch::{
     Job, RunTaskPlan, concurrency_refusal, find_running_mutation, idempotent_token, rejected,
 };
 use self::outcome::TaskOutcome;
-use self::report::{Phases, TaskReport};
+use self::report::{FailedStart, Phases, TaskReport};
 use self::watch::{Poll, PollTiming, TaskWatcher};
 use crate::contract::events::Event;
 use crate::contract::exit::{ExitError, launcher};
@@ -72,43 +72,80 @@ pub(crate) async fn launch_and_follow(
         context.operator.display()
     );
     let sent_at = chrono::Utc::now();
-    // A signal while RunTask is in flight waits for its answer (bounded by the call
-    // timeout) to stop the task it started; a second one leaves.
-    let send = plan.send(&clients.ecs);
-    tokio::pin!(send);
-    let mut interrupted = false;
+    let first_token = plan.client_token.clone();
+    let mut attempt = 1;
     let reply = loop {
-        tokio::select! {
-            reply = &mut send => break reply?,
-            Some(()) = interrupts.recv() => {
-                if interrupted {
+        // A signal while RunTask is in flight waits for its answer (bounded by the call
+        // timeout) to stop the task it started; a second one leaves.
+        let (reply, interrupted) = {
+            let send = plan.send(&clients.ecs);
+            tokio::pin!(send);
+            let mut interrupted = false;
+            let reply = loop {
+                tokio::select! {
+                    reply = &mut send => break reply?,
+                    Some(()) = interrupts.recv() => {
+                        if interrupted {
+                            renderer.warn(&format!(
+                                "left while RunTask was in flight: a task may have started; `run-admin-task --cluster {} list` shows it",
+                                config.cluster
+                            ));
+                            return Ok((launcher::INTERRUPTED, Some(report)));
+                        }
+                        interrupted = true;
+                        renderer.warn("interrupted while RunTask was in flight: waiting for its answer to stop the task it starts (Ctrl-C again to leave)");
+                    }
+                }
+            };
+            (reply, interrupted)
+        };
+        if interrupted {
+            if let Some(task) = &reply.task {
+                report.apply_snapshot(task);
+                if stop_on_the_way_out(&clients, &config.cluster, &task.arn, &stop_reason, renderer)
+                    .await
+                {
                     renderer.warn(&format!(
-                        "left while RunTask was in flight: a task may have started; `run-admin-task --cluster {} list` shows it",
-                        config.cluster
+                        "interrupted: task {} was asked to stop",
+                        task.id()
                     ));
+                }
+            }
+            report.interrupted = true;
+            report.exit_code = launcher::INTERRUPTED;
+            return Ok((launcher::INTERRUPTED, Some(report)));
+        }
+        // No container started: starting again may find the capacity this one lacked.
+        if reply.task.is_none()
+            && attempt <= config.start_retries
+            && launch::worth_starting_again(&reply.failures)
+        {
+            let pause = std::time::Duration::from_secs(1 << (attempt - 1).min(5));
+            renderer.warn(&format!(
+                "start {attempt} refused, no container ran: {}; starting again in {} s ({} more at most; --start-retries)",
+                rejected(&reply.failures).error,
+                pause.as_secs(),
+                config.start_retries + 1 - attempt
+            ));
+            report.failed_starts.push(FailedStart {
+                attempt,
+                failures: reply.failures,
+            });
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                Some(()) = interrupts.recv() => {
+                    renderer.warn("interrupted between starts: no task is running");
+                    report.interrupted = true;
+                    report.exit_code = launcher::INTERRUPTED;
                     return Ok((launcher::INTERRUPTED, Some(report)));
                 }
-                interrupted = true;
-                renderer.warn("interrupted while RunTask was in flight: waiting for its answer to stop the task it starts (Ctrl-C again to leave)");
             }
+            attempt += 1;
+            plan.client_token = launch::attempt_token(&first_token, attempt);
+            continue;
         }
+        break reply;
     };
-    if interrupted {
-        if let Some(task) = &reply.task {
-            report.apply_snapshot(task);
-            if stop_on_the_way_out(&clients, &config.cluster, &task.arn, &stop_reason, renderer)
-                .await
-            {
-                renderer.warn(&format!(
-                    "interrupted: task {} was asked to stop",
-                    task.id()
-                ));
-            }
-        }
-        report.interrupted = true;
-        report.exit_code = launcher::INTERRUPTED;
-        return Ok((launcher::INTERRUPTED, Some(report)));
-    }
     let task = match reply.task {
         Some(task) if reply.failures.is_empty() => task,
         _ => {

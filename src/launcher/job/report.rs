@@ -24,6 +24,7 @@
 //! | `log_group`, `log_stream`, `console_url` | where the container's logs are |
 //! | `hints` | what to check for a recognised failure |
 //! | `failures` | RunTask's `failures[]` (`arn`, `reason`, `detail`) |
+//! | `failed_starts` | the starts ECS refused for want of capacity before the last one (`attempt`, `failures`); no container ran in any of them |
 //! | `error` | what went wrong when the launcher itself failed |
 
 use std::time::Duration;
@@ -45,6 +46,15 @@ pub struct LaunchFailure {
     pub reason: Option<String>,
     /// More detail, when ECS gives it.
     pub detail: Option<String>,
+}
+
+/// A start ECS refused before one it took (`--start-retries`): no container ran.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailedStart {
+    /// Which start, from 1.
+    pub attempt: u32,
+    /// RunTask's `failures[]` for it.
+    pub failures: Vec<LaunchFailure>,
 }
 
 /// The JSON report of one task (see the module docs for the fields).
@@ -108,6 +118,8 @@ pub struct TaskReport {
     pub hints: Vec<String>,
     /// RunTask failures.
     pub failures: Vec<LaunchFailure>,
+    /// The starts refused for want of capacity, before the last one.
+    pub failed_starts: Vec<FailedStart>,
     /// The launcher's own error, if it failed.
     pub error: Option<String>,
     /// How long each phase took.
