@@ -2,6 +2,7 @@
 //! crate listens for them, so every command of both binaries stops the same way.
 
 use std::fmt;
+#[cfg(feature = "launcher")]
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::signal::unix::{SignalKind, signal};
@@ -51,13 +52,16 @@ impl Signals {
 }
 
 /// How many [`Handled`] guards are alive.
+#[cfg(feature = "launcher")]
 static HANDLED: AtomicUsize = AtomicUsize::new(0);
 
 /// While alive, says that the code running handles stop signals itself: a task this
 /// invocation launched must be stopped, or a write sequence finished, before the process
 /// leaves. Elsewhere a signal simply ends the command, even in the middle of a call.
+#[cfg(feature = "launcher")]
 pub(crate) struct Handled(());
 
+#[cfg(feature = "launcher")]
 impl Handled {
     /// Claims the signals until the guard is dropped.
     pub(crate) fn claim() -> Self {
@@ -71,6 +75,7 @@ impl Handled {
     }
 }
 
+#[cfg(feature = "launcher")]
 impl Drop for Handled {
     fn drop(&mut self) {
         HANDLED.fetch_sub(1, Ordering::SeqCst);

@@ -5,7 +5,9 @@
 use std::fmt::Display;
 use std::io::Write;
 
-/// Writes `text` and a newline to stdout, ignoring a closed pipe.
+/// Writes `text` and a newline to stdout, ignoring a closed pipe (the launcher's; the
+/// companion writes through its console).
+#[cfg(feature = "launcher")]
 pub(crate) fn out_line(text: impl Display) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{text}");
