@@ -24,8 +24,10 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 use tokio::sync::watch;
 
+use crate::companion::console::Ended;
 use crate::contract::events::StopReport;
 use crate::contract::exit::{ExitError, companion};
+use crate::contract::result::Summary;
 use crate::signals::{Signal, Signals};
 
 /// How long the work gets, after its statements were cancelled, to roll back and
@@ -137,8 +139,8 @@ pub async fn record(
 /// unless the work had already finished.
 pub(crate) async fn run_stoppable(
     deadline: Option<DateTime<Utc>>,
-    work: impl Future<Output = Result<(u8, Value), ExitError>>,
-) -> Result<(u8, Value), ExitError> {
+    work: impl Future<Output = Result<(u8, Summary), ExitError>>,
+) -> Result<Ended, ExitError> {
     if let Some(at) = deadline
         && at <= Utc::now()
     {
@@ -164,7 +166,7 @@ pub(crate) async fn run_stoppable(
     };
     let mut work = std::pin::pin!(work);
     let cause = tokio::select! {
-        result = &mut work => return result,
+        result = &mut work => return result.map(Ended::from),
         signal = signals.recv() => Cause::Signal(signal),
         at = until_deadline => Cause::Deadline(at),
     };
@@ -211,23 +213,24 @@ pub(crate) async fn run_stoppable(
         );
     }
     let detail = serde_json::to_value(&report).unwrap_or(Value::Null);
+    let stopped = |code, summary| Ended {
+        code,
+        summary,
+        stopped: Some(report.clone()),
+    };
     match finished {
         // Done before the stop could matter: the work's own answer.
-        Ok(Ok((companion::SUCCESS, mut summary))) => {
-            summary["stopped"] = detail;
-            Ok((companion::SUCCESS, summary))
-        }
+        Ok(Ok((companion::SUCCESS, summary))) => Ok(stopped(companion::SUCCESS, summary)),
         // Ended early by the stop (a cancelled statement reads as a failed check): the
         // stop's code, the partial summary kept.
-        Ok(Ok((code, mut summary))) => {
+        Ok(Ok((code, summary))) => {
             if code != cause.exit_code() {
                 tracing::warn!(
                     "{}: the statement in flight was cancelled; what it would have ended with (exit {code}) does not stand",
                     cause.describe()
                 );
             }
-            summary["stopped"] = detail;
-            Ok((cause.exit_code(), summary))
+            Ok(stopped(cause.exit_code(), summary))
         }
         Ok(Err(error)) if error.code == cause.exit_code() => Err(with_stop(error, detail)),
         Ok(Err(error)) => Err(with_stop(

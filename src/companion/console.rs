@@ -37,8 +37,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::contract::command_line::Output;
-use crate::contract::events::Event;
+use crate::contract::events::{Event, StopReport};
 use crate::contract::exit::ExitError;
+use crate::contract::result::Summary;
 
 static JSON: OnceLock<bool> = OnceLock::new();
 static NEVER_PRINT: RwLock<Vec<zeroize::Zeroizing<String>>> = RwLock::new(Vec::new());
@@ -217,11 +218,38 @@ pub fn finish(command: &str, exit_code: u8, summary: Value) {
     });
 }
 
+/// How a command ended: its exit status and summary, and what a stop did in the
+/// database when it was stopped.
+pub(crate) struct Ended {
+    pub code: u8,
+    pub summary: Summary,
+    pub stopped: Option<StopReport>,
+}
+
+impl From<(u8, Summary)> for Ended {
+    fn from((code, summary): (u8, Summary)) -> Self {
+        Ended {
+            code,
+            summary,
+            stopped: None,
+        }
+    }
+}
+
 /// Ends a command: logs its error, if any, writes the `result` event and returns the
 /// exit code the process must end with.
-pub(crate) fn conclude(command: &str, result: Result<(u8, Value), ExitError>) -> u8 {
-    match result {
-        Ok((code, summary)) => {
+pub(crate) fn conclude(command: &str, result: Result<impl Into<Ended>, ExitError>) -> u8 {
+    match result.map(Into::into) {
+        Ok(Ended {
+            code,
+            summary,
+            stopped,
+        }) => {
+            let mut summary = summary.to_value();
+            if let Some(stopped) = stopped {
+                summary["stopped"] =
+                    serde_json::to_value(stopped).expect("stop reports always serialize");
+            }
             finish(command, code, summary);
             code
         }

@@ -8,14 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 use zeroize::Zeroizing;
 
 use super::cancel;
 use crate::contract::exit::ExitError;
+use crate::contract::migration_report::LockHolder;
 
 /// The database to work on, from `DATABASE_URL`. Its password is kept out of every
 /// message: [`DatabaseUrl::scrub`] removes it from any text that might quote it.
@@ -276,42 +275,6 @@ fn is_transient(error: &sqlx::Error) -> bool {
         // 57P03: the server is starting up or shutting down.
         sqlx::Error::Database(db) => db.code().as_deref() == Some("57P03"),
         _ => false,
-    }
-}
-
-/// A session that holds, or held, an advisory lock: what an operator needs to find it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub(crate) struct LockHolder {
-    /// Server process id (for `pg_terminate_backend`, if it must come to that).
-    pub pid: i32,
-    /// The holder's `application_name`.
-    pub application_name: Option<String>,
-    /// Client address, when over TCP.
-    pub client_addr: Option<String>,
-    /// When the holder's session started.
-    pub backend_start: Option<DateTime<Utc>>,
-    /// When its current state began.
-    pub state_change: Option<DateTime<Utc>>,
-    /// `active`, `idle`, ...
-    pub state: Option<String>,
-}
-
-impl std::fmt::Display for LockHolder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "pid {} (application {:?}, client {}, connected since {}, {} since {})",
-            self.pid,
-            self.application_name.as_deref().unwrap_or(""),
-            self.client_addr.as_deref().unwrap_or("local socket"),
-            self.backend_start
-                .map(|t| t.to_rfc3339())
-                .unwrap_or_else(|| "?".into()),
-            self.state.as_deref().unwrap_or("?"),
-            self.state_change
-                .map(|t| t.to_rfc3339())
-                .unwrap_or_else(|| "?".into()),
-        )
     }
 }
 

@@ -15,6 +15,7 @@ use crate::companion::database::{self, DatabaseUrl};
 use crate::companion::migrations::state::SchemaState;
 use crate::companion::migrations::{Catalog, history};
 use crate::contract::exit::ExitError;
+use crate::contract::result::Summary;
 use crate::contract::summary::{DatabaseProbe, KeysProbe, SchemaProbe, StatusSummary};
 use crate::keyring::Keyring;
 
@@ -27,7 +28,7 @@ pub(crate) struct StatusOptions {
 
 /// Runs the three probes and returns the exit code and the summary. Never fails:
 /// every problem is part of the summary.
-pub async fn run(options: &StatusOptions) -> Result<(u8, serde_json::Value), ExitError> {
+pub async fn run(options: &StatusOptions) -> Result<(u8, Summary), ExitError> {
     let keys = probe_keys();
     let (database, schema) = match DatabaseUrl::from_env() {
         Ok(url) => probe_database(&url, options.connect_timeout).await,
@@ -47,8 +48,7 @@ pub async fn run(options: &StatusOptions) -> Result<(u8, serde_json::Value), Exi
         schema,
         keys,
     };
-    let value = serde_json::to_value(&summary).expect("summaries always serialize");
-    Ok((summary.exit_code(), value))
+    Ok((summary.exit_code(), Summary::Status(summary)))
 }
 
 fn elapsed_ms(started: Instant) -> u64 {

@@ -5,9 +5,10 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use crate::contract::exit::{ExitError, companion};
+use crate::contract::result::Summary;
+use crate::contract::summary::ShellSummary;
 use crate::signals::{Signal, Signals};
 use anyhow::Context;
-use serde_json::json;
 
 /// Options of `shell`.
 #[derive(Debug, Clone)]
@@ -20,7 +21,7 @@ pub(crate) struct ShellOptions {
 
 /// Runs the shell (terminal) or waits (no terminal). Returns the exit code and the
 /// result summary: the shell's own code, or 0 after the wait or a SIGTERM.
-pub async fn run(options: &ShellOptions) -> Result<(u8, serde_json::Value), ExitError> {
+pub async fn run(options: &ShellOptions) -> Result<(u8, Summary), ExitError> {
     if std::io::stdin().is_terminal() {
         let shell = ["/bin/bash", "/bin/sh"]
             .into_iter()
@@ -32,7 +33,12 @@ pub async fn run(options: &ShellOptions) -> Result<(u8, serde_json::Value), Exit
             .await
             .with_context(|| format!("starting {shell}"))?;
         let code = status.code().unwrap_or(1).clamp(0, 255) as u8;
-        return Ok((code, json!({ "mode": "interactive", "shell": shell })));
+        return Ok((
+            code,
+            Summary::Shell(ShellSummary::Interactive {
+                shell: shell.to_string(),
+            }),
+        ));
     }
 
     // Listening first: a StopTask during the metadata call still ends in exit 0.
@@ -61,7 +67,10 @@ pub async fn run(options: &ShellOptions) -> Result<(u8, serde_json::Value), Exit
     tracing::info!("shell container exiting: {reason}");
     Ok((
         code,
-        json!({ "mode": "wait", "ended": reason, "task_id": task_id }),
+        Summary::Shell(ShellSummary::Wait {
+            ended: reason.to_string(),
+            task_id,
+        }),
     ))
 }
 
@@ -184,6 +193,7 @@ fn http_body(response: &[u8]) -> anyhow::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_task_id_is_the_last_segment_of_the_task_arn() {

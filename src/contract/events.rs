@@ -100,24 +100,6 @@ impl Event {
         serde_json::from_str(line).ok()
     }
 
-    /// What a stop did in the database, when this is the result of a stopped job.
-    pub fn stopped(&self) -> Option<StopReport> {
-        match self {
-            Event::Result { summary, .. } => summary
-                .get("stopped")
-                .and_then(|stopped| serde_json::from_value(stopped.clone()).ok()),
-            _ => None,
-        }
-    }
-
-    /// The error the result names, if the job failed or was stopped.
-    pub fn error(&self) -> Option<&str> {
-        match self {
-            Event::Result { summary, .. } => summary.get("error").and_then(Value::as_str),
-            _ => None,
-        }
-    }
-
     /// The JSON line for this event (no trailing newline).
     pub(crate) fn to_json_line(&self) -> String {
         serde_json::to_string(self).expect("events always serialize")

@@ -9,4 +9,7 @@ pub mod command_line;
 pub mod duration;
 pub mod events;
 pub mod exit;
+pub mod findings;
+pub mod migration_report;
+pub mod result;
 pub mod summary;

@@ -110,6 +110,30 @@ pub struct Counts {
     pub undecryptable: u64,
 }
 
+impl Counts {
+    /// Adds `other`'s counts to these.
+    pub(crate) fn add_all(&mut self, other: &Counts) {
+        self.scanned += other.scanned;
+        self.already_on_primary += other.already_on_primary;
+        self.reencrypted += other.reencrypted;
+        self.skipped += other.skipped;
+        self.undecryptable += other.undecryptable;
+    }
+
+    /// The counts in the order reports show them, with their names: scanned,
+    /// re-encrypted, already on primary, skipped, undecryptable.
+    #[cfg(feature = "launcher")]
+    pub(crate) fn named(&self) -> [(&'static str, u64); 5] {
+        [
+            ("scanned", self.scanned),
+            ("reencrypted", self.reencrypted),
+            ("already_on_primary", self.already_on_primary),
+            ("skipped", self.skipped),
+            ("undecryptable", self.undecryptable),
+        ]
+    }
+}
+
 /// The counts of one encrypted column.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableReport {
@@ -138,7 +162,7 @@ pub struct UndecryptableValue {
 }
 
 /// What a run did; serialized into the final result event.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReencryptReport {
     /// How it ended.
     pub outcome: Outcome,
@@ -164,6 +188,73 @@ pub struct ReencryptReport {
     /// Values read per second over the whole run.
     #[serde(default)]
     pub rows_per_second: f64,
+    /// Undecryptable values left out of `undecryptable` in the result event (the log
+    /// lists every one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undecryptable_not_listed: Option<usize>,
+}
+
+impl ReencryptReport {
+    /// The counts of every table together.
+    pub(crate) fn total(&self) -> Counts {
+        let mut total = Counts::default();
+        for table in &self.tables {
+            total.add_all(&table.counts);
+        }
+        total
+    }
+
+    /// A completed run over `tables` (name, scanned, re-encrypted), for tests.
+    #[cfg(test)]
+    pub(crate) fn completed(tables: &[(&str, u64, u64)]) -> Self {
+        ReencryptReport {
+            outcome: Outcome::Completed,
+            dry_run: false,
+            exit_code: 0,
+            keys: KeyIds {
+                primary: "kek-v2".into(),
+                previous: vec!["kek-v1".into()],
+            },
+            batch_size: 100,
+            elapsed_ms: 1,
+            tables: tables
+                .iter()
+                .map(|&(table, scanned, reencrypted)| TableReport {
+                    table: table.into(),
+                    column: "c".into(),
+                    counts: Counts {
+                        scanned,
+                        reencrypted,
+                        already_on_primary: scanned - reencrypted,
+                        ..Counts::default()
+                    },
+                })
+                .collect(),
+            by_key_id: BTreeMap::new(),
+            undecryptable: Vec::new(),
+            shard: None,
+            rows_per_second: 0.0,
+            undecryptable_not_listed: None,
+        }
+    }
+}
+
+/// The result event's summary of `shell`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub(crate) enum ShellSummary {
+    /// A shell ran on the container's terminal.
+    Interactive {
+        /// Which shell.
+        shell: String,
+    },
+    /// No terminal: the container waited for ECS Exec.
+    Wait {
+        /// Why the wait ended.
+        ended: String,
+        /// The task, from its metadata endpoint.
+        task_id: Option<String>,
+    },
 }
 
 /// The ids of a keyring, for reports: the only part of a key that may be shown.

@@ -14,13 +14,13 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
-use crate::contract::events::Event;
-use crate::contract::exit::launcher;
+use crate::contract::exit::{companion, launcher};
+use crate::contract::findings::Severity;
+use crate::contract::result::{CompanionResult, Summary};
+use crate::contract::summary::Counts;
 use crate::launcher::flags::{EnvLookup, process_env};
 use crate::launcher::job::report::{ShardReport, ShardedReport, TaskReport};
-use crate::launcher::job_summary::{cell, result_of, rows, summary, task_console_url};
+use crate::launcher::job_summary::{cell, summary, task_console_url};
 
 /// Where this step's summary and outputs go.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -129,7 +129,15 @@ pub(crate) fn conclude_sharded(job: &str, report: &ShardedReport) -> Conclusion 
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let result = serde_json::json!({"shards": report.shards, "ran": report.ran, "exit_code": report.exit_code, "totals": report.totals, "tables": report.tables});
+    // The job's part of the `--output json` document, as that document writes it.
+    let document = serde_json::to_value(report).expect("reports always serialize");
+    let result = serde_json::json!({
+        "shards": document["shards"],
+        "ran": document["ran"],
+        "exit_code": document["exit_code"],
+        "totals": document["totals"],
+        "tables": document["tables"],
+    });
     let outputs = format!(
         "exit-code={}\ntask-arn={}\ntask-id={}\nlog-url={}\nresult={result}\n",
         report.exit_code,
@@ -146,14 +154,13 @@ pub(crate) fn conclude_sharded(job: &str, report: &ShardedReport) -> Conclusion 
             format!("❌ failed (exit {})", report.exit_code)
         }
     );
-    let counts = [
-        "scanned",
-        "reencrypted",
-        "already_on_primary",
-        "skipped",
-        "undecryptable",
-    ];
     summary.push_str("| Shard | Task | Exit code | Scanned | Re-encrypted | Already on primary | Skipped | Undecryptable |\n|---|---|---|---|---|---|---|---|\n");
+    let cells = |counts: Option<Counts>| -> Vec<String> {
+        match counts {
+            Some(counts) => counts.named().iter().map(|(_, n)| n.to_string()).collect(),
+            None => vec![String::new(); 5],
+        }
+    };
     for t in &report.tasks {
         let task = match (&t.task.task_arn, &t.task.task_id) {
             (Some(arn), Some(id)) => match task_console_url(arn) {
@@ -162,31 +169,18 @@ pub(crate) fn conclude_sharded(job: &str, report: &ShardedReport) -> Conclusion 
             },
             _ => "(not started)".to_string(),
         };
-        let summary_counts = |key: &str| match &t.task.result {
-            Some(Event::Result { summary, .. }) => summary["tables"]
-                .as_array()
-                .map(|tables| {
-                    tables
-                        .iter()
-                        .filter_map(|x| x[key].as_u64())
-                        .sum::<u64>()
-                        .to_string()
-                })
-                .unwrap_or_default(),
-            _ => String::new(),
+        let counts = match t.task.result.as_ref().map(|r| &r.summary) {
+            Some(Summary::Reencrypt(report)) => Some(report.total()),
+            _ => None,
         };
-        let cells: Vec<String> = counts.iter().map(|k| summary_counts(k)).collect();
         summary.push_str(&format!(
             "| {} | {task} | {} | {} |\n",
             t.shard,
             t.task.exit_code,
-            cells.join(" | ")
+            cells(counts).join(" | ")
         ));
     }
-    let totals: Vec<String> = counts
-        .iter()
-        .map(|k| cell(report.totals.get(*k).unwrap_or(&Value::Null)))
-        .collect();
+    let totals = cells(report.totals.clone());
     summary.push_str(&format!(
         "| **all** | | **{}** | {} |\n\n",
         report.exit_code,
@@ -279,44 +273,37 @@ fn annotation_at(level: &str, location: Option<&str>, title: &str, message: &str
 /// failed, a warning for pending migrations in the gate, nothing when it passed.
 pub fn annotations(command: &str, report: &TaskReport) -> Vec<String> {
     let mut lines = Vec::new();
-    let result = result_of(report);
+    let result = report.result.as_ref();
     // The linter's findings, each on its file and line.
-    if let Some((_, _, summary)) = result {
-        for finding in rows(summary, "findings") {
-            let level = match finding["severity"].as_str() {
-                Some("blocking") => "error",
-                Some("warning") => "warning",
-                _ => continue,
-            };
-            let file = finding["file"]
-                .as_str()
-                .map(|f| match finding["line"].as_u64() {
-                    Some(line) => format!("{f},line={line}"),
-                    None => f.to_string(),
-                });
-            lines.push(annotation_at(
-                level,
-                file.as_deref(),
-                &format!("{} on {}", cell(&finding["rule"]), cell(&finding["table"])),
-                &format!(
-                    "{} takes {}; fix: {}",
-                    cell(&finding["why"]),
-                    cell(&finding["lock"]),
-                    cell(&finding["fix"])
-                ),
-            ));
-        }
+    for finding in result.map_or(&[][..], |r| r.summary.findings()) {
+        let level = match finding.severity {
+            Severity::Blocking => "error",
+            Severity::Warning => "warning",
+            Severity::Suppressed => continue,
+        };
+        lines.push(annotation_at(
+            level,
+            Some(&format!("{},line={}", finding.file, finding.line)),
+            &format!("{} on {}", cell(&finding.rule), cell(&finding.table)),
+            &format!(
+                "{} takes {}; fix: {}",
+                cell(&finding.why),
+                cell(&finding.lock),
+                cell(&finding.fix)
+            ),
+        ));
     }
-    if let Some((name, 3, summary)) = result
-        && name == "migrate-info"
+    if let Some(CompanionResult {
+        exit_code: companion::PENDING,
+        summary: Summary::MigrateInfo(info),
+        ..
+    }) = result
     {
-        let pending: Vec<String> = rows(summary, "migrations")
-            .filter(|m| {
-                m["state"]
-                    .as_str()
-                    .is_some_and(|s| s.starts_with("pending"))
-            })
-            .map(|m| format!("{} {}", cell(&m["version"]), cell(&m["description"])))
+        let pending: Vec<String> = info
+            .migrations
+            .iter()
+            .filter(|m| m.is_pending())
+            .map(|m| format!("{} {}", m.version, cell(&m.description)))
             .collect();
         lines.push(annotation(
             "warning",
@@ -355,26 +342,19 @@ pub fn annotations(command: &str, report: &TaskReport) -> Vec<String> {
         message.push(reason.clone());
     }
     let mut file = None;
-    if let Some((_, _, summary)) = result {
-        if let Some(error) = summary["error"].as_str() {
-            message.push(error.to_string());
-        }
-        if let Some(failed) = summary.get("failed") {
-            file = failed["file"].as_str();
-        }
-        let undecryptable = summary["tables"]
-            .as_array()
-            .map(|tables| {
-                tables
-                    .iter()
-                    .map(|t| t["undecryptable"].as_u64().unwrap_or(0))
-                    .sum::<u64>()
-            })
-            .unwrap_or(0);
-        if undecryptable > 0 {
-            message.push(format!(
-                "{undecryptable} value(s) could not be decrypted; the log lists them by table and id"
-            ));
+    if let Some(result) = result {
+        message.extend(result.error.iter().cloned());
+        match &result.summary {
+            Summary::Migrate(m) => file = m.failed.as_ref().and_then(|f| f.file.as_deref()),
+            Summary::Reencrypt(report) => {
+                let undecryptable = report.total().undecryptable;
+                if undecryptable > 0 {
+                    message.push(format!(
+                        "{undecryptable} value(s) could not be decrypted; the log lists them by table and id"
+                    ));
+                }
+            }
+            _ => {}
         }
     }
     for hint in &report.hints {
@@ -419,7 +399,11 @@ pub fn outputs(report: &TaskReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::contract::events::Event;
+    use crate::contract::findings::Finding;
+    use crate::contract::migration_report::{MigrateInfoSummary, MigrationState, MigrationStatus};
+    use crate::contract::summary::ReencryptReport;
+    use serde_json::{Value, json};
 
     fn report_with(exit_code: u8, command: &str, summary: Value) -> TaskReport {
         TaskReport {
@@ -427,7 +411,7 @@ mod tests {
             cluster: "everruns".into(),
             task_arn: Some("arn:aws:ecs:eu-west-1:123:task/everruns/abc".into()),
             task_id: Some("abc".into()),
-            result: Some(Event::Result {
+            result: CompanionResult::read(&Event::Result {
                 ts: chrono::Utc::now(),
                 command: command.into(),
                 exit_code,
@@ -489,10 +473,26 @@ mod tests {
         let gate = report_with(
             3,
             "migrate-info",
-            json!({"migrations": [
-                {"version": 1, "description": "one", "state": "installed"},
-                {"version": 2, "description": "two", "state": "pending"}
-            ]}),
+            Summary::MigrateInfo(MigrateInfoSummary {
+                pending: 1,
+                migrations: vec![
+                    MigrationStatus {
+                        version: 1,
+                        description: "one".into(),
+                        state: MigrationState::Installed {
+                            installed_on: chrono::Utc::now(),
+                            execution_ms: None,
+                        },
+                    },
+                    MigrationStatus {
+                        version: 2,
+                        description: "two".into(),
+                        state: MigrationState::Pending,
+                    },
+                ],
+                ..Default::default()
+            })
+            .to_value(),
         );
         let lines = annotations("migrate-info --check", &gate);
         assert_eq!(lines.len(), 1);
@@ -520,11 +520,26 @@ mod tests {
         let report = report_with(
             6,
             "migrate-info",
-            json!({"migrations": [], "findings": [{
-                "rule": "index-not-concurrent", "severity": "blocking", "file": "migrations/2_i.sql",
-                "line": 3, "table": "llm_providers", "rows": 250000, "bytes": 46000000,
-                "why": "blocks writes", "lock": "SHARE", "fix": "CONCURRENTLY", "reason": null
-            }]}),
+            Summary::MigrateInfo(MigrateInfoSummary {
+                findings: vec![Finding {
+                    rule: "index-not-concurrent".into(),
+                    severity: Severity::Blocking,
+                    version: 2,
+                    file: "migrations/2_i.sql".into(),
+                    line: 3,
+                    statement: "CREATE INDEX i ON llm_providers (name);".into(),
+                    table: "llm_providers".into(),
+                    detail: String::new(),
+                    lock: "SHARE".into(),
+                    rows: Some(250_000),
+                    bytes: Some(46_000_000),
+                    why: "blocks writes".into(),
+                    fix: "CONCURRENTLY".into(),
+                    reason: None,
+                }],
+                ..Default::default()
+            })
+            .to_value(),
         );
         let lines = annotations("migrate-info --check", &report);
         assert!(
@@ -554,13 +569,13 @@ mod tests {
 
     #[test]
     fn table_cells_cannot_break_the_table() {
-        let report = report_with(
-            0,
-            "reencrypt",
-            json!({"tables": [{"table": "a|b", "column": "c\nd", "scanned": 3, "reencrypted": 2,
-                "already_on_primary": 1, "skipped": 0, "undecryptable": 0}],
-                "by_key_id": {"k1": {"scanned": 3, "reencrypted": 2, "already_on_primary": 1, "skipped": 0, "undecryptable": 0}}}),
-        );
+        let report = report_with(0, "reencrypt", {
+            let mut run = ReencryptReport::completed(&[("a|b", 3, 2)]);
+            run.tables[0].column = "c\nd".into();
+            run.by_key_id
+                .insert("k1".into(), run.tables[0].counts.clone());
+            Summary::Reencrypt(Box::new(run)).to_value()
+        });
         let text = summary("reencrypt", &report);
         assert!(
             text.contains("| a\\|b | c d | 3 | 2 | 1 | 0 | 0 |"),

@@ -2,10 +2,10 @@
 //! verdict, the task and its log with console links, the phases, and the companion's
 //! result as markdown tables. Made from the report alone, which holds no secret.
 
-use serde_json::Value;
-
-use crate::contract::events::Event;
 use crate::contract::exit::{companion, launcher};
+use crate::contract::migration_report::MigrateSummary;
+use crate::contract::result::{CompanionResult, Summary};
+use crate::contract::summary::Counts;
 use crate::launcher::job::report::TaskReport;
 
 /// The ECS console page of the task, from its ARN
@@ -23,80 +23,96 @@ pub(crate) fn task_console_url(task_arn: &str) -> Option<String> {
     ))
 }
 
-/// A table cell: the value as text, with what would break the table escaped.
-pub(crate) fn cell(value: &Value) -> String {
-    let text = match value {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
+/// A table cell: the text with what would break the table escaped.
+pub(crate) fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace(['\r', '\n'], " ")
 }
 
-pub(crate) fn rows<'a>(summary: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
-    summary[key].as_array().into_iter().flatten()
-}
-
-/// A markdown table of `columns` (heading, key) over `rows`.
-fn table<'a>(columns: &[(&str, &str)], rows: impl Iterator<Item = &'a Value>) -> String {
+/// A markdown table with `headings` over `rows` of cells (escaped here).
+fn table(headings: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
     let mut text = format!(
         "| {} |\n|{}|\n",
-        columns
-            .iter()
-            .map(|(h, _)| *h)
-            .collect::<Vec<_>>()
-            .join(" | "),
-        columns.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+        headings.join(" | "),
+        headings.iter().map(|_| "---").collect::<Vec<_>>().join("|")
     );
     for row in rows {
-        let cells: Vec<String> = columns.iter().map(|(_, key)| cell(&row[*key])).collect();
+        let cells: Vec<String> = row.iter().map(|c| cell(c)).collect();
         text.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
     text
 }
 
+/// A version and description, as the migration tables show them.
+fn migration_row(version: i64, description: &str) -> Vec<String> {
+    vec![version.to_string(), description.to_string()]
+}
+
+/// The counts columns of the re-encryption tables.
+const COUNT_HEADINGS: [&str; 5] = [
+    "Scanned",
+    "Re-encrypted",
+    "Already on primary",
+    "Skipped",
+    "Undecryptable",
+];
+
+fn count_cells(counts: &Counts) -> impl Iterator<Item = String> {
+    counts.named().into_iter().map(|(_, n)| n.to_string())
+}
+
 /// The companion's result as markdown: the migrations applied or pending, the
-/// re-encryption counts per table and per key id.
-fn result_section(command: &str, summary: &Value) -> String {
+/// re-encryption counts per table and per key id, the linter's findings.
+fn result_section(result: &CompanionResult) -> String {
+    let summary = &result.summary;
     let mut text = String::new();
     let mut section = |heading: &str, body: String| {
         text.push_str(&format!("\n#### {heading}\n\n{body}"));
     };
-    let migration_columns = [("Version", "version"), ("Description", "description")];
-    match command {
-        "migrate" if summary["dry_run"] == Value::Bool(true) => {
-            let would: Vec<&Value> = rows(summary, "would_apply").collect();
-            section(
-                &format!("Would apply {} migration(s) (dry run)", would.len()),
-                table(&migration_columns, would.into_iter()),
-            );
-        }
-        "migrate" => {
-            let applied: Vec<&Value> = rows(summary, "applied").collect();
-            if applied.is_empty() && summary.get("applied").is_some() {
+    match summary {
+        Summary::Migrate(m) => {
+            if let Some(would) = m.would_apply.as_ref().filter(|_| m.dry_run) {
                 section(
-                    "Migrations",
-                    "Nothing to apply: the database is at this image.\n".into(),
-                );
-            } else if !applied.is_empty() {
-                section(
-                    &format!("Applied {} migration(s)", applied.len()),
+                    &format!("Would apply {} migration(s) (dry run)", would.len()),
                     table(
-                        &[
-                            ("Version", "version"),
-                            ("Description", "description"),
-                            ("ms", "ms"),
-                        ],
-                        applied.into_iter(),
+                        &["Version", "Description"],
+                        would
+                            .iter()
+                            .map(|s| migration_row(s.version, &s.description)),
                     ),
                 );
             }
+            match &m.applied {
+                Some(applied) if applied.is_empty() => section(
+                    "Migrations",
+                    "Nothing to apply: the database is at this image.\n".into(),
+                ),
+                Some(applied) => section(
+                    &format!("Applied {} migration(s)", applied.len()),
+                    table(
+                        &["Version", "Description", "ms"],
+                        applied.iter().map(|a| {
+                            let mut row = migration_row(a.version, &a.description);
+                            row.push(format!("{:?}", a.ms));
+                            row
+                        }),
+                    ),
+                ),
+                None => {}
+            }
         }
-        "migrate-info" => {
-            let pending: Vec<&Value> = rows(summary, "migrations")
-                .filter(|m| m["state"].as_str().is_some_and(|s| s != "installed"))
+        // A run that failed has not seen where the database stands.
+        Summary::MigrateInfo(info) if result.error.is_none() => {
+            let not_installed: Vec<Vec<String>> = info
+                .migrations
+                .iter()
+                .filter(|m| m.state_name() != "installed")
+                .map(|m| {
+                    let mut row = migration_row(m.version, &m.description);
+                    row.push(m.state_name().to_string());
+                    row
+                })
                 .collect();
-            if pending.is_empty() {
+            if not_installed.is_empty() {
                 section(
                     "Migrations",
                     "The database is exactly at this image.\n".into(),
@@ -104,86 +120,85 @@ fn result_section(command: &str, summary: &Value) -> String {
             } else {
                 section(
                     "Migrations not at this image",
-                    table(
-                        &[
-                            ("Version", "version"),
-                            ("Description", "description"),
-                            ("State", "state"),
-                        ],
-                        pending.into_iter(),
-                    ),
+                    table(&["Version", "Description", "State"], not_installed),
                 );
             }
         }
-        "reencrypt" => {
-            let counts = [
-                ("Scanned", "scanned"),
-                ("Re-encrypted", "reencrypted"),
-                ("Already on primary", "already_on_primary"),
-                ("Skipped", "skipped"),
-                ("Undecryptable", "undecryptable"),
-            ];
-            let mut columns = vec![("Table", "table"), ("Column", "column")];
-            columns.extend(counts);
+        Summary::Reencrypt(report) => {
+            let mut headings = vec!["Table", "Column"];
+            headings.extend(COUNT_HEADINGS);
             section(
                 "Re-encryption per table",
-                table(&columns, rows(summary, "tables")),
+                table(
+                    &headings,
+                    report.tables.iter().map(|t| {
+                        [t.table.clone(), t.column.clone()]
+                            .into_iter()
+                            .chain(count_cells(&t.counts))
+                            .collect()
+                    }),
+                ),
             );
-            let by_key: Vec<Value> = summary["by_key_id"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(id, c)| {
-                    let mut row = c.clone();
-                    row["key_id"] = Value::String(id.clone());
-                    row
-                })
-                .collect();
-            let mut columns = vec![("Key id", "key_id")];
-            columns.extend(counts);
-            section("Per key id found", table(&columns, by_key.iter()));
+            let mut headings = vec!["Key id"];
+            headings.extend(COUNT_HEADINGS);
+            section(
+                "Per key id found",
+                table(
+                    &headings,
+                    report.by_key_id.iter().map(|(id, counts)| {
+                        std::iter::once(id.clone())
+                            .chain(count_cells(counts))
+                            .collect()
+                    }),
+                ),
+            );
         }
         _ => {}
     }
-    let findings: Vec<Value> = rows(summary, "findings")
-        .map(|f| {
-            let mut row = f.clone();
-            row["where"] = Value::String(format!("{}:{}", cell(&f["file"]), cell(&f["line"])));
-            row["size"] = Value::String(match (f["rows"].as_i64(), f["bytes"].as_i64()) {
-                (Some(rows), Some(bytes)) => crate::contract::summary::human(rows, bytes),
-                _ => String::new(),
-            });
-            row
-        })
-        .collect();
+    let findings = summary.findings();
     if !findings.is_empty() {
         section(
             "Migration findings",
             table(
                 &[
-                    ("Severity", "severity"),
-                    ("Rule", "rule"),
-                    ("Where", "where"),
-                    ("Table", "table"),
-                    ("Size", "size"),
-                    ("Lock", "lock"),
-                    ("Fix", "fix"),
-                    ("Allowed because", "reason"),
+                    "Severity",
+                    "Rule",
+                    "Where",
+                    "Table",
+                    "Size",
+                    "Lock",
+                    "Fix",
+                    "Allowed because",
                 ],
-                findings.iter(),
+                findings.iter().map(|f| {
+                    vec![
+                        f.severity.name().to_string(),
+                        f.rule.clone(),
+                        format!("{}:{}", cell(&f.file), f.line),
+                        f.table.clone(),
+                        f.size().unwrap_or_default(),
+                        f.lock.clone(),
+                        f.fix.clone(),
+                        f.reason.clone().unwrap_or_default(),
+                    ]
+                }),
             ),
         );
     }
-    if let Some(failed) = summary.get("failed") {
+    if let Summary::Migrate(MigrateSummary {
+        failed: Some(failed),
+        ..
+    }) = summary
+    {
         section(
             "Failed migration",
             table(
-                &[
-                    ("Version", "version"),
-                    ("Description", "description"),
-                    ("File", "file"),
-                ],
-                std::iter::once(failed),
+                &["Version", "Description", "File"],
+                [{
+                    let mut row = migration_row(failed.version, &failed.description);
+                    row.push(failed.file.clone().unwrap_or_default());
+                    row
+                }],
             ),
         );
     }
@@ -202,7 +217,10 @@ pub fn summary(command: &str, report: &TaskReport) -> String {
         launcher::TIMEOUT => "⏱️ timed out (exit 124)".to_string(),
         launcher::INTERRUPTED => "⛔ interrupted (exit 130)".to_string(),
         companion::PENDING
-            if result_of(report).is_some_and(|(name, _, _)| name == "migrate-info") =>
+            if report
+                .result
+                .as_ref()
+                .is_some_and(|r| r.command == "migrate-info") =>
         {
             "⚠️ migrations pending (exit 3)".to_string()
         }
@@ -245,13 +263,13 @@ pub fn summary(command: &str, report: &TaskReport) -> String {
     }
     if let Some(reason) = &report.stopped_reason {
         let code = report.stop_code.as_deref().unwrap_or("stopped");
-        row("Stopped", cell(&Value::String(format!("{code}: {reason}"))));
+        row("Stopped", cell(&format!("{code}: {reason}")));
     }
     if let Some(operator) = &report.operator {
-        row("Started by", cell(&Value::String(operator.clone())));
+        row("Started by", cell(operator));
     }
     if let Some(error) = &report.error {
-        row("Error", cell(&Value::String(error.clone())));
+        row("Error", cell(error));
     }
     for failure in &report.failures {
         let what = [&failure.reason, &failure.detail, &failure.arn]
@@ -260,33 +278,20 @@ pub fn summary(command: &str, report: &TaskReport) -> String {
             .cloned()
             .collect::<Vec<_>>()
             .join(" ");
-        row("RunTask failure", cell(&Value::String(what)));
+        row("RunTask failure", cell(&what));
     }
     for hint in &report.hints {
-        row("Hint", cell(&Value::String(hint.clone())));
+        row("Hint", cell(hint));
     }
-    if let Some((name, _, summary)) = result_of(report) {
-        if let Some(error) = summary["error"].as_str() {
-            row("Companion error", cell(&Value::String(error.to_string())));
+    if let Some(result) = &report.result {
+        if let Some(error) = &result.error {
+            row("Companion error", cell(error));
         }
-        if let Some(stopped) = report.result.as_ref().and_then(Event::stopped) {
-            row("Database", cell(&Value::String(stopped.describe())));
+        if let Some(stopped) = &result.stopped {
+            row("Database", cell(&stopped.describe()));
         }
-        text.push_str(&result_section(name, summary));
+        text.push_str(&result_section(result));
     }
     text.push('\n');
     text
-}
-
-/// The companion's result, when the report has one.
-pub(crate) fn result_of(report: &TaskReport) -> Option<(&str, u8, &Value)> {
-    match &report.result {
-        Some(Event::Result {
-            command,
-            exit_code,
-            summary,
-            ..
-        }) => Some((command.as_str(), *exit_code, summary)),
-        _ => None,
-    }
 }

@@ -13,12 +13,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::contract::events::Event;
 use crate::contract::exit::{ExitError, launcher};
-use crate::contract::summary::ReencryptReport;
+use crate::contract::result::{CompanionResult, Summary};
 use crate::keyring::{KEY_LEN, Key, PREVIOUS_VAR, PRIMARY_VAR, is_valid_id, split_keys};
 use crate::launcher::clients::describe_error;
 
@@ -196,20 +194,14 @@ pub(crate) struct DryRunFindings {
 impl DryRunFindings {
     /// Reads the result event of `reencrypt --dry-run` with the companion's own report
     /// type; `None` when there is no result event. A failed run's summary is its error.
-    pub(crate) fn from_result(result: Option<&Event>) -> Option<Self> {
-        let Event::Result {
-            exit_code, summary, ..
-        } = result?
-        else {
-            return None;
+    pub(crate) fn from_result(result: Option<&CompanionResult>) -> Option<Self> {
+        let result = result?;
+        let report = match &result.summary {
+            Summary::Reencrypt(report) => Some(report),
+            _ => None,
         };
-        let error = summary
-            .get("error")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let report = serde_json::from_value::<ReencryptReport>(summary.clone()).ok();
         Some(DryRunFindings {
-            exit_code: *exit_code,
+            exit_code: result.exit_code,
             primary: report.as_ref().map(|r| r.keys.primary.clone()),
             undecryptable: report
                 .as_ref()
@@ -217,12 +209,12 @@ impl DryRunFindings {
             scanned_by_key_id: report
                 .map(|r| {
                     r.by_key_id
-                        .into_iter()
-                        .map(|(id, c)| (id, c.scanned))
+                        .iter()
+                        .map(|(id, c)| (id.clone(), c.scanned))
                         .collect()
                 })
                 .unwrap_or_default(),
-            error,
+            error: result.error.clone(),
         })
     }
 }
@@ -448,8 +440,8 @@ pub(crate) async fn write_retirement(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::summary::KeyIds;
-    use crate::contract::summary::{Counts, Outcome};
+    use crate::contract::events::Event;
+    use crate::contract::summary::{Counts, KeyIds, Outcome, ReencryptReport};
 
     #[test]
     fn next_version_keeps_stem_and_padding() {
@@ -526,14 +518,15 @@ mod tests {
             undecryptable: Vec::new(),
             shard: None,
             rows_per_second: 0.0,
+            undecryptable_not_listed: None,
         };
         let event = Event::Result {
             ts: chrono::Utc::now(),
             command: "reencrypt".into(),
             exit_code,
-            summary: report.summary(),
+            summary: report.summary().to_value(),
         };
-        DryRunFindings::from_result(Some(&event)).unwrap()
+        DryRunFindings::from_result(CompanionResult::read(&event).as_ref()).unwrap()
     }
 
     #[test]

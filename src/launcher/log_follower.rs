@@ -19,8 +19,9 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::contract::events::{Event, LogLine};
+use crate::contract::events::LogLine;
 use crate::contract::exit::ExitError;
+use crate::contract::result::CompanionResult;
 use crate::launcher::clients::{describe_error, is_transient};
 
 /// Where a task's container logs, as an operator needs it.
@@ -128,7 +129,7 @@ pub struct LogFollower {
     stream: String,
     token: Option<String>,
     timing: LogTiming,
-    result: Option<Event>,
+    result: Option<CompanionResult>,
 }
 
 impl LogFollower {
@@ -150,7 +151,7 @@ impl LogFollower {
     }
 
     /// The companion's final result event, once read.
-    pub fn result(&self) -> Option<&Event> {
+    pub fn result(&self) -> Option<&CompanionResult> {
         self.result.as_ref()
     }
 
@@ -200,7 +201,7 @@ impl LogFollower {
     /// The companion's result event of a finished task, from the last page of its
     /// stream (the result is the companion's last line); `None` when there is none,
     /// or the stream cannot be read.
-    pub(crate) async fn last_result(&self) -> Option<Event> {
+    pub(crate) async fn last_result(&self) -> Option<CompanionResult> {
         let reply = self
             .logs
             .get_log_events()
@@ -216,7 +217,8 @@ impl LogFollower {
             .iter()
             .rev()
             .find_map(|e| LogLine::parse(e.message().unwrap_or_default()).event)
-            .filter(|event| matches!(event, Event::Result { .. }))
+            .as_ref()
+            .and_then(CompanionResult::read)
     }
 
     /// The drain rule, asked at the end of the stream: whether every line has arrived.
@@ -273,8 +275,8 @@ impl LogFollower {
                     fresh_lines |= !empty;
                     for line in lines {
                         on_line(&line);
-                        if let Some(event @ Event::Result { .. }) = line.event {
-                            self.result = Some(event);
+                        if let Some(result) = line.event.as_ref().and_then(CompanionResult::read) {
+                            self.result = Some(result);
                         }
                     }
                     if !at_end {

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use crate::common::{TestDatabase, companion, describe, migrated_database, psql, result_summary};
 use everruns_admin::companion::lint::rules::RULES;
-use everruns_admin::companion::lint::{Judged, MigrationSource, Severity, lint};
+use everruns_admin::companion::lint::{Judged, MigrationSource, lint};
+use everruns_admin::contract::findings::Severity;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lint-corpus");
 
-fn offline_rules(sql: &str) -> Vec<(&'static str, Severity)> {
+fn offline_rules(sql: &str) -> Vec<(String, Severity)> {
     let source = MigrationSource {
         version: 1,
         description: "corpus",

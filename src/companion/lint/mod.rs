@@ -14,97 +14,15 @@ pub mod sizes;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use anyhow::anyhow;
-use serde::Serialize;
 
 use self::rules::{RULES, facts, rule};
 use self::sizes::{TableSizes, Thresholds};
 use crate::contract::exit::{self, ExitError};
-use crate::contract::summary;
+use crate::contract::findings::{Finding, LintCounts, LintSummary, Severity};
+use crate::contract::result::Summary;
 
 /// The comment that allows a finding: `-- everruns-admin:allow RULE-ID reason`.
 pub(crate) const ALLOW: &str = "-- everruns-admin:allow";
-
-/// How serious a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// Allowed in the file, with a reason.
-    Suppressed,
-    /// Worth knowing; does not block.
-    Warning,
-    /// Blocks `migrate` and fails the gate (exit 6).
-    Blocking,
-}
-
-/// One finding, with everything an operator needs to judge and fix it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    /// The rule's id.
-    pub rule: &'static str,
-    /// How serious it is here.
-    pub severity: Severity,
-    /// The migration's version.
-    pub version: i64,
-    /// The migration's file, as the repository holds it.
-    pub file: String,
-    /// The statement's first line in the file, from 1.
-    pub line: usize,
-    /// The statement's first line.
-    pub statement: String,
-    /// The table it concerns.
-    pub table: String,
-    /// What exactly (`column api_key`, `VACUUM FULL`).
-    pub detail: String,
-    /// The lock the statement takes.
-    pub lock: &'static str,
-    /// The table's estimated rows, when the database was asked and knows.
-    pub rows: Option<i64>,
-    /// The table's size in bytes, indexes and TOAST included, when asked.
-    pub bytes: Option<i64>,
-    /// Why it is dangerous.
-    pub why: &'static str,
-    /// The safe pattern.
-    pub fix: &'static str,
-    /// The reason written in the file, for a suppressed finding.
-    pub reason: Option<String>,
-}
-
-impl Finding {
-    /// One line for a log: where, what, on what, how big, and the fix.
-    pub fn describe(&self) -> String {
-        let size = match (self.rows, self.bytes) {
-            (Some(rows), Some(bytes)) => format!(" ({})", summary::human(rows, bytes)),
-            (None, Some(bytes)) => format!(" ({})", summary::human_bytes(bytes)),
-            _ => String::new(),
-        };
-        let detail = if self.detail.is_empty() {
-            String::new()
-        } else {
-            format!(", {}", self.detail)
-        };
-        let reason = self
-            .reason
-            .as_deref()
-            .map(|r| format!("; allowed: {r}"))
-            .unwrap_or_default();
-        format!(
-            "{}:{}: [{}] {} on `{}`{size}{detail}: {}; takes {}; fix: {}{reason} (`{}`)",
-            self.file,
-            self.line,
-            self.rule,
-            match self.severity {
-                Severity::Blocking => "blocking",
-                Severity::Warning => "warning",
-                Severity::Suppressed => "suppressed",
-            },
-            self.table,
-            self.why,
-            self.lock,
-            self.fix,
-            self.statement
-        )
-    }
-}
 
 /// A migration to lint.
 #[derive(Debug, Clone, Copy)]
@@ -130,32 +48,6 @@ pub enum Judged<'a> {
     Live(&'a TableSizes, Thresholds),
     /// Without one.
     Offline,
-}
-
-/// The counts of a lint, for the result event.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub(crate) struct LintCounts {
-    /// Migrations linted.
-    pub migrations: usize,
-    /// Blocking findings.
-    pub blocking: usize,
-    /// Warnings.
-    pub warnings: usize,
-    /// Findings allowed in the file.
-    pub suppressed: usize,
-}
-
-impl LintCounts {
-    /// Counts `findings` of `migrations` migrations.
-    pub fn of(migrations: usize, findings: &[Finding]) -> Self {
-        let count = |s| findings.iter().filter(|f| f.severity == s).count();
-        LintCounts {
-            migrations,
-            blocking: count(Severity::Blocking),
-            warnings: count(Severity::Warning),
-            suppressed: count(Severity::Suppressed),
-        }
-    }
 }
 
 /// Where a statement starts in the file: its first line of code (after blank and
@@ -217,7 +109,7 @@ fn allowances(
         if reason.is_empty() || !RULES.iter().any(|r| r.id == id) {
             let r = rule("suppression-without-reason");
             broken.push(Finding {
-                rule: r.id,
+                rule: r.id.to_string(),
                 severity: Severity::Blocking,
                 version: migration.version,
                 file: migration.file.to_string(),
@@ -231,11 +123,11 @@ fn allowances(
                 } else {
                     format!("{id} is not a rule")
                 },
-                lock: r.lock,
+                lock: r.lock.to_string(),
                 rows: None,
                 bytes: None,
-                why: r.why,
-                fix: r.fix,
+                why: r.why.to_string(),
+                fix: r.fix.to_string(),
                 reason: None,
             });
         } else {
@@ -400,7 +292,7 @@ fn judge(
         Severity::Warning
     };
     Finding {
-        rule: r.id,
+        rule: r.id.to_string(),
         severity,
         version: migration.version,
         file: migration.file.to_string(),
@@ -408,11 +300,11 @@ fn judge(
         statement: at.first_line.to_string(),
         table: hit.table.clone(),
         detail: hit.detail.clone(),
-        lock: r.lock,
+        lock: r.lock.to_string(),
         rows: size.and_then(|s| s.rows),
         bytes: size.map(|s| s.bytes),
-        why: r.why,
-        fix: r.fix,
+        why: r.why.to_string(),
+        fix: r.fix.to_string(),
         reason: allowed.cloned(),
     }
 }
@@ -437,7 +329,7 @@ pub(crate) fn touched_tables(sql: &str) -> Vec<String> {
 
 /// `lint`: the migrations `sources`, without a database (every table counts as large
 /// unless the migration creates it). Exit 6 on a blocking finding, else 0.
-pub(crate) fn offline(sources: &[MigrationSource]) -> Result<(u8, serde_json::Value), ExitError> {
+pub(crate) fn offline(sources: &[MigrationSource]) -> Result<(u8, Summary), ExitError> {
     let findings = lint(sources, &Judged::Offline)?;
     log(&findings);
     let counts = LintCounts::of(sources.len(), &findings);
@@ -453,10 +345,7 @@ pub(crate) fn offline(sources: &[MigrationSource]) -> Result<(u8, serde_json::Va
     } else {
         exit::companion::SUCCESS
     };
-    Ok((
-        code,
-        serde_json::json!({ "findings": findings, "counts": counts }),
-    ))
+    Ok((code, Summary::Lint(LintSummary { findings, counts })))
 }
 
 /// Logs each finding at its level: error for blocking, warn otherwise.
@@ -514,7 +403,7 @@ mod tests {
             "-- everruns-admin:allow index-not-concurrent\nCREATE INDEX i ON t (c);",
             false,
         );
-        let rules: Vec<_> = bare.iter().map(|f| (f.rule, f.severity)).collect();
+        let rules: Vec<_> = bare.iter().map(|f| (f.rule.as_str(), f.severity)).collect();
         assert!(
             rules.contains(&("suppression-without-reason", Severity::Blocking)),
             "{rules:?}"
@@ -531,7 +420,10 @@ mod tests {
             "CREATE TABLE n (id int);\nCREATE INDEX i ON n (id);\nALTER TABLE n ADD CONSTRAINT c CHECK (id > 0);",
             false,
         );
-        let rules: Vec<_> = findings.iter().map(|f| (f.rule, f.severity)).collect();
+        let rules: Vec<_> = findings
+            .iter()
+            .map(|f| (f.rule.as_str(), f.severity))
+            .collect();
         assert_eq!(rules, [("constraint-not-valid", Severity::Warning)]);
     }
 

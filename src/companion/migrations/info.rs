@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use super::{Catalog, history, leftovers, lint_pending, lock_key_of, state::SchemaState};
 use crate::companion::console;
 use crate::companion::database::{self, DatabaseUrl};
 use crate::contract::exit::{ExitError, companion};
+use crate::contract::findings::Severity;
+use crate::contract::migration_report::MigrateInfoSummary;
+use crate::contract::result::Summary;
 
 /// Options of `migrate-info`.
 #[derive(Debug, Clone)]
@@ -26,11 +27,11 @@ pub struct InfoOptions {
 /// INVALID indexes. Runs in a read-only session and creates nothing. Returns the exit
 /// code (0; with `--check` 7 for an INVALID index, 6 unsafe, 3 pending; 4 on drift)
 /// and the result summary.
-pub async fn run(
+pub(crate) async fn run(
     catalog: &Catalog,
     url: &DatabaseUrl,
     options: &InfoOptions,
-) -> Result<(u8, serde_json::Value), ExitError> {
+) -> Result<(u8, Summary), ExitError> {
     let mut conn = database::connect(url, options.connect_timeout).await?;
     sqlx::query("SET default_transaction_read_only = on")
         .execute(&mut conn)
@@ -51,7 +52,7 @@ pub async fn run(
     let findings = findings?;
     let blocking = findings
         .iter()
-        .filter(|f| f.severity == crate::companion::lint::Severity::Blocking)
+        .filter(|f| f.severity == Severity::Blocking)
         .count();
 
     if !state.history_table_exists {
@@ -110,14 +111,14 @@ pub async fn run(
         }
         companion::SUCCESS
     };
-    let summary = json!({
-        "pending": pending,
-        "drift": drift.len(),
-        "lock_holders": holders,
-        "history_table_exists": state.history_table_exists,
-        "invalid_indexes": invalid,
-        "migrations": state.migrations,
-        "findings": findings,
-    });
-    Ok((code, summary))
+    let summary = MigrateInfoSummary {
+        pending,
+        drift: drift.len(),
+        lock_holders: holders,
+        history_table_exists: state.history_table_exists,
+        invalid_indexes: invalid,
+        migrations: state.migrations,
+        findings,
+    };
+    Ok((code, Summary::MigrateInfo(summary)))
 }

@@ -4,66 +4,9 @@
 //! an index (it is still updated on every write, never used for reads), and a rerun of
 //! `CREATE INDEX CONCURRENTLY IF NOT EXISTS` would keep it as it is, invalid.
 
-use serde::Serialize;
 use sqlx::postgres::PgConnection;
 
-/// An index PostgreSQL marks INVALID (`pg_index.indisvalid = false`).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub(crate) struct InvalidIndex {
-    /// Its schema.
-    pub schema: String,
-    /// Its name.
-    pub index: String,
-    /// The table it is on.
-    pub table: String,
-}
-
-impl InvalidIndex {
-    /// What to run before the migration that builds it is run again.
-    pub fn fix(&self) -> String {
-        format!(
-            "DROP INDEX CONCURRENTLY IF EXISTS {}.{};",
-            quote(&self.schema),
-            quote(&self.index)
-        )
-    }
-
-    /// The line an operator reads.
-    pub fn describe(&self) -> String {
-        format!(
-            "index {}.{} on {} is INVALID (left by an interrupted or failed CREATE INDEX CONCURRENTLY \
-             or REINDEX CONCURRENTLY): run `{}`, then rerun the migration that builds it",
-            self.schema,
-            self.index,
-            self.table,
-            self.fix()
-        )
-    }
-
-    /// Whether `sql` names this index as an identifier (so running it again would meet it).
-    pub(crate) fn named_in(&self, sql: &str) -> bool {
-        let sql = sql.to_lowercase();
-        let name = self.index.to_lowercase();
-        let is_ident = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
-        sql.match_indices(&name).any(|(at, _)| {
-            let before = sql[..at].chars().next_back();
-            let after = sql[at + name.len()..].chars().next();
-            !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
-        })
-    }
-}
-
-/// Quotes an identifier when it needs it.
-fn quote(name: &str) -> String {
-    if name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    {
-        name.to_owned()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
-}
+use crate::contract::migration_report::InvalidIndex;
 
 /// Every INVALID index outside the system schemas.
 pub async fn invalid_indexes(conn: &mut PgConnection) -> Result<Vec<InvalidIndex>, sqlx::Error> {

@@ -3,19 +3,23 @@
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use serde::Serialize;
 use serde_json::json;
 use sqlx::migrate::Migrate;
 use sqlx::postgres::PgConnection;
 
-use super::state::{MigrationStatus, SchemaState};
+use super::state::SchemaState;
 use super::{Catalog, SessionLimits, history, leftovers, lint_pending, lock_key_of};
 use crate::companion::cancel;
 use crate::companion::console::Progress;
 use crate::companion::database::{self, DatabaseUrl};
+use crate::companion::lint;
 use crate::companion::lint::sizes::Thresholds;
-use crate::companion::lint::{self, Finding, Severity};
 use crate::contract::exit::{ExitError, companion};
+use crate::contract::findings::{Finding, Severity};
+use crate::contract::migration_report::{
+    Applied, CancelledMigration, FailedMigration, MigrateSummary, MigrationState, MigrationStatus,
+};
+use crate::contract::result::Summary;
 
 /// Options of `migrate`.
 #[derive(Debug, Clone)]
@@ -40,26 +44,15 @@ pub struct MigrateOptions {
     pub connect_timeout: Duration,
 }
 
-/// One migration this run applied.
-#[derive(Debug, Clone, Serialize)]
-pub struct Applied {
-    /// Its version.
-    pub version: i64,
-    /// Its description.
-    pub description: String,
-    /// How long it took, in milliseconds.
-    pub ms: f64,
-}
-
 /// Applies the pending migrations of `catalog` in version order, each in its own
 /// transaction unless its file starts with `-- no-transaction`, recording each in
 /// `_sqlx_migrations` the way sqlx does. Holds sqlx's migration lock throughout and
 /// releases it on every path. Returns the exit code and the result summary.
-pub async fn run(
+pub(crate) async fn run(
     catalog: &Catalog,
     url: &DatabaseUrl,
     options: &MigrateOptions,
-) -> Result<(u8, serde_json::Value), ExitError> {
+) -> Result<(u8, Summary), ExitError> {
     if let Some(target) = options.target_version
         && catalog.get(target).is_none()
     {
@@ -89,12 +82,6 @@ pub async fn run(
         database::close_quietly(conn).await;
         let (state, to_apply, findings) = result?;
         let findings = findings?;
-        let summary = json!({
-            "dry_run": true,
-            "would_apply": to_apply,
-            "pending": state.pending().count(),
-            "findings": findings,
-        });
         if to_apply.is_empty() {
             tracing::info!("dry run: nothing to apply");
         }
@@ -106,7 +93,14 @@ pub async fn run(
                 status.description
             );
         }
-        return Ok((companion::SUCCESS, summary));
+        let summary = MigrateSummary {
+            dry_run: true,
+            pending: Some(state.pending().count()),
+            would_apply: Some(to_apply),
+            findings,
+            ..Default::default()
+        };
+        return Ok((companion::SUCCESS, Summary::Migrate(summary)));
     }
 
     let key = lock_key_of(&mut conn).await?;
@@ -121,7 +115,12 @@ pub async fn run(
     let total_ms = (applied.iter().map(|a| a.ms).sum::<f64>() * 10.0).round() / 10.0;
     Ok((
         companion::SUCCESS,
-        json!({ "dry_run": false, "applied": applied, "total_ms": total_ms, "findings": findings }),
+        Summary::Migrate(MigrateSummary {
+            applied: Some(applied),
+            total_ms: Some(total_ms),
+            findings,
+            ..Default::default()
+        }),
     ))
 }
 
@@ -184,7 +183,7 @@ async fn plan(
     refuse_leftovers(conn, catalog, &to_apply, url).await?;
     for status in to_apply
         .iter()
-        .filter(|m| !matches!(m.state, super::state::MigrationState::Pending))
+        .filter(|m| !matches!(m.state, MigrationState::Pending))
     {
         tracing::warn!(version = status.version, "{}", status.describe());
     }
@@ -292,7 +291,11 @@ async fn apply_locked(
                     },
                     applied_so_far(&applied)
                 ))
-                .with_detail(json!({ "cancelled": { "version": migration.version, "description": migration.description, "no_transaction": migration.no_tx } }));
+                .with_detail(json!({ "cancelled": CancelledMigration {
+                    version: migration.version,
+                    description: migration.description.to_string(),
+                    no_transaction: migration.no_tx,
+                } }));
             }
             ExitError::runtime(anyhow!(
                 "migration {} {} failed and was rolled back{}: {}; it is still pending. Fix it in a new image and rerun",
@@ -301,11 +304,10 @@ async fn apply_locked(
                 if migration.no_tx { " as far as a no-transaction migration can be" } else { "" },
                 url.scrub(&e.to_string())
             ))
-            .with_detail(json!({ "failed": {
-                "version": migration.version,
-                "description": migration.description,
-                // For a CI annotation on it.
-                "file": catalog.file(migration.version),
+            .with_detail(json!({ "failed": FailedMigration {
+                version: migration.version,
+                description: migration.description.to_string(),
+                file: catalog.file(migration.version).map(str::to_string),
             }}))
         })?;
         // Tenths of a millisecond: finer is noise.

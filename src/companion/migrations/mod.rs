@@ -167,7 +167,7 @@ pub(crate) async fn lint_pending(
     catalog: &Catalog,
     versions: &[i64],
     thresholds: crate::companion::lint::sizes::Thresholds,
-) -> Result<Vec<crate::companion::lint::Finding>, ExitError> {
+) -> Result<Vec<crate::contract::findings::Finding>, ExitError> {
     use crate::companion::lint::sizes::TableSizes;
     use crate::companion::lint::{self, Judged, MigrationSource};
     let sizes = TableSizes::read(conn)

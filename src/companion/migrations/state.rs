@@ -1,96 +1,11 @@
 //! The comparison of an image's catalog with a database's history: the one place
 //! that decides what is pending and what is drift.
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::history::AppliedMigration;
 use super::{Catalog, hex};
-
-/// Where one migration stands.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub(crate) enum MigrationState {
-    /// Applied, with the same checksum as the image's file.
-    Installed {
-        /// When it was applied.
-        installed_on: DateTime<Utc>,
-        /// How long it took, when recorded.
-        execution_ms: Option<f64>,
-    },
-    /// In the image, not yet applied.
-    Pending,
-    /// Not yet applied although a newer version is: it will be applied out of order.
-    PendingOutOfOrder,
-    /// Applied from a file whose bytes differ from the image's.
-    ChecksumMismatch {
-        /// SHA-384 of the image's file, hex.
-        image_checksum: String,
-        /// SHA-384 recorded in the database, hex.
-        database_checksum: String,
-    },
-    /// Applied in the database but unknown to this image (an older image?).
-    MissingFromImage,
-    /// A failed attempt is recorded (`success = false`).
-    Failed,
-}
-
-/// One migration and its state.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct MigrationStatus {
-    /// Version from the file name.
-    pub version: i64,
-    /// Description (from the image, else from the database).
-    pub description: String,
-    /// Where it stands.
-    #[serde(flatten)]
-    pub state: MigrationState,
-}
-
-impl MigrationStatus {
-    /// Is this migration waiting to be applied?
-    pub(crate) fn is_pending(&self) -> bool {
-        matches!(
-            self.state,
-            MigrationState::Pending | MigrationState::PendingOutOfOrder
-        )
-    }
-
-    /// Does the database disagree with the image here? `ignore_missing` accepts
-    /// versions the image does not know (running an older image on purpose).
-    pub(crate) fn is_drift(&self, ignore_missing: bool) -> bool {
-        match self.state {
-            MigrationState::ChecksumMismatch { .. } | MigrationState::Failed => true,
-            MigrationState::MissingFromImage => !ignore_missing,
-            _ => false,
-        }
-    }
-
-    /// A one-line description for operators.
-    pub fn describe(&self) -> String {
-        let what = match &self.state {
-            MigrationState::Installed {
-                installed_on,
-                execution_ms,
-            } => match execution_ms {
-                Some(ms) => format!("installed {} ({ms:.1} ms)", installed_on.to_rfc3339()),
-                None => format!("installed {}", installed_on.to_rfc3339()),
-            },
-            MigrationState::Pending => "pending".to_owned(),
-            MigrationState::PendingOutOfOrder => {
-                "pending, older than the newest applied version (will be applied out of order)"
-                    .to_owned()
-            }
-            MigrationState::ChecksumMismatch {
-                image_checksum,
-                database_checksum,
-            } => format!("CHECKSUM MISMATCH: image {image_checksum}, database {database_checksum}"),
-            MigrationState::MissingFromImage => "APPLIED BUT MISSING FROM THIS IMAGE".to_owned(),
-            MigrationState::Failed => "FAILED (a failed attempt is recorded)".to_owned(),
-        };
-        format!("{} {}: {what}", self.version, self.description)
-    }
-}
+use crate::contract::migration_report::{MigrationState, MigrationStatus};
 
 /// The whole comparison.
 #[derive(Debug, Clone, Serialize)]
@@ -194,6 +109,7 @@ impl SchemaState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
 
     fn applied(version: i64, checksum: &[u8], success: bool) -> AppliedMigration {
         AppliedMigration {

@@ -268,6 +268,7 @@ async fn locked_run(
         undecryptable,
         shard: options.shard.map(|s| s.summary()),
         rows_per_second: 0.0,
+        undecryptable_not_listed: None,
     })
 }
 

@@ -3,8 +3,7 @@
 
 use std::fmt;
 
-use serde_json::Value;
-
+use crate::contract::result::Summary;
 use crate::contract::summary::{Counts, Outcome, ReencryptReport};
 
 /// Undecryptable values listed in the final result event (the log has them all).
@@ -30,28 +29,14 @@ impl ReencryptReport {
 
     /// The summary for the final result event; the list of undecryptable values is
     /// cut to its first 200 there (the log lists every one).
-    pub fn summary(&self) -> Value {
-        let mut summary = serde_json::to_value(self).expect("a report always serializes");
-        if self.undecryptable.len() > MAX_LISTED_UNDECRYPTABLE {
-            summary["undecryptable"] =
-                serde_json::to_value(&self.undecryptable[..MAX_LISTED_UNDECRYPTABLE])
-                    .expect("a report always serializes");
-            summary["undecryptable_not_listed"] =
-                Value::from(self.undecryptable.len() - MAX_LISTED_UNDECRYPTABLE);
+    pub(crate) fn summary(&self) -> Summary {
+        let mut summary = self.clone();
+        if summary.undecryptable.len() > MAX_LISTED_UNDECRYPTABLE {
+            summary.undecryptable_not_listed =
+                Some(summary.undecryptable.len() - MAX_LISTED_UNDECRYPTABLE);
+            summary.undecryptable.truncate(MAX_LISTED_UNDECRYPTABLE);
         }
-        summary
-    }
-
-    fn total(&self) -> Counts {
-        let mut total = Counts::default();
-        for t in &self.tables {
-            total.scanned += t.counts.scanned;
-            total.already_on_primary += t.counts.already_on_primary;
-            total.reencrypted += t.counts.reencrypted;
-            total.skipped += t.counts.skipped;
-            total.undecryptable += t.counts.undecryptable;
-        }
-        total
+        Summary::Reencrypt(Box::new(summary))
     }
 
     /// Writes the readable summary: a line per table and per key id, then the verdict.

@@ -3,9 +3,8 @@
 //! the database is reachable from the task's subnets, where the schema stands, and
 //! which key ids the task was given.
 
-use serde_json::Value;
-
 use super::Check;
+use crate::contract::result::{CompanionResult, Summary};
 use crate::contract::summary::StatusSummary;
 
 /// The companion command doctor launches.
@@ -16,8 +15,8 @@ pub(crate) const COMPANION_COMMAND: &str = "status";
 pub(crate) struct StatusRun {
     /// The task's id, once one was started.
     pub task_id: Option<String>,
-    /// The companion's result event: command, exit code and summary.
-    pub result: Option<(String, u8, Value)>,
+    /// The companion's result event.
+    pub result: Option<CompanionResult>,
     /// Why there is no usable result: the launcher's error, ECS's stop reason.
     pub problem: Vec<String>,
     /// What to check, for a recognised failure.
@@ -32,11 +31,11 @@ const NOT_REPORTED: &str = "not checked: the status task did not report";
 pub fn checks(run: &StatusRun) -> Vec<Check> {
     let task = run.task_id.as_deref();
     let summary = match &run.result {
-        Some((command, code, summary)) if command == COMPANION_COMMAND => {
-            serde_json::from_value::<StatusSummary>(summary.clone())
-                .ok()
-                .map(|s| (*code, s))
-        }
+        Some(CompanionResult {
+            exit_code,
+            summary: Summary::Status(summary),
+            ..
+        }) => Some((*exit_code, summary.clone())),
         _ => None,
     };
     let Some((code, summary)) = summary else {
@@ -177,16 +176,18 @@ fn keys(summary: &StatusSummary) -> Check {
 mod tests {
     use super::super::Status;
     use super::*;
+    use crate::contract::events::Event;
     use crate::contract::summary::{DatabaseProbe, KeysProbe, SchemaProbe};
 
     fn run(summary: StatusSummary) -> StatusRun {
         StatusRun {
             task_id: Some("abc".into()),
-            result: Some((
-                "status".into(),
-                summary.exit_code(),
-                serde_json::to_value(&summary).unwrap(),
-            )),
+            result: CompanionResult::read(&Event::Result {
+                ts: chrono::Utc::now(),
+                command: "status".into(),
+                exit_code: summary.exit_code(),
+                summary: Summary::Status(summary).to_value(),
+            }),
             ms: 40_000,
             ..StatusRun::default()
         }

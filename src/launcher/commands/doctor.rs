@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::contract::events::Event;
 use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::checks::in_vpc::{self, COMPANION_COMMAND, StatusRun};
 use crate::launcher::checks::local::{self, ONLY_FOR_SHELL};
@@ -352,15 +351,6 @@ async fn run_status(
 
 /// What doctor needs from a task report.
 fn status_run(report: &TaskReport, ms: u64) -> StatusRun {
-    let result = match &report.result {
-        Some(Event::Result {
-            command,
-            exit_code,
-            summary,
-            ..
-        }) => Some((command.clone(), *exit_code, summary.clone())),
-        _ => None,
-    };
     let mut problem = Vec::new();
     if report.timed_out {
         problem.push("the task did not finish before the timeout (raise --timeout)".to_owned());
@@ -379,7 +369,7 @@ fn status_run(report: &TaskReport, ms: u64) -> StatusRun {
     }
     StatusRun {
         task_id: report.task_id.clone(),
-        result,
+        result: report.result.clone(),
         problem,
         hints: report.hints.clone(),
         ms,

@@ -102,16 +102,14 @@ pub async fn exec(context: &Context, args: &StatusArgs) -> Result<u8, ExitError>
         lines.extend(outcome.explanation.iter().cloned());
         lines.extend(outcome.hints.iter().map(|h| format!("hint: {h}")));
     }
-    if let Some(crate::contract::events::Event::Result {
-        command, exit_code, ..
-    }) = &report.result
-    {
+    if let Some(result) = &report.result {
         lines.push(format!(
-            "result:      `{command}` exited {exit_code}{}",
-            report
-                .result
+            "result:      `{}` exited {}{}",
+            result.command,
+            result.exit_code,
+            result
+                .error
                 .as_ref()
-                .and_then(|r| r.error())
                 .map(|e| format!(": {e}"))
                 .unwrap_or_default()
         ));

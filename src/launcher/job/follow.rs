@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::contract::events::{Event, LogLine};
 use crate::contract::exit::ExitError;
+use crate::contract::result::CompanionResult;
 use crate::launcher::clients::{Clients, describe_error};
 use crate::launcher::job::watch::{Poll, PollTiming, TaskWatcher};
 use crate::launcher::log_follower::{LogFollower, LogTiming, TaskPhase};
@@ -116,7 +117,7 @@ pub struct Followed {
     /// The last snapshot of the task.
     pub last: Option<TaskSnapshot>,
     /// The companion's final result event, if it was read.
-    pub result: Option<Event>,
+    pub result: Option<CompanionResult>,
     /// From the container's exit to the end of following.
     pub after_exit: Option<Duration>,
 }
@@ -278,7 +279,7 @@ pub async fn follow(
     let (stop_tx, mut stop_results) = mpsc::unbounded_channel();
     let mut stop_deadline = None;
     let mut stop_answered = false;
-    let followed = |ending: Ending, result: Option<Event>| Followed {
+    let followed = |ending: Ending, result: Option<CompanionResult>| Followed {
         ending,
         last: last.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         result,

@@ -23,8 +23,8 @@ use self::launch::{
 use self::outcome::TaskOutcome;
 use self::report::{FailedStart, Phases, TaskReport};
 use self::watch::{Poll, PollTiming, TaskWatcher};
-use crate::contract::events::Event;
 use crate::contract::exit::{ExitError, launcher};
+use crate::contract::result::CompanionResult;
 use crate::launcher::clients::Clients;
 use crate::launcher::context::{Context, confirmed, ensure_can_confirm};
 use crate::launcher::flags::OutputFormat;
@@ -286,8 +286,8 @@ fn started_earlier(task: &TaskSnapshot, sent_at: chrono::DateTime<chrono::Utc>) 
 
 /// After a stop the launcher asked for: the companion's own account of its work in the
 /// database, from its result event (what was cancelled, whether the database is free).
-fn say_database_side(renderer: &Renderer, task: &str, result: Option<&Event>) {
-    match result.and_then(|r| r.stopped().map(|s| (s, r.error()))) {
+fn say_database_side(renderer: &Renderer, task: &str, result: Option<&CompanionResult>) {
+    match result.and_then(|r| r.stopped.as_ref().map(|s| (s, &r.error))) {
         Some((stopped, error)) => {
             if let Some(error) = error {
                 renderer.warn(&format!("  the companion: {error}"));
@@ -384,7 +384,7 @@ pub(crate) fn settle(
             // The companion's own deadline (this launcher's --timeout, less a margin)
             // stops it before the launcher's clock runs out: its account is told too.
             if followed.ending == Ending::Interrupted
-                || report.result.as_ref().and_then(Event::stopped).is_some()
+                || report.result.as_ref().is_some_and(|r| r.stopped.is_some())
             {
                 say_database_side(renderer, &task, report.result.as_ref());
             }

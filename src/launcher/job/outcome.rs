@@ -5,8 +5,8 @@
 //! timeout). Such a container is never reported as "never ran" (125, which a CI wrapper
 //! may retry): its own result event decides when it was read, else 123.
 
-use crate::contract::events::Event;
 use crate::contract::exit::launcher;
+use crate::contract::result::CompanionResult;
 use crate::launcher::task::TaskSnapshot;
 
 /// The verdict on a stopped task.
@@ -27,14 +27,11 @@ pub struct TaskOutcome {
 impl TaskOutcome {
     /// Decides the outcome from the final snapshot, looking at the named container
     /// wherever ECS lists it, and from the companion's `result` event when it was read.
-    pub fn decide(task: &TaskSnapshot, container: &str, result: Option<&Event>) -> Self {
+    pub fn decide(task: &TaskSnapshot, container: &str, result: Option<&CompanionResult>) -> Self {
         let state = task.container(container);
         let container_exit_code = state.and_then(|c| c.exit_code);
         let container_reason = state.and_then(|c| c.reason.clone());
-        let reported = match result {
-            Some(Event::Result { exit_code, .. }) => Some(*exit_code),
-            _ => None,
-        };
+        let reported = result.map(|r| r.exit_code);
         // ECS sets startedAt when the task reached RUNNING: its containers started.
         let ran = task.started_at.is_some() || reported.is_some();
         let exit_code = match (container_exit_code, reported) {
@@ -145,6 +142,7 @@ pub(crate) fn hints_for(reasons: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::events::Event;
     use crate::launcher::task::ContainerState;
 
     fn stopped(containers: Vec<ContainerState>) -> TaskSnapshot {
@@ -228,12 +226,13 @@ mod tests {
             "{:?}",
             unknown.explanation
         );
-        let result = Event::Result {
+        let result = CompanionResult::read(&Event::Result {
             ts: chrono::Utc::now(),
             command: "migrate".into(),
             exit_code: 0,
             summary: serde_json::json!({}),
-        };
+        })
+        .unwrap();
         let reported = TaskOutcome::decide(&task, "admin", Some(&result));
         assert_eq!(reported.exit_code, 0, "{:?}", reported.explanation);
         assert!(

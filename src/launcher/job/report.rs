@@ -31,9 +31,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{Map, Value};
 
-use crate::contract::events::Event;
+use crate::contract::result::CompanionResult;
+use crate::contract::summary::{Counts, TableReport};
 use crate::launcher::job::outcome::TaskOutcome;
 use crate::launcher::task::TaskSnapshot;
 
@@ -107,7 +107,7 @@ pub struct TaskReport {
     /// Whether Ctrl-C ended the wait.
     pub interrupted: bool,
     /// The companion's result event.
-    pub result: Option<Event>,
+    pub result: Option<CompanionResult>,
     /// The log group.
     pub log_group: Option<String>,
     /// The log stream.
@@ -272,12 +272,25 @@ pub(crate) struct ShardedReport {
     pub ran: Vec<u32>,
     /// The job's exit code (see the module docs).
     pub exit_code: u8,
-    /// The companion's counts summed over the shards that reported them.
-    pub totals: Map<String, Value>,
+    /// The companion's counts summed over the shards that reported them (`{}` when
+    /// none did).
+    #[serde(serialize_with = "counts_or_nothing")]
+    pub totals: Option<Counts>,
     /// The same per table and column.
-    pub tables: Vec<Value>,
+    pub tables: Vec<TableReport>,
     /// Each shard: its task, exit code, counts and timings.
     pub tasks: Vec<ShardReport>,
+}
+
+/// Totals as the sharded document has always shown them: `{}` when no shard reported.
+fn counts_or_nothing<S: serde::Serializer>(
+    totals: &Option<Counts>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match totals {
+        Some(counts) => counts.serialize(serializer),
+        None => serde_json::Map::new().serialize(serializer),
+    }
 }
 
 #[cfg(test)]

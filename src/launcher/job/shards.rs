@@ -7,7 +7,6 @@
 //! when a shard never ran, then 5 when values could not be decrypted, then the first
 //! non-zero code in shard order.
 
-use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::follow::{LogSource, Target, follow, stop_on_the_way_out};
@@ -15,6 +14,8 @@ use super::launch::{Job, rejected};
 use super::report::{ShardReport, ShardedReport, TaskReport};
 use super::{follow_settings, log_target, prepare, settle};
 use crate::contract::exit::{ExitError, companion, launcher};
+use crate::contract::result::Summary;
+use crate::contract::summary::{Counts, TableReport};
 use crate::launcher::context::Context;
 use crate::launcher::render::ShardBoard;
 use crate::launcher::task::tags;
@@ -143,38 +144,24 @@ pub(crate) fn combined_exit_code(codes: &[u8]) -> u8 {
     }
 }
 
-/// Sums the shards' `tables[]` counts, per table and column and in all.
-fn add_up(reports: &[ShardReport]) -> (Map<String, Value>, Vec<Value>) {
-    let mut totals = Map::new();
-    let mut tables: Vec<Value> = Vec::new();
-    let add = |into: &mut Map<String, Value>, from: &Map<String, Value>| {
-        for (key, value) in from {
-            if let Some(n) = value.as_u64() {
-                let sum = into.get(key).and_then(Value::as_u64).unwrap_or(0) + n;
-                into.insert(key.clone(), Value::from(sum));
-            }
-        }
-    };
+/// Sums the shards' per-table counts, per table and column and in all; no totals when
+/// no shard reported counts.
+fn add_up(reports: &[ShardReport]) -> (Option<Counts>, Vec<TableReport>) {
+    let mut totals: Option<Counts> = None;
+    let mut tables: Vec<TableReport> = Vec::new();
     for report in reports {
-        let Some(crate::contract::events::Event::Result { summary, .. }) = &report.task.result
+        let Some(Summary::Reencrypt(summary)) = report.task.result.as_ref().map(|r| &r.summary)
         else {
             continue;
         };
-        for table in summary["tables"].as_array().into_iter().flatten() {
-            let Some(counts) = table.as_object() else {
-                continue;
-            };
-            add(&mut totals, counts);
-            let same = |t: &Value| t["table"] == table["table"] && t["column"] == table["column"];
-            match tables.iter_mut().find(|t| same(t)) {
-                Some(Value::Object(sum)) => add(sum, counts),
-                _ => {
-                    let mut sum = Map::new();
-                    sum.insert("table".into(), table["table"].clone());
-                    sum.insert("column".into(), table["column"].clone());
-                    add(&mut sum, counts);
-                    tables.push(Value::Object(sum));
-                }
+        for table in &summary.tables {
+            totals.get_or_insert_default().add_all(&table.counts);
+            match tables
+                .iter_mut()
+                .find(|t| t.table == table.table && t.column == table.column)
+            {
+                Some(sum) => sum.counts.add_all(&table.counts),
+                None => tables.push(table.clone()),
             }
         }
     }
@@ -203,7 +190,7 @@ pub(crate) async fn launch_and_follow_shards(
         shards: shards.count,
         ran: selected.clone(),
         exit_code: launcher::INTERRUPTED,
-        totals: Map::new(),
+        totals: None,
         tables: Vec::new(),
         tasks: Vec::new(),
     };
@@ -381,18 +368,20 @@ pub(crate) async fn launch_and_follow_shards(
         report.tasks.len(),
         shards.count,
         report.exit_code,
-        if report.totals.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " ({})",
-                report
-                    .totals
-                    .iter()
-                    .map(|(k, v)| format!("{k} {v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+        match &report.totals {
+            None => String::new(),
+            Some(totals) => {
+                let mut named = totals.named();
+                named.sort();
+                format!(
+                    " ({})",
+                    named
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
         }
     ));
     for task in report.tasks.iter().filter(|t| t.task.exit_code != 0) {
@@ -415,6 +404,8 @@ pub(crate) async fn launch_and_follow_shards(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::result::CompanionResult;
+    use crate::contract::summary::ReencryptReport;
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|a| a.to_string()).collect()
@@ -477,23 +468,25 @@ mod tests {
         let shard = |n: u64| ShardReport {
             shard: "1/2".into(),
             task: TaskReport {
-                result: Some(crate::contract::events::Event::Result {
+                result: CompanionResult::read(&crate::contract::events::Event::Result {
                     ts: chrono::Utc::now(),
                     command: "reencrypt".into(),
                     exit_code: 0,
-                    summary: serde_json::json!({"tables": [
-                        {"table": "a", "column": "c", "scanned": n, "reencrypted": n},
-                        {"table": "b", "column": "c", "scanned": 1, "reencrypted": 0}
-                    ]}),
+                    summary: Summary::Reencrypt(Box::new(ReencryptReport::completed(&[
+                        ("a", n, n),
+                        ("b", 1, 0),
+                    ])))
+                    .to_value(),
                 }),
                 ..TaskReport::default()
             },
         };
         let (totals, tables) = add_up(&[shard(3), shard(4)]);
-        assert_eq!(totals["scanned"], 9);
-        assert_eq!(totals["reencrypted"], 7);
-        assert_eq!(tables[0]["scanned"], 7);
-        assert_eq!(tables[1]["scanned"], 2);
+        let totals = totals.unwrap();
+        assert_eq!((totals.scanned, totals.reencrypted), (9, 7));
+        assert_eq!(tables[0].counts.scanned, 7);
+        assert_eq!(tables[1].counts.scanned, 2);
         assert_eq!(tables.len(), 2);
+        assert_eq!(add_up(&[]).0, None);
     }
 }
