@@ -91,7 +91,8 @@ pub struct GlobalOptions {
     #[arg(long)]
     pub allow_concurrent: bool,
     /// Start the task again up to N times when ECS proves it never started (no capacity,
-    /// RESOURCE:*), after 1 s, 2 s, 4 s, ...; never for a container that ran
+    /// RESOURCE:*, a passing ResourceInitializationError such as an ENI timeout), after
+    /// 1 s, 2 s, 4 s, ...; never for a container that ran
     /// [env: RUN_ADMIN_TASK_START_RETRIES] [config: start_retries] [default: 2]
     #[arg(long, value_name = "N")]
     pub start_retries: Option<u32>,

@@ -70,6 +70,13 @@ MAX_EVENT_BYTES = 262144 - 26
 MAX_BATCH_EVENTS = 10000
 MAX_BATCH_BYTES = 1048576
 
+# A start that failed for want of a network interface in time: transient, ECS's
+# stopped reason for it (the same task definition starts on another try).
+ENI_TIMEOUT = (
+    "ResourceInitializationError: failed to configure ENI: "
+    "Timeout waiting for network interface provisioning to complete."
+)
+
 SECRET_NOT_FOUND = (
     "ResourceInitializationError: unable to pull secrets or registry auth: "
     "execution resource retrieval failed: unable to retrieve secret from asm: "
@@ -299,6 +306,8 @@ class Agent:
         self.final_flush_delay: float = args.final_flush_delay_seconds
         self.stop_grace: float = args.stop_grace_seconds
         self.capacity_failures: int = args.capacity_failures
+        self.start_failures: int = args.start_failures
+        self.forget_after: float = args.forget_stopped_after_seconds
         self.companion: str = os.path.abspath(args.companion) if os.sep in args.companion else args.companion
         self.admin_entrypoint: str = args.admin_image_entrypoint
         # The admin image under each name it can be pulled by: the local one, and its
@@ -508,6 +517,9 @@ class Agent:
 
     # -- starting --------------------------------------------------------
     def check_start(self, t: AgentTask) -> None:
+        if self.start_failures > 0:
+            self.start_failures -= 1
+            raise StartFailure(ENI_TIMEOUT, {})
         for c in t.containers:
             for s in c.defn.get("secrets") or []:
                 self.resolve_secret(t, s["valueFrom"])
@@ -711,11 +723,16 @@ class Agent:
             logs.put_log_events(c.log_group, c.log_stream, batch)
 
     # -- API handlers ------------------------------------------------------
+    def forgotten(self, t: AgentTask) -> bool:
+        """ECS describes a stopped task for about an hour, then answers MISSING."""
+        stopped = t.times.get("stoppedAt")
+        return stopped is not None and time.time() - stopped > self.forget_after
+
     def find(self, cluster_name: str, ref: str) -> AgentTask | None:
         task_id = ref.split("/")[-1]
         for t in self.tasks.values():
             if t.cluster_name == cluster_name and (t.arn == ref or t.id == task_id):
-                return t
+                return None if self.forgotten(t) else t
         return None
 
     def api_run_task(self, resp: EC2ContainerServiceResponse) -> ActionResult:
@@ -904,7 +921,7 @@ class Agent:
             cluster = backend._get_cluster(cluster_str)
             arns = []
             for t in self.tasks.values():
-                if t.cluster_name != cluster.name:
+                if t.cluster_name != cluster.name or self.forgotten(t):
                     continue
                 # PENDING selects tasks the agent still wants running too.
                 want = "STOPPED" if desired == "STOPPED" else "RUNNING"
@@ -1207,6 +1224,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="awslogs flush interval (real ECS: 5)")
     p.add_argument("--capacity-failures", type=int, default=0,
                    help="answer the first N valid RunTasks with a capacity failure and no task")
+    p.add_argument("--start-failures", type=int, default=0,
+                   help="stop the first N tasks that would start with TaskFailedToStart "
+                        "(ResourceInitializationError: an ENI that was not provisioned in time)")
+    p.add_argument("--forget-stopped-after-seconds", type=float, default=3600.0,
+                   help="describe and list a stopped task for this long, then answer MISSING "
+                        "as ECS does after about an hour")
     p.add_argument("--stop-grace-seconds", type=float, default=30.0,
                    help="SIGTERM to SIGKILL delay on stop (ECS stopTimeout default: 30)")
     p.add_argument("--state-delay-seconds", type=float, default=0.15,

@@ -341,6 +341,41 @@ fn a_start_refused_for_capacity_is_retried_and_only_that() {
 }
 
 #[test]
+fn a_task_that_failed_to_start_for_a_passing_reason_is_started_again() {
+    let (_db, emu) = crate::common::emulator::stack_with(&["--start-failures", "1"]);
+    let retried = run(emu.launcher().args(["--output", "json", "migrate-info"]));
+    assert_eq!(retried.status.code(), Some(0), "{}", describe(&retried));
+    let stderr = String::from_utf8_lossy(&retried.stderr);
+    assert_eq!(
+        stderr.matches("failed, no container ran: task ").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("ResourceInitializationError"), "{stderr}");
+    let doc = report(&retried);
+    let failed = &doc["failed_starts"][0];
+    assert_eq!(failed["attempt"], 1, "{doc}");
+    assert_eq!(
+        failed["failures"][0]["reason"], "TaskFailedToStart",
+        "{doc}"
+    );
+    assert_ne!(failed["failures"][0]["arn"], doc["task_arn"], "{doc}");
+    assert_eq!(doc["result"]["command"], "migrate-info", "{doc}");
+    // A start that would fail the same way again is not: a secret that does not exist.
+    let lasting = run(emu.launcher().args([
+        "--task-definition",
+        "everruns-admin-badsecret",
+        "migrate-info",
+    ]));
+    assert_eq!(lasting.status.code(), Some(125), "{}", describe(&lasting));
+    assert!(
+        !both_streams(&lasting).contains("starting again"),
+        "{}",
+        describe(&lasting)
+    );
+}
+
+#[test]
 fn a_container_whose_exit_code_ecs_lost_is_never_called_never_ran() {
     let (_db, emu) = stack();
     // The companion's result event says how it ended: that is the outcome.

@@ -366,6 +366,27 @@ pub(crate) fn worth_starting_again(failures: &[LaunchFailure]) -> bool {
         })
 }
 
+/// Whether a task that stopped proves that its container never started and that
+/// starting again may work: `TaskFailedToStart` while ECS set up what the task needs
+/// (its network interface, or a fetch that timed out), with no `startedAt`. A secret, a
+/// log group or an image that does not exist, or a permission that is missing, would
+/// fail the same way again.
+pub(crate) fn failed_to_start_transiently(task: &TaskSnapshot) -> bool {
+    let reason = task.stopped_reason.as_deref().unwrap_or_default();
+    let lasting = [
+        "ResourceNotFoundException",
+        "AccessDenied",
+        "not authorized",
+        "does not exist",
+        "not found",
+        "CannotPullContainerError",
+    ];
+    task.stop_code.as_deref() == Some("TaskFailedToStart")
+        && task.started_at.is_none()
+        && reason.contains("ResourceInitializationError")
+        && !lasting.iter().any(|l| reason.contains(l))
+}
+
 /// The clientToken of start `attempt` (from 1) of a job whose first start used `token`:
 /// each start is its own RunTask; the task's tag keeps the job's token, so a rerun of the
 /// same CI step still finds the job's task.
@@ -496,6 +517,39 @@ mod tests {
         Operator {
             who: "alice".into(),
             host: "laptop".into(),
+        }
+    }
+
+    #[test]
+    fn only_a_start_that_failed_for_a_passing_reason_is_started_again() {
+        let stopped = |code: &str, reason: &str| TaskSnapshot {
+            stop_code: Some(code.into()),
+            stopped_reason: Some(reason.into()),
+            ..TaskSnapshot::default()
+        };
+        let eni = "ResourceInitializationError: failed to configure ENI: Timeout waiting for network interface provisioning to complete.";
+        assert!(failed_to_start_transiently(&stopped(
+            "TaskFailedToStart",
+            eni
+        )));
+        let ran = TaskSnapshot {
+            started_at: Some(chrono::Utc::now()),
+            ..stopped("TaskFailedToStart", eni)
+        };
+        assert!(!failed_to_start_transiently(&ran));
+        assert!(!failed_to_start_transiently(&stopped(
+            "EssentialContainerExited",
+            eni
+        )));
+        for lasting in [
+            "ResourceInitializationError: unable to pull secrets or registry auth: ... ResourceNotFoundException: Secrets Manager can't find the specified secret.",
+            "ResourceInitializationError: ... AccessDeniedException: not authorized to perform secretsmanager:GetSecretValue",
+            "CannotPullContainerError: pull image manifest has been retried 1 time(s): not found",
+        ] {
+            assert!(
+                !failed_to_start_transiently(&stopped("TaskFailedToStart", lasting)),
+                "{lasting}"
+            );
         }
     }
 

@@ -24,7 +24,7 @@
 //! | `log_group`, `log_stream`, `console_url` | where the container's logs are |
 //! | `hints` | what to check for a recognised failure |
 //! | `failures` | RunTask's `failures[]` (`arn`, `reason`, `detail`) |
-//! | `failed_starts` | the starts ECS refused for want of capacity before the last one (`attempt`, `failures`); no container ran in any of them |
+//! | `failed_starts` | the starts before the last one that never ran a container: refused for want of capacity, or a task that stopped with `TaskFailedToStart` for a passing reason (`attempt`, `failures`: RunTask's, or the task's ARN, stop code and reason) |
 //! | `error` | what went wrong when the launcher itself failed |
 
 use std::time::Duration;
@@ -48,12 +48,12 @@ pub struct LaunchFailure {
     pub detail: Option<String>,
 }
 
-/// A start ECS refused before one it took (`--start-retries`): no container ran.
+/// A start before the last one of a job (`--start-retries`): no container ran.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FailedStart {
     /// Which start, from 1.
     pub attempt: u32,
-    /// RunTask's `failures[]` for it.
+    /// RunTask's `failures[]` for it, or the stopped task's ARN, stop code and reason.
     pub failures: Vec<LaunchFailure>,
 }
 
