@@ -122,6 +122,42 @@ fn calls_per_minute(emu: &Emulator, seconds: u64) -> (f64, f64) {
     (per_minute("DescribeTasks"), per_minute("GetLogEvents"))
 }
 
+/// One `reencrypt --shards N` job: its GetLogEvents and DescribeTasks per second over
+/// the job (from the report's `api_calls`), and seconds from the last container's exit
+/// to the launcher's exit.
+fn sharded(emu: &Emulator, shards: u32) -> (f64, f64, f64) {
+    let started = Instant::now();
+    let out = emu
+        .launcher()
+        .args(["--output", "json", "reencrypt", "--shards"])
+        .arg(shards.to_string())
+        .output()
+        .unwrap();
+    let exited = SystemTime::now();
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(out.status.code(), Some(0), "{}", common::describe(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rate = |api: &str| report["api_calls"][api].as_f64().unwrap_or_default() / seconds;
+    let last_exit = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| {
+            serde_json::from_value::<chrono::DateTime<chrono::Utc>>(
+                t["execution_stopped_at"].clone(),
+            )
+            .ok()
+        })
+        .max()
+        .unwrap();
+    let exited: chrono::DateTime<chrono::Utc> = exited.into();
+    (
+        rate("GetLogEvents"),
+        rate("DescribeTasks"),
+        (exited - last_exit).as_seconds_f64(),
+    )
+}
+
 fn main() {
     let db = common::cluster().create_database();
     let emu = Emulator::start_with(
@@ -165,6 +201,25 @@ fn main() {
         "endpoint that never answers to exit 125 (default timeouts): {:.1} s",
         silent_endpoint_to_125(&emu)
     );
+
+    assert_eq!(
+        emu.launcher()
+            .arg("migrate")
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(0)
+    );
+    for shards in [1, 8, 32] {
+        let runs: Vec<(f64, f64, f64)> = (0..3).map(|_| sharded(&emu, shards)).collect();
+        let (logs, _, _) = median(runs.iter().map(|r| r.0).collect());
+        let (describes, _, _) = median(runs.iter().map(|r| r.1).collect());
+        let (lag, min, max) = median(runs.iter().map(|r| r.2).collect());
+        println!(
+            "reencrypt --shards {shards}: GetLogEvents {logs:.2}/s, DescribeTasks {describes:.2}/s over the job; last container exit to launcher exit median {lag:.2} s (min {min:.2}, max {max:.2}) over 3 runs"
+        );
+    }
 
     let seconds = std::env::var("EVERRUNS_BENCH_LONG_TASK_SECONDS")
         .ok()

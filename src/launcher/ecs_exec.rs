@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 use crate::contract::exit::{ExitError, launcher};
-use crate::launcher::clients::{describe_error, error_code, is_transient};
+use crate::launcher::aws_errors::{describe_error, error_code, is_transient};
 use crate::launcher::flags::EnvLookup;
 use crate::launcher::render::Renderer;
 use crate::launcher::task::{TaskSnapshot, task_id};

@@ -6,7 +6,8 @@
 use anyhow::anyhow;
 
 use crate::contract::exit::ExitError;
-use crate::launcher::clients::{Clients, launch_error};
+use crate::launcher::aws_errors::launch_error;
+use crate::launcher::clients::Clients;
 use crate::launcher::config::LaunchConfig;
 use crate::launcher::flags::EnvLookup;
 

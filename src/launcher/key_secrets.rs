@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 use crate::contract::exit::{ExitError, launcher};
 use crate::contract::result::{CompanionResult, Summary};
 use crate::keyring::{KEY_LEN, Key, PREVIOUS_VAR, PRIMARY_VAR, is_valid_id, split_keys};
-use crate::launcher::clients::describe_error;
+use crate::launcher::aws_errors::describe_error;
 
 /// What `keys retire` writes into the previous slot: one space, which the companion
 /// reads as "no previous keys" (Secrets Manager does not store an empty string).

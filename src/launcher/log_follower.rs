@@ -11,6 +11,7 @@
 //! the container stops but sends that last batch asynchronously, so lines may still
 //! arrive a few seconds after the exit code is visible.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -22,7 +23,8 @@ use tokio::time::Instant;
 use crate::contract::events::LogLine;
 use crate::contract::exit::ExitError;
 use crate::contract::result::CompanionResult;
-use crate::launcher::clients::{describe_error, is_transient};
+use crate::launcher::api_budget::ApiBudget;
+use crate::launcher::aws_errors::{describe_error, is_transient};
 
 /// Where a task's container logs, as an operator needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +132,7 @@ pub struct LogFollower {
     token: Option<String>,
     timing: LogTiming,
     result: Option<CompanionResult>,
+    budget: Option<Arc<ApiBudget>>,
 }
 
 impl LogFollower {
@@ -147,7 +150,15 @@ impl LogFollower {
             token: None,
             timing,
             result: None,
+            budget: None,
         }
+    }
+
+    /// Reads within the invocation's GetLogEvents pace, shared by every log tail of the
+    /// job, instead of as fast as its own timing allows.
+    pub(crate) fn within(mut self, budget: &Arc<ApiBudget>) -> Self {
+        self.budget = Some(Arc::clone(budget));
+        self
     }
 
     /// The companion's final result event, once read.
@@ -157,6 +168,9 @@ impl LogFollower {
 
     /// Reads the next page.
     pub async fn next_page(&mut self) -> Result<Page, ExitError> {
+        if let Some(budget) = &self.budget {
+            budget.log_reads.wait_turn().await;
+        }
         let reply = self
             .logs
             .get_log_events()

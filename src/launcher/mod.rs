@@ -6,6 +6,8 @@
 //! subject modules here: [`job`] (launch and follow a task), [`log_follower`],
 //! [`render`], [`service`], [`task_def`], [`checks`] (doctor), [`key_secrets`], [`ecs_exec`].
 
+pub(crate) mod api_budget;
+pub(crate) mod aws_errors;
 pub mod checks;
 pub mod clients;
 pub mod commands;
@@ -22,6 +24,7 @@ pub mod job;
 pub(crate) mod job_summary;
 pub mod key_secrets;
 pub mod log_follower;
+pub(crate) mod log_history;
 pub mod render;
 pub mod service;
 pub mod task;

@@ -7,7 +7,8 @@ use anyhow::anyhow;
 use aws_sdk_ecs::types::{AssignPublicIp, Service};
 
 use crate::contract::exit::ExitError;
-use crate::launcher::clients::{Clients, cluster_not_found, launch_error};
+use crate::launcher::aws_errors::{cluster_not_found, launch_error};
+use crate::launcher::clients::Clients;
 use crate::launcher::config::{Capacity, CapacityShare, LaunchConfig, Origin};
 
 /// What a launch can copy from a service.

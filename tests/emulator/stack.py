@@ -1230,6 +1230,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--forget-stopped-after-seconds", type=float, default=3600.0,
                    help="describe and list a stopped task for this long, then answer MISSING "
                         "as ECS does after about an hour")
+    p.add_argument("--throttle", action="append", default=[], metavar="OPERATION=PER_SECOND",
+                   help="answer calls to OPERATION beyond PER_SECOND with ThrottlingException, "
+                        "e.g. GetLogEvents=10; repeatable")
     p.add_argument("--stop-grace-seconds", type=float, default=30.0,
                    help="SIGTERM to SIGKILL delay on stop (ECS stopTimeout default: 30)")
     p.add_argument("--state-delay-seconds", type=float, default=0.15,
@@ -1249,6 +1252,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--request-counts", default=None, metavar="FILE",
                    help="keep a JSON object of API calls by action (X-Amz-Target) in FILE")
     args = p.parse_args(argv)
+    args.throttles = {}
+    for item in args.throttle:
+        op, _, rate = item.partition("=")
+        try:
+            args.throttles[op] = float(rate)
+        except ValueError:
+            p.error(f"--throttle {item!r}: use OPERATION=PER_SECOND")
     args.state_delays = {}
     for item in args.state_delay:
         state, _, seconds = item.partition("=")
@@ -1286,6 +1296,40 @@ def install_request_counter(path: str) -> None:
     DomainDispatcherApplication.__call__ = counting
 
 
+def install_throttle(rates: dict[str, float]) -> None:
+    """Refuses calls to an operation beyond its rate (a token bucket of one second's
+    calls) with ThrottlingException, as AWS does past an API's quota."""
+    from moto.server import DomainDispatcherApplication
+
+    original = DomainDispatcherApplication.__call__
+    lock = threading.Lock()
+    buckets = {op: [rate, time.monotonic()] for op, rate in rates.items()}
+
+    def throttling(self: Any, environ: dict, start_response: Any) -> Any:
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        op = target.rsplit(".", 1)[-1] if target else ""
+        if op in buckets:
+            rate = rates[op]
+            with lock:
+                tokens, at = buckets[op]
+                now = time.monotonic()
+                tokens = min(rate, tokens + (now - at) * rate)
+                allowed = tokens >= 1.0
+                buckets[op] = [tokens - 1.0 if allowed else tokens, now]
+            if not allowed:
+                LOG.info("throttled %s", op)
+                body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
+                start_response("400 Bad Request", [
+                    ("Content-Type", "application/x-amz-json-1.1"),
+                    ("x-amzn-ErrorType", "ThrottlingException"),
+                    ("Content-Length", str(len(body))),
+                ])
+                return [body]
+        return original(self, environ, start_response)
+
+    DomainDispatcherApplication.__call__ = throttling
+
+
 def install_stall(path: str) -> None:
     """Holds every request unanswered while `path` exists: the connection is accepted and
     nothing comes back, as from an endpoint behind a broken proxy or VPN."""
@@ -1316,6 +1360,8 @@ def main() -> int:
 
     agent = Agent(args)
     install_patches(agent)
+    if args.throttles:
+        install_throttle(args.throttles)
     if args.request_counts:
         install_request_counter(args.request_counts)
     if args.stall_while_exists:

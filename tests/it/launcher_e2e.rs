@@ -376,6 +376,80 @@ fn a_task_that_failed_to_start_for_a_passing_reason_is_started_again() {
 }
 
 #[test]
+fn a_task_ecs_forgot_is_read_from_its_log_stream() {
+    // ECS forgets a stopped task after about an hour; this one after a second.
+    let (_db, emu) = crate::common::emulator::stack_with(&["--forget-stopped-after-seconds", "1"]);
+    let gate = run(emu.launcher().args([
+        "--output",
+        "json",
+        "--wait-stopped",
+        "migrate-info",
+        "--check",
+    ]));
+    assert_eq!(gate.status.code(), Some(3), "{}", describe(&gate));
+    let arn = report(&gate)["task_arn"].as_str().unwrap().to_string();
+    let id = arn.rsplit('/').next().unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+
+    let logs = run(emu.launcher().args(["logs", &arn]));
+    assert_eq!(logs.status.code(), Some(0), "{}", describe(&logs));
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains("migration(s) pending"),
+        "{}",
+        describe(&logs)
+    );
+    assert!(
+        String::from_utf8_lossy(&logs.stderr).contains("no longer known to ECS"),
+        "{}",
+        describe(&logs)
+    );
+    // Following a task that ended long ago exits as its launch did.
+    let followed = run(emu.launcher().args(["logs", "--follow", &id]));
+    assert_eq!(followed.status.code(), Some(3), "{}", describe(&followed));
+
+    let status = task_status(&emu, &id);
+    assert_eq!(status["exit_code"], 3, "{status}");
+    assert_eq!(status["result"]["command"], "migrate-info", "{status}");
+    assert!(
+        status["hints"][0]
+            .as_str()
+            .unwrap()
+            .contains("ECS no longer describes"),
+        "{status}"
+    );
+    let human = run(emu.launcher().args(["status", &id]));
+    assert!(
+        String::from_utf8_lossy(&human.stdout).contains("`migrate-info` exited 3"),
+        "{}",
+        describe(&human)
+    );
+
+    let list = run(emu.launcher().args(["--output", "json", "list"]));
+    assert_eq!(list.status.code(), Some(0), "{}", describe(&list));
+    let rows: Value = serde_json::from_slice(&list.stdout).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["task_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{id} not in {rows}"));
+    assert_eq!(row["source"], "logs", "{row}");
+    assert_eq!(row["exit_code"], 3, "{row}");
+    assert_eq!(row["command"], "migrate-info", "{row}");
+
+    // Neither ECS nor the log group: a clear usage error.
+    let unknown = run(emu
+        .launcher()
+        .args(["status", "0123456789abcdef0123456789abcdef"]));
+    assert_eq!(unknown.status.code(), Some(2), "{}", describe(&unknown));
+    assert!(
+        both_streams(&unknown).contains("nor in log group /ecs/everruns-admin"),
+        "{}",
+        describe(&unknown)
+    );
+}
+
+#[test]
 fn a_container_whose_exit_code_ecs_lost_is_never_called_never_ran() {
     let (_db, emu) = stack();
     // The companion's result event says how it ended: that is the outcome.
@@ -1165,15 +1239,25 @@ fn ctrl_c_stops_every_shard() {
     // The first shard's companion is at work; the others are starting or at work too.
     let _stderr = read_until_line(child.stderr.take().unwrap(), "reencrypt starting");
     std::thread::sleep(Duration::from_millis(1000));
+    let interrupted_at = chrono::Utc::now();
     crate::common::send_signal(child.id(), libc::SIGINT);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", describe(&out));
     let doc = report(&out);
     let tasks = doc["tasks"].as_array().unwrap();
     assert_eq!(tasks.len(), 4, "{doc}");
+    let mut stopped = 0;
     for task in tasks {
         let arn = task["task_arn"].as_str().unwrap();
         let status = task_status(&emu, arn);
+        // A shard whose key range holds no row may have finished before the Ctrl-C.
+        let exited: Option<chrono::DateTime<chrono::Utc>> =
+            serde_json::from_value(status["execution_stopped_at"].clone()).ok();
+        if status["stop_code"] == "EssentialContainerExited"
+            && exited.is_some_and(|t| t < interrupted_at)
+        {
+            continue;
+        }
         assert!(
             status["stopped_reason"]
                 .as_str()
@@ -1181,7 +1265,48 @@ fn ctrl_c_stops_every_shard() {
             "{status}"
         );
         assert_eq!(status["stop_code"], "UserInitiated", "{status}");
+        stopped += 1;
     }
+    assert!(stopped >= 2, "the shards at work were stopped: {doc}");
+}
+
+#[test]
+fn eight_shards_share_one_api_budget_under_throttling() {
+    let (db, emu) = crate::common::emulator::stack_with(&[
+        "--throttle",
+        "GetLogEvents=10",
+        "--throttle",
+        "DescribeTasks=20",
+    ]);
+    assert_eq!(run(emu.launcher().arg("migrate")).status.code(), Some(0));
+    seed_under_previous_key(&db);
+    let started = std::time::Instant::now();
+    let out =
+        run(emu
+            .launcher()
+            .args(["--output", "json", "reencrypt", "--shards", "8", "-b", "3"]));
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let doc = report(&out);
+    assert_eq!(doc["totals"]["reencrypted"], 25, "every row counted: {doc}");
+    let calls = |api: &str| doc["api_calls"][api].as_f64().unwrap_or_default();
+    // Both paces hold over the job: one GetLogEvents turn for every tail, one
+    // DescribeTasks call for every task waiting; the first turn of each is at once.
+    assert!(
+        calls("GetLogEvents") > 0.0 && calls("DescribeTasks") > 0.0,
+        "{doc}"
+    );
+    assert!(
+        calls("GetLogEvents") <= 4.0 * seconds + 1.0,
+        "{} GetLogEvents in {seconds:.1} s: {doc}",
+        calls("GetLogEvents")
+    );
+    assert!(
+        calls("DescribeTasks") <= 2.0 * seconds + 1.0,
+        "{} DescribeTasks in {seconds:.1} s: {doc}",
+        calls("DescribeTasks")
+    );
+    assert_eq!(calls("RunTask"), 8.0, "{doc}");
 }
 
 #[test]

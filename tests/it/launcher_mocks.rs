@@ -104,20 +104,20 @@ fn logs(rules: &[&Rule]) -> aws_sdk_cloudwatchlogs::Client {
 }
 
 fn clients(ecs: aws_sdk_ecs::Client, logs: aws_sdk_cloudwatchlogs::Client) -> Clients {
-    Clients {
+    Clients::from_parts(
         ecs,
         logs,
-        secrets: aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::Client::from_conf(
             aws_sdk_secretsmanager::Config::builder()
                 .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
                 .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
                 .build(),
         ),
-        sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &[]),
-        ec2: crate::common::uncalled_ec2(),
-        ecr: crate::common::uncalled_ecr(),
-        region: "us-east-1".into(),
-    }
+        mock_client!(aws_sdk_sts, RuleMode::MatchAny, &[]),
+        crate::common::uncalled_ec2(),
+        crate::common::uncalled_ecr(),
+        "us-east-1",
+    )
 }
 
 fn target(clients: &Clients) -> Target {

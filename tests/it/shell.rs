@@ -65,15 +65,15 @@ fn clients(rules: &[&Rule]) -> Clients {
     let logs = mock_client!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, &[]);
     let secrets = mock_client!(aws_sdk_secretsmanager, RuleMode::MatchAny, &[]);
     let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, &[]);
-    Clients {
+    Clients::from_parts(
         ecs,
         logs,
         secrets,
         sts,
-        ec2: crate::common::uncalled_ec2(),
-        ecr: crate::common::uncalled_ecr(),
-        region: "eu-west-1".into(),
-    }
+        crate::common::uncalled_ec2(),
+        crate::common::uncalled_ecr(),
+        "eu-west-1",
+    )
 }
 
 fn timing() -> ExecTiming {

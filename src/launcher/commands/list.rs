@@ -1,5 +1,7 @@
 //! `list`: the recent tasks this tool started on the cluster for the task definition
-//! family: who, what command, when, state and exit code.
+//! family: who, what command, when, state and exit code. ECS describes a stopped task
+//! for about an hour; runs older than that come from the log group, which keeps each
+//! task's stream for its retention, and are marked so.
 
 use std::collections::BTreeSet;
 
@@ -8,19 +10,35 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::contract::exit::ExitError;
-use crate::launcher::clients::{Clients, launch_error};
+use crate::contract::result::CompanionResult;
+use crate::launcher::aws_errors::launch_error;
+use crate::launcher::clients::Clients;
 use crate::launcher::context::Context;
 use crate::launcher::flags::OutputFormat;
 use crate::launcher::identity::STARTED_BY_PREFIX;
+use crate::launcher::log_follower::{LogFollower, LogTiming};
+use crate::launcher::log_history::{self, RememberedRun};
 use crate::launcher::task::{TaskSnapshot, tags};
+
+/// Where a row of `list` comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// ECS describes the task.
+    Ecs,
+    /// ECS no longer does; its log stream in the task definition's log group remains.
+    Logs,
+}
 
 /// One row of `list` (and one element of its JSON array).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ListEntry {
+    /// Where the row comes from.
+    pub source: Source,
     /// The task id.
     pub task_id: String,
-    /// The task ARN.
-    pub task_arn: String,
+    /// The task ARN (unknown for a row from the logs).
+    pub task_arn: Option<String>,
     /// Its last status.
     pub last_status: String,
     /// Who started it (the `everruns-admin:started-by` tag, else `startedBy`).
@@ -45,8 +63,9 @@ impl ListEntry {
     /// The row for one task.
     pub(crate) fn from_snapshot(task: &TaskSnapshot, container: &str) -> Self {
         ListEntry {
+            source: Source::Ecs,
             task_id: task.id().to_string(),
-            task_arn: task.arn.clone(),
+            task_arn: Some(task.arn.clone()),
             last_status: task.last_status.clone(),
             started_by: task
                 .tag(tags::STARTED_BY)
@@ -61,6 +80,25 @@ impl ListEntry {
             exit_code: task.container(container).and_then(|c| c.exit_code),
         }
     }
+
+    /// The row for a run ECS no longer describes: its stream's times, and the
+    /// companion's command and exit code from its result event.
+    fn from_log(run: &RememberedRun, result: Option<&CompanionResult>) -> Self {
+        ListEntry {
+            source: Source::Logs,
+            task_id: run.task_id.clone(),
+            task_arn: None,
+            last_status: "STOPPED".into(),
+            started_by: None,
+            host: None,
+            command: result.map(|r| r.command.clone()),
+            mutating: result.is_some_and(|r| matches!(r.command.as_str(), "migrate" | "reencrypt")),
+            created_at: run.created_at,
+            stopped_at: run.last_event_at,
+            stop_code: None,
+            exit_code: result.map(|r| i32::from(r.exit_code)),
+        }
+    }
 }
 
 /// `list [--limit N]`.
@@ -71,7 +109,8 @@ pub struct ListArgs {
     pub limit: usize,
 }
 
-/// Lists running and recently stopped tasks (ECS keeps stopped ones about an hour).
+/// Lists running and recently stopped tasks (ECS keeps stopped ones about an hour),
+/// then older runs from the log group.
 pub async fn exec(context: &Context, args: &ListArgs) -> Result<u8, ExitError> {
     let limit = args.limit;
     let config = &context.config;
@@ -115,19 +154,41 @@ pub async fn exec(context: &Context, args: &ListArgs) -> Result<u8, ExitError> {
                 }),
         );
     }
-    tasks.sort_by_key(|t| std::cmp::Reverse(t.created_at));
-    let entries: Vec<ListEntry> = tasks
-        .iter()
-        .take(limit)
-        .map(|t| ListEntry::from_snapshot(t, &config.container))
-        .collect();
+    let known: BTreeSet<&str> = arns.iter().map(|a| log_history::task_id(a)).collect();
+    let mut rows: Vec<Row> = tasks.iter().map(Row::Ecs).collect();
+    rows.extend(
+        log_history::recent(&clients, config, limit)
+            .await?
+            .into_iter()
+            .filter(|run| !known.contains(run.task_id.as_str()))
+            .map(Row::Logs),
+    );
+    rows.sort_by_key(|row| std::cmp::Reverse(row.created_at()));
+    rows.truncate(limit);
+    let mut entries = Vec::with_capacity(rows.len());
+    for row in &rows {
+        entries.push(match row {
+            Row::Ecs(task) => ListEntry::from_snapshot(task, &config.container),
+            Row::Logs(run) => {
+                let result = LogFollower::new(
+                    clients.logs_in(Some(&run.log.region)),
+                    &run.log.group,
+                    &run.log.stream,
+                    LogTiming::default(),
+                )
+                .last_result()
+                .await;
+                ListEntry::from_log(run, result.as_ref())
+            }
+        });
+    }
     if context.options.output == OutputFormat::Json {
         context.renderer.document(&entries);
         return Ok(0);
     }
     if entries.is_empty() {
         context.renderer.note(&format!(
-            "no tasks started by run-admin-task for {} on cluster {} (stopped tasks stay visible for about an hour)",
+            "no tasks started by run-admin-task for {} on cluster {}, and no runs in its log group",
             config.family(),
             config.cluster
         ));
@@ -135,6 +196,21 @@ pub async fn exec(context: &Context, args: &ListArgs) -> Result<u8, ExitError> {
     }
     crate::stdio::out_line(format_args!("{}", table(&entries)));
     Ok(0)
+}
+
+/// A task before it is a row: described by ECS, or remembered by the log group.
+enum Row<'a> {
+    Ecs(&'a TaskSnapshot),
+    Logs(RememberedRun),
+}
+
+impl Row<'_> {
+    fn created_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Row::Ecs(task) => task.created_at,
+            Row::Logs(run) => run.created_at,
+        }
+    }
 }
 
 /// The human table: one line per task.
@@ -145,6 +221,7 @@ pub fn table(entries: &[ListEntry]) -> String {
         "EXIT".into(),
         "CREATED".into(),
         "STARTED BY".into(),
+        "FROM".into(),
         "COMMAND".into(),
     ]];
     for e in entries {
@@ -162,10 +239,14 @@ pub fn table(entries: &[ListEntry]) -> String {
                 (Some(who), None) => who.clone(),
                 _ => "-".into(),
             },
+            match e.source {
+                Source::Ecs => "ecs".into(),
+                Source::Logs => "logs".into(),
+            },
             e.command.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
+    let widths: Vec<usize> = (0..7)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     rows.iter()
@@ -174,7 +255,7 @@ pub fn table(entries: &[ListEntry]) -> String {
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
-                    if i == 5 {
+                    if i == 6 {
                         c.clone()
                     } else {
                         format!("{c:<w$}", w = widths[i])

@@ -7,13 +7,15 @@ use anyhow::anyhow;
 use tokio::sync::{mpsc, watch};
 
 use crate::contract::events::LogLine;
-use crate::contract::exit::ExitError;
+use crate::contract::exit::{ExitError, launcher};
+use crate::contract::result::CompanionResult;
 use crate::launcher::clients::Clients;
 use crate::launcher::context::Context;
 use crate::launcher::job::follow::{FollowSettings, LogSource, Target, follow, reattach_hint};
 use crate::launcher::job::report::TaskReport;
-use crate::launcher::job::{conclude, describe_task, existing_log_target, follow_settings};
+use crate::launcher::job::{conclude, existing_log_target, find_task, follow_settings};
 use crate::launcher::log_follower::{LogFollower, TaskPhase};
+use crate::launcher::log_history;
 
 /// `logs TASK [--follow]`.
 #[derive(Debug, Clone, clap::Args)]
@@ -35,7 +37,9 @@ pub async fn exec(
     let config = &context.config;
     let renderer = &context.renderer;
     let clients = Clients::connect(config).await?;
-    let snapshot = describe_task(&clients, &config.cluster, task).await?;
+    let Some(snapshot) = find_task(&clients, &config.cluster, task).await? else {
+        return remembered(context, &clients, task, follow_logs).await;
+    };
     let Some(log) = existing_log_target(&clients, &snapshot, &config.container).await? else {
         return Err(ExitError::usage(anyhow!(
             "container {} of task {} does not log to CloudWatch (no awslogs driver); choose another with --container",
@@ -59,19 +63,7 @@ pub async fn exec(
     };
 
     if !follow_logs {
-        let mut follower = LogFollower::new(
-            source.client,
-            &source.group,
-            &source.stream,
-            FollowSettings::default().logs,
-        );
-        let (_phase, phase_rx) = watch::channel(TaskPhase {
-            started: true,
-            ..TaskPhase::default()
-        });
-        let on_line = |line: &LogLine| renderer.log_line(line);
-        let on_problem = |problem: &str| renderer.warn(&format!("{problem}; retrying"));
-        follower.run(phase_rx, false, &on_line, &on_problem).await?;
+        report.result = print_stream(context, &source).await?;
         if !snapshot.is_stopped() {
             renderer.note(&format!(
                 "task {} is {}: {}",
@@ -80,7 +72,6 @@ pub async fn exec(
                 reattach_hint(&snapshot.arn)
             ));
         }
-        report.result = follower.result().cloned();
         context.renderer.document(&report);
         return Ok(0);
     }
@@ -97,4 +88,58 @@ pub async fn exec(
     };
     let followed = follow(&clients, &target, &settings, renderer, interrupts, "").await?;
     Ok(conclude(context, &mut report, followed, Some(&log)))
+}
+
+/// Prints the stream from its first line to its end, once; returns the companion's
+/// result event when the stream has one.
+async fn print_stream(
+    context: &Context,
+    source: &LogSource,
+) -> Result<Option<CompanionResult>, ExitError> {
+    let renderer = &context.renderer;
+    let mut follower = LogFollower::new(
+        source.client.clone(),
+        &source.group,
+        &source.stream,
+        FollowSettings::default().logs,
+    );
+    let (_phase, phase_rx) = watch::channel(TaskPhase {
+        started: true,
+        ..TaskPhase::default()
+    });
+    let on_line = |line: &LogLine| renderer.log_line(line);
+    let on_problem = |problem: &str| renderer.warn(&format!("{problem}; retrying"));
+    follower.run(phase_rx, false, &on_line, &on_problem).await?;
+    Ok(follower.result().cloned())
+}
+
+/// A task ECS no longer describes: its stream, from the log group. With `--follow` it
+/// exits as its launch did, from the companion's result event (123 without one: the
+/// container ran, its code is unknown).
+async fn remembered(
+    context: &Context,
+    clients: &Clients,
+    task: &str,
+    follow_logs: bool,
+) -> Result<u8, ExitError> {
+    let config = &context.config;
+    let run = log_history::find(clients, config, task).await?;
+    context.renderer.note(&format!(
+        "task {} is no longer known to ECS (it keeps stopped tasks for about an hour); its log stream {} {} keeps what it wrote",
+        run.task_id, run.log.group, run.log.stream
+    ));
+    let source = LogSource {
+        client: clients.logs_in(Some(&run.log.region)),
+        group: run.log.group.clone(),
+        stream: run.log.stream.clone(),
+    };
+    let mut report = TaskReport::remembered(config, &run);
+    report.result = print_stream(context, &source).await?;
+    report.exit_code = match (&report.result, follow_logs) {
+        (_, false) => 0,
+        (Some(result), true) => result.exit_code,
+        (None, true) => launcher::RAN_EXIT_UNKNOWN,
+    };
+    context.renderer.document(&report);
+    Ok(report.exit_code)
 }

@@ -6,13 +6,14 @@ use tokio::sync::mpsc;
 
 use crate::contract::command_line::Cli as CompanionCli;
 use crate::contract::exit::ExitError;
+use crate::launcher::api_budget;
 use crate::launcher::config::Origin;
 use crate::launcher::context::Context;
 use crate::launcher::flags::GlobalOptions;
 use crate::launcher::github_actions;
 use crate::launcher::job::launch::{Job, RunTaskPlan, companion_deadline};
 use crate::launcher::job::launch_and_follow;
-use crate::launcher::job::report::TaskReport;
+use crate::launcher::job::report::{ShardedReport, TaskReport};
 use crate::launcher::job::shards::{Shards, launch_and_follow_shards};
 use crate::launcher::service::describe_origins;
 
@@ -242,6 +243,10 @@ pub async fn exec(
         let (code, report) =
             launch_and_follow_shards(context, job, shards, launch.needs_confirmation, interrupts)
                 .await?;
+        let report = ShardedReport {
+            api_calls: api_budget::calls(),
+            ..report
+        };
         context.renderer.document(&report);
         if in_github_actions {
             context
@@ -266,6 +271,10 @@ pub async fn exec(
         error: Some("nothing was launched".to_string()),
         ..TaskReport::default()
     });
+    let report = TaskReport {
+        api_calls: api_budget::calls(),
+        ..report
+    };
     context.renderer.document(&report);
     if in_github_actions {
         context

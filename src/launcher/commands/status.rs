@@ -3,14 +3,15 @@
 
 use chrono::SecondsFormat;
 
-use crate::contract::exit::ExitError;
+use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::clients::Clients;
 use crate::launcher::context::Context;
 use crate::launcher::flags::OutputFormat;
 use crate::launcher::job::outcome::TaskOutcome;
 use crate::launcher::job::report::TaskReport;
-use crate::launcher::job::{describe_task, existing_log_target};
+use crate::launcher::job::{existing_log_target, find_task};
 use crate::launcher::log_follower::{LogFollower, LogTiming};
+use crate::launcher::log_history;
 use crate::launcher::task::tags;
 
 /// `status TASK`.
@@ -26,7 +27,9 @@ pub async fn exec(context: &Context, args: &StatusArgs) -> Result<u8, ExitError>
     let task = args.task.as_str();
     let config = &context.config;
     let clients = Clients::connect(config).await?;
-    let snapshot = describe_task(&clients, &config.cluster, task).await?;
+    let Some(snapshot) = find_task(&clients, &config.cluster, task).await? else {
+        return remembered(context, &clients, task).await;
+    };
     let log = match existing_log_target(&clients, &snapshot, &config.container).await {
         Ok(log) => log,
         Err(e) => {
@@ -118,6 +121,60 @@ pub async fn exec(context: &Context, args: &StatusArgs) -> Result<u8, ExitError>
         lines.push(format!("log stream:  {} {}", log.group, log.stream));
         lines.push(format!("console:     {}", log.console_url()));
     }
+    crate::stdio::out_line(format_args!("{}", lines.join("\n")));
+    Ok(report.exit_code)
+}
+
+/// A task ECS no longer describes: how it ended, from the companion's result event in
+/// its log stream (123 without one: the container ran, its code is unknown).
+async fn remembered(context: &Context, clients: &Clients, task: &str) -> Result<u8, ExitError> {
+    let config = &context.config;
+    let run = log_history::find(clients, config, task).await?;
+    let mut report = TaskReport::remembered(config, &run);
+    report.result = LogFollower::new(
+        clients.logs_in(Some(&run.log.region)),
+        &run.log.group,
+        &run.log.stream,
+        LogTiming::default(),
+    )
+    .last_result()
+    .await;
+    report.exit_code = report
+        .result
+        .as_ref()
+        .map_or(launcher::RAN_EXIT_UNKNOWN, |r| r.exit_code);
+    if context.options.output == OutputFormat::Json {
+        context.renderer.document(&report);
+        return Ok(report.exit_code);
+    }
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut lines = vec![
+        format!("task:        {}", run.task_id),
+        "status:      no longer known to ECS (it keeps stopped tasks for about an hour); from its log stream".to_string(),
+        format!("first line:  {}", time(run.created_at)),
+        format!("last line:   {}", time(run.last_event_at)),
+    ];
+    lines.push(match &report.result {
+        Some(result) => format!(
+            "result:      `{}` exited {}{}",
+            result.command,
+            result.exit_code,
+            result
+                .error
+                .as_ref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ),
+        None => format!(
+            "result:      none in the stream: the container ran, its exit code is unknown (exit {})",
+            launcher::RAN_EXIT_UNKNOWN
+        ),
+    });
+    lines.push(format!("log stream:  {} {}", run.log.group, run.log.stream));
+    lines.push(format!("console:     {}", run.log.console_url()));
     crate::stdio::out_line(format_args!("{}", lines.join("\n")));
     Ok(report.exit_code)
 }

@@ -16,7 +16,8 @@ use tokio::time::Instant;
 use crate::contract::events::{Event, LogLine};
 use crate::contract::exit::ExitError;
 use crate::contract::result::CompanionResult;
-use crate::launcher::clients::{Clients, describe_error};
+use crate::launcher::aws_errors::describe_error;
+use crate::launcher::clients::Clients;
 use crate::launcher::job::watch::{Poll, PollTiming, TaskWatcher};
 use crate::launcher::log_follower::{LogFollower, LogTiming, TaskPhase};
 use crate::launcher::render::Renderer;
@@ -187,7 +188,8 @@ pub async fn follow(
             &target.cluster,
             &target.task,
             settings.poll,
-        );
+        )
+        .within(&clients.budget);
         let mut shown: Option<String> = None;
         let mut problem_shown = false;
         let mut slow_start_warned = false;
@@ -250,7 +252,8 @@ pub async fn follow(
             &source.group,
             &source.stream,
             settings.logs,
-        );
+        )
+        .within(&clients.budget);
         let on_line = |line: &LogLine| {
             renderer.log_line(line);
             if matches!(line.event, Some(Event::Result { .. })) {

@@ -10,7 +10,7 @@ use aws_sdk_ecs::types::{
 use serde_json::{Value, json};
 
 use crate::contract::exit::{ExitError, launcher};
-use crate::launcher::clients::{cluster_not_found, describe_error, error_code, launch_error};
+use crate::launcher::aws_errors::{cluster_not_found, describe_error, error_code, launch_error};
 use crate::launcher::config::{Capacity, LaunchConfig};
 use crate::launcher::idempotency::Idempotency;
 use crate::launcher::identity::{Operator, STARTED_BY_PREFIX};

@@ -30,6 +30,7 @@ use crate::launcher::context::{Context, confirmed, ensure_can_confirm};
 use crate::launcher::flags::OutputFormat;
 use crate::launcher::identity::{caller_account, check_account};
 use crate::launcher::log_follower::LogTarget;
+use crate::launcher::log_history;
 use crate::launcher::render::Renderer;
 use crate::launcher::task::{TaskSnapshot, placement};
 use crate::launcher::task_definition::fetch::{ContainerSpec, TaskDefinitionInfo};
@@ -523,20 +524,30 @@ pub(crate) async fn describe_task(
     cluster: &str,
     task: &str,
 ) -> Result<TaskSnapshot, ExitError> {
+    find_task(clients, cluster, task)
+        .await?
+        .ok_or_else(|| log_history::not_found(task, cluster, None))
+}
+
+/// Describes an existing task (id or ARN); `None` when ECS does not know it (it forgets
+/// stopped tasks after about an hour).
+pub(crate) async fn find_task(
+    clients: &Clients,
+    cluster: &str,
+    task: &str,
+) -> Result<Option<TaskSnapshot>, ExitError> {
     let timing = PollTiming {
         missing_grace: std::time::Duration::ZERO,
         ..PollTiming::default()
     };
     let mut watcher = TaskWatcher::new(clients.ecs.clone(), cluster, task, timing);
     match watcher.poll().await {
-        Ok(Poll::Seen(snapshot)) => Ok(*snapshot),
+        Ok(Poll::Seen(snapshot)) => Ok(Some(*snapshot)),
         Ok(Poll::Unavailable(problem)) => Err(ExitError::new(
             crate::contract::exit::launcher::NEVER_RAN,
             anyhow!("{problem}; check the endpoint and network, then try again"),
         )),
-        Ok(Poll::NotVisibleYet) | Err(_) => Err(ExitError::usage(anyhow!(
-            "task {task} was not found on cluster {cluster}: check the id, --cluster and --region (ECS keeps stopped tasks visible for about an hour)"
-        ))),
+        Ok(Poll::NotVisibleYet) | Err(_) => Ok(None),
     }
 }
 

@@ -26,7 +26,9 @@
 //! | `failures` | RunTask's `failures[]` (`arn`, `reason`, `detail`) |
 //! | `failed_starts` | the starts before the last one that never ran a container: refused for want of capacity, or a task that stopped with `TaskFailedToStart` for a passing reason (`attempt`, `failures`: RunTask's, or the task's ARN, stop code and reason) |
 //! | `error` | what went wrong when the launcher itself failed |
+//! | `api_calls` | the AWS calls this invocation made, by API (`DescribeTasks`, `GetLogEvents`, ...; retried attempts included); in a sharded job's document, not in each shard's entry |
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -34,7 +36,9 @@ use serde::Serialize;
 
 use crate::contract::result::CompanionResult;
 use crate::contract::summary::{Counts, TableReport};
+use crate::launcher::config::LaunchConfig;
 use crate::launcher::job::outcome::TaskOutcome;
+use crate::launcher::log_history::RememberedRun;
 use crate::launcher::task::TaskSnapshot;
 
 /// A RunTask `failures[]` entry.
@@ -124,6 +128,10 @@ pub struct TaskReport {
     pub error: Option<String>,
     /// How long each phase took.
     pub phases: Phases,
+    /// AWS calls this invocation made, by API (ECS, CloudWatch Logs, Secrets Manager;
+    /// retried attempts included); a shard's are in its job's.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub api_calls: BTreeMap<String, u64>,
     /// Whether RunTask returned a task an earlier run with the same idempotency key had
     /// started.
     pub attached: bool,
@@ -241,6 +249,25 @@ impl TaskReport {
     /// Whether the container can have written to its log stream: a task that failed
     /// to start ran no container, so the stream was never created and a link to it
     /// leads nowhere.
+    /// The report of a task ECS no longer describes, from its log stream alone.
+    pub(crate) fn remembered(config: &LaunchConfig, run: &RememberedRun) -> Self {
+        TaskReport {
+            cluster: config.cluster.clone(),
+            container: config.container.clone(),
+            task_id: Some(run.task_id.clone()),
+            log_group: Some(run.log.group.clone()),
+            log_stream: Some(run.log.stream.clone()),
+            console_url: Some(run.log.console_url()),
+            hints: vec![format!(
+                "ECS no longer describes this task (it keeps stopped tasks for about an hour): read from its log stream, whose last event was at {}",
+                run.last_event_at
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_else(|| "an unknown time".into())
+            )],
+            ..TaskReport::default()
+        }
+    }
+
     pub(crate) fn wrote_logs(&self) -> bool {
         self.stop_code.as_deref() != Some("TaskFailedToStart")
     }
@@ -280,6 +307,8 @@ pub(crate) struct ShardedReport {
     pub tables: Vec<TableReport>,
     /// Each shard: its task, exit code, counts and timings.
     pub tasks: Vec<ShardReport>,
+    /// AWS calls this invocation made, by API, over every shard.
+    pub api_calls: BTreeMap<String, u64>,
 }
 
 /// Totals as the sharded document has always shown them: `{}` when no shard reported.
@@ -303,6 +332,8 @@ mod tests {
         let mut report = TaskReport {
             cluster: "everruns".into(),
             container: "admin".into(),
+            // A launch always made calls; a shard's entry leaves them to its job's.
+            api_calls: BTreeMap::from([("RunTask".to_string(), 1)]),
             ..Default::default()
         };
         report.apply_snapshot(&TaskSnapshot {

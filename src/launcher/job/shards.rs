@@ -193,6 +193,7 @@ pub(crate) async fn launch_and_follow_shards(
         totals: None,
         tables: Vec::new(),
         tasks: Vec::new(),
+        api_calls: Default::default(),
     };
     let Some((clients, definition)) =
         prepare(context, job, &what, None, needs_confirmation, interrupts).await?

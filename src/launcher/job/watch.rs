@@ -6,11 +6,12 @@
 use std::time::Duration;
 
 use anyhow::anyhow;
-use aws_sdk_ecs::types::TaskField;
+use std::sync::Arc;
+
 use tokio::time::Instant;
 
 use crate::contract::exit::{ExitError, launcher};
-use crate::launcher::clients::{describe_error, is_transient};
+use crate::launcher::api_budget::{ApiBudget, Described, Rates};
 use crate::launcher::task::TaskSnapshot;
 
 /// How often to ask, and how long MISSING is tolerated.
@@ -56,6 +57,7 @@ pub enum Poll {
 #[derive(Debug)]
 pub struct TaskWatcher {
     ecs: aws_sdk_ecs::Client,
+    budget: Arc<ApiBudget>,
     cluster: String,
     task: String,
     timing: PollTiming,
@@ -69,6 +71,7 @@ impl TaskWatcher {
     pub fn new(ecs: aws_sdk_ecs::Client, cluster: &str, task: &str, timing: PollTiming) -> Self {
         TaskWatcher {
             ecs,
+            budget: Arc::new(ApiBudget::new(Rates::UNPACED)),
             cluster: cluster.to_string(),
             task: task.to_string(),
             timing,
@@ -78,49 +81,51 @@ impl TaskWatcher {
         }
     }
 
+    /// Asks within the invocation's DescribeTasks budget (one call for every task of a
+    /// job that waits for its turn) instead of on its own.
+    pub(crate) fn within(mut self, budget: &Arc<ApiBudget>) -> Self {
+        self.budget = Arc::clone(budget);
+        self
+    }
+
     /// Asks DescribeTasks once.
     pub async fn poll(&mut self) -> Result<Poll, ExitError> {
-        let reply = self
-            .ecs
-            .describe_tasks()
-            .cluster(&self.cluster)
-            .tasks(&self.task)
-            .include(TaskField::Tags)
-            .send()
+        let answer = self
+            .budget
+            .describe(&self.ecs, &self.cluster, &self.task)
             .await;
-        let reply = match reply {
-            Ok(reply) => reply,
-            Err(e) if is_transient(&e) => {
+        let reason = match answer {
+            Described::Failed {
+                transient: true,
+                message,
+            } => {
                 self.back_off();
-                return Ok(Poll::Unavailable(describe_error("DescribeTasks", &e)));
+                return Ok(Poll::Unavailable(message));
             }
-            Err(e) => {
+            Described::Failed {
+                transient: false,
+                message,
+            } => {
                 return Err(ExitError::runtime(anyhow!(
-                    "{}; the task may still be running: check credentials, then `run-admin-task status {}`",
-                    describe_error("DescribeTasks", &e),
+                    "{message}; the task may still be running: check credentials, then `run-admin-task status {}`",
                     self.task
                 )));
             }
-        };
-        if let Some(task) = reply.tasks().first() {
-            let snapshot = TaskSnapshot::from_sdk(task);
-            if self.last_status.as_deref() == Some(snapshot.last_status.as_str()) {
-                self.back_off();
-            } else {
-                self.interval = self.timing.fast;
-                self.last_status = Some(snapshot.last_status.clone());
+            Described::Missing(reason) => reason,
+            Described::Task(snapshot) => {
+                if self.last_status.as_deref() == Some(snapshot.last_status.as_str()) {
+                    self.back_off();
+                } else {
+                    self.interval = self.timing.fast;
+                    self.last_status = Some(snapshot.last_status.clone());
+                }
+                return Ok(Poll::Seen(snapshot));
             }
-            return Ok(Poll::Seen(Box::new(snapshot)));
-        }
+        };
         if self.since.elapsed() < self.timing.missing_grace {
             self.interval = self.timing.fast;
             return Ok(Poll::NotVisibleYet);
         }
-        let reason = reply
-            .failures()
-            .first()
-            .and_then(|f| f.reason())
-            .unwrap_or("MISSING");
         Err(ExitError::new(
             launcher::NEVER_RAN,
             anyhow!(

@@ -6,7 +6,8 @@ use anyhow::anyhow;
 use aws_sdk_ecs::types::LogDriver;
 
 use crate::contract::exit::ExitError;
-use crate::launcher::clients::{Clients, launch_error};
+use crate::launcher::aws_errors::launch_error;
+use crate::launcher::clients::Clients;
 
 /// Where a container's awslogs driver writes.
 #[derive(Debug, Clone, PartialEq, Eq)]

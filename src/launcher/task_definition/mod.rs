@@ -14,7 +14,8 @@ use serde::Serialize;
 use self::spec::TaskDefSpec;
 use self::template::{RenderError, render_json};
 use crate::contract::exit::ExitError;
-use crate::launcher::clients::{Clients, describe_error};
+use crate::launcher::aws_errors::describe_error;
+use crate::launcher::clients::Clients;
 
 /// The admin task definition template, built in.
 pub(crate) const DEFAULT_TEMPLATE: &str = include_str!("../../../task-definitions/admin.json.tmpl");
