@@ -48,7 +48,12 @@ impl Clients {
     /// set there, else from the SDK's own chain (`AWS_ENDPOINT_URL` included). No request
     /// is made; credentials are resolved on the first call.
     pub async fn connect(config: &LaunchConfig) -> Result<Self, ExitError> {
-        Self::from_shared(&shared_config(config).await)
+        let mut clients = Self::from_shared(&shared_config(config).await)?;
+        clients.budget = Arc::new(ApiBudget::new(Rates {
+            log_reads: config.log_reads_per_second,
+            ..Rates::default()
+        }));
+        Ok(clients)
     }
 
     /// Builds the clients from a configuration [`shared_config`] loaded (`doctor` also

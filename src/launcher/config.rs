@@ -11,6 +11,8 @@ use std::time::Duration;
 use anyhow::anyhow;
 
 use crate::contract::exit::ExitError;
+use crate::launcher::api_budget::Rates;
+use crate::launcher::capacity::{Capacity, DEFAULT_LAUNCH_TYPE};
 use crate::launcher::config_file::{FileSettings, StringList, load_file, split_list};
 use crate::launcher::flags::{EnvLookup, GlobalOptions};
 use crate::launcher::idempotency::Idempotency;
@@ -21,84 +23,8 @@ pub(crate) const DEFAULT_CLUSTER: &str = "everruns";
 pub const DEFAULT_FAMILY: &str = "everruns-admin";
 /// The container that runs the companion.
 pub const DEFAULT_CONTAINER: &str = "admin";
-/// The launch type used when no capacity provider is named.
-pub(crate) const DEFAULT_LAUNCH_TYPE: &str = "FARGATE";
-
 /// How often a task ECS never started is started again, unless told otherwise.
 pub(crate) const DEFAULT_START_RETRIES: u32 = 2;
-
-/// Fargate's Spot capacity provider.
-const SPOT: &str = "FARGATE_SPOT";
-
-/// How the task gets its capacity.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Capacity {
-    /// A launch type (`FARGATE`).
-    LaunchType(String),
-    /// A capacity-provider strategy: one provider with weight 1 from
-    /// `--capacity-provider`, or a service's whole strategy.
-    Strategy(Vec<CapacityShare>),
-}
-
-/// One item of a capacity-provider strategy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CapacityShare {
-    /// The capacity provider (`FARGATE_SPOT`).
-    pub provider: String,
-    /// Its relative share.
-    pub weight: i32,
-    /// How many tasks it takes first.
-    pub base: i32,
-}
-
-impl Capacity {
-    /// One provider with weight 1, as `--capacity-provider` asks.
-    fn provider(name: &str) -> Self {
-        Capacity::Strategy(vec![CapacityShare {
-            provider: name.to_string(),
-            weight: 1,
-            base: 0,
-        }])
-    }
-
-    /// The capacity a job runs on. A job that writes leaves FARGATE_SPOT out unless
-    /// Spot is allowed: a Spot interruption would stop it midway. The strategy keeps its
-    /// other providers, or becomes FARGATE alone when Spot was all it named.
-    pub(crate) fn for_job(&self, writes: bool, allow_spot: bool) -> Capacity {
-        match self {
-            Capacity::Strategy(shares)
-                if writes && !allow_spot && shares.iter().any(|s| s.provider == SPOT) =>
-            {
-                let on_demand: Vec<CapacityShare> = shares
-                    .iter()
-                    .filter(|s| s.provider != SPOT)
-                    .cloned()
-                    .collect();
-                if on_demand.is_empty() {
-                    Capacity::provider(DEFAULT_LAUNCH_TYPE)
-                } else {
-                    Capacity::Strategy(on_demand)
-                }
-            }
-            other => other.clone(),
-        }
-    }
-
-    /// For a person: `FARGATE`, or `FARGATE_SPOT (weight 1), FARGATE (weight 3, base 1)`.
-    pub fn describe(&self) -> String {
-        match self {
-            Capacity::LaunchType(t) => format!("launch type {t}"),
-            Capacity::Strategy(shares) => shares
-                .iter()
-                .map(|s| match s.base {
-                    0 => format!("{} (weight {})", s.provider, s.weight),
-                    base => format!("{} (weight {}, base {base})", s.provider, s.weight),
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
-        }
-    }
-}
 
 /// Where a resolved setting came from, as `--print-request` and `doctor` say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,7 +119,7 @@ impl std::fmt::Display for CredentialSource {
 }
 
 /// Everything the launcher needs to know about where and how to run, resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LaunchConfig {
     /// The config file environment in use, if any.
     pub env_name: Option<String>,
@@ -244,6 +170,8 @@ pub struct LaunchConfig {
     pub allow_spot: bool,
     /// How often a task ECS never started is started again (`--start-retries`).
     pub start_retries: u32,
+    /// GetLogEvents a second, for every log tail together (`--log-reads-per-second`).
+    pub log_reads_per_second: f64,
     /// The bounds on every AWS call.
     pub api_timeouts: ApiTimeouts,
     /// When a task that has not started yet earns a warning.
@@ -273,6 +201,35 @@ impl Default for ApiTimeouts {
 
 /// The default of `--slow-start`: Fargate usually starts a task within a minute.
 pub(crate) const DEFAULT_SLOW_START: Duration = Duration::from_secs(120);
+
+/// `--log-reads-per-second`, `RUN_ADMIN_TASK_LOG_READS_PER_SECOND`, `log_reads_per_second`,
+/// in that order: more than 0 and at most 100 (GetLogEvents's quota is a few dozen a
+/// second for the whole account).
+fn log_reads_per_second(
+    flag: Option<f64>,
+    env: Option<String>,
+    file: Option<f64>,
+) -> Result<f64, ExitError> {
+    let (rate, named) = match (flag, env) {
+        (Some(rate), _) => (rate, "--log-reads-per-second".to_string()),
+        (None, Some(text)) => (
+            text.trim().parse().unwrap_or(f64::NAN),
+            format!("RUN_ADMIN_TASK_LOG_READS_PER_SECOND={text:?}"),
+        ),
+        (None, None) => (
+            file.unwrap_or(Rates::default().log_reads),
+            "log_reads_per_second".to_string(),
+        ),
+    };
+    if rate > 0.0 && rate <= 100.0 {
+        Ok(rate)
+    } else {
+        Err(ExitError::usage(anyhow!(
+            "{named} is not a rate: give GetLogEvents calls a second, more than 0 and at most 100 (default {})",
+            Rates::default().log_reads
+        )))
+    }
+}
 
 /// A picked value and its origin, apart; `Origin::Default` when nothing set it.
 fn split_origin(picked: Option<(String, Origin)>) -> (Option<String>, Origin) {
@@ -550,6 +507,11 @@ impl LaunchConfig {
                 })?,
                 (None, None) => file.start_retries.unwrap_or(DEFAULT_START_RETRIES),
             },
+            log_reads_per_second: log_reads_per_second(
+                options.log_reads_per_second,
+                env("RUN_ADMIN_TASK_LOG_READS_PER_SECOND"),
+                file.log_reads_per_second,
+            )?,
             api_timeouts,
             slow_start,
             idempotency: Idempotency::PerInvocation,
@@ -822,26 +784,32 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_job_that_writes_leaves_spot_out_unless_allowed() {
-        let share = |provider: &str, weight, base| CapacityShare {
-            provider: provider.into(),
-            weight,
-            base,
+    fn the_log_read_rate_is_a_positive_rate_from_flag_then_env() {
+        let default = LaunchConfig::resolve(&GlobalOptions::default(), &env_of(&[])).unwrap();
+        assert_eq!(default.log_reads_per_second, 4.0);
+        let env = env_of(&[("RUN_ADMIN_TASK_LOG_READS_PER_SECOND", "2.5")]);
+        let from_env = LaunchConfig::resolve(&GlobalOptions::default(), &env).unwrap();
+        assert_eq!(from_env.log_reads_per_second, 2.5);
+        let flag = GlobalOptions {
+            log_reads_per_second: Some(8.0),
+            ..Default::default()
         };
-        let mixed = Capacity::Strategy(vec![share(SPOT, 3, 0), share("FARGATE", 1, 1)]);
         assert_eq!(
-            mixed.for_job(true, false),
-            Capacity::Strategy(vec![share("FARGATE", 1, 1)])
+            LaunchConfig::resolve(&flag, &env)
+                .unwrap()
+                .log_reads_per_second,
+            8.0
         );
-        assert_eq!(mixed.for_job(true, true), mixed);
-        assert_eq!(mixed.for_job(false, false), mixed);
-        let spot = Capacity::Strategy(vec![share(SPOT, 1, 0)]);
-        assert_eq!(
-            spot.for_job(true, false),
-            Capacity::Strategy(vec![share("FARGATE", 1, 0)])
-        );
-        let plain = Capacity::LaunchType("FARGATE".into());
-        assert_eq!(plain.for_job(true, false), plain);
+        for bad in ["0", "-1", "fast", "1000"] {
+            let env = env_of(&[("RUN_ADMIN_TASK_LOG_READS_PER_SECOND", bad)]);
+            let err = LaunchConfig::resolve(&GlobalOptions::default(), &env).unwrap_err();
+            assert_eq!(err.code, 2);
+            assert!(
+                err.to_string()
+                    .contains("RUN_ADMIN_TASK_LOG_READS_PER_SECOND"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub struct FileSettings {
     pub account_id: Option<String>,
     /// `start_retries = 2`: how often a task ECS never started is started again.
     pub start_retries: Option<u32>,
+    /// `log_reads_per_second = 4`: GetLogEvents a second, for every log tail together.
+    pub log_reads_per_second: Option<f64>,
 }
 
 /// A list written either as a TOML array or as one comma-separated string.
@@ -152,6 +154,7 @@ impl ConfigFile {
             platform_version: table.platform_version.or(base.platform_version),
             account_id: table.account_id.or(base.account_id),
             start_retries: table.start_retries.or(base.start_retries),
+            log_reads_per_second: table.log_reads_per_second.or(base.log_reads_per_second),
         })
     }
 }

@@ -8,6 +8,7 @@
 
 pub(crate) mod api_budget;
 pub(crate) mod aws_errors;
+pub mod capacity;
 pub mod checks;
 pub mod clients;
 pub mod commands;

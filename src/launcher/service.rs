@@ -8,8 +8,9 @@ use aws_sdk_ecs::types::{AssignPublicIp, Service};
 
 use crate::contract::exit::ExitError;
 use crate::launcher::aws_errors::{cluster_not_found, launch_error};
+use crate::launcher::capacity::{Capacity, CapacityShare};
 use crate::launcher::clients::Clients;
-use crate::launcher::config::{Capacity, CapacityShare, LaunchConfig, Origin};
+use crate::launcher::config::{LaunchConfig, Origin};
 
 /// What a launch can copy from a service.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -308,6 +308,7 @@ class Agent:
         self.capacity_failures: int = args.capacity_failures
         self.start_failures: int = args.start_failures
         self.forget_after: float = args.forget_stopped_after_seconds
+        self.spot_after: float | None = args.spot_interruption_after_seconds
         self.companion: str = os.path.abspath(args.companion) if os.sep in args.companion else args.companion
         self.admin_entrypoint: str = args.admin_image_entrypoint
         # The admin image under each name it can be pulled by: the local one, and its
@@ -411,6 +412,17 @@ class Agent:
             t.set_status(nxt)
 
     def step_running(self, t: AgentTask, now: float) -> None:
+        if (
+            self.spot_after is not None
+            and t.capacity_provider == "FARGATE_SPOT"
+            and t.desired_status != "STOPPED"
+            and now - t.times.get("startedAt", now) >= self.spot_after
+        ):
+            # AWS takes the Spot capacity back: SIGTERM now, SIGKILL after the stop timeout.
+            LOG.info("task %s: Spot interruption", t.id)
+            t.stop_code = "SpotInterruption"
+            t.stopped_reason = "Your Spot Task was interrupted."
+            self.begin_stop(t, now)
         for c in t.containers:
             if c.exit_code is not None or c.proc is None:
                 continue
@@ -1230,6 +1242,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--forget-stopped-after-seconds", type=float, default=3600.0,
                    help="describe and list a stopped task for this long, then answer MISSING "
                         "as ECS does after about an hour")
+    p.add_argument("--spot-interruption-after-seconds", type=float, default=None,
+                   help="interrupt a task on FARGATE_SPOT this long after it started "
+                        "(stop code SpotInterruption, SIGTERM to its containers)")
     p.add_argument("--throttle", action="append", default=[], metavar="OPERATION=PER_SECOND",
                    help="answer calls to OPERATION beyond PER_SECOND with ThrottlingException, "
                         "e.g. GetLogEvents=10; repeatable")

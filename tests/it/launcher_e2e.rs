@@ -450,6 +450,30 @@ fn a_task_ecs_forgot_is_read_from_its_log_stream() {
 }
 
 #[test]
+fn a_spot_interruption_is_named_and_the_database_is_released() {
+    let (db, emu) =
+        crate::common::emulator::stack_with(&["--spot-interruption-after-seconds", "1"]);
+    assert_eq!(run(emu.launcher().arg("migrate")).status.code(), Some(0));
+    seed_under_previous_key(&db);
+    let out = run(emu.launcher().args([
+        "--allow-spot",
+        "--capacity-provider",
+        "FARGATE_SPOT",
+        "reencrypt",
+        "--batch-size",
+        "1",
+        "--max-rate",
+        "1",
+    ]));
+    // The companion took the SIGTERM: the batch in flight rolled back, locks released.
+    assert_eq!(out.status.code(), Some(143), "{}", describe(&out));
+    let all = both_streams(&out);
+    assert!(all.contains("stop code: SpotInterruption"), "{all}");
+    assert!(all.contains("a Spot interruption"), "{all}");
+    assert!(all.contains("database: released"), "{all}");
+}
+
+#[test]
 fn a_container_whose_exit_code_ecs_lost_is_never_called_never_ran() {
     let (_db, emu) = stack();
     // The companion's result event says how it ended: that is the outcome.

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::aws_errors::{cluster_not_found, describe_error, error_code, launch_error};
-use crate::launcher::config::{Capacity, LaunchConfig};
+use crate::launcher::capacity::Capacity;
+use crate::launcher::config::LaunchConfig;
 use crate::launcher::idempotency::Idempotency;
 use crate::launcher::identity::{Operator, STARTED_BY_PREFIX};
 use crate::launcher::job::report::{LaunchFailure, TaskReport};
