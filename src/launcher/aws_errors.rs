@@ -206,20 +206,33 @@ where
     E: ProvideErrorMetadata + StdError + 'static,
     R: std::fmt::Debug + 'static,
 {
+    ExitError::new(launcher::NEVER_RAN, anyhow!("{}", explain(operation, err)))
+}
+
+/// An API failure of a command that launches nothing (`list`, `keys`): a runtime
+/// failure (exit 1), with the same hint; "the task never ran" (125) would say something
+/// about a task there is not.
+pub(crate) fn call_error<E, R>(operation: &str, err: &SdkError<E, R>) -> ExitError
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    ExitError::runtime(anyhow!("{}", explain(operation, err)))
+}
+
+/// What failed and what to check: the endpoint for a call that got no answer or was
+/// refused, else the region and a hint that fits the error code.
+fn explain<E, R>(operation: &str, err: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+    R: std::fmt::Debug + 'static,
+{
     let code = error_code(err).unwrap_or_default();
-    if matches!(err, SdkError::TimeoutError(_)) {
-        // The message already says what to check.
-        return ExitError::new(
-            launcher::NEVER_RAN,
-            anyhow!("{}", describe_error(operation, err)),
-        );
-    }
-    if matches!(err, SdkError::DispatchFailure(_)) && is_refused(err) {
-        // The message names the endpoint, which is what is wrong.
-        return ExitError::new(
-            launcher::NEVER_RAN,
-            anyhow!("{}", describe_error(operation, err)),
-        );
+    // Both messages already name the endpoint, which is what to check.
+    if matches!(err, SdkError::TimeoutError(_))
+        || (matches!(err, SdkError::DispatchFailure(_)) && is_refused(err))
+    {
+        return describe_error(operation, err);
     }
     let region = CALLS
         .read()
@@ -241,11 +254,8 @@ where
         }
         _ => "check credentials, region (--region / AWS_REGION) and the endpoint",
     };
-    ExitError::new(
-        launcher::NEVER_RAN,
-        anyhow!(
-            "{} (region {region}); {hint}",
-            describe_error(operation, err)
-        ),
+    format!(
+        "{} (region {region}); {hint}",
+        describe_error(operation, err)
     )
 }

@@ -324,14 +324,11 @@ pub(crate) async fn read_value(
         .send()
         .await
         .map_err(|e| {
-            ExitError::new(
-                launcher::NEVER_RAN,
-                anyhow!(
-                    "{} for {secret}; check the secret name, region and \
-                     secretsmanager:GetSecretValue permission",
-                    describe_error("GetSecretValue", &e)
-                ),
-            )
+            ExitError::runtime(anyhow!(
+                "{} for {secret}; check the secret name, region and \
+                 secretsmanager:GetSecretValue permission",
+                describe_error("GetSecretValue", &e)
+            ))
         })?;
     Ok(Zeroizing::new(
         reply.secret_string().unwrap_or_default().to_string(),
@@ -349,14 +346,11 @@ pub async fn slot_status(
         .send()
         .await
         .map_err(|e| {
-            ExitError::new(
-                launcher::NEVER_RAN,
-                anyhow!(
-                    "{} for {secret}; check the secret name, region and \
-                     secretsmanager:DescribeSecret permission",
-                    describe_error("DescribeSecret", &e)
-                ),
-            )
+            ExitError::runtime(anyhow!(
+                "{} for {secret}; check the secret name, region and \
+                 secretsmanager:DescribeSecret permission",
+                describe_error("DescribeSecret", &e)
+            ))
         })?;
     let value = read_value(secrets, secret).await?;
     let versions = described

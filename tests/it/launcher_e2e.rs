@@ -1334,6 +1334,18 @@ fn eight_shards_share_one_api_budget_under_throttling() {
 }
 
 #[test]
+fn a_command_that_launches_nothing_does_not_say_a_task_never_ran() {
+    // `list` starts no task: an API failure is a runtime failure (1), not "never ran".
+    let out = run(launcher_at("http://127.0.0.1:9", "us-east-1").arg("list"));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        both_streams(&out).contains("http://127.0.0.1:9 refused the connection"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
 fn a_sharded_job_prints_one_request_per_shard_and_refuses_bad_shards_locally() {
     // No endpoint answers here: neither command may call AWS.
     let launcher = || {

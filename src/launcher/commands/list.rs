@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::contract::exit::ExitError;
 use crate::contract::result::CompanionResult;
-use crate::launcher::aws_errors::launch_error;
+use crate::launcher::aws_errors::call_error;
 use crate::launcher::clients::Clients;
 use crate::launcher::context::Context;
 use crate::launcher::flags::OutputFormat;
@@ -126,7 +126,7 @@ pub async fn exec(context: &Context, args: &ListArgs) -> Result<u8, ExitError> {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| launch_error("ListTasks", &e))?;
+            let page = page.map_err(|e| call_error("ListTasks", &e))?;
             arns.extend(page.task_arns().iter().cloned());
         }
     }
@@ -141,7 +141,7 @@ pub async fn exec(context: &Context, args: &ListArgs) -> Result<u8, ExitError> {
             .include(TaskField::Tags)
             .send()
             .await
-            .map_err(|e| launch_error("DescribeTasks", &e))?;
+            .map_err(|e| call_error("DescribeTasks", &e))?;
         tasks.extend(
             reply
                 .tasks()
