@@ -7,7 +7,7 @@
 //! SDK and then by the followers; no line is lost to it. Every call is counted by API,
 //! for the report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use aws_sdk_ecs::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_ecs::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_ecs::error::BoxError;
 use aws_sdk_ecs::types::TaskField;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use crate::launcher::aws_errors::{describe_error, is_transient};
@@ -44,36 +44,105 @@ impl Rates {
 impl Default for Rates {
     fn default() -> Self {
         Rates {
-            log_reads: 4.0,
+            log_reads: 3.0,
             describes: 2.0,
         }
     }
 }
 
-/// Turns spaced evenly at a rate: a call waits until its turn.
-#[derive(Debug)]
+/// The shortest gap between two turns when a tail's container has exited: its last
+/// lines are what the job waits for, so it goes first and sooner, at the account's
+/// older quota (10 a second); such turns are few, one or two per task at its end.
+const DRAINING_GAP: Duration = Duration::from_millis(100);
+
+/// Turns at a rate, handed out one at a time, when each is due: a waiter that gives up
+/// leaves no turn reserved, and an urgent one overtakes those already waiting.
 pub(crate) struct Pace {
     interval: Duration,
-    next: Mutex<Instant>,
+    turns: Mutex<Turns>,
+    arrived: Notify,
+}
+
+#[derive(Default)]
+struct Turns {
+    urgent: VecDeque<oneshot::Sender<()>>,
+    normal: VecDeque<oneshot::Sender<()>>,
+    dispatching: bool,
+    last: Option<Instant>,
+}
+
+impl std::fmt::Debug for Pace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pace")
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Pace {
-    fn per_second(rate: f64) -> Self {
-        Pace {
+    fn per_second(rate: f64) -> Arc<Self> {
+        Arc::new(Pace {
             interval: Duration::from_secs_f64(1.0 / rate.max(0.01)),
-            next: Mutex::new(Instant::now()),
-        }
+            turns: Mutex::new(Turns::default()),
+            arrived: Notify::new(),
+        })
     }
 
-    /// Waits for the next turn.
-    pub(crate) async fn wait_turn(&self) {
-        let at = {
-            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-            let at = (*next).max(Instant::now());
-            *next = at + self.interval;
-            at
+    /// Waits for a turn; `urgent` for a tail whose container has exited.
+    pub(crate) async fn wait_turn(self: &Arc<Self>, urgent: bool) {
+        let (turn, granted) = oneshot::channel();
+        let start = {
+            let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+            if urgent {
+                turns.urgent.push_back(turn);
+            } else {
+                turns.normal.push_back(turn);
+            }
+            !std::mem::replace(&mut turns.dispatching, true)
         };
-        tokio::time::sleep_until(at).await;
+        self.arrived.notify_one();
+        if start {
+            tokio::spawn(Arc::clone(self).dispatch());
+        }
+        let _ = granted.await;
+    }
+
+    /// Hands out turns while anyone waits, each when it is due.
+    async fn dispatch(self: Arc<Self>) {
+        loop {
+            let (due, urgent) = {
+                let turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+                let urgent = !turns.urgent.is_empty();
+                let gap = if urgent {
+                    DRAINING_GAP.min(self.interval)
+                } else {
+                    self.interval
+                };
+                (turns.last.map(|last| last + gap), urgent)
+            };
+            if let Some(due) = due {
+                tokio::select! {
+                    () = tokio::time::sleep_until(due) => {}
+                    // An urgent waiter may have come: its turn may be due sooner.
+                    () = self.arrived.notified(), if !urgent => continue,
+                }
+            }
+            let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                let Some(turn) = turns
+                    .urgent
+                    .pop_front()
+                    .or_else(|| turns.normal.pop_front())
+                else {
+                    turns.dispatching = false;
+                    return;
+                };
+                if turn.send(()).is_ok() {
+                    turns.last = Some(Instant::now());
+                    break;
+                }
+            }
+        }
     }
 }
 
@@ -104,8 +173,8 @@ struct Queue {
 /// The invocation's budget: the GetLogEvents pace and the DescribeTasks queue.
 pub(crate) struct ApiBudget {
     /// Every log tail's turn.
-    pub log_reads: Pace,
-    describes: Pace,
+    pub log_reads: Arc<Pace>,
+    describes: Arc<Pace>,
     queue: Mutex<Queue>,
 }
 
@@ -159,7 +228,7 @@ impl ApiBudget {
     /// Asks for the waiting tasks, a cluster at a time, until none waits.
     async fn lead(self: Arc<Self>, ecs: aws_sdk_ecs::Client) {
         loop {
-            self.describes.wait_turn().await;
+            self.describes.wait_turn(false).await;
             let batch: Vec<Request> = {
                 let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
                 let Some(cluster) = queue.waiting.first().map(|r| r.cluster.clone()) else {
@@ -264,9 +333,41 @@ mod tests {
         let pace = Pace::per_second(4.0);
         let start = Instant::now();
         for _ in 0..5 {
-            pace.wait_turn().await;
+            pace.wait_turn(false).await;
         }
         // The first at once, then one every 250 ms.
         assert_eq!(start.elapsed(), Duration::from_millis(1000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_draining_tail_goes_first_and_sooner() {
+        let pace = Pace::per_second(1.0);
+        pace.wait_turn(false).await;
+        let start = Instant::now();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut waiting = Vec::new();
+        for (name, urgent) in [("a", false), ("b", false), ("drain", true)] {
+            let (pace, order) = (Arc::clone(&pace), Arc::clone(&order));
+            waiting.push(tokio::spawn(async move {
+                pace.wait_turn(urgent).await;
+                order.lock().unwrap().push((name, start.elapsed()));
+            }));
+            tokio::task::yield_now().await;
+        }
+        for w in waiting {
+            w.await.unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        assert_eq!(order[0], ("drain", DRAINING_GAP), "{order:?}");
+        assert_eq!(
+            order[1..].iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        // After the urgent turn, the others keep the rate.
+        assert_eq!(
+            order[1].1,
+            DRAINING_GAP + Duration::from_secs(1),
+            "{order:?}"
+        );
     }
 }

@@ -786,7 +786,7 @@ pub(crate) mod tests {
     #[test]
     fn the_log_read_rate_is_a_positive_rate_from_flag_then_env() {
         let default = LaunchConfig::resolve(&GlobalOptions::default(), &env_of(&[])).unwrap();
-        assert_eq!(default.log_reads_per_second, 4.0);
+        assert_eq!(default.log_reads_per_second, 3.0);
         let env = env_of(&[("RUN_ADMIN_TASK_LOG_READS_PER_SECOND", "2.5")]);
         let from_env = LaunchConfig::resolve(&GlobalOptions::default(), &env).unwrap();
         assert_eq!(from_env.log_reads_per_second, 2.5);

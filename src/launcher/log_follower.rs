@@ -133,6 +133,8 @@ pub struct LogFollower {
     timing: LogTiming,
     result: Option<CompanionResult>,
     budget: Option<Arc<ApiBudget>>,
+    /// Whether the task's container has exited: its turns go first.
+    draining: bool,
 }
 
 impl LogFollower {
@@ -151,6 +153,7 @@ impl LogFollower {
             timing,
             result: None,
             budget: None,
+            draining: false,
         }
     }
 
@@ -169,7 +172,7 @@ impl LogFollower {
     /// Reads the next page.
     pub async fn next_page(&mut self) -> Result<Page, ExitError> {
         if let Some(budget) = &self.budget {
-            budget.log_reads.wait_turn().await;
+            budget.log_reads.wait_turn(self.draining).await;
         }
         let reply = self
             .logs
@@ -267,6 +270,7 @@ impl LogFollower {
         let mut fresh_lines = false;
         loop {
             let current = *phase.borrow_and_update();
+            self.draining = current.exited_at.is_some();
             if follow && !current.started && current.exited_at.is_none() {
                 if phase.changed().await.is_err() {
                     return Ok(());
