@@ -19,6 +19,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use crate::launcher::aws_errors::{describe_error, is_transient};
+use crate::launcher::config::DEFAULT_LOG_READS_PER_SECOND;
 use crate::launcher::task::TaskSnapshot;
 
 /// DescribeTasks accepts at most this many tasks a call.
@@ -44,7 +45,7 @@ impl Rates {
 impl Default for Rates {
     fn default() -> Self {
         Rates {
-            log_reads: 3.0,
+            log_reads: DEFAULT_LOG_READS_PER_SECOND,
             describes: 2.0,
         }
     }

@@ -11,7 +11,6 @@ use std::time::Duration;
 use anyhow::anyhow;
 
 use crate::contract::exit::ExitError;
-use crate::launcher::api_budget::Rates;
 use crate::launcher::capacity::{Capacity, DEFAULT_LAUNCH_TYPE};
 use crate::launcher::config_file::{FileSettings, StringList, load_file, split_list};
 use crate::launcher::flags::{EnvLookup, GlobalOptions};
@@ -23,6 +22,9 @@ pub(crate) const DEFAULT_CLUSTER: &str = "everruns";
 pub const DEFAULT_FAMILY: &str = "everruns-admin";
 /// The container that runs the companion.
 pub const DEFAULT_CONTAINER: &str = "admin";
+/// GetLogEvents a second for all the log tails of an invocation, unless told otherwise.
+pub(crate) const DEFAULT_LOG_READS_PER_SECOND: f64 = 3.0;
+
 /// How often a task ECS never started is started again, unless told otherwise.
 pub(crate) const DEFAULT_START_RETRIES: u32 = 2;
 
@@ -217,7 +219,7 @@ fn log_reads_per_second(
             format!("RUN_ADMIN_TASK_LOG_READS_PER_SECOND={text:?}"),
         ),
         (None, None) => (
-            file.unwrap_or(Rates::default().log_reads),
+            file.unwrap_or(DEFAULT_LOG_READS_PER_SECOND),
             "log_reads_per_second".to_string(),
         ),
     };
@@ -226,7 +228,7 @@ fn log_reads_per_second(
     } else {
         Err(ExitError::usage(anyhow!(
             "{named} is not a rate: give GetLogEvents calls a second, more than 0 and at most 100 (default {})",
-            Rates::default().log_reads
+            DEFAULT_LOG_READS_PER_SECOND
         )))
     }
 }
