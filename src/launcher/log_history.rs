@@ -9,10 +9,11 @@ use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 
 use crate::contract::exit::ExitError;
+use crate::contract::result::CompanionResult;
 use crate::launcher::aws_errors::describe_error;
 use crate::launcher::clients::Clients;
 use crate::launcher::config::LaunchConfig;
-use crate::launcher::log_follower::LogTarget;
+use crate::launcher::log_follower::{LogFollower, LogTarget, LogTiming};
 use crate::launcher::task_definition::fetch::{LogLocation, TaskDefinitionInfo};
 
 /// Streams one `list` reads: DescribeLogStreams returns at most 50 a call.
@@ -130,6 +131,18 @@ pub(crate) async fn find(
         last_event_at: millis(found.last_event_timestamp()),
         log,
     })
+}
+
+/// The companion's result event in `run`'s stream, when it wrote one.
+pub(crate) async fn last_result(clients: &Clients, run: &RememberedRun) -> Option<CompanionResult> {
+    LogFollower::new(
+        clients.logs_in(Some(&run.log.region)),
+        &run.log.group,
+        &run.log.stream,
+        LogTiming::default(),
+    )
+    .last_result()
+    .await
 }
 
 /// The runs whose streams had events most recently, newest first, at most `limit`

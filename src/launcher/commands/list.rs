@@ -16,7 +16,6 @@ use crate::launcher::clients::Clients;
 use crate::launcher::context::Context;
 use crate::launcher::flags::OutputFormat;
 use crate::launcher::identity::STARTED_BY_PREFIX;
-use crate::launcher::log_follower::{LogFollower, LogTiming};
 use crate::launcher::log_history::{self, RememberedRun};
 use crate::launcher::task::{TaskSnapshot, tags};
 
@@ -170,14 +169,7 @@ pub async fn exec(context: &Context, args: &ListArgs) -> Result<u8, ExitError> {
         entries.push(match row {
             Row::Ecs(task) => ListEntry::from_snapshot(task, &config.container),
             Row::Logs(run) => {
-                let result = LogFollower::new(
-                    clients.logs_in(Some(&run.log.region)),
-                    &run.log.group,
-                    &run.log.stream,
-                    LogTiming::default(),
-                )
-                .last_result()
-                .await;
+                let result = log_history::last_result(&clients, run).await;
                 ListEntry::from_log(run, result.as_ref())
             }
         });

@@ -4,6 +4,7 @@
 use chrono::SecondsFormat;
 
 use crate::contract::exit::{ExitError, launcher};
+use crate::contract::result::CompanionResult;
 use crate::launcher::clients::Clients;
 use crate::launcher::context::Context;
 use crate::launcher::flags::OutputFormat;
@@ -106,16 +107,7 @@ pub async fn exec(context: &Context, args: &StatusArgs) -> Result<u8, ExitError>
         lines.extend(outcome.hints.iter().map(|h| format!("hint: {h}")));
     }
     if let Some(result) = &report.result {
-        lines.push(format!(
-            "result:      `{}` exited {}{}",
-            result.command,
-            result.exit_code,
-            result
-                .error
-                .as_ref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
-        ));
+        lines.push(result_line(result));
     }
     if let Some(log) = &log {
         lines.push(format!("log stream:  {} {}", log.group, log.stream));
@@ -131,14 +123,7 @@ async fn remembered(context: &Context, clients: &Clients, task: &str) -> Result<
     let config = &context.config;
     let run = log_history::find(clients, config, task).await?;
     let mut report = TaskReport::remembered(config, &run);
-    report.result = LogFollower::new(
-        clients.logs_in(Some(&run.log.region)),
-        &run.log.group,
-        &run.log.stream,
-        LogTiming::default(),
-    )
-    .last_result()
-    .await;
+    report.result = log_history::last_result(clients, &run).await;
     report.exit_code = report
         .result
         .as_ref()
@@ -158,16 +143,7 @@ async fn remembered(context: &Context, clients: &Clients, task: &str) -> Result<
         format!("last line:   {}", time(run.last_event_at)),
     ];
     lines.push(match &report.result {
-        Some(result) => format!(
-            "result:      `{}` exited {}{}",
-            result.command,
-            result.exit_code,
-            result
-                .error
-                .as_ref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
-        ),
+        Some(result) => result_line(result),
         None => format!(
             "result:      none in the stream: the container ran, its exit code is unknown (exit {})",
             launcher::RAN_EXIT_UNKNOWN
@@ -177,4 +153,18 @@ async fn remembered(context: &Context, clients: &Clients, task: &str) -> Result<
     lines.push(format!("console:     {}", run.log.console_url()));
     crate::stdio::out_line(format_args!("{}", lines.join("\n")));
     Ok(report.exit_code)
+}
+
+/// How the companion said it ended: `result:      `migrate` exited 0`, with its error.
+fn result_line(result: &CompanionResult) -> String {
+    format!(
+        "result:      `{}` exited {}{}",
+        result.command,
+        result.exit_code,
+        result
+            .error
+            .as_ref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default()
+    )
 }
