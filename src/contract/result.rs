@@ -76,7 +76,7 @@ impl Summary {
 }
 
 /// The parts of every summary a failure or a stop adds.
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 struct Ending {
     #[serde(default)]
     error: Option<String>,
@@ -113,10 +113,7 @@ impl CompanionResult {
         else {
             return None;
         };
-        let ending = Ending::deserialize(summary).unwrap_or(Ending {
-            error: None,
-            stopped: None,
-        });
+        let ending = Ending::deserialize(summary).unwrap_or_default();
         Some(CompanionResult {
             event: event.clone(),
             command: command.clone(),

@@ -48,17 +48,21 @@ impl Clients {
     /// set there, else from the SDK's own chain (`AWS_ENDPOINT_URL` included). No request
     /// is made; credentials are resolved on the first call.
     pub async fn connect(config: &LaunchConfig) -> Result<Self, ExitError> {
-        let mut clients = Self::from_shared(&shared_config(config).await)?;
-        clients.budget = Arc::new(ApiBudget::new(Rates {
+        let rates = Rates {
             log_reads: config.log_reads_per_second,
             ..Rates::default()
-        }));
-        Ok(clients)
+        };
+        Self::paced(&shared_config(config).await, rates)
     }
 
     /// Builds the clients from a configuration [`shared_config`] loaded (`doctor` also
     /// asks that configuration's credentials provider). Fails (exit 2) without a region.
     pub fn from_shared(shared: &aws_config::SdkConfig) -> Result<Self, ExitError> {
+        Self::paced(shared, Rates::default())
+    }
+
+    /// The clients, with an API budget at `rates`.
+    fn paced(shared: &aws_config::SdkConfig, rates: Rates) -> Result<Self, ExitError> {
         let Some(region) = shared.region().map(|r| r.to_string()) else {
             return Err(ExitError::usage(anyhow!(
                 "no AWS region: pass --region, set AWS_REGION, or set `region` in the config file"
@@ -102,7 +106,7 @@ impl Clients {
                     .build(),
             ),
             region,
-            budget: Arc::new(ApiBudget::new(Rates::default())),
+            budget: Arc::new(ApiBudget::new(rates)),
         })
     }
 
