@@ -1,0 +1,61 @@
+//! A task this invocation did not launch (`logs`, `status`, `stop`, `shell`): found in
+//! ECS, and its log stream from its task definition.
+
+use anyhow::anyhow;
+
+use super::log_target;
+use super::watch::{Poll, PollTiming, TaskWatcher};
+use crate::contract::exit::ExitError;
+use crate::launcher::clients::Clients;
+use crate::launcher::log_follower::LogTarget;
+use crate::launcher::log_history;
+use crate::launcher::task::TaskSnapshot;
+use crate::launcher::task_definition::fetch::TaskDefinitionInfo;
+
+/// Describes an existing task (id or ARN). Not found is a usage error: the id, the
+/// cluster or the region is wrong, or the task stopped over an hour ago.
+pub(crate) async fn describe_task(
+    clients: &Clients,
+    cluster: &str,
+    task: &str,
+) -> Result<TaskSnapshot, ExitError> {
+    find_task(clients, cluster, task)
+        .await?
+        .ok_or_else(|| log_history::not_found(task, cluster, None))
+}
+
+/// Describes an existing task (id or ARN); `None` when ECS does not know it (it forgets
+/// stopped tasks after about an hour).
+pub(crate) async fn find_task(
+    clients: &Clients,
+    cluster: &str,
+    task: &str,
+) -> Result<Option<TaskSnapshot>, ExitError> {
+    let timing = PollTiming {
+        missing_grace: std::time::Duration::ZERO,
+        ..PollTiming::default()
+    };
+    let mut watcher = TaskWatcher::new(clients.ecs.clone(), cluster, task, timing);
+    match watcher.poll().await {
+        Ok(Poll::Seen(snapshot)) => Ok(Some(*snapshot)),
+        Ok(Poll::Unavailable(problem)) => Err(ExitError::new(
+            crate::contract::exit::launcher::NEVER_RAN,
+            anyhow!("{problem}; check the endpoint and network, then try again"),
+        )),
+        Ok(Poll::NotVisibleYet) | Err(_) => Ok(None),
+    }
+}
+
+/// The log target of an existing task, looked up from its task definition; `None`
+/// when its container does not log to CloudWatch.
+pub(crate) async fn existing_log_target(
+    clients: &Clients,
+    task: &TaskSnapshot,
+    container: &str,
+) -> Result<Option<LogTarget>, ExitError> {
+    let Some(arn) = &task.task_definition_arn else {
+        return Ok(None);
+    };
+    let definition = TaskDefinitionInfo::describe(clients, arn).await?;
+    log_target(clients, &definition, container, task.id())
+}
