@@ -22,8 +22,9 @@ pub(crate) const DEFAULT_CLUSTER: &str = "everruns";
 pub const DEFAULT_FAMILY: &str = "everruns-admin";
 /// The container that runs the companion.
 pub const DEFAULT_CONTAINER: &str = "admin";
-/// GetLogEvents a second for all the log tails of an invocation, unless told otherwise.
-pub(crate) const DEFAULT_LOG_READS_PER_SECOND: f64 = 3.0;
+/// GetLogEvents a second, on average, for all the log tails of an invocation, unless told
+/// otherwise: 3 for running containers, the rest saved for draining those that exited.
+pub(crate) const DEFAULT_LOG_READS_PER_SECOND: f64 = 4.0;
 
 /// How often a task ECS never started is started again, unless told otherwise.
 pub(crate) const DEFAULT_START_RETRIES: u32 = 2;
@@ -172,7 +173,8 @@ pub struct LaunchConfig {
     pub allow_spot: bool,
     /// How often a task ECS never started is started again (`--start-retries`).
     pub start_retries: u32,
-    /// GetLogEvents a second, for every log tail together (`--log-reads-per-second`).
+    /// GetLogEvents a second on average, for every log tail together
+    /// (`--log-reads-per-second`).
     pub log_reads_per_second: f64,
     /// The bounds on every AWS call.
     pub api_timeouts: ApiTimeouts,
@@ -788,7 +790,7 @@ pub(crate) mod tests {
     #[test]
     fn the_log_read_rate_is_a_positive_rate_from_flag_then_env() {
         let default = LaunchConfig::resolve(&GlobalOptions::default(), &env_of(&[])).unwrap();
-        assert_eq!(default.log_reads_per_second, 3.0);
+        assert_eq!(default.log_reads_per_second, 4.0);
         let env = env_of(&[("RUN_ADMIN_TASK_LOG_READS_PER_SECOND", "2.5")]);
         let from_env = LaunchConfig::resolve(&GlobalOptions::default(), &env).unwrap();
         assert_eq!(from_env.log_reads_per_second, 2.5);

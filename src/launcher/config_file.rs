@@ -61,7 +61,8 @@ pub struct FileSettings {
     pub account_id: Option<String>,
     /// `start_retries = 2`: how often a task ECS never started is started again.
     pub start_retries: Option<u32>,
-    /// `log_reads_per_second = 4`: GetLogEvents a second, for every log tail together.
+    /// `log_reads_per_second = 4`: GetLogEvents a second on average, for every log tail
+    /// together.
     pub log_reads_per_second: Option<f64>,
 }
 

@@ -96,9 +96,9 @@ pub struct GlobalOptions {
     /// [env: RUN_ADMIN_TASK_START_RETRIES] [config: start_retries] [default: 2]
     #[arg(long, value_name = "N")]
     pub start_retries: Option<u32>,
-    /// GetLogEvents calls a second for all the log tails of this invocation together
-    /// (an account-wide quota, shared with everything else in the account)
-    /// [env: RUN_ADMIN_TASK_LOG_READS_PER_SECOND] [config: log_reads_per_second] [default: 3]
+    /// GetLogEvents calls a second, on average, for all the log tails of this invocation
+    /// together (an account-wide quota, shared with everything else in the account)
+    /// [env: RUN_ADMIN_TASK_LOG_READS_PER_SECOND] [config: log_reads_per_second] [default: 4]
     #[arg(long, value_name = "N")]
     pub log_reads_per_second: Option<f64>,
     /// Let a job that writes (migrate, reencrypt) run on FARGATE_SPOT; without it such

@@ -5,7 +5,8 @@
 //! that comes back unchanged says "this is the end of what exists now" (empty pages
 //! happen before that). A stream that does not exist yet is simply not created yet.
 //! Once the container has exited, the stream is complete when the companion's final
-//! `result` event has arrived. Without one (another program, or a companion killed
+//! `result` event has arrived (as the last line read, no further read is spent to see
+//! that nothing follows it). Without one (another program, or a companion killed
 //! before its result), it is complete when it has been read to its end after a quiet
 //! window counted from the container's exit: the awslogs driver flushes its buffer when
 //! the container stops but sends that last batch asynchronously, so lines may still
@@ -169,11 +170,16 @@ impl LogFollower {
         self.result.as_ref()
     }
 
-    /// Reads the next page.
+    /// Reads the next page, in its turn.
     pub async fn next_page(&mut self) -> Result<Page, ExitError> {
         if let Some(budget) = &self.budget {
             budget.log_reads.wait_turn(self.draining).await;
         }
+        self.read_page().await
+    }
+
+    /// Reads the next page now.
+    async fn read_page(&mut self) -> Result<Page, ExitError> {
         let reply = self
             .logs
             .get_log_events()
@@ -277,7 +283,15 @@ impl LogFollower {
                 }
                 continue;
             }
-            match self.next_page().await? {
+            if let Some(budget) = self.budget.clone() {
+                // A tail waiting in the normal lane when its container exits asks again
+                // in the urgent one: the job's answer waits for its last lines.
+                tokio::select! {
+                    () = budget.log_reads.wait_turn(self.draining) => {}
+                    Ok(()) = phase.changed(), if !self.draining => continue,
+                }
+            }
+            match self.read_page().await? {
                 Page::NotCreated => {
                     if !follow || self.drained(&current, false) {
                         return Ok(());
@@ -291,11 +305,19 @@ impl LogFollower {
                 Page::Lines { lines, at_end } => {
                     let empty = lines.is_empty();
                     fresh_lines |= !empty;
+                    let mut ends_with_result = false;
                     for line in lines {
                         on_line(&line);
-                        if let Some(result) = line.event.as_ref().and_then(CompanionResult::read) {
-                            self.result = Some(result);
+                        let result = line.event.as_ref().and_then(CompanionResult::read);
+                        ends_with_result = result.is_some();
+                        if result.is_some() {
+                            self.result = result;
                         }
+                    }
+                    // The result event is the companion's last line: once the container
+                    // has exited, no read is needed to see that nothing follows it.
+                    if follow && ends_with_result && self.drained(&phase.borrow(), true) {
+                        return Ok(());
                     }
                     if !at_end {
                         if empty {

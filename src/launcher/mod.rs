@@ -31,4 +31,5 @@ pub mod service;
 pub mod task;
 pub mod task_definition;
 
-pub use self::commands::{Cli, main};
+pub use self::commands::Cli;
+pub use self::commands::execute::main;

@@ -418,7 +418,6 @@ async fn every_line_once_in_order_across_missing_stream_and_empty_pages() {
         .output(|| page(&[], "f3"))
         .output(|| page(&["three"], "f4"))
         .output(|| page(&[RESULT], "f5"))
-        .output(|| page(&[], "f5"))
         .build();
     let mut follower = LogFollower::new(logs(&[&rule]), GROUP, STREAM, LogTiming::default());
     let (_tx, rx) = watch::channel(TaskPhase {
@@ -431,6 +430,31 @@ async fn every_line_once_in_order_across_missing_stream_and_empty_pages() {
     follower.run(rx, true, &on_line, &|_| {}).await.unwrap();
     assert_eq!(*seen.lock().unwrap(), vec!["one", "two", "three", RESULT]);
     assert!(follower.result().is_some());
+    // The container has exited and its result event was the last line read: no read
+    // is spent to see that nothing follows it.
+    assert!(rule.is_exhausted());
+    assert_eq!(rule.num_calls(), 7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_line_after_the_result_event_is_read_to_the_end() {
+    // `run -- sh -c 'everruns-admin migrate; echo done'`: the result is not the end.
+    let rule = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
+        .sequence()
+        .output(|| page(&[RESULT, "done"], "f1"))
+        .output(|| page(&["later"], "f2"))
+        .output(|| page(&[], "f2"))
+        .build();
+    let mut follower = LogFollower::new(logs(&[&rule]), GROUP, STREAM, LogTiming::default());
+    let (_tx, rx) = watch::channel(TaskPhase {
+        started: true,
+        exited_at: Some(Instant::now()),
+        container_ran: true,
+    });
+    let seen = std::sync::Mutex::new(Vec::new());
+    let on_line = |line: &LogLine| seen.lock().unwrap().push(line.text.clone());
+    follower.run(rx, true, &on_line, &|_| {}).await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec![RESULT, "done", "later"]);
     assert!(rule.is_exhausted());
 }
 

@@ -87,8 +87,10 @@ fn without_test_modules(code: &str) -> String {
     code
 }
 
-/// Every path starting at `crate`, `super` or `self` in `code`, each `use` tree
-/// expanded (`use crate::{a, b::c}` is `crate::a` and `crate::b::c`).
+/// Every path of a `use` in `code`, each tree expanded (`use crate::{a, b::c}` is
+/// `crate::a` and `crate::b::c`), and every other path starting at `crate`, `super` or
+/// `self`. A `use` path may start at a child module (`use child::item`): [`resolve`]
+/// tells those from other crates.
 fn paths_in(code: &str) -> Vec<Vec<String>> {
     let mut paths = Vec::new();
     let bytes: Vec<char> = code.chars().collect();
@@ -125,14 +127,6 @@ fn paths_in(code: &str) -> Vec<Vec<String>> {
         i += 1;
     }
     paths
-        .into_iter()
-        .filter(|p| {
-            matches!(
-                p.first().map(String::as_str),
-                Some("crate" | "super" | "self")
-            )
-        })
-        .collect()
 }
 
 /// A use tree with whitespace only where it separates words (`d as e`).
@@ -197,7 +191,7 @@ fn resolve(here: &[&str], path: &[String], modules: &BTreeSet<String>) -> Option
     let mut rest = path;
     match path.first().map(String::as_str) {
         Some("crate") => rest = &path[1..],
-        _ => {
+        Some("super" | "self") => {
             absolute = here.iter().map(|s| s.to_string()).collect();
             while let Some(first) = rest.first() {
                 match first.as_str() {
@@ -210,6 +204,20 @@ fn resolve(here: &[&str], path: &[String], modules: &BTreeSet<String>) -> Option
                 rest = &rest[1..];
             }
         }
+        // `use child::item` in a module with that child; else another crate's path.
+        Some(first) => {
+            let child = here
+                .iter()
+                .copied()
+                .chain([first])
+                .collect::<Vec<_>>()
+                .join("::");
+            if !modules.contains(&child) {
+                return None;
+            }
+            absolute = here.iter().map(|s| s.to_string()).collect();
+        }
+        None => return None,
     }
     absolute.extend(rest.iter().cloned());
     (1..=absolute.len())
@@ -323,6 +331,13 @@ fn the_reader_finds_cycles_and_expands_use_trees() {
         resolve(&["launcher", "job", "launch"], &path, &modules).as_deref(),
         Some("launcher::job::report")
     );
+    let child: Vec<String> = ["report", "TaskReport"].map(str::to_owned).to_vec();
+    assert_eq!(
+        resolve(&["launcher", "job"], &child, &modules).as_deref(),
+        Some("launcher::job::report")
+    );
+    let other_crate: Vec<String> = ["tokio", "sync"].map(str::to_owned).to_vec();
+    assert_eq!(resolve(&["launcher", "job"], &other_crate, &modules), None);
     let code = without_test_modules(
         "use crate::a;\n#[cfg(test)]\nmod tests {\n use crate::b; { }\n}\nuse crate::c;",
     );

@@ -322,7 +322,8 @@ async fn run_status(
     sub.renderer
         .note("doctor: launching `everruns-admin status` in the task's subnets");
     let started = Instant::now();
-    let outcome = crate::launcher::job::launch_and_follow(&sub, &job, false, interrupts).await;
+    let outcome =
+        crate::launcher::job::single::launch_and_follow(&sub, &job, false, interrupts).await;
     sub.renderer.finish();
     let ms = elapsed_ms(started);
     match outcome {

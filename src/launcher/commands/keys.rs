@@ -16,7 +16,7 @@ use crate::launcher::context::Context;
 use crate::launcher::context::{confirmed, ensure_can_confirm};
 use crate::launcher::flags::OutputFormat;
 use crate::launcher::job::launch::Job;
-use crate::launcher::job::launch_and_follow;
+use crate::launcher::job::single::launch_and_follow;
 use crate::launcher::key_secrets::{
     self, DryRunFindings, SlotIds, SlotStatus, Slots, check_safe, read_ids, read_value,
     resolve_slots, slot_status,

@@ -11,9 +11,11 @@ use crate::contract::exit::{ExitError, launcher};
 use crate::contract::result::CompanionResult;
 use crate::launcher::clients::Clients;
 use crate::launcher::context::Context;
+use crate::launcher::job::conclude::conclude;
+use crate::launcher::job::existing::{existing_log_target, find_task};
 use crate::launcher::job::follow::{FollowSettings, LogSource, Target, follow, reattach_hint};
+use crate::launcher::job::prepare::follow_settings;
 use crate::launcher::job::report::TaskReport;
-use crate::launcher::job::{conclude, existing_log_target, find_task, follow_settings};
 use crate::launcher::log_follower::{LogFollower, TaskPhase};
 use crate::launcher::log_history;
 

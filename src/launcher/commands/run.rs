@@ -12,9 +12,9 @@ use crate::launcher::context::Context;
 use crate::launcher::flags::GlobalOptions;
 use crate::launcher::github_actions;
 use crate::launcher::job::launch::{Job, RunTaskPlan, companion_deadline};
-use crate::launcher::job::launch_and_follow;
 use crate::launcher::job::report::{ShardedReport, TaskReport};
 use crate::launcher::job::shards::{Shards, launch_and_follow_shards};
+use crate::launcher::job::single::launch_and_follow;
 use crate::launcher::service::describe_origins;
 
 /// The companion's commands the launcher offers directly.

@@ -20,7 +20,7 @@ use crate::launcher::ecs_exec::{
     target_json, wait_until_ready,
 };
 use crate::launcher::flags::process_env;
-use crate::launcher::job::describe_task;
+use crate::launcher::job::existing::describe_task;
 use crate::launcher::job::follow::{reattach_hint, stop_task};
 use crate::launcher::job::launch::{Job, RunTaskPlan, rejected};
 use crate::launcher::job::outcome::TaskOutcome;

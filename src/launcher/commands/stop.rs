@@ -3,7 +3,7 @@
 use crate::contract::exit::ExitError;
 use crate::launcher::clients::Clients;
 use crate::launcher::context::Context;
-use crate::launcher::job::describe_task;
+use crate::launcher::job::existing::describe_task;
 use crate::launcher::job::follow::stop_task;
 use crate::launcher::job::report::TaskReport;
 use crate::launcher::task::TaskSnapshot;

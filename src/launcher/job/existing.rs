@@ -3,7 +3,7 @@
 
 use anyhow::anyhow;
 
-use super::log_target;
+use super::prepare::log_target;
 use super::watch::{Poll, PollTiming, TaskWatcher};
 use crate::contract::exit::ExitError;
 use crate::launcher::clients::Clients;

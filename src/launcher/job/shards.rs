@@ -9,10 +9,11 @@
 
 use tokio::sync::mpsc;
 
+use super::conclude::settle;
 use super::follow::{LogSource, Target, follow, stop_on_the_way_out};
 use super::launch::{Job, rejected};
+use super::prepare::{follow_settings, log_target, prepare};
 use super::report::{ShardReport, ShardedReport, TaskReport};
-use super::{follow_settings, log_target, prepare, settle};
 use crate::contract::exit::{ExitError, companion, launcher};
 use crate::contract::result::Summary;
 use crate::contract::summary::{Counts, TableReport};
@@ -26,6 +27,9 @@ pub const FLAGS: [&str; 2] = ["--shards", "--only"];
 
 /// The most shards one job may have: each is a Fargate task and a database connection.
 pub(crate) const MAX_SHARDS: u32 = 32;
+
+/// The longest wait between DescribeTasks of a running shard.
+const SHARED_RUNNING_CEILING: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Which shards of how many a job runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,7 +308,11 @@ pub(crate) async fn launch_and_follow_shards(
             }),
         })
         .collect();
-    let settings = follow_settings(context, Some(definition.container(&config.container)?));
+    let mut settings = follow_settings(context, Some(definition.container(&config.container)?));
+    // The shards share each DescribeTasks call, so asking every second costs the job
+    // about a call a second, and each exit is seen within a second: what the last
+    // shard's drain, and so the job's answer, waits for.
+    settings.poll.running_ceiling = SHARED_RUNNING_CEILING;
     let (senders, mut receivers): (Vec<_>, Vec<_>) =
         started.iter().map(|_| mpsc::unbounded_channel()).unzip();
     let all = futures_util::future::join_all(

@@ -4,10 +4,12 @@
 
 use tokio::sync::mpsc;
 
+use super::conclude::settle;
 use super::follow::{Ending, LogSource, Target, follow, reattach_hint, stop_on_the_way_out};
+use super::launch;
 use super::launch::{Job, RunTaskPlan, idempotent_token, rejected};
+use super::prepare::{follow_settings, log_target, prepare};
 use super::report::{FailedStart, LaunchFailure, TaskReport};
-use super::{follow_settings, launch, log_target, prepare, settle};
 use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::context::Context;
 use crate::launcher::flags::OutputFormat;

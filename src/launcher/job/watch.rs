@@ -64,6 +64,9 @@ pub struct TaskWatcher {
     since: Instant,
     interval: Duration,
     last_status: Option<String>,
+    /// When the call behind the last answer started: a newer answer, from a call another
+    /// watcher of the job caused, is taken without a call of its own.
+    answered: Option<Instant>,
 }
 
 impl TaskWatcher {
@@ -78,6 +81,7 @@ impl TaskWatcher {
             since: Instant::now(),
             interval: timing.fast,
             last_status: None,
+            answered: None,
         }
     }
 
@@ -90,10 +94,11 @@ impl TaskWatcher {
 
     /// Asks DescribeTasks once.
     pub async fn poll(&mut self) -> Result<Poll, ExitError> {
-        let answer = self
+        let (asked_at, answer) = self
             .budget
-            .describe(&self.ecs, &self.cluster, &self.task)
+            .describe(&self.ecs, &self.cluster, &self.task, self.answered)
             .await;
+        self.answered = Some(asked_at);
         let reason = match answer {
             Described::Failed {
                 transient: true,
@@ -144,9 +149,11 @@ impl TaskWatcher {
         self.interval = (self.interval * 2).min(ceiling);
     }
 
-    /// Returns to fast polling, e.g. right after StopTask.
+    /// Returns to fast polling, e.g. right after StopTask, with an answer from a call
+    /// that starts from now on.
     pub fn poke(&mut self) {
         self.interval = self.timing.fast;
+        self.answered = Some(Instant::now());
     }
 
     /// The wait before the next poll, jittered.
