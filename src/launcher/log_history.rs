@@ -14,7 +14,7 @@ use crate::launcher::aws_errors::describe_error;
 use crate::launcher::clients::Clients;
 use crate::launcher::config::LaunchConfig;
 use crate::launcher::log_follower::{LogFollower, LogTarget, LogTiming};
-use crate::launcher::task_definition::fetch::{LogLocation, TaskDefinitionInfo};
+use crate::launcher::task_definition::fetch::{LogLocation, Purpose, TaskDefinitionInfo};
 
 /// Streams one `list` reads: DescribeLogStreams returns at most 50 a call.
 const MAX_STREAMS: i32 = 50;
@@ -43,7 +43,8 @@ async fn location(
     clients: &Clients,
     config: &LaunchConfig,
 ) -> Result<Option<LogLocation>, ExitError> {
-    let definition = TaskDefinitionInfo::describe(clients, &config.task_definition).await?;
+    let definition =
+        TaskDefinitionInfo::describe(clients, &config.task_definition, Purpose::Inspect).await?;
     Ok(definition.container(&config.container)?.logs.clone())
 }
 

@@ -1335,11 +1335,36 @@ fn eight_shards_share_one_api_budget_under_throttling() {
 
 #[test]
 fn a_command_that_launches_nothing_does_not_say_a_task_never_ran() {
-    // `list` starts no task: an API failure is a runtime failure (1), not "never ran".
-    let out = run(launcher_at("http://127.0.0.1:9", "us-east-1").arg("list"));
+    // These start no task: an API failure is a runtime failure (1), not "never ran".
+    let task = "0123456789abcdef0123456789abcdef";
+    for args in [
+        &["list"][..],
+        &["status", task],
+        &["logs", task],
+        &["stop", task],
+    ] {
+        let out = run(launcher_at("http://127.0.0.1:9", "us-east-1").args(args));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", describe(&out));
+        assert!(
+            both_streams(&out).contains("http://127.0.0.1:9 refused the connection"),
+            "{args:?}: {}",
+            describe(&out)
+        );
+    }
+}
+
+#[test]
+fn a_task_definition_read_about_a_past_task_fails_as_a_call_not_a_launch() {
+    // A task ECS does not know is looked for in the log group its task definition
+    // names: a DescribeTaskDefinition that fails there is a failed call (1).
+    let (_db, emu) =
+        crate::common::emulator::stack_with(&["--throttle", "DescribeTaskDefinition=0"]);
+    let out = run(emu
+        .launcher()
+        .args(["status", "0123456789abcdef0123456789abcdef"]));
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(
-        both_streams(&out).contains("http://127.0.0.1:9 refused the connection"),
+        both_streams(&out).contains("DescribeTaskDefinition"),
         "{}",
         describe(&out)
     );

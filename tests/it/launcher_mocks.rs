@@ -933,7 +933,7 @@ async fn after_one_ctrl_c_the_wait_for_the_container_is_bounded() {
 async fn a_silent_endpoint_ends_in_the_call_timeout_naming_service_endpoint_and_wait() {
     use aws_sdk_ecs::config::{Credentials, SharedCredentialsProvider};
     use everruns_admin::launcher::clients::shared_config;
-    use everruns_admin::launcher::task_definition::fetch::TaskDefinitionInfo;
+    use everruns_admin::launcher::task_definition::fetch::{Purpose, TaskDefinitionInfo};
 
     let silent = crate::common::emulator::SilentEndpoint::start();
     let mut config = LaunchConfig::resolve(&GlobalOptions::default(), &|_: &str| None).unwrap();
@@ -948,7 +948,7 @@ async fn a_silent_endpoint_ends_in_the_call_timeout_naming_service_endpoint_and_
         .build();
     let clients = Clients::from_shared(&shared).unwrap();
     let start = Instant::now();
-    let err = TaskDefinitionInfo::describe(&clients, "everruns-admin")
+    let err = TaskDefinitionInfo::describe(&clients, "everruns-admin", Purpose::Launch)
         .await
         .unwrap_err();
     let waited = start.elapsed();

@@ -21,7 +21,7 @@ use crate::launcher::key_secrets::{
     self, DryRunFindings, SlotIds, SlotStatus, Slots, check_safe, read_ids, read_value,
     resolve_slots, slot_status,
 };
-use crate::launcher::task_definition::fetch;
+use crate::launcher::task_definition::fetch::{self, Purpose};
 use crate::signals::Handled;
 
 /// Which secrets hold the keys, when named on the command line.
@@ -140,7 +140,7 @@ pub(crate) async fn find_slots(
         .clone()
         .or_else(|| config.previous_secret.clone());
     let definition = if current.is_none() || previous.is_none() {
-        Some(fetch::fetch(clients, &config.task_definition).await?)
+        Some(fetch::fetch(clients, &config.task_definition, Purpose::Launch).await?)
     } else {
         None
     };

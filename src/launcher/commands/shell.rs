@@ -27,7 +27,7 @@ use crate::launcher::job::outcome::TaskOutcome;
 use crate::launcher::job::report::TaskReport;
 use crate::launcher::job::watch::{Poll, PollTiming, TaskWatcher};
 use crate::launcher::task::{TaskSnapshot, task_id};
-use crate::launcher::task_definition::fetch::{self, TaskDefinitionInfo};
+use crate::launcher::task_definition::fetch::{self, Purpose, TaskDefinitionInfo};
 use crate::signals::Handled;
 
 /// The companion command a shell task runs: it waits for sessions without a terminal.
@@ -225,7 +225,7 @@ async fn launch(
 ) -> Result<Option<TaskSnapshot>, ExitError> {
     let config = &context.config;
     let renderer = &context.renderer;
-    let definition = fetch::fetch(clients, &config.task_definition).await?;
+    let definition = fetch::fetch(clients, &config.task_definition, Purpose::Launch).await?;
     let info = TaskDefinitionInfo::from_sdk(&definition);
     info.container(&config.container)?;
     for warning in ecs_exec::check_task_definition(&definition, &config.container)? {

@@ -5,12 +5,12 @@ use anyhow::anyhow;
 
 use super::prepare::log_target;
 use super::watch::{Poll, PollTiming, TaskWatcher};
-use crate::contract::exit::ExitError;
+use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::clients::Clients;
 use crate::launcher::log_follower::LogTarget;
 use crate::launcher::log_history;
 use crate::launcher::task::TaskSnapshot;
-use crate::launcher::task_definition::fetch::TaskDefinitionInfo;
+use crate::launcher::task_definition::fetch::{Purpose, TaskDefinitionInfo};
 
 /// Describes an existing task (id or ARN). Not found is a usage error: the id, the
 /// cluster or the region is wrong, or the task stopped over an hour ago.
@@ -25,7 +25,8 @@ pub(crate) async fn describe_task(
 }
 
 /// Describes an existing task (id or ARN); `None` when ECS does not know it (it forgets
-/// stopped tasks after about an hour).
+/// stopped tasks after about an hour). A call that fails is a runtime failure (1): the
+/// commands that ask launch nothing.
 pub(crate) async fn find_task(
     clients: &Clients,
     cluster: &str,
@@ -38,11 +39,13 @@ pub(crate) async fn find_task(
     let mut watcher = TaskWatcher::new(clients.ecs.clone(), cluster, task, timing);
     match watcher.poll().await {
         Ok(Poll::Seen(snapshot)) => Ok(Some(*snapshot)),
-        Ok(Poll::Unavailable(problem)) => Err(ExitError::new(
-            crate::contract::exit::launcher::NEVER_RAN,
-            anyhow!("{problem}; check the endpoint and network, then try again"),
-        )),
-        Ok(Poll::NotVisibleYet) | Err(_) => Ok(None),
+        Ok(Poll::Unavailable(problem)) => Err(ExitError::runtime(anyhow!(
+            "{problem}; check the endpoint and network, then try again"
+        ))),
+        Ok(Poll::NotVisibleYet) => Ok(None),
+        // MISSING, with no grace: a task ECS does not know.
+        Err(missing) if missing.code == launcher::NEVER_RAN => Ok(None),
+        Err(failed) => Err(failed),
     }
 }
 
@@ -56,6 +59,6 @@ pub(crate) async fn existing_log_target(
     let Some(arn) = &task.task_definition_arn else {
         return Ok(None);
     };
-    let definition = TaskDefinitionInfo::describe(clients, arn).await?;
+    let definition = TaskDefinitionInfo::describe(clients, arn, Purpose::Inspect).await?;
     log_target(clients, &definition, container, task.id())
 }

@@ -10,7 +10,7 @@ use crate::launcher::clients::Clients;
 use crate::launcher::context::{Context, confirmed, ensure_can_confirm};
 use crate::launcher::identity::{caller_account, check_account};
 use crate::launcher::log_follower::LogTarget;
-use crate::launcher::task_definition::fetch::{ContainerSpec, TaskDefinitionInfo};
+use crate::launcher::task_definition::fetch::{ContainerSpec, Purpose, TaskDefinitionInfo};
 
 /// Everything before RunTask, for one task or a sharded job: settings that a launch
 /// needs, the confirmation a `confirm = true` environment asks for, the task
@@ -31,7 +31,7 @@ pub(crate) async fn prepare(
         ensure_can_confirm(context, what)?;
     }
     let clients = Clients::connect(config).await?;
-    let describe = TaskDefinitionInfo::describe(&clients, &config.task_definition);
+    let describe = TaskDefinitionInfo::describe(&clients, &config.task_definition, Purpose::Launch);
     let check = async {
         if job.mutating && !context.options.allow_concurrent {
             let family = config.family();

@@ -6,7 +6,7 @@ use anyhow::anyhow;
 use aws_sdk_ecs::types::LogDriver;
 
 use crate::contract::exit::ExitError;
-use crate::launcher::aws_errors::launch_error;
+use crate::launcher::aws_errors::{call_error, launch_error};
 use crate::launcher::clients::Clients;
 
 /// Where a container's awslogs driver writes.
@@ -49,10 +49,26 @@ pub struct TaskDefinitionInfo {
     pub containers: Vec<ContainerSpec>,
 }
 
+/// Why a task definition is read, which decides what its failed call means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// To launch a task: a failure means nothing ran (125).
+    Launch,
+    /// To read about a task that exists (`logs`, `status`): a failed call is a runtime
+    /// failure (1), not a task that never ran.
+    Inspect,
+}
+
 impl TaskDefinitionInfo {
     /// DescribeTaskDefinition for a family, `family:revision` or ARN.
-    pub async fn describe(clients: &Clients, task_definition: &str) -> Result<Self, ExitError> {
-        Ok(Self::from_sdk(&fetch(clients, task_definition).await?))
+    pub async fn describe(
+        clients: &Clients,
+        task_definition: &str,
+        purpose: Purpose,
+    ) -> Result<Self, ExitError> {
+        Ok(Self::from_sdk(
+            &fetch(clients, task_definition, purpose).await?,
+        ))
     }
 
     /// Converts the SDK's task definition.
@@ -103,10 +119,11 @@ impl TaskDefinitionInfo {
 }
 
 /// The whole task definition as ECS describes it (for the checks that need more than
-/// [`TaskDefinitionInfo`]). A failure is exit 125: nothing could be launched.
-pub async fn fetch(
+/// [`TaskDefinitionInfo`]), with a failed call told as `purpose` makes it.
+pub(crate) async fn fetch(
     clients: &Clients,
     task_definition: &str,
+    purpose: Purpose,
 ) -> Result<aws_sdk_ecs::types::TaskDefinition, ExitError> {
     let reply = clients
         .ecs
@@ -114,7 +131,10 @@ pub async fn fetch(
         .task_definition(task_definition)
         .send()
         .await
-        .map_err(|e| launch_error("DescribeTaskDefinition", &e))?;
+        .map_err(|e| match purpose {
+            Purpose::Launch => launch_error("DescribeTaskDefinition", &e),
+            Purpose::Inspect => call_error("DescribeTaskDefinition", &e),
+        })?;
     reply.task_definition.ok_or_else(|| {
         ExitError::usage(anyhow!(
             "task definition {task_definition} was not returned; check --task-definition"
