@@ -1357,17 +1357,21 @@ fn a_command_that_launches_nothing_does_not_say_a_task_never_ran() {
 fn a_task_definition_read_about_a_past_task_fails_as_a_call_not_a_launch() {
     // A task ECS does not know is looked for in the log group its task definition
     // names: a DescribeTaskDefinition that fails there is a failed call (1).
+    // `keys` reads it for the secrets' names the same way.
     let (_db, emu) =
         crate::common::emulator::stack_with(&["--throttle", "DescribeTaskDefinition=0"]);
-    let out = run(emu
-        .launcher()
-        .args(["status", "0123456789abcdef0123456789abcdef"]));
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    assert!(
-        both_streams(&out).contains("DescribeTaskDefinition"),
-        "{}",
-        describe(&out)
-    );
+    for args in [
+        &["status", "0123456789abcdef0123456789abcdef"][..],
+        &["keys", "status"],
+    ] {
+        let out = run(emu.launcher().args(args));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", describe(&out));
+        assert!(
+            both_streams(&out).contains("DescribeTaskDefinition"),
+            "{args:?}: {}",
+            describe(&out)
+        );
+    }
 }
 
 #[test]

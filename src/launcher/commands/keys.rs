@@ -124,7 +124,8 @@ pub async fn exec(
     }
 }
 
-/// The slots from flags, the config file, else the task definition.
+/// The slots from flags, the config file, else the task definition (read as by any
+/// command that launches nothing: before `keys rotate` launches, no task has run).
 pub(crate) async fn find_slots(
     context: &Context,
     clients: &Clients,
@@ -140,7 +141,7 @@ pub(crate) async fn find_slots(
         .clone()
         .or_else(|| config.previous_secret.clone());
     let definition = if current.is_none() || previous.is_none() {
-        Some(fetch::fetch(clients, &config.task_definition, Purpose::Launch).await?)
+        Some(fetch::fetch(clients, &config.task_definition, Purpose::Inspect).await?)
     } else {
         None
     };
