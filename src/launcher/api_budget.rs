@@ -320,17 +320,30 @@ impl ApiBudget {
                 .include(TaskField::Tags)
                 .send()
                 .await;
-            if let Ok(reply) = &reply {
+            // Each task's answer, read once from the reply: kept for the watchers that
+            // ask next, and sent to those waiting.
+            let answers: HashMap<String, Described> = match &reply {
+                Ok(reply) => tasks
+                    .iter()
+                    .map(|task| (task.clone(), answer_for(reply, task)))
+                    .collect(),
+                Err(_) => HashMap::new(),
+            };
+            {
                 let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                for task in &tasks {
+                for (task, answer) in &answers {
                     if let Some(known) = queue.known.get_mut(&(cluster.clone(), task.clone())) {
-                        known.answer = Some((started, answer_for(reply, task)));
+                        known.answer = Some((started, answer.clone()));
                     }
                 }
             }
             for request in batch {
                 let answer = match &reply {
-                    Ok(reply) => answer_for(reply, &request.task),
+                    // Every waiting task was asked for.
+                    Ok(reply) => answers
+                        .get(&request.task)
+                        .cloned()
+                        .unwrap_or_else(|| answer_for(reply, &request.task)),
                     Err(e) => Described::Failed {
                         transient: is_transient(e),
                         message: describe_error("DescribeTasks", e),

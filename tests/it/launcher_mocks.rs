@@ -407,6 +407,21 @@ async fn a_missing_stream_is_not_created_yet() {
     assert_eq!(follower.next_page().await.unwrap(), Page::NotCreated);
 }
 
+/// Follows the stream `rule` answers for, of a container that has exited, to its end:
+/// the lines seen, in order, and the follower.
+async fn drain_exited(rule: &Rule) -> (Vec<String>, LogFollower) {
+    let mut follower = LogFollower::new(logs(&[rule]), GROUP, STREAM, LogTiming::default());
+    let (_tx, rx) = watch::channel(TaskPhase {
+        started: true,
+        exited_at: Some(Instant::now()),
+        container_ran: true,
+    });
+    let seen = std::sync::Mutex::new(Vec::new());
+    let on_line = |line: &LogLine| seen.lock().unwrap().push(line.text.clone());
+    follower.run(rx, true, &on_line, &|_| {}).await.unwrap();
+    (seen.into_inner().unwrap(), follower)
+}
+
 #[tokio::test(start_paused = true)]
 async fn every_line_once_in_order_across_missing_stream_and_empty_pages() {
     let rule = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
@@ -419,16 +434,8 @@ async fn every_line_once_in_order_across_missing_stream_and_empty_pages() {
         .output(|| page(&["three"], "f4"))
         .output(|| page(&[RESULT], "f5"))
         .build();
-    let mut follower = LogFollower::new(logs(&[&rule]), GROUP, STREAM, LogTiming::default());
-    let (_tx, rx) = watch::channel(TaskPhase {
-        started: true,
-        exited_at: Some(Instant::now()),
-        container_ran: true,
-    });
-    let seen = std::sync::Mutex::new(Vec::new());
-    let on_line = |line: &LogLine| seen.lock().unwrap().push(line.text.clone());
-    follower.run(rx, true, &on_line, &|_| {}).await.unwrap();
-    assert_eq!(*seen.lock().unwrap(), vec!["one", "two", "three", RESULT]);
+    let (seen, follower) = drain_exited(&rule).await;
+    assert_eq!(seen, vec!["one", "two", "three", RESULT]);
     assert!(follower.result().is_some());
     // The container has exited and its result event was the last line read: no read
     // is spent to see that nothing follows it.
@@ -445,16 +452,8 @@ async fn a_line_after_the_result_event_is_read_to_the_end() {
         .output(|| page(&["later"], "f2"))
         .output(|| page(&[], "f2"))
         .build();
-    let mut follower = LogFollower::new(logs(&[&rule]), GROUP, STREAM, LogTiming::default());
-    let (_tx, rx) = watch::channel(TaskPhase {
-        started: true,
-        exited_at: Some(Instant::now()),
-        container_ran: true,
-    });
-    let seen = std::sync::Mutex::new(Vec::new());
-    let on_line = |line: &LogLine| seen.lock().unwrap().push(line.text.clone());
-    follower.run(rx, true, &on_line, &|_| {}).await.unwrap();
-    assert_eq!(*seen.lock().unwrap(), vec![RESULT, "done", "later"]);
+    let (seen, _) = drain_exited(&rule).await;
+    assert_eq!(seen, vec![RESULT, "done", "later"]);
     assert!(rule.is_exhausted());
 }
 
