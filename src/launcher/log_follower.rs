@@ -134,8 +134,6 @@ pub struct LogFollower {
     timing: LogTiming,
     result: Option<CompanionResult>,
     budget: Option<Arc<ApiBudget>>,
-    /// Whether the task's container has exited: its turns go first.
-    draining: bool,
 }
 
 impl LogFollower {
@@ -154,7 +152,6 @@ impl LogFollower {
             timing,
             result: None,
             budget: None,
-            draining: false,
         }
     }
 
@@ -170,10 +167,10 @@ impl LogFollower {
         self.result.as_ref()
     }
 
-    /// Reads the next page, in its turn.
+    /// Reads the next page, in its turn (for a task still running).
     pub async fn next_page(&mut self) -> Result<Page, ExitError> {
         if let Some(budget) = &self.budget {
-            budget.log_reads.wait_turn(self.draining).await;
+            budget.log_reads.wait_turn(false).await;
         }
         self.read_page().await
     }
@@ -276,7 +273,8 @@ impl LogFollower {
         let mut fresh_lines = false;
         loop {
             let current = *phase.borrow_and_update();
-            self.draining = current.exited_at.is_some();
+            // Once the container has exited, this tail's turns go first.
+            let draining = current.exited_at.is_some();
             if follow && !current.started && current.exited_at.is_none() {
                 if phase.changed().await.is_err() {
                     return Ok(());
@@ -287,8 +285,8 @@ impl LogFollower {
                 // A tail waiting in the normal lane when its container exits asks again
                 // in the urgent one: the job's answer waits for its last lines.
                 tokio::select! {
-                    () = budget.log_reads.wait_turn(self.draining) => {}
-                    Ok(()) = phase.changed(), if !self.draining => continue,
+                    () = budget.log_reads.wait_turn(draining) => {}
+                    Ok(()) = phase.changed(), if !draining => continue,
                 }
             }
             match self.read_page().await? {

@@ -263,6 +263,17 @@ pub fn both_streams(out: &Output) -> String {
     )
 }
 
+/// Asserts that a command ended with `code` and said `text`, on either stream.
+#[track_caller]
+pub fn assert_ended(out: &Output, code: i32, text: &str) {
+    assert_eq!(out.status.code(), Some(code), "{}", describe(out));
+    assert!(
+        both_streams(out).contains(text),
+        "expected {text:?}: {}",
+        describe(out)
+    );
+}
+
 /// Exit code and both output streams, for assertion messages.
 pub fn describe(out: &Output) -> String {
     format!(

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::common::both_streams;
 use crate::common::emulator::{Emulator, launcher_at, stack};
 use crate::common::{KEK_V1, KEK_V2};
-use crate::common::{TestDatabase, describe, psql};
+use crate::common::{TestDatabase, assert_ended, describe, psql};
 use everruns_admin::envelope;
 use everruns_admin::keyring::{Key, Keyring};
 use serde_json::Value;
@@ -441,12 +441,7 @@ fn a_task_ecs_forgot_is_read_from_its_log_stream() {
     let unknown = run(emu
         .launcher()
         .args(["status", "0123456789abcdef0123456789abcdef"]));
-    assert_eq!(unknown.status.code(), Some(2), "{}", describe(&unknown));
-    assert!(
-        both_streams(&unknown).contains("nor in log group /ecs/everruns-admin"),
-        "{}",
-        describe(&unknown)
-    );
+    assert_ended(&unknown, 2, "nor in log group /ecs/everruns-admin");
 }
 
 #[test]
@@ -1344,12 +1339,7 @@ fn a_command_that_launches_nothing_does_not_say_a_task_never_ran() {
         &["stop", task],
     ] {
         let out = run(launcher_at("http://127.0.0.1:9", "us-east-1").args(args));
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", describe(&out));
-        assert!(
-            both_streams(&out).contains("http://127.0.0.1:9 refused the connection"),
-            "{args:?}: {}",
-            describe(&out)
-        );
+        assert_ended(&out, 1, "http://127.0.0.1:9 refused the connection");
     }
 }
 
@@ -1364,13 +1354,7 @@ fn a_task_definition_read_about_a_past_task_fails_as_a_call_not_a_launch() {
         &["status", "0123456789abcdef0123456789abcdef"][..],
         &["keys", "status"],
     ] {
-        let out = run(emu.launcher().args(args));
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", describe(&out));
-        assert!(
-            both_streams(&out).contains("DescribeTaskDefinition"),
-            "{args:?}: {}",
-            describe(&out)
-        );
+        assert_ended(&run(emu.launcher().args(args)), 1, "DescribeTaskDefinition");
     }
 }
 

@@ -4,8 +4,8 @@
 use anyhow::anyhow;
 
 use super::prepare::log_target;
-use super::watch::{Poll, PollTiming, TaskWatcher};
-use crate::contract::exit::{ExitError, launcher};
+use crate::contract::exit::ExitError;
+use crate::launcher::api_budget::Described;
 use crate::launcher::clients::Clients;
 use crate::launcher::log_follower::LogTarget;
 use crate::launcher::log_history;
@@ -32,20 +32,25 @@ pub(crate) async fn find_task(
     cluster: &str,
     task: &str,
 ) -> Result<Option<TaskSnapshot>, ExitError> {
-    let timing = PollTiming {
-        missing_grace: std::time::Duration::ZERO,
-        ..PollTiming::default()
-    };
-    let mut watcher = TaskWatcher::new(clients.ecs.clone(), cluster, task, timing);
-    match watcher.poll().await {
-        Ok(Poll::Seen(snapshot)) => Ok(Some(*snapshot)),
-        Ok(Poll::Unavailable(problem)) => Err(ExitError::runtime(anyhow!(
-            "{problem}; check the endpoint and network, then try again"
+    let (_, answer) = clients
+        .budget
+        .describe(&clients.ecs, cluster, task, None)
+        .await;
+    match answer {
+        Described::Task(snapshot) => Ok(Some(*snapshot)),
+        Described::Missing(_) => Ok(None),
+        Described::Failed {
+            transient: true,
+            message,
+        } => Err(ExitError::runtime(anyhow!(
+            "{message}; check the endpoint and network, then try again"
         ))),
-        Ok(Poll::NotVisibleYet) => Ok(None),
-        // MISSING, with no grace: a task ECS does not know.
-        Err(missing) if missing.code == launcher::NEVER_RAN => Ok(None),
-        Err(failed) => Err(failed),
+        Described::Failed {
+            transient: false,
+            message,
+        } => Err(ExitError::runtime(anyhow!(
+            "{message}; check the credentials and their ecs:DescribeTasks permission"
+        ))),
     }
 }
 
