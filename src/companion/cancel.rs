@@ -26,7 +26,8 @@ use tokio::sync::watch;
 
 use crate::companion::console::Ended;
 use crate::contract::events::StopReport;
-use crate::contract::exit::{ExitError, companion};
+use crate::contract::exit::companion;
+use crate::contract::migration_report::CancelledMigration;
 use crate::contract::result::Summary;
 use crate::signals::{Signal, Signals};
 
@@ -74,6 +75,70 @@ impl fmt::Display for Cause {
             Cause::Deadline(_) => f.write_str("deadline"),
         }
     }
+}
+
+/// Work that a stop ended before it was done: why, what was left, and what the stop
+/// did in the database.
+#[derive(Debug)]
+pub(crate) struct Stopped {
+    /// Why it was stopped.
+    pub(crate) cause: Cause,
+    error: anyhow::Error,
+    /// The migration in flight that the stop cancelled.
+    cancelled: Option<Box<CancelledMigration>>,
+    /// What the stop did in the database, once it has run.
+    report: Option<Box<StopReport>>,
+}
+
+impl Stopped {
+    /// A stop for `cause`; `error` says what was and was not done.
+    pub(crate) fn new(cause: Cause, error: anyhow::Error) -> Self {
+        Self {
+            cause,
+            error,
+            cancelled: None,
+            report: None,
+        }
+    }
+
+    /// The same stop, naming the migration it cancelled.
+    pub(crate) fn cancelling(mut self, migration: CancelledMigration) -> Self {
+        self.cancelled = Some(Box::new(migration));
+        self
+    }
+
+    /// The same stop with its message rewritten by `f`.
+    pub(crate) fn map(mut self, f: impl FnOnce(anyhow::Error) -> anyhow::Error) -> Self {
+        self.error = f(self.error);
+        self
+    }
+
+    /// `{"cancelled": ..., "stopped": ...}`, as far as known, for the result summary.
+    pub(crate) fn detail(&self) -> Value {
+        let mut detail = serde_json::json!({});
+        if let Some(cancelled) = &self.cancelled {
+            detail["cancelled"] = serde_json::to_value(cancelled).unwrap_or(Value::Null);
+        }
+        if let Some(report) = &self.report {
+            detail["stopped"] = serde_json::to_value(report).unwrap_or(Value::Null);
+        }
+        detail
+    }
+}
+
+impl fmt::Display for Stopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+/// The error of work that can be stopped: it can carry a [`Stopped`], and say when it
+/// is one, so that a stop is reported once, with what it did in the database.
+pub(crate) trait StopError: From<Stopped> + fmt::Display {
+    /// The stop this error is, if it is one.
+    fn stop_mut(&mut self) -> Option<&mut Stopped>;
+    /// The process could not set itself up to be stopped (signal handlers).
+    fn unstoppable(error: anyhow::Error) -> Self;
 }
 
 /// A session this process opened.
@@ -137,23 +202,23 @@ pub async fn record(
 /// signal or `deadline`; then stops its work in the database as the module says and
 /// returns the command's result, whose exit status is the stop's (124, 130, 143)
 /// unless the work had already finished.
-pub(crate) async fn run_stoppable(
+pub(crate) async fn run_stoppable<E: StopError>(
     deadline: Option<DateTime<Utc>>,
-    work: impl Future<Output = Result<(u8, Summary), ExitError>>,
-) -> Result<Ended, ExitError> {
+    work: impl Future<Output = Result<(u8, Summary), E>>,
+) -> Result<Ended, E> {
     if let Some(at) = deadline
         && at <= Utc::now()
     {
-        return Err(ExitError::new(
-            companion::DEADLINE,
+        return Err(E::from(Stopped::new(
+            Cause::Deadline(at),
             anyhow!(
                 "the deadline {} has already passed: nothing was done; give a later --deadline or EVERRUNS_ADMIN_DEADLINE",
                 at.to_rfc3339_opts(SecondsFormat::Secs, true)
             ),
-        ));
+        )));
     }
     let mut signals = Signals::install()
-        .map_err(|e| ExitError::runtime(anyhow!("cannot listen for SIGTERM and SIGINT: {e}")))?;
+        .map_err(|e| E::unstoppable(anyhow!("cannot listen for SIGTERM and SIGINT: {e}")))?;
     let until_deadline = async {
         match deadline {
             Some(at) => {
@@ -212,12 +277,12 @@ pub(crate) async fn run_stoppable(
             report.unconfirmed.as_deref().unwrap_or("unknown")
         );
     }
-    let detail = serde_json::to_value(&report).unwrap_or(Value::Null);
     let stopped = |code, summary| Ended {
         code,
         summary,
         stopped: Some(report.clone()),
     };
+    let with_report = |stop: &mut Stopped| stop.report = Some(Box::new(report.clone()));
     match finished {
         // Done before the stop could matter: the work's own answer.
         Ok(Ok((companion::SUCCESS, summary))) => Ok(stopped(companion::SUCCESS, summary)),
@@ -232,39 +297,35 @@ pub(crate) async fn run_stoppable(
             }
             Ok(stopped(cause.exit_code(), summary))
         }
-        Ok(Err(error)) if error.code == cause.exit_code() => Err(with_stop(error, detail)),
-        Ok(Err(error)) => Err(with_stop(
-            ExitError::new(
-                cause.exit_code(),
+        Ok(Err(mut error)) => {
+            if let Some(stop) = error.stop_mut() {
+                with_report(stop);
+                return Err(error);
+            }
+            let mut stop = Stopped::new(
+                cause,
                 anyhow!(
                     "{}: the statement in flight was cancelled and rolled back ({error})",
                     cause.describe()
                 ),
-            ),
-            detail,
-        )),
-        Err(_) => Err(with_stop(
-            ExitError::new(
-                cause.exit_code(),
+            );
+            with_report(&mut stop);
+            Err(stop.into())
+        }
+        Err(_) => {
+            let mut stop = Stopped::new(
+                cause,
                 anyhow!(
                     "{}: the work did not stop within {} ms of the cancel; its sessions were ended \
                      on the server (transactions rolled back, locks released)",
                     cause.describe(),
                     GRACE.as_millis()
                 ),
-            ),
-            detail,
-        )),
+            );
+            with_report(&mut stop);
+            Err(stop.into())
+        }
     }
-}
-
-fn with_stop(error: ExitError, detail: Value) -> ExitError {
-    let mut summary = error
-        .detail
-        .clone()
-        .unwrap_or_else(|| serde_json::json!({}));
-    summary["stopped"] = detail;
-    error.with_detail(summary)
 }
 
 #[derive(Clone, Copy)]

@@ -38,7 +38,6 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::contract::command_line::Output;
 use crate::contract::events::{Event, StopReport};
-use crate::contract::exit::ExitError;
 use crate::contract::result::Summary;
 
 static JSON: OnceLock<bool> = OnceLock::new();
@@ -232,36 +231,6 @@ impl From<(u8, Summary)> for Ended {
             code,
             summary,
             stopped: None,
-        }
-    }
-}
-
-/// Ends a command: logs its error, if any, writes the `result` event and returns the
-/// exit code the process must end with.
-pub(crate) fn conclude(command: &str, result: Result<impl Into<Ended>, ExitError>) -> u8 {
-    match result.map(Into::into) {
-        Ok(Ended {
-            code,
-            summary,
-            stopped,
-        }) => {
-            let mut summary = summary.to_value();
-            if let Some(stopped) = stopped {
-                summary["stopped"] =
-                    serde_json::to_value(stopped).expect("stop reports always serialize");
-            }
-            finish(command, code, summary);
-            code
-        }
-        Err(error) => {
-            tracing::error!("{command} failed: {error}");
-            let mut summary = error
-                .detail
-                .clone()
-                .unwrap_or_else(|| serde_json::json!({}));
-            summary["error"] = serde_json::Value::String(error.to_string());
-            finish(command, error.code, summary);
-            error.code
         }
     }
 }

@@ -12,9 +12,58 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 use zeroize::Zeroizing;
 
-use super::cancel;
-use crate::contract::exit::ExitError;
+use super::cancel::{self, Stopped};
 use crate::contract::migration_report::LockHolder;
+
+/// What went wrong reaching or talking to the database.
+#[derive(Debug)]
+pub(crate) enum DatabaseError {
+    /// `DATABASE_URL` is missing or cannot be used.
+    Url(anyhow::Error),
+    /// No connection within the budget, or the server refused this login.
+    Connect(anyhow::Error),
+    /// Another session still held an advisory lock when the wait for it ended.
+    LockHeld(anyhow::Error),
+    /// A statement failed.
+    Statement(anyhow::Error),
+    /// A stop came while waiting on the database.
+    Stopped(Stopped),
+}
+
+impl DatabaseError {
+    /// A failed statement, with what it was doing: `reading the tables' sizes: ...`.
+    pub(crate) fn during(what: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
+        move |error| Self::Statement(anyhow::Error::from(error).context(what))
+    }
+
+    /// The same failure with its message rewritten by `f`.
+    pub(crate) fn map(self, f: impl FnOnce(anyhow::Error) -> anyhow::Error) -> Self {
+        match self {
+            Self::Url(e) => Self::Url(f(e)),
+            Self::Connect(e) => Self::Connect(f(e)),
+            Self::LockHeld(e) => Self::LockHeld(f(e)),
+            Self::Statement(e) => Self::Statement(f(e)),
+            Self::Stopped(stopped) => Self::Stopped(stopped.map(f)),
+        }
+    }
+}
+
+impl std::fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Url(e) | Self::Connect(e) | Self::LockHeld(e) | Self::Statement(e) => {
+                write!(f, "{e:#}")
+            }
+            Self::Stopped(stopped) => stopped.fmt(f),
+        }
+    }
+}
+
+impl From<sqlx::Error> for DatabaseError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Statement(error.into())
+    }
+}
 
 /// The database to work on, from `DATABASE_URL`. Its password is kept out of every
 /// message: [`DatabaseUrl::scrub`] removes it from any text that might quote it.
@@ -26,9 +75,9 @@ pub struct DatabaseUrl {
 
 impl DatabaseUrl {
     /// Reads `DATABASE_URL`; a missing or malformed value is a usage error (exit 2).
-    pub(crate) fn from_env() -> Result<Self, ExitError> {
+    pub(crate) fn from_env() -> Result<Self, DatabaseError> {
         let raw = std::env::var("DATABASE_URL").map_err(|_| {
-            ExitError::usage(anyhow!(
+            DatabaseError::Url(anyhow!(
                 "DATABASE_URL is not set: set it to postgres://USER:PASSWORD@HOST:5432/DBNAME \
                  (on ECS the task definition injects it from Secrets Manager)"
             ))
@@ -37,18 +86,18 @@ impl DatabaseUrl {
     }
 
     /// Parses a `postgres://` URL.
-    pub fn parse(raw: &str) -> Result<Self, ExitError> {
+    pub(crate) fn parse(raw: &str) -> Result<Self, DatabaseError> {
         let raw = Zeroizing::new(raw.to_owned());
         let parsed = url::Url::parse(&raw).map_err(|e| {
             // Unparsed, the password cannot be told apart: mask the whole value.
             crate::companion::console::never_print(&raw);
-            ExitError::usage(anyhow!(
+            DatabaseError::Url(anyhow!(
                 "DATABASE_URL is not a valid URL ({e}): expected postgres://USER:PASSWORD@HOST:5432/DBNAME"
             ))
         })?;
         if !matches!(parsed.scheme(), "postgres" | "postgresql") {
             crate::companion::console::never_print(&raw);
-            return Err(ExitError::usage(anyhow!(
+            return Err(DatabaseError::Url(anyhow!(
                 "DATABASE_URL has scheme {:?}: expected postgres:// or postgresql://",
                 parsed.scheme()
             )));
@@ -102,9 +151,9 @@ impl DatabaseUrl {
     }
 
     /// Connection options for this URL, with statement logging kept at debug level.
-    pub fn options(&self) -> Result<PgConnectOptions, ExitError> {
+    pub(crate) fn options(&self) -> Result<PgConnectOptions, DatabaseError> {
         let options = PgConnectOptions::from_str(&self.raw).map_err(|e| {
-            ExitError::usage(anyhow!(
+            DatabaseError::Url(anyhow!(
                 "DATABASE_URL is not usable: {}",
                 self.scrub(&e.to_string())
             ))
@@ -126,7 +175,10 @@ const MIN_ATTEMPT: Duration = Duration::from_millis(250);
 /// The whole budget is used: the last pause is shortened to what is left, and each
 /// attempt is bounded by the time left (at least [`MIN_ATTEMPT`]), so a host that
 /// drops packets cannot hold the companion much past the budget.
-pub async fn connect(url: &DatabaseUrl, retry_for: Duration) -> Result<PgConnection, ExitError> {
+pub(crate) async fn connect(
+    url: &DatabaseUrl,
+    retry_for: Duration,
+) -> Result<PgConnection, DatabaseError> {
     connect_with(url, retry_for, &[]).await
 }
 
@@ -135,7 +187,7 @@ pub(crate) async fn connect_with(
     url: &DatabaseUrl,
     retry_for: Duration,
     settings: &[(&str, String)],
-) -> Result<PgConnection, ExitError> {
+) -> Result<PgConnection, DatabaseError> {
     let base = url
         .options()?
         .options(settings.iter().map(|(k, v)| (*k, v.as_str())));
@@ -152,7 +204,7 @@ pub(crate) async fn connect_with(
         let error = match tokio::time::timeout(bound, options.connect()).await {
             Ok(Ok(mut conn)) => {
                 cancel::record(&mut conn, &options).await.map_err(|e| {
-                    ExitError::runtime(anyhow!(
+                    DatabaseError::Connect(anyhow!(
                         "connected to {}, but the server did not say who this session is: {}",
                         url.redacted(),
                         url.scrub(&e.to_string())
@@ -185,7 +237,7 @@ pub(crate) async fn connect_with(
             } else {
                 "check the user, password and database name in DATABASE_URL".to_owned()
             };
-            return Err(ExitError::runtime(anyhow!(
+            return Err(DatabaseError::Connect(anyhow!(
                 "cannot connect to {}: {}; {hint}",
                 url.redacted(),
                 url.scrub(&error.to_string()),
@@ -339,7 +391,7 @@ pub(crate) async fn acquire_lock(
     key: i64,
     wait: Duration,
     what: &str,
-) -> Result<(), ExitError> {
+) -> Result<(), DatabaseError> {
     acquire_lock_as(conn, key, LockMode::Exclusive, wait, what).await
 }
 
@@ -360,7 +412,7 @@ pub(crate) async fn acquire_lock_as(
     mode: LockMode,
     wait: Duration,
     what: &str,
-) -> Result<(), ExitError> {
+) -> Result<(), DatabaseError> {
     let started = Instant::now();
     let mut announced = false;
     let try_lock = match mode {
@@ -369,13 +421,13 @@ pub(crate) async fn acquire_lock_as(
     };
     loop {
         if let Some(cause) = cancel::cause() {
-            return Err(ExitError::new(
-                cause.exit_code(),
+            return Err(DatabaseError::Stopped(Stopped::new(
+                cause,
                 anyhow!(
                     "{} while waiting for the {what} lock; nothing was done",
                     cause.describe()
                 ),
-            ));
+            )));
         }
         let got: bool = sqlx::query_scalar(try_lock)
             .bind(key)
@@ -387,7 +439,7 @@ pub(crate) async fn acquire_lock_as(
         if started.elapsed() >= wait {
             let holders = lock_holders(conn, key).await.unwrap_or_default();
             let who = describe_holders(&holders);
-            return Err(ExitError::runtime(anyhow!(
+            return Err(DatabaseError::LockHeld(anyhow!(
                 "the {what} lock (advisory lock {key}) is still held after waiting {}s, by {who}; \
                  wait for that job to finish and rerun, or raise --lock-timeout",
                 wait.as_secs()
@@ -436,6 +488,7 @@ pub(crate) async fn close_quietly(conn: PgConnection) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::companion::error::CompanionError;
 
     #[test]
     fn password_is_masked_and_scrubbed() {
@@ -460,10 +513,12 @@ mod tests {
     #[test]
     fn malformed_urls_are_usage_errors_without_the_url() {
         let err = DatabaseUrl::parse("mysql://u:topsecret@h/d").err().unwrap();
-        assert_eq!(err.code, 2);
+        assert!(matches!(err, DatabaseError::Url(_)));
+        assert_eq!(CompanionError::from(err).exit_code(), 2);
+        let err = DatabaseUrl::parse("mysql://u:topsecret@h/d").err().unwrap();
         assert!(!err.to_string().contains("topsecret"));
         let err = DatabaseUrl::parse("not a url topsecret").err().unwrap();
-        assert_eq!(err.code, 2);
+        assert!(matches!(err, DatabaseError::Url(_)));
         assert!(!err.to_string().contains("topsecret"));
     }
 }

@@ -5,13 +5,14 @@ use std::path::PathBuf;
 
 use clap::CommandFactory;
 
+use super::console::{self, Ended};
 use super::database::DatabaseUrl;
+use super::error::CompanionError;
 use super::lint;
 use super::lint::sizes::Thresholds;
 use super::migrations::{Catalog, SessionLimits, info, migrate};
-use super::{cancel, console, probes, reencrypt, standby};
+use super::{cancel, probes, reencrypt, standby};
 use crate::contract::command_line::{Cli, Command, LargeTableArgs};
-use crate::contract::exit::ExitError;
 
 fn thresholds(large: &LargeTableArgs) -> Thresholds {
     Thresholds {
@@ -20,9 +21,9 @@ fn thresholds(large: &LargeTableArgs) -> Thresholds {
     }
 }
 
-fn catalog(source: Option<&PathBuf>) -> Result<Catalog, ExitError> {
+fn catalog(source: Option<&PathBuf>) -> Result<Catalog, CompanionError> {
     match source {
-        Some(dir) => Catalog::from_dir(dir),
+        Some(dir) => Ok(Catalog::from_dir(dir)?),
         None => Ok(Catalog::embedded()),
     }
 }
@@ -55,10 +56,11 @@ pub async fn execute(cli: Cli) -> u8 {
                     allow_unsafe: args.allow_unsafe,
                     connect_timeout,
                 };
-                cancel::run_stoppable(deadline, migrate::run(&catalog, &url, &options)).await
+                let work = async { Ok(migrate::run(&catalog, &url, &options).await?) };
+                cancel::run_stoppable::<CompanionError>(deadline, work).await
             }
             .await;
-            console::conclude("migrate", result)
+            conclude("migrate", result)
         }
         Command::MigrateInfo(args) => {
             let result = async {
@@ -70,15 +72,16 @@ pub async fn execute(cli: Cli) -> u8 {
                     thresholds: thresholds(&args.large),
                     connect_timeout,
                 };
-                cancel::run_stoppable(deadline, info::run(&catalog, &url, &options)).await
+                let work = async { Ok(info::run(&catalog, &url, &options).await?) };
+                cancel::run_stoppable::<CompanionError>(deadline, work).await
             }
             .await;
-            console::conclude("migrate-info", result)
+            conclude("migrate-info", result)
         }
         Command::Lint(args) => {
             let result = catalog(args.source.as_ref())
-                .and_then(|catalog| lint::offline(&catalog.sources(args.since)));
-            console::conclude("lint", result)
+                .and_then(|catalog| Ok(lint::offline(&catalog.sources(args.since))?));
+            conclude("lint", result)
         }
         Command::Reencrypt(args) => {
             let options = reencrypt::ReencryptOptions {
@@ -98,21 +101,49 @@ pub async fn execute(cli: Cli) -> u8 {
                     .map(|report| (report.exit_code(), report.summary()))
             })
             .await;
-            console::conclude("reencrypt", result)
+            conclude("reencrypt", result)
         }
         Command::Shell(args) => {
             let options = standby::ShellOptions {
                 max_idle: args.max_idle,
                 deadline,
             };
-            console::conclude("shell", standby::run(&options).await)
+            conclude("shell", standby::run(&options).await)
         }
         Command::Status => {
             let options = probes::StatusOptions { connect_timeout };
-            console::conclude(
+            conclude(
                 "status",
                 cancel::run_stoppable(deadline, probes::run(&options)).await,
             )
+        }
+    }
+}
+
+/// Ends a command: logs its error, if any, writes the `result` event and returns the
+/// exit code the process must end with.
+pub(crate) fn conclude(command: &str, result: Result<impl Into<Ended>, CompanionError>) -> u8 {
+    match result.map(Into::into) {
+        Ok(Ended {
+            code,
+            summary,
+            stopped,
+        }) => {
+            let mut summary = summary.to_value();
+            if let Some(stopped) = stopped {
+                summary["stopped"] =
+                    serde_json::to_value(stopped).expect("stop reports always serialize");
+            }
+            console::finish(command, code, summary);
+            code
+        }
+        Err(error) => {
+            tracing::error!("{command} failed: {error}");
+            let code = error.exit_code();
+            let mut summary = error.detail();
+            summary["error"] = serde_json::Value::String(error.to_string());
+            console::finish(command, code, summary);
+            code
         }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use anyhow::anyhow;
 use serde::{Deserialize, Serialize};
 
-use crate::contract::exit::ExitError;
+use crate::companion::error::CompanionError;
 
 const DECLARATIONS: &str = include_str!("../../migrations/encrypted_columns.toml");
 
@@ -51,13 +51,13 @@ pub(crate) fn declared_tables() -> Vec<&'static str> {
 
 /// The columns to work on: all of them, or those of `--table NAME`. An unknown name
 /// is a usage error (exit 2) listing the declared tables.
-pub(crate) fn select(table: Option<&str>) -> Result<Vec<&'static EncryptedColumn>, ExitError> {
+pub(crate) fn select(table: Option<&str>) -> Result<Vec<&'static EncryptedColumn>, CompanionError> {
     let Some(table) = table else {
         return Ok(declared().iter().collect());
     };
     let chosen: Vec<_> = declared().iter().filter(|c| c.table == table).collect();
     if chosen.is_empty() {
-        return Err(ExitError::usage(anyhow!(
+        return Err(CompanionError::Argument(anyhow!(
             "--table {table:?} has no declared encrypted column; declared tables: {}",
             declared_tables().join(", ")
         )));
@@ -132,7 +132,7 @@ mod tests {
     #[test]
     fn unknown_tables_are_usage_errors_listing_the_declared_ones() {
         let err = select(Some("users")).unwrap_err();
-        assert_eq!(err.code, 2);
+        assert_eq!(err.exit_code(), 2);
         assert!(
             err.to_string().contains("llm_providers, mcp_servers"),
             "{err}"

@@ -7,6 +7,7 @@ pub(crate) mod console;
 pub mod database;
 pub mod dispatch;
 pub mod encrypted_columns;
+pub(crate) mod error;
 pub mod lint;
 pub mod migrations;
 pub(crate) mod probes;

@@ -12,9 +12,9 @@ use sqlx::postgres::PgConnection;
 
 use crate::companion::console;
 use crate::companion::database::{self, DatabaseUrl};
+use crate::companion::error::CompanionError;
 use crate::companion::migrations::state::SchemaState;
 use crate::companion::migrations::{Catalog, history};
-use crate::contract::exit::ExitError;
 use crate::contract::result::Summary;
 use crate::contract::summary::{DatabaseProbe, KeysProbe, SchemaProbe, StatusSummary};
 use crate::keyring::Keyring;
@@ -28,7 +28,7 @@ pub(crate) struct StatusOptions {
 
 /// Runs the three probes and returns the exit code and the summary. Never fails:
 /// every problem is part of the summary.
-pub async fn run(options: &StatusOptions) -> Result<(u8, Summary), ExitError> {
+pub async fn run(options: &StatusOptions) -> Result<(u8, Summary), CompanionError> {
     let keys = probe_keys();
     let (database, schema) = match DatabaseUrl::from_env() {
         Ok(url) => probe_database(&url, options.connect_timeout).await,

@@ -4,7 +4,8 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use crate::contract::exit::{ExitError, companion};
+use crate::companion::error::CompanionError;
+use crate::contract::exit::companion;
 use crate::contract::result::Summary;
 use crate::contract::summary::ShellSummary;
 use crate::signals::{Signal, Signals};
@@ -21,7 +22,7 @@ pub(crate) struct ShellOptions {
 
 /// Runs the shell (terminal) or waits (no terminal). Returns the exit code and the
 /// result summary: the shell's own code, or 0 after the wait or a SIGTERM.
-pub async fn run(options: &ShellOptions) -> Result<(u8, Summary), ExitError> {
+pub async fn run(options: &ShellOptions) -> Result<(u8, Summary), CompanionError> {
     if std::io::stdin().is_terminal() {
         let shell = ["/bin/bash", "/bin/sh"]
             .into_iter()
@@ -31,7 +32,8 @@ pub async fn run(options: &ShellOptions) -> Result<(u8, Summary), ExitError> {
             .arg("-i")
             .status()
             .await
-            .with_context(|| format!("starting {shell}"))?;
+            .with_context(|| format!("starting {shell}"))
+            .map_err(CompanionError::Process)?;
         let code = status.code().unwrap_or(1).clamp(0, 255) as u8;
         return Ok((
             code,
@@ -42,7 +44,9 @@ pub async fn run(options: &ShellOptions) -> Result<(u8, Summary), ExitError> {
     }
 
     // Listening first: a StopTask during the metadata call still ends in exit 0.
-    let mut signals = Signals::install().context("listening for SIGTERM and SIGINT")?;
+    let mut signals = Signals::install()
+        .context("listening for SIGTERM and SIGINT")
+        .map_err(CompanionError::Process)?;
     let task_id = own_task_id().await;
     let task = task_id.as_deref().unwrap_or("<task-id>");
     tracing::info!(

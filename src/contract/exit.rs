@@ -59,9 +59,6 @@ pub struct ExitError {
     pub code: u8,
     /// What went wrong, with context; never carries secret material.
     pub error: anyhow::Error,
-    /// What the failure concerns, as the companion's result summary carries it
-    /// (`{"failed": {"version": ..., "file": ...}}`); never secret material.
-    pub detail: Option<serde_json::Value>,
 }
 
 impl ExitError {
@@ -70,14 +67,7 @@ impl ExitError {
         Self {
             code,
             error: error.into(),
-            detail: None,
         }
-    }
-
-    /// The same failure, with what it concerns for the result summary.
-    pub(crate) fn with_detail(mut self, detail: serde_json::Value) -> Self {
-        self.detail = Some(detail);
-        self
     }
 
     /// A usage or configuration error (exit 2 for both binaries).
@@ -100,12 +90,6 @@ impl fmt::Display for ExitError {
 impl From<anyhow::Error> for ExitError {
     /// Unclassified errors are runtime failures.
     fn from(error: anyhow::Error) -> Self {
-        Self::runtime(error)
-    }
-}
-
-impl From<sqlx::Error> for ExitError {
-    fn from(error: sqlx::Error) -> Self {
         Self::runtime(error)
     }
 }

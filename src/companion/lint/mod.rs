@@ -13,11 +13,9 @@ pub mod sizes;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use anyhow::anyhow;
-
 use self::rules::{RULES, facts, rule};
 use self::sizes::{TableSizes, Thresholds};
-use crate::contract::exit::{self, ExitError};
+use crate::contract::exit;
 use crate::contract::findings::{Finding, LintCounts, LintSummary, Severity};
 use crate::contract::result::Summary;
 
@@ -137,22 +135,39 @@ fn allowances(
     (allowed, broken)
 }
 
+/// A migration that does not parse as PostgreSQL: nothing can be said about it.
+#[derive(Debug)]
+pub struct Unparsable {
+    /// The migration's file.
+    pub file: String,
+    /// What the parser said.
+    pub error: String,
+}
+
+impl std::fmt::Display for Unparsable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} does not parse as PostgreSQL: {}; fix its SQL",
+            self.file, self.error
+        )
+    }
+}
+
 /// Lints `migrations` in order, as they would be applied. A file that does not parse
 /// is a runtime error naming it.
 pub fn lint(
     migrations: &[MigrationSource<'_>],
     judged: &Judged<'_>,
-) -> Result<Vec<Finding>, ExitError> {
+) -> Result<Vec<Finding>, Unparsable> {
     let mut findings = Vec::new();
     // CHECK (col IS NOT NULL) constraints added NOT VALID, and those validated, so far.
     let mut not_null_checks: HashMap<(String, String), String> = HashMap::new();
     let mut proven_not_null: HashSet<(String, String)> = HashSet::new();
     for migration in migrations {
-        let parsed = pg_query::parse(migration.sql, 0).map_err(|e| {
-            ExitError::runtime(anyhow!(
-                "{} does not parse as PostgreSQL: {e}; fix its SQL",
-                migration.file
-            ))
+        let parsed = pg_query::parse(migration.sql, 0).map_err(|e| Unparsable {
+            file: migration.file.to_string(),
+            error: e.to_string(),
         })?;
         let mut created_here: BTreeSet<String> = BTreeSet::new();
         let mut exclusive: Vec<(String, Located<'_>)> = Vec::new();
@@ -329,7 +344,7 @@ pub(crate) fn touched_tables(sql: &str) -> Vec<String> {
 
 /// `lint`: the migrations `sources`, without a database (every table counts as large
 /// unless the migration creates it). Exit 6 on a blocking finding, else 0.
-pub(crate) fn offline(sources: &[MigrationSource]) -> Result<(u8, Summary), ExitError> {
+pub(crate) fn offline(sources: &[MigrationSource]) -> Result<(u8, Summary), Unparsable> {
     let findings = lint(sources, &Judged::Offline)?;
     log(&findings);
     let counts = LintCounts::of(sources.len(), &findings);

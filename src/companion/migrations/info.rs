@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
-use super::{Catalog, history, leftovers, lint_pending, lock_key_of, state::SchemaState};
+use super::{
+    Catalog, MigrateError, history, leftovers, lint_pending, lock_key_of, state::SchemaState,
+};
 use crate::companion::console;
-use crate::companion::database::{self, DatabaseUrl};
-use crate::contract::exit::{ExitError, companion};
+use crate::companion::database::{self, DatabaseError, DatabaseUrl};
+use crate::contract::exit::companion;
 use crate::contract::findings::Severity;
 use crate::contract::migration_report::MigrateInfoSummary;
 use crate::contract::result::Summary;
@@ -31,13 +33,13 @@ pub(crate) async fn run(
     catalog: &Catalog,
     url: &DatabaseUrl,
     options: &InfoOptions,
-) -> Result<(u8, Summary), ExitError> {
+) -> Result<(u8, Summary), MigrateError> {
     let mut conn = database::connect(url, options.connect_timeout).await?;
     sqlx::query("SET default_transaction_read_only = on")
         .execute(&mut conn)
         .await?;
     let history = history::read(&mut conn).await.map_err(|e| {
-        ExitError::runtime(anyhow::anyhow!(
+        DatabaseError::Statement(anyhow::anyhow!(
             "reading _sqlx_migrations: {}",
             url.scrub(&e.to_string())
         ))

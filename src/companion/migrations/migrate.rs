@@ -3,18 +3,17 @@
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use serde_json::json;
 use sqlx::migrate::Migrate;
 use sqlx::postgres::PgConnection;
 
 use super::state::SchemaState;
-use super::{Catalog, SessionLimits, history, leftovers, lint_pending, lock_key_of};
-use crate::companion::cancel;
+use super::{Catalog, MigrateError, SessionLimits, history, leftovers, lint_pending, lock_key_of};
+use crate::companion::cancel::{self, Stopped};
 use crate::companion::console::Progress;
-use crate::companion::database::{self, DatabaseUrl};
+use crate::companion::database::{self, DatabaseError, DatabaseUrl};
 use crate::companion::lint;
 use crate::companion::lint::sizes::Thresholds;
-use crate::contract::exit::{ExitError, companion};
+use crate::contract::exit::companion;
 use crate::contract::findings::{Finding, Severity};
 use crate::contract::migration_report::{
     Applied, CancelledMigration, FailedMigration, MigrateSummary, MigrationState, MigrationStatus,
@@ -52,7 +51,7 @@ pub(crate) async fn run(
     catalog: &Catalog,
     url: &DatabaseUrl,
     options: &MigrateOptions,
-) -> Result<(u8, Summary), ExitError> {
+) -> Result<(u8, Summary), MigrateError> {
     if let Some(target) = options.target_version
         && catalog.get(target).is_none()
     {
@@ -61,7 +60,7 @@ pub(crate) async fn run(
             .iter()
             .map(|m| m.version.to_string())
             .collect();
-        return Err(ExitError::usage(anyhow!(
+        return Err(MigrateError::UnknownTarget(anyhow!(
             "--target-version {target} is not a migration of this image; its versions are {}",
             known.join(", ")
         )));
@@ -76,7 +75,7 @@ pub(crate) async fn run(
         let result = async {
             let (state, to_apply) = plan(&mut conn, catalog, url, options).await?;
             let findings = gate(&mut conn, catalog, &to_apply, options).await;
-            Ok::<_, ExitError>((state, to_apply, findings))
+            Ok::<_, MigrateError>((state, to_apply, findings))
         }
         .await;
         database::close_quietly(conn).await;
@@ -131,7 +130,7 @@ async fn gate(
     catalog: &Catalog,
     to_apply: &[MigrationStatus],
     options: &MigrateOptions,
-) -> Result<Vec<Finding>, ExitError> {
+) -> Result<Vec<Finding>, MigrateError> {
     let versions: Vec<i64> = to_apply.iter().map(|m| m.version).collect();
     let findings = lint_pending(conn, catalog, &versions, options.thresholds).await?;
     let blocking = findings
@@ -139,14 +138,13 @@ async fn gate(
         .filter(|f| f.severity == Severity::Blocking)
         .count();
     if blocking > 0 && !options.allow_unsafe {
-        return Err(ExitError::new(
-            companion::UNSAFE,
-            anyhow!(
+        return Err(MigrateError::Unsafe {
+            error: anyhow!(
                 "refusing to migrate{}: {blocking} blocking finding(s) in the pending migrations (listed above); fix them, allow one in its file with `-- everruns-admin:allow RULE-ID reason` on the line before the statement, or pass --allow-unsafe",
                 if options.dry_run { " (dry run)" } else { "" }
             ),
-        )
-        .with_detail(json!({ "findings": findings })));
+            findings,
+        });
     }
     Ok(findings)
 }
@@ -157,9 +155,9 @@ async fn plan(
     catalog: &Catalog,
     url: &DatabaseUrl,
     options: &MigrateOptions,
-) -> Result<(SchemaState, Vec<MigrationStatus>), ExitError> {
+) -> Result<(SchemaState, Vec<MigrationStatus>), MigrateError> {
     let history = history::read(conn).await.map_err(|e| {
-        ExitError::runtime(anyhow!(
+        DatabaseError::Statement(anyhow!(
             "reading _sqlx_migrations: {}",
             url.scrub(&e.to_string())
         ))
@@ -167,13 +165,10 @@ async fn plan(
     let state = SchemaState::compare(catalog, history.as_deref());
     let drift = state.drift(options.ignore_missing);
     if !drift.is_empty() {
-        return Err(ExitError::new(
-            companion::DRIFT,
-            anyhow!(
-                "refusing to migrate: the database disagrees with this image:\n{}",
-                SchemaState::drift_advice(&drift)
-            ),
-        ));
+        return Err(MigrateError::Drift(anyhow!(
+            "refusing to migrate: the database disagrees with this image:\n{}",
+            SchemaState::drift_advice(&drift)
+        )));
     }
     let to_apply: Vec<MigrationStatus> = state
         .pending()
@@ -197,9 +192,9 @@ async fn refuse_leftovers(
     catalog: &Catalog,
     to_apply: &[MigrationStatus],
     url: &DatabaseUrl,
-) -> Result<(), ExitError> {
+) -> Result<(), MigrateError> {
     let invalid = leftovers::invalid_indexes(conn).await.map_err(|e| {
-        ExitError::runtime(anyhow!(
+        DatabaseError::Statement(anyhow!(
             "looking for INVALID indexes: {}",
             url.scrub(&e.to_string())
         ))
@@ -224,14 +219,13 @@ async fn refuse_leftovers(
     if met.is_empty() {
         return Ok(());
     }
-    Err(ExitError::new(
-        companion::SCHEMA_DIFFERS,
-        anyhow!(
+    Err(MigrateError::Leftover {
+        error: anyhow!(
             "refusing to migrate: a pending migration would meet what an earlier run of it left behind:\n{}",
             met.join("\n")
         ),
-    )
-    .with_detail(json!({ "invalid_indexes": invalid })))
+        invalid,
+    })
 }
 
 async fn apply_locked(
@@ -239,7 +233,7 @@ async fn apply_locked(
     catalog: &Catalog,
     url: &DatabaseUrl,
     options: &MigrateOptions,
-) -> Result<(Vec<Applied>, Vec<Finding>), ExitError> {
+) -> Result<(Vec<Applied>, Vec<Finding>), MigrateError> {
     // Planned under the lock: another migrator may have just finished.
     let (_, to_apply) = plan(conn, catalog, url, options).await?;
     if to_apply.is_empty() {
@@ -248,7 +242,7 @@ async fn apply_locked(
     }
     let findings = gate(conn, catalog, &to_apply, options).await?;
     conn.ensure_migrations_table().await.map_err(|e| {
-        ExitError::runtime(anyhow!(
+        DatabaseError::Statement(anyhow!(
             "creating _sqlx_migrations: {}",
             url.scrub(&e.to_string())
         ))
@@ -261,8 +255,8 @@ async fn apply_locked(
             .get(status.version)
             .expect("planned from this catalog");
         if let Some(cause) = cancel::cause() {
-            return Err(ExitError::new(
-                cause.exit_code(),
+            return Err(Stopped::new(
+                cause,
                 anyhow!(
                     "{}: {} before migration {} {}, which was not started; it and the ones after it are still pending",
                     cause.describe(),
@@ -270,7 +264,8 @@ async fn apply_locked(
                     migration.version,
                     migration.description
                 ),
-            ));
+            )
+            .into());
         }
         tracing::info!(
             version = migration.version,
@@ -279,9 +274,9 @@ async fn apply_locked(
             migration.version,
             migration.description
         );
-        let elapsed = apply_with_lock_retries(conn, migration, options).await.map_err(|e| {
+        let elapsed = apply_with_lock_retries(conn, migration, options).await.map_err(|e| -> MigrateError {
             if let Some(cause) = cancel::cause() {
-                return ExitError::new(cause.exit_code(), anyhow!(
+                return Stopped::new(cause, anyhow!(
                     "{}: {}; {}",
                     cause.describe(),
                     if migration.no_tx {
@@ -291,24 +286,27 @@ async fn apply_locked(
                     },
                     applied_so_far(&applied)
                 ))
-                .with_detail(json!({ "cancelled": CancelledMigration {
+                .cancelling(CancelledMigration {
                     version: migration.version,
                     description: migration.description.to_string(),
                     no_transaction: migration.no_tx,
-                } }));
+                })
+                .into();
             }
-            ExitError::runtime(anyhow!(
-                "migration {} {} failed and was rolled back{}: {}; it is still pending. Fix it in a new image and rerun",
-                migration.version,
-                migration.description,
-                if migration.no_tx { " as far as a no-transaction migration can be" } else { "" },
-                url.scrub(&e.to_string())
-            ))
-            .with_detail(json!({ "failed": FailedMigration {
-                version: migration.version,
-                description: migration.description.to_string(),
-                file: catalog.file(migration.version).map(str::to_string),
-            }}))
+            MigrateError::Failed {
+                error: anyhow!(
+                    "migration {} {} failed and was rolled back{}: {}; it is still pending. Fix it in a new image and rerun",
+                    migration.version,
+                    migration.description,
+                    if migration.no_tx { " as far as a no-transaction migration can be" } else { "" },
+                    url.scrub(&e.to_string())
+                ),
+                failed: FailedMigration {
+                    version: migration.version,
+                    description: migration.description.to_string(),
+                    file: catalog.file(migration.version).map(str::to_string),
+                },
+            }
         })?;
         // Tenths of a millisecond: finer is noise.
         let ms = (elapsed.as_secs_f64() * 10_000.0).round() / 10.0;

@@ -14,11 +14,87 @@ pub mod state;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::PgConnection;
 
-use crate::contract::exit::ExitError;
+use crate::companion::cancel::Stopped;
+use crate::companion::database::DatabaseError;
+use crate::companion::lint::Unparsable;
+use crate::contract::findings::Finding;
+use crate::contract::migration_report::{FailedMigration, InvalidIndex};
+
+/// What a migration run found or met, besides the database failing under it.
+#[derive(Debug)]
+pub(crate) enum MigrateError {
+    /// The migrations given with `--source` cannot be read, or there are none.
+    Source(anyhow::Error),
+    /// `--target-version` names no migration of this image.
+    UnknownTarget(anyhow::Error),
+    /// The database's history disagrees with this image.
+    Drift(anyhow::Error),
+    /// Pending migrations have blocking lint findings and nothing allows them.
+    Unsafe {
+        error: anyhow::Error,
+        findings: Vec<Finding>,
+    },
+    /// A pending migration would meet an INVALID index an earlier run of it left.
+    Leftover {
+        error: anyhow::Error,
+        invalid: Vec<InvalidIndex>,
+    },
+    /// A migration failed and was rolled back.
+    Failed {
+        error: anyhow::Error,
+        failed: FailedMigration,
+    },
+    /// Reaching or reading the database failed.
+    Database(DatabaseError),
+    /// A pending migration does not parse, so it cannot be judged.
+    Unparsable(Unparsable),
+    /// Stopped by a signal or the deadline.
+    Stopped(Stopped),
+}
+
+impl std::fmt::Display for MigrateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Source(error)
+            | Self::UnknownTarget(error)
+            | Self::Drift(error)
+            | Self::Unsafe { error, .. }
+            | Self::Leftover { error, .. }
+            | Self::Failed { error, .. } => write!(f, "{error:#}"),
+            Self::Database(error) => error.fmt(f),
+            Self::Unparsable(error) => error.fmt(f),
+            Self::Stopped(stopped) => stopped.fmt(f),
+        }
+    }
+}
+
+impl From<DatabaseError> for MigrateError {
+    fn from(error: DatabaseError) -> Self {
+        Self::Database(error)
+    }
+}
+
+impl From<sqlx::Error> for MigrateError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(error.into())
+    }
+}
+
+impl From<Unparsable> for MigrateError {
+    fn from(error: Unparsable) -> Self {
+        Self::Unparsable(error)
+    }
+}
+
+impl From<Stopped> for MigrateError {
+    fn from(stopped: Stopped) -> Self {
+        Self::Stopped(stopped)
+    }
+}
 
 /// The migrations embedded in this binary.
 pub(crate) static EMBEDDED: Migrator = sqlx::migrate!("./migrations");
@@ -46,9 +122,9 @@ impl Catalog {
 
     /// The migrations in `dir`, read the way sqlx reads them (for `--source`). A folder
     /// without any is refused: a lint or a migrate of nothing would pass by mistake.
-    pub(crate) fn from_dir(dir: &Path) -> Result<Self, ExitError> {
+    pub(crate) fn from_dir(dir: &Path) -> Result<Self, MigrateError> {
         let resolved = sqlx::migrate::resolve_blocking(dir).map_err(|e| {
-            ExitError::usage(anyhow!(
+            MigrateError::Source(anyhow!(
                 "cannot read migrations from {}: {e}; pass a folder of <VERSION>_<DESCRIPTION>.sql files",
                 dir.display()
             ))
@@ -59,7 +135,7 @@ impl Catalog {
                 .map(|(m, path)| (m, path.display().to_string())),
         );
         if catalog.migrations.is_empty() {
-            return Err(ExitError::usage(anyhow!(
+            return Err(MigrateError::Source(anyhow!(
                 "{} holds no migrations (<VERSION>_<DESCRIPTION>.sql files); check --source",
                 dir.display()
             )));
@@ -127,11 +203,11 @@ pub fn lock_key(database_name: &str) -> i64 {
 }
 
 /// The migration lock key of the database `conn` is connected to.
-pub(crate) async fn lock_key_of(conn: &mut PgConnection) -> Result<i64, ExitError> {
+pub(crate) async fn lock_key_of(conn: &mut PgConnection) -> Result<i64, DatabaseError> {
     let name: String = sqlx::query_scalar("SELECT current_database()")
         .fetch_one(conn)
         .await
-        .context("reading the current database name")?;
+        .map_err(DatabaseError::during("reading the current database name"))?;
     Ok(lock_key(&name))
 }
 
@@ -167,12 +243,12 @@ pub(crate) async fn lint_pending(
     catalog: &Catalog,
     versions: &[i64],
     thresholds: crate::companion::lint::sizes::Thresholds,
-) -> Result<Vec<crate::contract::findings::Finding>, ExitError> {
+) -> Result<Vec<Finding>, MigrateError> {
     use crate::companion::lint::sizes::TableSizes;
     use crate::companion::lint::{self, Judged, MigrationSource};
-    let sizes = TableSizes::read(conn)
-        .await
-        .context("reading the tables' sizes from the catalogue")?;
+    let sizes = TableSizes::read(conn).await.map_err(DatabaseError::during(
+        "reading the tables' sizes from the catalogue",
+    ))?;
     let sources: Vec<MigrationSource<'_>> = catalog
         .sources(None)
         .into_iter()

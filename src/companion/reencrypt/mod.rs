@@ -24,8 +24,9 @@ use self::walk::{Pace, Walk};
 use crate::companion::cancel::{self, Cause};
 use crate::companion::database::{self, DatabaseUrl, LockMode};
 use crate::companion::encrypted_columns::{self, EncryptedColumn};
+use crate::companion::error::CompanionError;
 use crate::contract::command_line::{MAX_BATCH_SIZE, Shard};
-use crate::contract::exit::{ExitError, companion};
+use crate::contract::exit::companion;
 use crate::contract::summary::{KeyRange, Outcome, ReencryptReport, TableReport};
 use crate::keyring::Keyring;
 use crate::signals::Signal;
@@ -78,9 +79,9 @@ impl Default for ReencryptOptions {
 /// connection or another database failure is a runtime error (exit 1); values written
 /// before it are verified and on the primary key, so a rerun continues. Undecryptable
 /// values do not stop the run: they end up in the report, which then calls for exit 5.
-pub async fn run(options: ReencryptOptions) -> Result<ReencryptReport, ExitError> {
+pub(crate) async fn run(options: ReencryptOptions) -> Result<ReencryptReport, CompanionError> {
     // A key that cannot be read is the operator's to fix: a usage error, nothing written.
-    let keyring = Keyring::from_env().map_err(ExitError::usage)?;
+    let keyring = Keyring::from_env()?;
     let columns = encrypted_columns::select(options.table.as_deref())?;
     check_batch_size(options.batch_size)?;
     let url = DatabaseUrl::from_env()?;
@@ -94,7 +95,7 @@ pub(crate) async fn run_with(
     keyring: &Keyring,
     url: &DatabaseUrl,
     columns: &[&EncryptedColumn],
-) -> Result<ReencryptReport, ExitError> {
+) -> Result<ReencryptReport, CompanionError> {
     check_batch_size(options.batch_size)?;
     let started = Instant::now();
     let result = match database::connect(url, options.connect_timeout).await {
@@ -103,7 +104,7 @@ pub(crate) async fn run_with(
             database::close_quietly(conn).await;
             result
         }
-        Err(error) => Err(error),
+        Err(error) => Err(error.into()),
     };
     let mut report = result?;
     let elapsed = started.elapsed();
@@ -122,11 +123,11 @@ pub(crate) fn default_batch_size(max_rate: Option<u32>) -> u32 {
     })
 }
 
-fn check_batch_size(batch_size: u32) -> Result<(), ExitError> {
+fn check_batch_size(batch_size: u32) -> Result<(), CompanionError> {
     if (1..=MAX_BATCH_SIZE).contains(&batch_size) {
         Ok(())
     } else {
-        Err(ExitError::usage(anyhow!(
+        Err(CompanionError::Argument(anyhow!(
             "--batch-size {batch_size} is out of range: use 1 to {MAX_BATCH_SIZE}"
         )))
     }
@@ -139,7 +140,7 @@ async fn locked_run(
     keyring: &Keyring,
     url: &DatabaseUrl,
     columns: &[&EncryptedColumn],
-) -> Result<ReencryptReport, ExitError> {
+) -> Result<ReencryptReport, CompanionError> {
     // Unsharded: the run lock alone. A shard: the run lock shared with the other
     // shards (so an unsharded run waits for all of them, and they for it), and its own.
     let locks: Vec<(i64, LockMode, String)> = match options.shard {
@@ -163,10 +164,7 @@ async fn locked_run(
             database::acquire_lock_as(conn, *key, *mode, options.lock_timeout, what).await
         {
             release(conn, held).await;
-            return Err(ExitError::new(
-                e.code,
-                anyhow!(url.scrub(&format!("{:#}", e.error))),
-            ));
+            return Err(CompanionError::from(e).scrubbed(|text| url.scrub(text)));
         }
         held.push((*key, *mode));
     }
@@ -175,7 +173,7 @@ async fn locked_run(
         Ok(reader) => reader,
         Err(error) => {
             release(conn, held).await;
-            return Err(error);
+            return Err(error.into());
         }
     };
     warn_if_migrating(conn).await;
@@ -238,7 +236,7 @@ async fn locked_run(
     // A batch cancelled by a stop fails its statement: that is the stop, not a failure
     // (its transaction rolled back; the batches before it are written and verified).
     match (failure, cancel::cause()) {
-        (Some(error), None) => return Err(error),
+        (Some(error), None) => return Err(error.into()),
         (Some(error), Some(cause)) => tracing::warn!(
             "{}: the batch in flight was cancelled and rolled back ({error})",
             cause.describe()
@@ -325,8 +323,13 @@ mod tests {
 
     #[test]
     fn batch_size_is_bounded() {
-        assert_eq!(check_batch_size(0).unwrap_err().code, 2);
-        assert_eq!(check_batch_size(MAX_BATCH_SIZE + 1).unwrap_err().code, 2);
+        assert_eq!(check_batch_size(0).unwrap_err().exit_code(), 2);
+        assert_eq!(
+            check_batch_size(MAX_BATCH_SIZE + 1)
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
         assert!(check_batch_size(1).is_ok());
     }
 }

@@ -12,9 +12,8 @@ use super::judge::{Verdict, judge};
 use super::tally::Disposition;
 use crate::companion::cancel;
 use crate::companion::console::Progress;
-use crate::companion::database::DatabaseUrl;
+use crate::companion::database::{DatabaseError, DatabaseUrl};
 use crate::companion::encrypted_columns::EncryptedColumn;
-use crate::contract::exit::ExitError;
 use crate::contract::summary::{Counts, KeyRange, UndecryptableValue};
 use crate::envelope::EnvelopeError;
 use crate::keyring::Keyring;
@@ -99,7 +98,7 @@ impl Walk<'_> {
         &mut self,
         column: &EncryptedColumn,
         reader: &mut PgConnection,
-    ) -> Result<Counts, ExitError> {
+    ) -> Result<Counts, DatabaseError> {
         let sql = Statements::new(column);
         let place = format!("{}.{}", column.table, column.column);
         let total: i64 = sqlx::query_scalar(&sql.count)
@@ -172,7 +171,7 @@ impl Walk<'_> {
         sql: &Statements,
         rows: Vec<JudgedRow>,
         counts: &mut Counts,
-    ) -> Result<(), ExitError> {
+    ) -> Result<(), DatabaseError> {
         let mut pending = Vec::new();
         for JudgedRow {
             id,
@@ -239,7 +238,7 @@ impl Walk<'_> {
         sql: &Statements,
         changed: Vec<Pending>,
         counts: &mut Counts,
-    ) -> Result<Vec<Pending>, ExitError> {
+    ) -> Result<Vec<Pending>, DatabaseError> {
         let ids: Vec<Uuid> = changed.iter().map(|p| p.id).collect();
         let rows: Vec<(Uuid, Option<Vec<u8>>)> = sqlx::query_as(&sql.reread)
             .bind(&ids)
@@ -340,7 +339,7 @@ impl Walk<'_> {
         column: &EncryptedColumn,
         sql: &Statements,
         pending: &[Pending],
-    ) -> Result<HashSet<Uuid>, ExitError> {
+    ) -> Result<HashSet<Uuid>, DatabaseError> {
         let ids: Vec<Uuid> = pending.iter().map(|p| p.id).collect();
         let olds: Vec<&[u8]> = pending.iter().map(|p| p.old.as_slice()).collect();
         let news: Vec<&[u8]> = pending.iter().map(|p| p.new.as_slice()).collect();
@@ -366,14 +365,14 @@ impl Walk<'_> {
 
     /// A database failure as a runtime error (exit 1), password scrubbed, saying that
     /// a rerun continues where this one stopped.
-    fn db_error(&self, error: &sqlx::Error, doing: &str) -> ExitError {
+    fn db_error(&self, error: &sqlx::Error, doing: &str) -> DatabaseError {
         let lost = is_connection_lost(error);
         let what = if lost {
             "lost the database connection"
         } else {
             "the database refused"
         };
-        ExitError::runtime(anyhow!(
+        DatabaseError::Statement(anyhow!(
             "{what} while {doing}: {}; values written before this are verified and on the \
              primary key; rerun reencrypt to continue",
             self.url.scrub(&error.to_string())
