@@ -488,7 +488,7 @@ pub(crate) async fn close_quietly(conn: PgConnection) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::companion::error::CompanionError;
+    use crate::companion::failure::CompanionError;
 
     #[test]
     fn password_is_masked_and_scrubbed() {

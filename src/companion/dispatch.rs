@@ -7,7 +7,7 @@ use clap::CommandFactory;
 
 use super::console::{self, Ended};
 use super::database::DatabaseUrl;
-use super::error::CompanionError;
+use super::failure::CompanionError;
 use super::lint;
 use super::lint::sizes::Thresholds;
 use super::migrations::{Catalog, SessionLimits, info, migrate};

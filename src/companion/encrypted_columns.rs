@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use anyhow::anyhow;
 use serde::{Deserialize, Serialize};
 
-use crate::companion::error::CompanionError;
+use crate::companion::failure::CompanionError;
 
 const DECLARATIONS: &str = include_str!("../../migrations/encrypted_columns.toml");
 

@@ -7,7 +7,7 @@ pub(crate) mod console;
 pub mod database;
 pub mod dispatch;
 pub mod encrypted_columns;
-pub(crate) mod error;
+pub(crate) mod failure;
 pub mod lint;
 pub mod migrations;
 pub(crate) mod probes;

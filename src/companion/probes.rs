@@ -12,7 +12,7 @@ use sqlx::postgres::PgConnection;
 
 use crate::companion::console;
 use crate::companion::database::{self, DatabaseUrl};
-use crate::companion::error::CompanionError;
+use crate::companion::failure::CompanionError;
 use crate::companion::migrations::state::SchemaState;
 use crate::companion::migrations::{Catalog, history};
 use crate::contract::result::Summary;

@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use crate::companion::error::CompanionError;
+use crate::companion::failure::CompanionError;
 use crate::contract::exit::companion;
 use crate::contract::result::Summary;
 use crate::contract::summary::ShellSummary;

@@ -1,9 +1,8 @@
 //! Exit statuses: the contract CI scripts and operators rely on (see README, "Exit codes").
 //!
-//! Every failure travels as an [`ExitError`] so the status it ends with is decided where
-//! the failure is understood, not guessed at in `main`.
-
-use std::fmt;
+//! Each binary chooses among them in one match over its failures
+//! (`CompanionError::exit_code`, `LauncherError::exit_code`) and, for outcomes that are
+//! not failures, from the typed result that carries them.
 
 /// Exit statuses of the companion, `everruns-admin`.
 pub mod companion {
@@ -38,6 +37,8 @@ pub mod companion {
 
 /// Exit statuses of the launcher, `run-admin-task`, besides the container's own code.
 pub mod launcher {
+    /// A command that launches nothing failed (a call, or an answer it cannot use).
+    pub const FAILURE: u8 = 1;
     /// Usage or configuration error; nothing was launched.
     pub const USAGE: u8 = 2;
     /// `--timeout` reached while following.
@@ -50,46 +51,4 @@ pub mod launcher {
     pub const NEVER_RAN: u8 = 125;
     /// Interrupted by the operator (Ctrl-C).
     pub const INTERRUPTED: u8 = 130;
-}
-
-/// A failure together with the exit status it must produce.
-#[derive(Debug)]
-pub struct ExitError {
-    /// The process exit status.
-    pub code: u8,
-    /// What went wrong, with context; never carries secret material.
-    pub error: anyhow::Error,
-}
-
-impl ExitError {
-    /// A failure that ends with `code`.
-    pub fn new(code: u8, error: impl Into<anyhow::Error>) -> Self {
-        Self {
-            code,
-            error: error.into(),
-        }
-    }
-
-    /// A usage or configuration error (exit 2 for both binaries).
-    pub fn usage(error: impl Into<anyhow::Error>) -> Self {
-        Self::new(companion::USAGE, error)
-    }
-
-    /// A companion runtime failure (exit 1).
-    pub fn runtime(error: impl Into<anyhow::Error>) -> Self {
-        Self::new(companion::FAILURE, error)
-    }
-}
-
-impl fmt::Display for ExitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#}", self.error)
-    }
-}
-
-impl From<anyhow::Error> for ExitError {
-    /// Unclassified errors are runtime failures.
-    fn from(error: anyhow::Error) -> Self {
-        Self::runtime(error)
-    }
 }

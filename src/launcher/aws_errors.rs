@@ -9,8 +9,8 @@ use std::sync::RwLock;
 use anyhow::anyhow;
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 
-use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::config::ApiTimeouts;
+use crate::launcher::error::LauncherError;
 
 /// Where calls go and how long they may take, for the message that explains a call that
 /// got no answer. Set by [`shared_config`]; one invocation talks to one endpoint.
@@ -180,7 +180,7 @@ pub(crate) fn cluster_not_found<E, R>(
     err: &SdkError<E, R>,
     cluster: &str,
     ecs: &aws_sdk_ecs::Client,
-) -> Option<ExitError>
+) -> Option<LauncherError>
 where
     E: ProvideErrorMetadata,
 {
@@ -191,33 +191,30 @@ where
         .config()
         .region()
         .map_or_else(|| "(none)".to_string(), |r| r.to_string());
-    Some(ExitError::new(
-        launcher::NEVER_RAN,
-        anyhow!(
-            "there is no ECS cluster {cluster:?} in region {region}: check --cluster / ECS_CLUSTER / `cluster`, and --region / AWS_REGION / `region`"
-        ),
-    ))
+    Some(LauncherError::NeverRan(anyhow!(
+        "there is no ECS cluster {cluster:?} in region {region}: check --cluster / ECS_CLUSTER / `cluster`, and --region / AWS_REGION / `region`"
+    )))
 }
 
 /// An API failure before or at launch: nothing ran, so exit 125, with a hint that fits
 /// the error (credentials, region, missing cluster or task definition).
-pub(crate) fn launch_error<E, R>(operation: &str, err: &SdkError<E, R>) -> ExitError
+pub(crate) fn launch_error<E, R>(operation: &str, err: &SdkError<E, R>) -> LauncherError
 where
     E: ProvideErrorMetadata + StdError + 'static,
     R: std::fmt::Debug + 'static,
 {
-    ExitError::new(launcher::NEVER_RAN, anyhow!("{}", explain(operation, err)))
+    LauncherError::NeverRan(anyhow!("{}", explain(operation, err)))
 }
 
 /// An API failure of a command that launches nothing (`list`, `keys`): a runtime
 /// failure (exit 1), with the same hint; "the task never ran" (125) would say something
 /// about a task there is not.
-pub(crate) fn call_error<E, R>(operation: &str, err: &SdkError<E, R>) -> ExitError
+pub(crate) fn call_error<E, R>(operation: &str, err: &SdkError<E, R>) -> LauncherError
 where
     E: ProvideErrorMetadata + StdError + 'static,
     R: std::fmt::Debug + 'static,
 {
-    ExitError::runtime(anyhow!("{}", explain(operation, err)))
+    LauncherError::Failed(anyhow!("{}", explain(operation, err)))
 }
 
 /// What failed and what to check: the endpoint for a call that got no answer or was

@@ -10,10 +10,10 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ecs::config::interceptors::InterceptorContext;
 use aws_sdk_ecs::config::retry::{ClassifyRetry, RetryAction};
 
-use crate::contract::exit::ExitError;
 use crate::launcher::api_budget::{ApiBudget, CountCalls, Rates};
 use crate::launcher::aws_errors::{self, CallSettings, is_refused};
 use crate::launcher::config::{ApiTimeouts, CredentialSource, LaunchConfig};
+use crate::launcher::error::LauncherError;
 
 /// Attempts per API call; the SDK's standard retry backs off on throttling itself.
 const MAX_ATTEMPTS: u32 = 5;
@@ -47,7 +47,7 @@ impl Clients {
     /// Builds the clients. Region, profile and endpoint come from the configuration when
     /// set there, else from the SDK's own chain (`AWS_ENDPOINT_URL` included). No request
     /// is made; credentials are resolved on the first call.
-    pub async fn connect(config: &LaunchConfig) -> Result<Self, ExitError> {
+    pub async fn connect(config: &LaunchConfig) -> Result<Self, LauncherError> {
         let rates = Rates {
             log_reads: config.log_reads_per_second,
             ..Rates::default()
@@ -57,14 +57,14 @@ impl Clients {
 
     /// Builds the clients from a configuration [`shared_config`] loaded (`doctor` also
     /// asks that configuration's credentials provider). Fails (exit 2) without a region.
-    pub fn from_shared(shared: &aws_config::SdkConfig) -> Result<Self, ExitError> {
+    pub fn from_shared(shared: &aws_config::SdkConfig) -> Result<Self, LauncherError> {
         Self::paced(shared, Rates::default())
     }
 
     /// The clients, with an API budget at `rates`.
-    fn paced(shared: &aws_config::SdkConfig, rates: Rates) -> Result<Self, ExitError> {
+    fn paced(shared: &aws_config::SdkConfig, rates: Rates) -> Result<Self, LauncherError> {
         let Some(region) = shared.region().map(|r| r.to_string()) else {
-            return Err(ExitError::usage(anyhow!(
+            return Err(LauncherError::Usage(anyhow!(
                 "no AWS region: pass --region, set AWS_REGION, or set `region` in the config file"
             )));
         };

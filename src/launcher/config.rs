@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 
-use crate::contract::exit::ExitError;
 use crate::launcher::capacity::{Capacity, DEFAULT_LAUNCH_TYPE};
 use crate::launcher::config_file::{FileSettings, StringList, load_file, split_list};
+use crate::launcher::error::LauncherError;
 use crate::launcher::flags::{EnvLookup, GlobalOptions};
 use crate::launcher::idempotency::Idempotency;
 
@@ -213,7 +213,7 @@ fn log_reads_per_second(
     flag: Option<f64>,
     env: Option<String>,
     file: Option<f64>,
-) -> Result<f64, ExitError> {
+) -> Result<f64, LauncherError> {
     let (rate, named) = match (flag, env) {
         (Some(rate), _) => (rate, "--log-reads-per-second".to_string()),
         (None, Some(text)) => (
@@ -228,7 +228,7 @@ fn log_reads_per_second(
     if rate > 0.0 && rate <= 100.0 {
         Ok(rate)
     } else {
-        Err(ExitError::usage(anyhow!(
+        Err(LauncherError::Usage(anyhow!(
             "{named} is not a rate: give GetLogEvents calls a second, more than 0 and at most 100 (default {})",
             DEFAULT_LOG_READS_PER_SECOND
         )))
@@ -248,7 +248,7 @@ impl LaunchConfig {
     /// environment (`--env`, `EVERRUNS_ENV`), that environment's settings win over the
     /// shell's variables, which are said to be ignored; otherwise the variables win
     /// over the file. Defaults last. Reads the config file; makes no AWS call.
-    pub fn resolve(options: &GlobalOptions, env: EnvLookup) -> Result<Self, ExitError> {
+    pub fn resolve(options: &GlobalOptions, env: EnvLookup) -> Result<Self, LauncherError> {
         let (env_name, named_by) = match (&options.env, env("EVERRUNS_ENV")) {
             (Some(name), _) => (Some(name.clone()), format!("--env {name}")),
             (None, Some(name)) => (Some(name.clone()), format!("EVERRUNS_ENV={name}")),
@@ -257,7 +257,7 @@ impl LaunchConfig {
         let file = match load_file(options, env)? {
             Some((file, path)) => file.settings(env_name.as_deref(), &path)?,
             None if env_name.is_some() => {
-                return Err(ExitError::usage(anyhow!(
+                return Err(LauncherError::Usage(anyhow!(
                     "{named_by} names a config environment, but there is no config file to define it: write an [env.{}] table in ~/.config/everruns-admin/config.toml, or name the file with --config / RUN_ADMIN_TASK_CONFIG",
                     env_name.unwrap_or_default()
                 )));
@@ -351,7 +351,7 @@ impl LaunchConfig {
             };
             crate::contract::duration::parse_nonzero(&text)
                 .map(Some)
-                .map_err(|e| ExitError::usage(anyhow!("{origin}: {e}")))
+                .map_err(|e| LauncherError::Usage(anyhow!("{origin}: {e}")))
         };
         let defaults = ApiTimeouts::default();
         let api_timeouts = ApiTimeouts {
@@ -505,7 +505,7 @@ impl LaunchConfig {
             start_retries: match (options.start_retries, env("RUN_ADMIN_TASK_START_RETRIES")) {
                 (Some(n), _) => n,
                 (None, Some(text)) => text.trim().parse().map_err(|_| {
-                    ExitError::usage(anyhow!(
+                    LauncherError::Usage(anyhow!(
                         "RUN_ADMIN_TASK_START_RETRIES={text:?} is not a number of retries: use 0, 1, 2, ..."
                     ))
                 })?,
@@ -537,9 +537,9 @@ impl LaunchConfig {
 
     /// The subnets, or the usage error that says how to set them. Launching needs them;
     /// inspecting a task does not.
-    pub(crate) fn require_subnets(&self) -> Result<&[String], ExitError> {
+    pub(crate) fn require_subnets(&self) -> Result<&[String], LauncherError> {
         if self.subnets.is_empty() {
-            return Err(ExitError::usage(anyhow!(
+            return Err(LauncherError::Usage(anyhow!(
                 "no subnets to launch the task in: pass --subnets subnet-a,subnet-b, set ECS_SUBNETS, set `subnets` in the config file{}, or copy them from the application's service with --from-service NAME / ECS_SERVICE",
                 self.env_name
                     .as_deref()
@@ -727,7 +727,7 @@ pub(crate) mod tests {
     fn missing_subnets_name_flag_variable_and_key() {
         let cfg = LaunchConfig::resolve(&GlobalOptions::default(), &env_of(&[])).unwrap();
         let err = cfg.require_subnets().unwrap_err();
-        assert_eq!(err.code, 2);
+        assert_eq!(err.exit_code(), 2);
         let text = err.to_string();
         for needle in ["--subnets", "ECS_SUBNETS", "`subnets`"] {
             assert!(text.contains(needle), "{needle} missing from {text}");
@@ -743,7 +743,7 @@ pub(crate) mod tests {
             ..Default::default()
         };
         let err = LaunchConfig::resolve(&options, &env_of(&[])).unwrap_err();
-        assert_eq!(err.code, 2);
+        assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("production"), "{err}");
     }
 
@@ -755,7 +755,7 @@ pub(crate) mod tests {
             ..Default::default()
         };
         let err = LaunchConfig::resolve(&options, &env_of(&[])).unwrap_err();
-        assert_eq!(err.code, 2);
+        assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("clustr"), "{err}");
 
         let options = GlobalOptions {
@@ -765,7 +765,7 @@ pub(crate) mod tests {
         assert_eq!(
             LaunchConfig::resolve(&options, &env_of(&[]))
                 .unwrap_err()
-                .code,
+                .exit_code(),
             2
         );
     }
@@ -807,7 +807,7 @@ pub(crate) mod tests {
         for bad in ["0", "-1", "fast", "1000"] {
             let env = env_of(&[("RUN_ADMIN_TASK_LOG_READS_PER_SECOND", bad)]);
             let err = LaunchConfig::resolve(&GlobalOptions::default(), &env).unwrap_err();
-            assert_eq!(err.code, 2);
+            assert_eq!(err.exit_code(), 2);
             assert!(
                 err.to_string()
                     .contains("RUN_ADMIN_TASK_LOG_READS_PER_SECOND"),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::anyhow;
 use serde::Deserialize;
 
-use crate::contract::exit::ExitError;
+use crate::launcher::error::LauncherError;
 use crate::launcher::flags::{EnvLookup, GlobalOptions};
 
 /// One environment's settings in the config file (also the file's top level, which
@@ -99,9 +99,9 @@ pub struct ConfigFile {
 
 impl ConfigFile {
     /// Parses a config file's text; `origin` names it in error messages.
-    pub fn parse(text: &str, origin: &Path) -> Result<Self, ExitError> {
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, LauncherError> {
         toml::from_str(text).map_err(|e| {
-            ExitError::usage(anyhow!(
+            LauncherError::Usage(anyhow!(
                 "config file {} is not valid: {e}",
                 origin.display()
             ))
@@ -114,13 +114,13 @@ impl ConfigFile {
         &self,
         name: Option<&str>,
         origin: &Path,
-    ) -> Result<FileSettings, ExitError> {
+    ) -> Result<FileSettings, LauncherError> {
         let Some(name) = name else {
             return Ok(self.defaults.clone());
         };
         let Some(table) = self.env.get(name) else {
             let known: Vec<&str> = self.env.keys().map(String::as_str).collect();
-            return Err(ExitError::usage(anyhow!(
+            return Err(LauncherError::Usage(anyhow!(
                 "environment {name:?} is not defined in {} (defined: {}); add an [env.{name}] table or pick another with --env / EVERRUNS_ENV",
                 origin.display(),
                 if known.is_empty() {
@@ -180,14 +180,14 @@ pub(crate) fn config_path(options: &GlobalOptions, env: EnvLookup) -> Option<(Pa
 pub(crate) fn load_file(
     options: &GlobalOptions,
     env: EnvLookup,
-) -> Result<Option<(ConfigFile, PathBuf)>, ExitError> {
+) -> Result<Option<(ConfigFile, PathBuf)>, LauncherError> {
     let Some((path, required)) = config_path(options, env) else {
         return Ok(None);
     };
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(Some((ConfigFile::parse(&text, &path)?, path))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(None),
-        Err(e) => Err(ExitError::usage(anyhow!(
+        Err(e) => Err(LauncherError::Usage(anyhow!(
             "cannot read config file {}: {e} (set by --config or RUN_ADMIN_TASK_CONFIG)",
             path.display()
         ))),

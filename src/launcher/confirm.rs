@@ -6,7 +6,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::anyhow;
 use tokio::sync::mpsc;
 
-use crate::contract::exit::ExitError;
+use crate::launcher::error::LauncherError;
 
 /// What the guard decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +25,7 @@ pub async fn confirm(
     cluster: &str,
     what: &str,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
-) -> Result<Decision, ExitError> {
+) -> Result<Decision, LauncherError> {
     if !required || yes {
         return Ok(Decision::Proceed);
     }
@@ -42,12 +42,12 @@ pub async fn confirm(
     tokio::select! {
         answer = answer => {
             let answer = answer
-                .map_err(|e| ExitError::usage(anyhow!("cannot ask for confirmation: {e}")))?
-                .map_err(|e| ExitError::usage(anyhow!("cannot read the answer: {e}")))?;
+                .map_err(|e| LauncherError::Usage(anyhow!("cannot ask for confirmation: {e}")))?
+                .map_err(|e| LauncherError::Usage(anyhow!("cannot read the answer: {e}")))?;
             if is_yes(&answer) {
                 Ok(Decision::Proceed)
             } else {
-                Err(ExitError::usage(anyhow!("not confirmed; nothing was launched")))
+                Err(LauncherError::Refused(anyhow!("not confirmed; nothing was launched")))
             }
         }
         Some(()) = interrupts.recv() => Ok(Decision::Interrupted),
@@ -62,10 +62,10 @@ pub(crate) fn ensure_can_ask(
     env_name: Option<&str>,
     cluster: &str,
     what: &str,
-) -> Result<(), ExitError> {
+) -> Result<(), LauncherError> {
     if required && !yes && (!std::io::stdin().is_terminal() || !std::io::stderr().is_terminal()) {
         let env = env_name.unwrap_or("this environment");
-        return Err(ExitError::usage(anyhow!(
+        return Err(LauncherError::Usage(anyhow!(
             "{env} requires confirmation (confirm = true) and there is no terminal to ask on; pass --yes to run `{what}` on cluster {cluster}"
         )));
     }
@@ -98,7 +98,7 @@ mod tests {
             let err = confirm(true, false, Some("production"), "c", "migrate", &mut rx)
                 .await
                 .unwrap_err();
-            assert_eq!(err.code, 2);
+            assert_eq!(err.exit_code(), 2);
             assert!(err.to_string().contains("--yes"));
         }
     }

@@ -4,9 +4,9 @@
 
 use tokio::sync::mpsc;
 
-use crate::contract::exit::ExitError;
 use crate::launcher::config::LaunchConfig;
 use crate::launcher::confirm::{Decision, confirm, ensure_can_ask};
+use crate::launcher::error::LauncherError;
 use crate::launcher::flags::GlobalOptions;
 use crate::launcher::identity::Operator;
 use crate::launcher::render::Renderer;
@@ -30,7 +30,7 @@ pub(crate) async fn confirmed(
     context: &Context,
     what: &str,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
-) -> Result<bool, ExitError> {
+) -> Result<bool, LauncherError> {
     let config = &context.config;
     let decision = confirm(
         config.confirm,
@@ -46,7 +46,7 @@ pub(crate) async fn confirmed(
 
 /// Refuses at once, before any AWS call, what [`confirmed`] would have to ask about
 /// when there is no terminal to ask on and no `--yes`.
-pub(crate) fn ensure_can_confirm(context: &Context, what: &str) -> Result<(), ExitError> {
+pub(crate) fn ensure_can_confirm(context: &Context, what: &str) -> Result<(), LauncherError> {
     let config = &context.config;
     ensure_can_ask(
         config.confirm,

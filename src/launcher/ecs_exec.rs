@@ -20,8 +20,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::aws_errors::{describe_error, error_code, is_transient};
+use crate::launcher::error::LauncherError;
 use crate::launcher::flags::EnvLookup;
 use crate::launcher::render::Renderer;
 use crate::launcher::task::{TaskSnapshot, task_id};
@@ -42,12 +42,12 @@ pub(crate) const INSTALL_HINT: &str = "`session-manager-plugin` is not on PATH; 
 
 /// Finds the plugin on `path` (a PATH value). Called before any AWS call, so a missing
 /// plugin costs nothing: exit 2 with how to install it.
-pub fn find_plugin(path: Option<&OsStr>) -> Result<PathBuf, ExitError> {
+pub fn find_plugin(path: Option<&OsStr>) -> Result<PathBuf, LauncherError> {
     path.into_iter()
         .flat_map(std::env::split_paths)
         .map(|dir| dir.join(PLUGIN))
         .find(|candidate| is_executable(candidate))
-        .ok_or_else(|| ExitError::usage(anyhow!(INSTALL_HINT)))
+        .ok_or_else(|| LauncherError::Usage(anyhow!(INSTALL_HINT)))
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -61,12 +61,12 @@ fn is_executable(path: &Path) -> bool {
 pub(crate) fn check_task_definition(
     definition: &TaskDefinition,
     container: &str,
-) -> Result<Vec<String>, ExitError> {
+) -> Result<Vec<String>, LauncherError> {
     let arn = definition
         .task_definition_arn()
         .unwrap_or("the task definition");
     if definition.task_role_arn().is_none_or(str::is_empty) {
-        return Err(ExitError::usage(anyhow!(
+        return Err(LauncherError::Usage(anyhow!(
             "task definition {arn} has no task role (taskRoleArn): ECS Exec needs one that allows \
              ssmmessages:CreateControlChannel, CreateDataChannel, OpenControlChannel and \
              OpenDataChannel (see task-definitions/iam/task-role-policy.json); register a \
@@ -105,13 +105,13 @@ pub(crate) enum Readiness {
 
 /// Reads one DescribeTasks task. A task started without ECS Exec, or whose Exec agent
 /// stopped, can never become ready: those are errors.
-pub(crate) fn readiness(task: &Task, container: &str) -> Result<Readiness, ExitError> {
+pub(crate) fn readiness(task: &Task, container: &str) -> Result<Readiness, LauncherError> {
     let id = task_id(task.task_arn().unwrap_or_default()).to_string();
     if task.last_status() == Some("STOPPED") {
         return Ok(Readiness::Stopped);
     }
     if !task.enable_execute_command() {
-        return Err(ExitError::usage(anyhow!(
+        return Err(LauncherError::Usage(anyhow!(
             "task {id} was started without ECS Exec (enableExecuteCommand); start a shell task \
              with `run-admin-task shell` instead"
         )));
@@ -144,18 +144,15 @@ pub(crate) fn readiness(task: &Task, container: &str) -> Result<Readiness, ExitE
         Some("RUNNING") => Ok(Readiness::Ready {
             runtime_id: runtime_id.to_string(),
         }),
-        Some("STOPPED") => Err(ExitError::new(
-            launcher::NEVER_RAN,
-            anyhow!(
-                "the {EXEC_AGENT} of task {id} stopped{}: check that the task role allows the \
+        Some("STOPPED") => Err(LauncherError::NeverRan(anyhow!(
+            "the {EXEC_AGENT} of task {id} stopped{}: check that the task role allows the \
                  ssmmessages actions and that the subnets reach ssmmessages (NAT gateway or VPC \
                  endpoint)",
-                agent
-                    .and_then(|a| a.reason())
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default()
-            ),
-        )),
+            agent
+                .and_then(|a| a.reason())
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        ))),
         other => Ok(Readiness::Waiting(format!(
             "{EXEC_AGENT} {}",
             other.unwrap_or("not started")
@@ -205,7 +202,7 @@ pub(crate) async fn wait_until_ready(
     timing: &ExecTiming,
     renderer: &Renderer,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
-) -> Result<WaitEnd, ExitError> {
+) -> Result<WaitEnd, LauncherError> {
     let deadline = Instant::now() + timing.ready_limit;
     let mut shown = String::new();
     loop {
@@ -243,21 +240,18 @@ pub(crate) async fn wait_until_ready(
                 ));
             }
             Err(e) => {
-                return Err(ExitError::new(
-                    launcher::NEVER_RAN,
-                    anyhow!("{}; check credentials", describe_error("DescribeTasks", &e)),
-                ));
+                return Err(LauncherError::NeverRan(anyhow!(
+                    "{}; check credentials",
+                    describe_error("DescribeTasks", &e)
+                )));
             }
         }
         if Instant::now() >= deadline {
-            return Err(ExitError::new(
-                launcher::TIMEOUT,
-                anyhow!(
-                    "task {} could not take a session within {}: {shown}",
-                    task_id(task),
-                    humantime::format_duration(timing.ready_limit)
-                ),
-            ));
+            return Err(LauncherError::TimedOut(anyhow!(
+                "task {} could not take a session within {}: {shown}",
+                task_id(task),
+                humantime::format_duration(timing.ready_limit)
+            )));
         }
         tokio::select! {
             _ = tokio::time::sleep(timing.interval) => {}
@@ -316,7 +310,7 @@ pub async fn execute_command(
     task: &str,
     container: &str,
     command: &str,
-) -> Result<ExecSession, ExitError> {
+) -> Result<ExecSession, LauncherError> {
     let reply = ecs
         .execute_command()
         .cluster(cluster)
@@ -338,16 +332,11 @@ pub async fn execute_command(
                 }
                 _ => "check credentials, region and that the task still runs",
             };
-            ExitError::new(
-                launcher::NEVER_RAN,
-                anyhow!("{}; {hint}", describe_error("ExecuteCommand", &e)),
+            LauncherError::NeverRan(anyhow!("{}; {hint}", describe_error("ExecuteCommand", &e)),
             )
         })?;
     let session = reply.session().ok_or_else(|| {
-        ExitError::new(
-            launcher::NEVER_RAN,
-            anyhow!("ExecuteCommand returned no session; try again"),
-        )
+        LauncherError::NeverRan(anyhow!("ExecuteCommand returned no session; try again"))
     })?;
     match (
         session.session_id(),
@@ -355,10 +344,9 @@ pub async fn execute_command(
         session.token_value(),
     ) {
         (Some(id), Some(url), Some(token)) => Ok(ExecSession::new(id, url, token)),
-        _ => Err(ExitError::new(
-            launcher::NEVER_RAN,
-            anyhow!("ExecuteCommand returned an incomplete session; try again"),
-        )),
+        _ => Err(LauncherError::NeverRan(anyhow!(
+            "ExecuteCommand returned an incomplete session; try again"
+        ))),
     }
 }
 
@@ -462,14 +450,14 @@ impl Drop for PassSignalsOn {
 pub(crate) async fn run_plugin(
     plugin: &Path,
     argv: &[Zeroizing<String>],
-) -> Result<ExitStatus, ExitError> {
+) -> Result<ExitStatus, LauncherError> {
     let _passing = PassSignalsOn::install()
-        .map_err(|e| ExitError::runtime(anyhow!("cannot set up signal handling: {e}")))?;
+        .map_err(|e| LauncherError::Local(anyhow!("cannot set up signal handling: {e}")))?;
     tokio::process::Command::new(plugin)
         .args(argv.iter().map(|a| a.as_str()))
         .status()
         .await
-        .map_err(|e| ExitError::runtime(anyhow!("cannot run {}: {e}", plugin.display())))
+        .map_err(|e| LauncherError::Local(anyhow!("cannot run {}: {e}", plugin.display())))
 }
 
 #[cfg(test)]
@@ -525,7 +513,7 @@ mod tests {
                 .managed_agents(agent("STOPPED"))
                 .build(),
         );
-        assert_eq!(readiness(&stopped, "admin").unwrap_err().code, 125);
+        assert_eq!(readiness(&stopped, "admin").unwrap_err().exit_code(), 125);
     }
 
     #[test]
@@ -535,7 +523,7 @@ mod tests {
             .last_status("RUNNING")
             .build();
         let err = readiness(&task, "admin").unwrap_err();
-        assert_eq!(err.code, 2);
+        assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("enableExecuteCommand"), "{err}");
     }
 
@@ -562,7 +550,7 @@ mod tests {
     fn missing_plugin_says_how_to_install() {
         let dir = tempfile::tempdir().unwrap();
         let err = find_plugin(Some(dir.path().as_os_str())).unwrap_err();
-        assert_eq!(err.code, 2);
+        assert_eq!(err.exit_code(), 2);
         assert!(
             err.to_string()
                 .contains("Install the Session Manager plugin")

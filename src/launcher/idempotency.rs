@@ -3,7 +3,7 @@
 
 use anyhow::anyhow;
 
-use crate::contract::exit::ExitError;
+use crate::launcher::error::LauncherError;
 use crate::launcher::flags::EnvLookup;
 
 /// Where RunTask's clientToken comes from: it decides whether a rerun starts a second
@@ -28,13 +28,13 @@ impl Idempotency {
         key: Option<&str>,
         env: EnvLookup,
         place: [&str; 4],
-    ) -> Result<Self, ExitError> {
+    ) -> Result<Self, LauncherError> {
         if let Some(key) = key {
             // RunTask takes up to 64 characters; the guard finds the task again by a tag,
             // so the key keeps to what a tag value may hold.
             let tag_safe = |c: char| c.is_ascii_alphanumeric() || "+-=._:/@".contains(c);
             if key.is_empty() || key.len() > 64 || !key.chars().all(tag_safe) {
-                return Err(ExitError::usage(anyhow!(
+                return Err(LauncherError::Usage(anyhow!(
                     "--idempotency-key {key:?}: use 1 to 64 letters, digits and + - = . _ : / @ (it becomes RunTask's clientToken and a tag)"
                 )));
             }

@@ -5,15 +5,15 @@
 
 use anyhow::anyhow;
 
-use crate::contract::exit::ExitError;
 use crate::launcher::aws_errors::launch_error;
 use crate::launcher::clients::Clients;
 use crate::launcher::config::LaunchConfig;
+use crate::launcher::error::LauncherError;
 use crate::launcher::flags::EnvLookup;
 
 /// The AWS account the credentials belong to: STS GetCallerIdentity, which every
 /// identity may call, whatever its policies.
-pub(crate) async fn caller_account(clients: &Clients) -> Result<String, ExitError> {
+pub(crate) async fn caller_account(clients: &Clients) -> Result<String, LauncherError> {
     let reply = clients
         .sts
         .get_caller_identity()
@@ -23,14 +23,14 @@ pub(crate) async fn caller_account(clients: &Clients) -> Result<String, ExitErro
     reply
         .account()
         .map(str::to_string)
-        .ok_or_else(|| ExitError::runtime(anyhow!("GetCallerIdentity named no account")))
+        .ok_or_else(|| LauncherError::Failed(anyhow!("GetCallerIdentity named no account")))
 }
 
 /// Refuses (exit 2) credentials of another account than the config environment pins
 /// with `account_id`.
-pub(crate) fn check_account(config: &LaunchConfig, account: &str) -> Result<(), ExitError> {
+pub(crate) fn check_account(config: &LaunchConfig, account: &str) -> Result<(), LauncherError> {
     match &config.account_id {
-        Some(pinned) if pinned != account => Err(ExitError::usage(anyhow!(
+        Some(pinned) if pinned != account => Err(LauncherError::Usage(anyhow!(
             "refusing to launch: the credentials ({}) are for account {account}, but {} pins account_id {pinned}; use that account's credentials (--profile NAME, or `profile` in the environment's table)",
             config.credentials,
             config

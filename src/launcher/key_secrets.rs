@@ -15,10 +15,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::contract::exit::{ExitError, launcher};
 use crate::contract::result::{CompanionResult, Summary};
 use crate::keyring::{KEY_LEN, Key, PREVIOUS_VAR, PRIMARY_VAR, is_valid_id, split_keys};
 use crate::launcher::aws_errors::describe_error;
+use crate::launcher::error::LauncherError;
 
 /// What `keys retire` writes into the previous slot: one space, which the companion
 /// reads as "no previous keys" (Secrets Manager does not store an empty string).
@@ -35,9 +35,9 @@ pub struct Slots {
 
 impl Slots {
     /// The previous slot, or the error saying how to name one.
-    pub(crate) fn require_previous(&self) -> Result<&str, ExitError> {
+    pub(crate) fn require_previous(&self) -> Result<&str, LauncherError> {
         self.previous.as_deref().ok_or_else(|| {
-            ExitError::usage(anyhow!(
+            LauncherError::Usage(anyhow!(
                 "no secret for the previous keys: add {PREVIOUS_VAR} to the task definition's \
                  secrets, pass --previous-secret, or set `previous_secret` in the config file"
             ))
@@ -52,8 +52,8 @@ pub(crate) fn resolve_slots(
     previous: Option<&str>,
     definition: Option<&TaskDefinition>,
     container: &str,
-) -> Result<Slots, ExitError> {
-    let from_definition = |variable: &str| -> Result<Option<String>, ExitError> {
+) -> Result<Slots, LauncherError> {
+    let from_definition = |variable: &str| -> Result<Option<String>, LauncherError> {
         let Some(definition) = definition else {
             return Ok(None);
         };
@@ -71,7 +71,7 @@ pub(crate) fn resolve_slots(
     let current = match current {
         Some(id) => id.to_string(),
         None => from_definition(PRIMARY_VAR)?.ok_or_else(|| {
-            ExitError::usage(anyhow!(
+            LauncherError::Usage(anyhow!(
                 "no secret for the current key: the task definition's container {container} has \
                  no {PRIMARY_VAR} secret; pass --current-secret or set `current_secret` in the \
                  config file"
@@ -91,9 +91,9 @@ pub(crate) fn resolve_slots(
 pub(crate) fn secret_id_from_value_from(
     value_from: &str,
     variable: &str,
-) -> Result<String, ExitError> {
+) -> Result<String, LauncherError> {
     let unsupported = |what: &str| {
-        ExitError::usage(anyhow!(
+        LauncherError::Usage(anyhow!(
             "{variable} comes from {what} ({value_from}); `keys` handles whole Secrets Manager \
              secrets only: pass --current-secret / --previous-secret"
         ))
@@ -133,11 +133,11 @@ pub(crate) fn read_ids(value: &str) -> SlotIds {
 }
 
 /// A new key `id:base64(32 random bytes)`, for a secret value or a pipe.
-pub fn generate(id: &str) -> Result<Zeroizing<String>, ExitError> {
+pub fn generate(id: &str) -> Result<Zeroizing<String>, LauncherError> {
     check_id(id)?;
     let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
     getrandom::fill(bytes.as_mut())
-        .map_err(|e| ExitError::runtime(anyhow!("no randomness from the system: {e}")))?;
+        .map_err(|e| LauncherError::Local(anyhow!("no randomness from the system: {e}")))?;
     Ok(Zeroizing::new(format!(
         "{id}:{}",
         STANDARD.encode(bytes.as_ref())
@@ -145,11 +145,11 @@ pub fn generate(id: &str) -> Result<Zeroizing<String>, ExitError> {
 }
 
 /// Refuses an id the companion would not accept.
-pub(crate) fn check_id(id: &str) -> Result<(), ExitError> {
+pub(crate) fn check_id(id: &str) -> Result<(), LauncherError> {
     if is_valid_id(id) {
         Ok(())
     } else {
-        Err(ExitError::usage(anyhow!(
+        Err(LauncherError::Usage(anyhow!(
             "key id {id:?} is not valid: use 1 to 64 characters of A-Z a-z 0-9 . _ -, e.g. kek-v3"
         )))
     }
@@ -158,7 +158,7 @@ pub(crate) fn check_id(id: &str) -> Result<(), ExitError> {
 /// The id after `current`: its trailing number plus one, keeping zero padding
 /// (`kek-v2` → `kek-v3`, `kek-v09` → `kek-v10`). An id without a trailing number has
 /// no obvious successor: exit 2 asking for `--id`.
-pub(crate) fn next_id(current: &str) -> Result<String, ExitError> {
+pub(crate) fn next_id(current: &str) -> Result<String, LauncherError> {
     let digits = current.bytes().rev().take_while(u8::is_ascii_digit).count();
     let (stem, number) = current.split_at(current.len() - digits);
     let next = number
@@ -166,7 +166,7 @@ pub(crate) fn next_id(current: &str) -> Result<String, ExitError> {
         .ok()
         .and_then(|n| n.checked_add(1))
         .ok_or_else(|| {
-            ExitError::usage(anyhow!(
+            LauncherError::Usage(anyhow!(
                 "the current key id {current:?} does not end in a version number, so the next \
                  id cannot be proposed: pass --id (e.g. --id kek-v2)"
             ))
@@ -228,12 +228,9 @@ pub(crate) fn check_safe(
     current_id: &str,
     previous_ids: &[String],
     what: &str,
-) -> Result<(), ExitError> {
+) -> Result<(), LauncherError> {
     let refuse = |why: String| {
-        ExitError::new(
-            launcher::USAGE,
-            anyhow!("refusing to {what}: {why}; nothing was changed"),
-        )
+        LauncherError::Refused(anyhow!("refusing to {what}: {why}; nothing was changed"))
     };
     if findings.exit_code == crate::contract::exit::companion::UNDECRYPTABLE {
         return Err(refuse(format!(
@@ -317,14 +314,14 @@ impl SlotStatus {
 pub(crate) async fn read_value(
     secrets: &aws_sdk_secretsmanager::Client,
     secret: &str,
-) -> Result<Zeroizing<String>, ExitError> {
+) -> Result<Zeroizing<String>, LauncherError> {
     let reply = secrets
         .get_secret_value()
         .secret_id(secret)
         .send()
         .await
         .map_err(|e| {
-            ExitError::runtime(anyhow!(
+            LauncherError::Failed(anyhow!(
                 "{} for {secret}; check the secret name, region and \
                  secretsmanager:GetSecretValue permission",
                 describe_error("GetSecretValue", &e)
@@ -339,14 +336,14 @@ pub(crate) async fn read_value(
 pub async fn slot_status(
     secrets: &aws_sdk_secretsmanager::Client,
     secret: &str,
-) -> Result<SlotStatus, ExitError> {
+) -> Result<SlotStatus, LauncherError> {
     let described = secrets
         .describe_secret()
         .secret_id(secret)
         .send()
         .await
         .map_err(|e| {
-            ExitError::runtime(anyhow!(
+            LauncherError::Failed(anyhow!(
                 "{} for {secret}; check the secret name, region and \
                  secretsmanager:DescribeSecret permission",
                 describe_error("DescribeSecret", &e)
@@ -399,16 +396,16 @@ pub async fn write_rotation(
     current_id: &str,
     new_key: &str,
     new_id: &str,
-) -> Result<(), ExitError> {
+) -> Result<(), LauncherError> {
     let previous = slots.require_previous()?;
     put(secrets, previous, current_value).await.map_err(|e| {
-        ExitError::runtime(anyhow!(
+        LauncherError::Failed(anyhow!(
             "{e} for {previous}; nothing was changed: check the secretsmanager:PutSecretValue \
              permission and try again"
         ))
     })?;
     put(secrets, &slots.current, new_key).await.map_err(|e| {
-        ExitError::runtime(anyhow!(
+        LauncherError::Failed(anyhow!(
             "{e} for {}: the previous slot {previous} now holds {current_id} and the current \
              slot still holds {current_id}, so no key is lost, but admin tasks refuse to start \
              while both slots hold the same id; run `run-admin-task keys rotate --id {new_id}` \
@@ -422,9 +419,9 @@ pub async fn write_rotation(
 pub(crate) async fn write_retirement(
     secrets: &aws_sdk_secretsmanager::Client,
     previous: &str,
-) -> Result<(), ExitError> {
+) -> Result<(), LauncherError> {
     put(secrets, previous, BLANK).await.map_err(|e| {
-        ExitError::runtime(anyhow!(
+        LauncherError::Failed(anyhow!(
             "{e} for {previous}; nothing was changed: check the secretsmanager:PutSecretValue \
              permission and try again"
         ))
@@ -443,7 +440,7 @@ mod tests {
         assert_eq!(next_id("kek-v09").unwrap(), "kek-v10");
         assert_eq!(next_id("2025.01").unwrap(), "2025.02");
         let err = next_id("local").unwrap_err();
-        assert_eq!(err.code, 2);
+        assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("--id"), "{err}");
     }
 
@@ -452,7 +449,7 @@ mod tests {
         let key = generate("kek-v3").unwrap();
         assert_eq!(Key::parse(&key).unwrap().id(), "kek-v3");
         assert_ne!(*generate("kek-v3").unwrap(), *key);
-        assert_eq!(generate("bad id").unwrap_err().code, 2);
+        assert_eq!(generate("bad id").unwrap_err().exit_code(), 2);
     }
 
     #[test]
@@ -472,7 +469,7 @@ mod tests {
         assert_eq!(
             secret_id_from_value_from(&format!("{arn}::AWSCURRENT:"), "X")
                 .unwrap_err()
-                .code,
+                .exit_code(),
             2
         );
         assert_eq!(
@@ -482,7 +479,7 @@ mod tests {
         assert_eq!(
             secret_id_from_value_from("/everruns/key", "X")
                 .unwrap_err()
-                .code,
+                .exit_code(),
             2
         );
     }
@@ -533,7 +530,7 @@ mod tests {
             "rotate",
         )
         .unwrap_err();
-        assert_eq!(err.code, 2);
+        assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("3 under kek-v1"), "{err}");
         check_safe(
             &findings(0, &[("kek-v2", 5)]),

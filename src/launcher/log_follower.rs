@@ -22,10 +22,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::contract::events::LogLine;
-use crate::contract::exit::ExitError;
 use crate::contract::result::CompanionResult;
 use crate::launcher::api_budget::ApiBudget;
 use crate::launcher::aws_errors::{describe_error, is_transient};
+use crate::launcher::error::LauncherError;
 
 /// Where a task's container logs, as an operator needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,7 +168,7 @@ impl LogFollower {
     }
 
     /// Reads the next page, in its turn (for a task still running).
-    pub async fn next_page(&mut self) -> Result<Page, ExitError> {
+    pub async fn next_page(&mut self) -> Result<Page, LauncherError> {
         if let Some(budget) = &self.budget {
             budget.log_reads.wait_turn(false).await;
         }
@@ -176,7 +176,7 @@ impl LogFollower {
     }
 
     /// Reads the next page now.
-    async fn read_page(&mut self) -> Result<Page, ExitError> {
+    async fn read_page(&mut self) -> Result<Page, LauncherError> {
         let reply = self
             .logs
             .get_log_events()
@@ -198,7 +198,7 @@ impl LogFollower {
                 if is_transient(&e) {
                     return Ok(Page::Unavailable(describe_error("GetLogEvents", &e)));
                 }
-                return Err(ExitError::runtime(anyhow!(
+                return Err(LauncherError::Failed(anyhow!(
                     "{}; check the role may read log group {} (logs:GetLogEvents)",
                     describe_error("GetLogEvents", &e),
                     self.group
@@ -267,7 +267,7 @@ impl LogFollower {
         follow: bool,
         on_line: &(dyn Fn(&LogLine) + Sync),
         on_problem: &(dyn Fn(&str) + Sync),
-    ) -> Result<(), ExitError> {
+    ) -> Result<(), LauncherError> {
         let mut quiet_delay = self.timing.tail_interval;
         // Lines since the last wait: the page that reaches the end is usually empty.
         let mut fresh_lines = false;

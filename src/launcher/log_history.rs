@@ -8,11 +8,11 @@
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 
-use crate::contract::exit::ExitError;
 use crate::contract::result::CompanionResult;
 use crate::launcher::aws_errors::describe_error;
 use crate::launcher::clients::Clients;
 use crate::launcher::config::LaunchConfig;
+use crate::launcher::error::LauncherError;
 use crate::launcher::log_follower::{LogFollower, LogTarget, LogTiming};
 use crate::launcher::task_definition::fetch::{LogLocation, Purpose, TaskDefinitionInfo};
 
@@ -42,7 +42,7 @@ pub(crate) fn task_id(reference: &str) -> &str {
 async fn location(
     clients: &Clients,
     config: &LaunchConfig,
-) -> Result<Option<LogLocation>, ExitError> {
+) -> Result<Option<LogLocation>, LauncherError> {
     let definition =
         TaskDefinitionInfo::describe(clients, &config.task_definition, Purpose::Inspect).await?;
     Ok(definition.container(&config.container)?.logs.clone())
@@ -63,20 +63,23 @@ fn millis(ms: Option<i64>) -> Option<DateTime<Utc>> {
     ms.and_then(DateTime::from_timestamp_millis)
 }
 
-fn read_failed<E, R>(group: &str, err: &aws_sdk_cloudwatchlogs::error::SdkError<E, R>) -> ExitError
+fn read_failed<E, R>(
+    group: &str,
+    err: &aws_sdk_cloudwatchlogs::error::SdkError<E, R>,
+) -> LauncherError
 where
     E: aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
 {
-    ExitError::runtime(anyhow!(
+    LauncherError::Failed(anyhow!(
         "{} for log group {group}; check the region and the logs:DescribeLogStreams permission",
         describe_error("DescribeLogStreams", err)
     ))
 }
 
 /// A task neither ECS nor (when it was asked: `group`) the log group knows.
-pub(crate) fn not_found(task: &str, cluster: &str, group: Option<&str>) -> ExitError {
-    ExitError::usage(anyhow!(
+pub(crate) fn not_found(task: &str, cluster: &str, group: Option<&str>) -> LauncherError {
+    LauncherError::Usage(anyhow!(
         "task {task} was not found on cluster {cluster}{}: check the id, --cluster and --region (ECS keeps stopped tasks visible for about an hour{})",
         group
             .map(|g| format!(" nor in log group {g}"))
@@ -95,7 +98,7 @@ pub(crate) async fn find(
     clients: &Clients,
     config: &LaunchConfig,
     reference: &str,
-) -> Result<RememberedRun, ExitError> {
+) -> Result<RememberedRun, LauncherError> {
     let Some(location) = location(clients, config).await? else {
         return Err(not_found(reference, &config.cluster, None));
     };
@@ -152,7 +155,7 @@ pub(crate) async fn recent(
     clients: &Clients,
     config: &LaunchConfig,
     limit: usize,
-) -> Result<Vec<RememberedRun>, ExitError> {
+) -> Result<Vec<RememberedRun>, LauncherError> {
     let Some(location) = location(clients, config).await? else {
         return Ok(Vec::new());
     };

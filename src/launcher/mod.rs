@@ -17,6 +17,7 @@ pub mod config_file;
 pub mod confirm;
 pub mod context;
 pub mod ecs_exec;
+pub mod error;
 pub mod flags;
 pub mod github_actions;
 pub mod idempotency;

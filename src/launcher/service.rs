@@ -6,11 +6,11 @@
 use anyhow::anyhow;
 use aws_sdk_ecs::types::{AssignPublicIp, Service};
 
-use crate::contract::exit::ExitError;
 use crate::launcher::aws_errors::{cluster_not_found, launch_error};
 use crate::launcher::capacity::{Capacity, CapacityShare};
 use crate::launcher::clients::Clients;
 use crate::launcher::config::{LaunchConfig, Origin};
+use crate::launcher::error::LauncherError;
 
 /// What a launch can copy from a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +34,11 @@ impl ServiceSettings {
     /// Describes service `name` of `cluster`. A service that does not exist (or was
     /// deleted) or has no awsvpc network configuration is a configuration error
     /// (exit 2) naming it; an API failure is exit 125 like any launch failure.
-    pub async fn describe(clients: &Clients, cluster: &str, name: &str) -> Result<Self, ExitError> {
+    pub async fn describe(
+        clients: &Clients,
+        cluster: &str,
+        name: &str,
+    ) -> Result<Self, LauncherError> {
         let reply = clients
             .ecs
             .describe_services()
@@ -51,7 +55,7 @@ impl ServiceSettings {
             .iter()
             .find(|s| s.status() != Some("INACTIVE"))
             .ok_or_else(|| {
-                ExitError::usage(anyhow!(
+                LauncherError::Usage(anyhow!(
                     "there is no active ECS service {name:?} in cluster {cluster} (region {}): check --from-service / ECS_SERVICE / `service` (`aws ecs list-services --cluster {cluster}` lists them), or drop it and set --subnets and --security-groups",
                     clients.region
                 ))
@@ -61,13 +65,13 @@ impl ServiceSettings {
 
     /// The settings of a described service; a service without awsvpc networking has
     /// none to give.
-    pub fn of(service: &Service, name: &str) -> Result<Self, ExitError> {
+    pub fn of(service: &Service, name: &str) -> Result<Self, LauncherError> {
         let vpc = service
             .network_configuration()
             .and_then(|n| n.awsvpc_configuration())
             .filter(|vpc| !vpc.subnets().is_empty())
             .ok_or_else(|| {
-                ExitError::usage(anyhow!(
+                LauncherError::Usage(anyhow!(
                     "ECS service {name:?} has no awsvpc network configuration to copy (its tasks do not run in awsvpc mode): set --subnets and --security-groups instead of --from-service"
                 ))
             })?;
@@ -159,7 +163,7 @@ impl ServiceSettings {
 }
 
 /// Copies the service's settings into `config` when one is named; nothing otherwise.
-pub(crate) async fn adopt(config: &mut LaunchConfig) -> Result<(), ExitError> {
+pub(crate) async fn adopt(config: &mut LaunchConfig) -> Result<(), LauncherError> {
     let Some(name) = config.service.clone() else {
         return Ok(());
     };
@@ -355,7 +359,7 @@ mod tests {
     #[test]
     fn a_service_without_awsvpc_is_a_configuration_error_naming_it() {
         let error = ServiceSettings::of(&service(None), "api").unwrap_err();
-        assert_eq!(error.code, launcher::USAGE);
+        assert_eq!(error.exit_code(), launcher::USAGE);
         let message = error.to_string();
         assert!(
             message.contains("\"api\"") && message.contains("--subnets"),

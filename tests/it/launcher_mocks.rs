@@ -175,7 +175,7 @@ async fn run_task_failures_are_exit_125_with_reason_and_detail() {
     let reply = plan().send(&ecs(&[&rule])).await.unwrap();
     assert!(reply.task.is_none());
     let err = rejected(&reply.failures);
-    assert_eq!(err.code, 125);
+    assert_eq!(err.exit_code(), 125);
     let text = err.to_string();
     assert!(
         text.contains("RESOURCE:ENI") && text.contains("no free ENI in subnet-1"),
@@ -251,7 +251,7 @@ async fn missing_after_the_grace_period_is_an_error() {
     assert_eq!(watcher.poll().await.unwrap(), Poll::NotVisibleYet);
     tokio::time::sleep(Duration::from_secs(31)).await;
     let err = watcher.poll().await.unwrap_err();
-    assert_eq!(err.code, 125);
+    assert_eq!(err.exit_code(), 125);
     assert!(err.to_string().contains("MISSING"));
 }
 
@@ -956,7 +956,7 @@ async fn a_silent_endpoint_ends_in_the_call_timeout_naming_service_endpoint_and_
         waited >= call && waited < call + Duration::from_secs(1),
         "{waited:?}"
     );
-    assert_eq!(err.code, 125, "nothing was launched");
+    assert_eq!(err.exit_code(), 125, "nothing was launched");
     let text = err.to_string();
     assert!(
         text.contains(&format!(
@@ -1051,7 +1051,7 @@ async fn the_client_token_is_derived_from_the_ci_step_and_the_command() {
         ..GlobalOptions::default()
     };
     let err = LaunchConfig::resolve(&bad, &|_: &str| None).unwrap_err();
-    assert_eq!(err.code, 2);
+    assert_eq!(err.exit_code(), 2);
     assert!(err.to_string().contains("--idempotency-key"), "{err}");
 }
 
@@ -1069,7 +1069,7 @@ async fn an_unknown_cluster_is_named_with_its_region() {
     let client = ecs(&[&rule]);
     let region = client.config().region().unwrap().to_string();
     let err = plan().send(&client).await.unwrap_err();
-    assert_eq!(err.code, 125);
+    assert_eq!(err.exit_code(), 125);
     let text = err.to_string();
     assert!(
         text.contains("\"everruns\"") && text.contains(&format!("region {region}")),
@@ -1207,7 +1207,7 @@ async fn describe_services_failures_name_the_service_or_the_cluster() {
     let err = ServiceSettings::describe(&with_missing, "everruns", "api")
         .await
         .unwrap_err();
-    assert_eq!(err.code, 2);
+    assert_eq!(err.exit_code(), 2);
     assert!(
         err.to_string()
             .contains("no active ECS service \"api\" in cluster everruns"),
@@ -1228,7 +1228,7 @@ async fn describe_services_failures_name_the_service_or_the_cluster() {
     let err = ServiceSettings::describe(&clients_deleted, "everruns", "api")
         .await
         .unwrap_err();
-    assert_eq!(err.code, 2, "a deleted service is no service: {err}");
+    assert_eq!(err.exit_code(), 2, "a deleted service is no service: {err}");
 
     let no_cluster = mock!(aws_sdk_ecs::Client::describe_services).then_error(|| {
         DescribeServicesError::generic(
@@ -1242,7 +1242,7 @@ async fn describe_services_failures_name_the_service_or_the_cluster() {
     let err = ServiceSettings::describe(&without_cluster, "everruns", "api")
         .await
         .unwrap_err();
-    assert_eq!(err.code, 125);
+    assert_eq!(err.exit_code(), 125);
     assert!(
         err.to_string().contains("no ECS cluster \"everruns\""),
         "{err}"
@@ -1260,6 +1260,6 @@ async fn describe_services_failures_name_the_service_or_the_cluster() {
     let err = ServiceSettings::describe(&denied, "everruns", "api")
         .await
         .unwrap_err();
-    assert_eq!(err.code, 125);
+    assert_eq!(err.exit_code(), 125);
     assert!(err.to_string().contains("IAM permissions"), "{err}");
 }

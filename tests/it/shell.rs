@@ -317,7 +317,7 @@ async fn a_task_definition_without_task_role_is_refused_before_run_task() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err.code, 2);
+    assert_eq!(err.exit_code(), 2);
     assert!(err.to_string().contains("taskRoleArn"), "{err}");
     assert_eq!(run.num_calls(), 0);
 }

@@ -24,7 +24,7 @@ use self::walk::{Pace, Walk};
 use crate::companion::cancel::{self, Cause};
 use crate::companion::database::{self, DatabaseUrl, LockMode};
 use crate::companion::encrypted_columns::{self, EncryptedColumn};
-use crate::companion::error::CompanionError;
+use crate::companion::failure::CompanionError;
 use crate::contract::command_line::{MAX_BATCH_SIZE, Shard};
 use crate::contract::exit::companion;
 use crate::contract::summary::{KeyRange, Outcome, ReencryptReport, TableReport};

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::contract::exit::{ExitError, launcher};
+use crate::contract::exit::launcher;
 use crate::launcher::checks::in_vpc::{self, COMPANION_COMMAND, StatusRun};
 use crate::launcher::checks::local::{self, ONLY_FOR_SHELL};
 use crate::launcher::checks::{
@@ -23,6 +23,7 @@ use crate::launcher::checks::{
 use crate::launcher::clients::{Clients, shared_config};
 use crate::launcher::config::Origin;
 use crate::launcher::context::Context;
+use crate::launcher::error::LauncherError;
 use crate::launcher::flags::{GlobalOptions, OutputFormat};
 use crate::launcher::job::launch::Job;
 use crate::launcher::job::report::TaskReport;
@@ -59,7 +60,7 @@ pub async fn exec(
     context: &Context,
     options: &DoctorArgs,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
-) -> Result<u8, ExitError> {
+) -> Result<u8, LauncherError> {
     let config = &context.config;
     let mut checks = Vec::new();
     let shared = shared_config(config).await;

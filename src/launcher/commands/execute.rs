@@ -7,9 +7,10 @@ use tokio::sync::mpsc;
 
 use super::run::{self, CompanionArgs, CompanionCommand, Launch};
 use super::{Cli, Command, dispatch, launch_of, launches_tasks};
-use crate::contract::exit::{ExitError, launcher};
+use crate::contract::exit::launcher;
 use crate::launcher::config::LaunchConfig;
 use crate::launcher::context::Context;
+use crate::launcher::error::LauncherError;
 use crate::launcher::flags::{self, CiKind, OutputFormat};
 use crate::launcher::github_actions;
 use crate::launcher::identity::Operator;
@@ -71,7 +72,7 @@ async fn execute(cli: Cli) -> u8 {
         Err(e) => {
             return fail(
                 output,
-                &ExitError::usage(anyhow::anyhow!("{e}")),
+                &LauncherError::Usage(anyhow::anyhow!("{e}")),
                 None,
                 None,
             );
@@ -109,7 +110,7 @@ async fn execute(cli: Cli) -> u8 {
                 }
             }
             Some(()) = unclaimed.recv() => {
-                let error = ExitError::new(launcher::INTERRUPTED, anyhow::anyhow!("interrupted; nothing was launched"));
+                let error = LauncherError::Interrupted(anyhow::anyhow!("interrupted; nothing was launched"));
                 return fail(output, &error, Some(&context), job);
             }
         }
@@ -136,7 +137,7 @@ async fn execute(cli: Cli) -> u8 {
                     continue;
                 }
                 context.renderer.finish();
-                break Err(ExitError::new(launcher::INTERRUPTED, anyhow::anyhow!("interrupted")));
+                break Err(LauncherError::Interrupted(anyhow::anyhow!("interrupted")));
             }
         }
     };
@@ -201,7 +202,7 @@ fn help(path: &[String]) -> u8 {
 /// in GitHub Actions, its annotation, summary and outputs.
 fn fail(
     output: OutputFormat,
-    error: &ExitError,
+    error: &LauncherError,
     context: Option<&Context>,
     job: Option<&str>,
 ) -> u8 {
@@ -213,7 +214,7 @@ fn fail(
         container: context
             .map(|c| c.config.container.clone())
             .unwrap_or_default(),
-        exit_code: error.code,
+        exit_code: error.exit_code(),
         error: Some(format!("{error}")),
         ..Default::default()
     };
@@ -232,17 +233,15 @@ fn fail(
             }
         }
     }
-    error.code
+    error.exit_code()
 }
 
 /// One message per Ctrl-C or SIGTERM for the command, and one more on a second channel
 /// for each that arrives while no code has [claimed](Handled) them.
-fn interrupts() -> Result<(mpsc::UnboundedReceiver<()>, mpsc::UnboundedReceiver<()>), ExitError> {
+fn interrupts() -> Result<(mpsc::UnboundedReceiver<()>, mpsc::UnboundedReceiver<()>), LauncherError>
+{
     let mut signals = Signals::install().map_err(|e| {
-        ExitError::new(
-            launcher::NEVER_RAN,
-            anyhow::anyhow!("cannot listen for Ctrl-C and SIGTERM: {e}"),
-        )
+        LauncherError::NeverRan(anyhow::anyhow!("cannot listen for Ctrl-C and SIGTERM: {e}"))
     })?;
     let (command_tx, command_rx) = mpsc::unbounded_channel();
     let (unclaimed_tx, unclaimed_rx) = mpsc::unbounded_channel();

@@ -10,10 +10,11 @@ use anyhow::anyhow;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::contract::exit::{ExitError, launcher};
+use crate::contract::exit::launcher;
 use crate::launcher::clients::Clients;
 use crate::launcher::context::Context;
 use crate::launcher::context::{confirmed, ensure_can_confirm};
+use crate::launcher::error::LauncherError;
 use crate::launcher::flags::OutputFormat;
 use crate::launcher::job::launch::Job;
 use crate::launcher::job::single::launch_and_follow;
@@ -77,7 +78,7 @@ pub async fn exec(
     context: &Context,
     command: &KeysArgs,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
-) -> Result<u8, ExitError> {
+) -> Result<u8, LauncherError> {
     if let KeysArgs::Generate { id: Some(id), .. } = command {
         crate::stdio::out_line(format_args!("{}", key_secrets::generate(id)?.as_str()));
         return Ok(0);
@@ -130,7 +131,7 @@ pub(crate) async fn find_slots(
     context: &Context,
     clients: &Clients,
     flags: &SecretFlags,
-) -> Result<Slots, ExitError> {
+) -> Result<Slots, LauncherError> {
     let config = &context.config;
     let current = flags
         .current_secret
@@ -154,18 +155,18 @@ pub(crate) async fn find_slots(
 }
 
 /// The current key's id; the slot must hold exactly one well-formed key.
-async fn current_id(clients: &Clients, secret: &str) -> Result<String, ExitError> {
+async fn current_id(clients: &Clients, secret: &str) -> Result<String, LauncherError> {
     let value = read_value(&clients.secrets, secret).await?;
     single_id(secret, &value)
 }
 
 /// The id of the one key `value` (the current-key secret's value) must hold.
-fn single_id(secret: &str, value: &str) -> Result<String, ExitError> {
+fn single_id(secret: &str, value: &str) -> Result<String, LauncherError> {
     match read_ids(value) {
         SlotIds { ids, problems } if ids.len() == 1 && problems.is_empty() => {
             Ok(ids.into_iter().next().unwrap_or_default())
         }
-        SlotIds { ids, problems } => Err(ExitError::usage(anyhow!(
+        SlotIds { ids, problems } => Err(LauncherError::Usage(anyhow!(
             "secret {secret} must hold exactly one key; it holds {} readable key(s){}{}",
             ids.len(),
             if ids.is_empty() {
@@ -187,7 +188,7 @@ pub async fn status(
     context: &Context,
     clients: &Clients,
     flags: &SecretFlags,
-) -> Result<u8, ExitError> {
+) -> Result<u8, LauncherError> {
     let slots = find_slots(context, clients, flags).await?;
     let current = slot_status(&clients.secrets, &slots.current).await?;
     let previous = match &slots.previous {
@@ -267,7 +268,7 @@ async fn ensure_safe(
     previous_ids: &[String],
     what: &str,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
-) -> Result<(), ExitError> {
+) -> Result<(), LauncherError> {
     if previous_ids.iter().all(|id| id == current_id) {
         return Ok(());
     }
@@ -283,13 +284,13 @@ async fn ensure_safe(
     let result = report.as_ref().and_then(|r| r.result.as_ref());
     let Some(findings) = DryRunFindings::from_result(result) else {
         let code = if code == 0 { launcher::NEVER_RAN } else { code };
-        return Err(ExitError::new(
+        return Err(LauncherError::JobEnded {
             code,
-            anyhow!(
+            error: anyhow!(
                 "refusing to {what}: `reencrypt --dry-run` gave no result (exit {code}); nothing \
                  was changed"
             ),
-        ));
+        });
     };
     check_safe(&findings, current_id, previous_ids, what)?;
     context
@@ -311,7 +312,7 @@ async fn read_slots(
     context: &Context,
     clients: &Clients,
     flags: &SecretFlags,
-) -> Result<SlotContents, ExitError> {
+) -> Result<SlotContents, LauncherError> {
     let slots = find_slots(context, clients, flags).await?;
     let previous_secret = slots.require_previous()?.to_string();
     let current_value = read_value(&clients.secrets, &slots.current).await?;
@@ -334,7 +335,7 @@ async fn rotate(
     dry_run: bool,
     flags: &SecretFlags,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
-) -> Result<u8, ExitError> {
+) -> Result<u8, LauncherError> {
     let renderer = &context.renderer;
     let SlotContents {
         slots,
@@ -344,7 +345,7 @@ async fn rotate(
         previous,
     } = read_slots(context, clients, flags).await?;
     if !previous.problems.is_empty() {
-        return Err(ExitError::usage(anyhow!(
+        return Err(LauncherError::Usage(anyhow!(
             "refusing to rotate: the previous slot {previous_secret} holds keys that cannot be \
              read ({}); fix it first; nothing was changed",
             previous.problems.join("; ")
@@ -358,7 +359,7 @@ async fn rotate(
         None => key_secrets::next_id(&current_id)?,
     };
     if new_id == current_id || previous.ids.contains(&new_id) {
-        return Err(ExitError::usage(anyhow!(
+        return Err(LauncherError::Usage(anyhow!(
             "key id {new_id} is already in use; values record the id they were wrapped with, so \
              pick a new one with --id"
         )));
@@ -418,7 +419,7 @@ async fn retire(
     dry_run: bool,
     flags: &SecretFlags,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
-) -> Result<u8, ExitError> {
+) -> Result<u8, LauncherError> {
     let renderer = &context.renderer;
     let SlotContents {
         previous_secret,
@@ -433,7 +434,7 @@ async fn retire(
         return Ok(0);
     }
     if !previous.problems.is_empty() {
-        return Err(ExitError::usage(anyhow!(
+        return Err(LauncherError::Usage(anyhow!(
             "refusing to retire: the previous slot {previous_secret} holds keys that cannot be \
              read ({}), so it cannot be checked that no value needs them; nothing was changed",
             previous.problems.join("; ")

@@ -9,11 +9,11 @@ use aws_sdk_ecs::types::{DesiredStatus, TaskField};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::contract::exit::ExitError;
 use crate::contract::result::CompanionResult;
 use crate::launcher::aws_errors::call_error;
 use crate::launcher::clients::Clients;
 use crate::launcher::context::Context;
+use crate::launcher::error::LauncherError;
 use crate::launcher::flags::OutputFormat;
 use crate::launcher::identity::STARTED_BY_PREFIX;
 use crate::launcher::log_history::{self, RememberedRun};
@@ -110,7 +110,7 @@ pub struct ListArgs {
 
 /// Lists running and recently stopped tasks (ECS keeps stopped ones about an hour),
 /// then older runs from the log group.
-pub async fn exec(context: &Context, args: &ListArgs) -> Result<u8, ExitError> {
+pub async fn exec(context: &Context, args: &ListArgs) -> Result<u8, LauncherError> {
     let limit = args.limit;
     let config = &context.config;
     let clients = Clients::connect(config).await?;

@@ -7,10 +7,11 @@ use anyhow::anyhow;
 use tokio::sync::{mpsc, watch};
 
 use crate::contract::events::LogLine;
-use crate::contract::exit::{ExitError, launcher};
+use crate::contract::exit::launcher;
 use crate::contract::result::CompanionResult;
 use crate::launcher::clients::Clients;
 use crate::launcher::context::Context;
+use crate::launcher::error::LauncherError;
 use crate::launcher::job::conclude::conclude;
 use crate::launcher::job::existing::{existing_log_target, find_task};
 use crate::launcher::job::follow::{FollowSettings, LogSource, Target, follow, reattach_hint};
@@ -34,7 +35,7 @@ pub async fn exec(
     context: &Context,
     args: &LogsArgs,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
-) -> Result<u8, ExitError> {
+) -> Result<u8, LauncherError> {
     let (task, follow_logs) = (args.task.as_str(), args.follow);
     let config = &context.config;
     let renderer = &context.renderer;
@@ -43,7 +44,7 @@ pub async fn exec(
         return remembered(context, &clients, task, follow_logs).await;
     };
     let Some(log) = existing_log_target(&clients, &snapshot, &config.container).await? else {
-        return Err(ExitError::usage(anyhow!(
+        return Err(LauncherError::Usage(anyhow!(
             "container {} of task {} does not log to CloudWatch (no awslogs driver); choose another with --container",
             config.container,
             snapshot.id()
@@ -97,7 +98,7 @@ pub async fn exec(
 async fn print_stream(
     context: &Context,
     source: &LogSource,
-) -> Result<Option<CompanionResult>, ExitError> {
+) -> Result<Option<CompanionResult>, LauncherError> {
     let renderer = &context.renderer;
     let mut follower = LogFollower::new(
         source.client.clone(),
@@ -123,7 +124,7 @@ async fn remembered(
     clients: &Clients,
     task: &str,
     follow_logs: bool,
-) -> Result<u8, ExitError> {
+) -> Result<u8, LauncherError> {
     let config = &context.config;
     let run = log_history::find(clients, config, task).await?;
     context.renderer.note(&format!(

@@ -24,8 +24,8 @@ use self::shell::ShellArgs;
 use self::status::StatusArgs;
 use self::stop::StopArgs;
 use self::task_def::TaskDefArgs;
-use crate::contract::exit::ExitError;
 use crate::launcher::context::Context;
+use crate::launcher::error::LauncherError;
 use crate::launcher::flags::GlobalOptions;
 
 /// Run an everruns admin job (migrations, re-encryption, any command) as a one-off ECS
@@ -170,7 +170,7 @@ pub(crate) async fn dispatch(
     launch: Option<&Launch>,
     in_github_actions: bool,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
-) -> Result<u8, ExitError> {
+) -> Result<u8, LauncherError> {
     if let Some(launch) = launch {
         return run::exec(context, launch, in_github_actions, interrupts).await;
     }

@@ -5,10 +5,10 @@ use clap::{Args, Parser};
 use tokio::sync::mpsc;
 
 use crate::contract::command_line::Cli as CompanionCli;
-use crate::contract::exit::ExitError;
 use crate::launcher::api_budget;
 use crate::launcher::config::Origin;
 use crate::launcher::context::Context;
+use crate::launcher::error::LauncherError;
 use crate::launcher::flags::GlobalOptions;
 use crate::launcher::github_actions;
 use crate::launcher::job::launch::{Job, RunTaskPlan, companion_deadline};
@@ -87,14 +87,14 @@ fn launcher_flag_in(args: &[String]) -> Option<String> {
 /// Says when a job that writes leaves FARGATE_SPOT out of the capacity it would have
 /// inherited, and refuses (exit 2, nothing launched) one the operator asked to run on
 /// Spot with `--capacity-provider` without `--allow-spot`.
-fn spot_for(context: &Context, job: &Job) -> Result<(), ExitError> {
+fn spot_for(context: &Context, job: &Job) -> Result<(), LauncherError> {
     let config = &context.config;
     let capacity = config.capacity.for_job(job.mutating, config.allow_spot);
     if capacity == config.capacity {
         return Ok(());
     }
     if config.origins.capacity == Origin::Flag("--capacity-provider") {
-        return Err(ExitError::usage(anyhow::anyhow!(
+        return Err(LauncherError::Usage(anyhow::anyhow!(
             "--capacity-provider {} for a job that writes: a Spot interruption would stop it midway; add --allow-spot if that is what you mean",
             config.capacity.describe()
         )));
@@ -205,7 +205,7 @@ pub async fn exec(
     launch: &Launch,
     in_github_actions: bool,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
-) -> Result<u8, ExitError> {
+) -> Result<u8, LauncherError> {
     let config = &context.config;
     let job = &launch.job;
     spot_for(context, job)?;

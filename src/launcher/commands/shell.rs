@@ -11,7 +11,7 @@ use std::path::Path;
 
 use tokio::sync::mpsc;
 
-use crate::contract::exit::{ExitError, launcher};
+use crate::contract::exit::launcher;
 use crate::launcher::clients::Clients;
 use crate::launcher::context::Context;
 use crate::launcher::context::{confirmed, ensure_can_confirm};
@@ -19,6 +19,7 @@ use crate::launcher::ecs_exec::{
     self, DEFAULT_COMMAND, ExecTiming, WaitEnd, execute_command, plugin_argv, run_plugin,
     target_json, wait_until_ready,
 };
+use crate::launcher::error::LauncherError;
 use crate::launcher::flags::process_env;
 use crate::launcher::job::existing::describe_task;
 use crate::launcher::job::follow::{reattach_hint, stop_task};
@@ -52,7 +53,7 @@ pub async fn exec(
     context: &Context,
     args: &ShellArgs,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
-) -> Result<u8, ExitError> {
+) -> Result<u8, LauncherError> {
     let plugin = ecs_exec::find_plugin(std::env::var_os("PATH").as_deref())?;
     let config = &context.config;
     if args.task.is_none() {
@@ -82,7 +83,7 @@ pub async fn session(
     plugin: &Path,
     timing: &ExecTiming,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
-) -> Result<u8, ExitError> {
+) -> Result<u8, LauncherError> {
     let config = &context.config;
     let renderer = &context.renderer;
     let mut report = TaskReport {
@@ -222,7 +223,7 @@ async fn launch(
     clients: &Clients,
     report: &mut TaskReport,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
-) -> Result<Option<TaskSnapshot>, ExitError> {
+) -> Result<Option<TaskSnapshot>, LauncherError> {
     let config = &context.config;
     let renderer = &context.renderer;
     let definition = fetch::fetch(clients, &config.task_definition, Purpose::Launch).await?;
@@ -276,8 +277,8 @@ async fn no_session(
     clients: &Clients,
     stop: Option<(&TaskSnapshot, &ExecTiming)>,
     report: &mut TaskReport,
-    error: ExitError,
-) -> ExitError {
+    error: LauncherError,
+) -> LauncherError {
     context.renderer.finish();
     if let Some((task, timing)) = stop {
         context.renderer.warn(&format!("run-admin-task: {error}"));

@@ -3,10 +3,11 @@
 
 use chrono::SecondsFormat;
 
-use crate::contract::exit::{ExitError, launcher};
+use crate::contract::exit::launcher;
 use crate::contract::result::CompanionResult;
 use crate::launcher::clients::Clients;
 use crate::launcher::context::Context;
+use crate::launcher::error::LauncherError;
 use crate::launcher::flags::OutputFormat;
 use crate::launcher::job::existing::{existing_log_target, find_task};
 use crate::launcher::job::outcome::TaskOutcome;
@@ -24,7 +25,7 @@ pub struct StatusArgs {
 
 /// Describes one task. Exits as its launch would have once its container has exited
 /// (its exit code, or 125 when it never ran), and 0 while it has not.
-pub async fn exec(context: &Context, args: &StatusArgs) -> Result<u8, ExitError> {
+pub async fn exec(context: &Context, args: &StatusArgs) -> Result<u8, LauncherError> {
     let task = args.task.as_str();
     let config = &context.config;
     let clients = Clients::connect(config).await?;
@@ -119,7 +120,7 @@ pub async fn exec(context: &Context, args: &StatusArgs) -> Result<u8, ExitError>
 
 /// A task ECS no longer describes: how it ended, from the companion's result event in
 /// its log stream (123 without one: the container ran, its code is unknown).
-async fn remembered(context: &Context, clients: &Clients, task: &str) -> Result<u8, ExitError> {
+async fn remembered(context: &Context, clients: &Clients, task: &str) -> Result<u8, LauncherError> {
     let config = &context.config;
     let run = log_history::find(clients, config, task).await?;
     let mut report = TaskReport::remembered(config, &run);

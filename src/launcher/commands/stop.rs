@@ -1,8 +1,8 @@
 //! `stop TASK [--reason TEXT]`: stop a task, recording who stopped it.
 
-use crate::contract::exit::ExitError;
 use crate::launcher::clients::Clients;
 use crate::launcher::context::Context;
+use crate::launcher::error::LauncherError;
 use crate::launcher::job::existing::describe_task;
 use crate::launcher::job::follow::stop_task;
 use crate::launcher::job::report::TaskReport;
@@ -19,7 +19,7 @@ pub struct StopArgs {
 }
 
 /// Sends StopTask (SIGTERM to the containers, SIGKILL after the stop timeout).
-pub async fn exec(context: &Context, args: &StopArgs) -> Result<u8, ExitError> {
+pub async fn exec(context: &Context, args: &StopArgs) -> Result<u8, LauncherError> {
     let (task, reason) = (args.task.as_str(), args.reason.as_deref());
     let config = &context.config;
     let clients = Clients::connect(config).await?;
@@ -51,7 +51,7 @@ pub async fn exec(context: &Context, args: &StopArgs) -> Result<u8, ExitError> {
 
 /// A task ECS is already taking down is not stopped again: a second StopTask would only
 /// hide the first reason behind a message that suggests this call did something.
-fn already_stopping(context: &Context, task: &TaskSnapshot) -> Result<u8, ExitError> {
+fn already_stopping(context: &Context, task: &TaskSnapshot) -> Result<u8, LauncherError> {
     let report = report_of(context, task);
     let state = if task.last_status == "STOPPED" {
         "already stopped".to_owned()

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::contract::exit::ExitError;
 use crate::launcher::clients::Clients;
 use crate::launcher::context::Context;
+use crate::launcher::error::LauncherError;
 use crate::launcher::flags::{OutputFormat, process_env};
 use crate::launcher::task_definition::{load_template, register, render};
 
@@ -43,7 +43,7 @@ enum Action {
 }
 
 /// Runs `task-def render` or `task-def register`.
-pub async fn exec(context: &Context, args: &TaskDefArgs) -> Result<u8, ExitError> {
+pub async fn exec(context: &Context, args: &TaskDefArgs) -> Result<u8, LauncherError> {
     let (action, template) = match args {
         TaskDefArgs::Render(t) => (Action::Render, t),
         TaskDefArgs::Register(t) => (Action::Register, t),

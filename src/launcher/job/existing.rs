@@ -4,9 +4,9 @@
 use anyhow::anyhow;
 
 use super::prepare::log_target;
-use crate::contract::exit::ExitError;
 use crate::launcher::api_budget::Described;
 use crate::launcher::clients::Clients;
+use crate::launcher::error::LauncherError;
 use crate::launcher::log_follower::LogTarget;
 use crate::launcher::log_history;
 use crate::launcher::task::TaskSnapshot;
@@ -18,7 +18,7 @@ pub(crate) async fn describe_task(
     clients: &Clients,
     cluster: &str,
     task: &str,
-) -> Result<TaskSnapshot, ExitError> {
+) -> Result<TaskSnapshot, LauncherError> {
     find_task(clients, cluster, task)
         .await?
         .ok_or_else(|| log_history::not_found(task, cluster, None))
@@ -31,7 +31,7 @@ pub(crate) async fn find_task(
     clients: &Clients,
     cluster: &str,
     task: &str,
-) -> Result<Option<TaskSnapshot>, ExitError> {
+) -> Result<Option<TaskSnapshot>, LauncherError> {
     let (_, answer) = clients
         .budget
         .describe(&clients.ecs, cluster, task, None)
@@ -42,13 +42,13 @@ pub(crate) async fn find_task(
         Described::Failed {
             transient: true,
             message,
-        } => Err(ExitError::runtime(anyhow!(
+        } => Err(LauncherError::Failed(anyhow!(
             "{message}; check the endpoint and network, then try again"
         ))),
         Described::Failed {
             transient: false,
             message,
-        } => Err(ExitError::runtime(anyhow!(
+        } => Err(LauncherError::Failed(anyhow!(
             "{message}; check the credentials and their ecs:DescribeTasks permission"
         ))),
     }
@@ -60,7 +60,7 @@ pub(crate) async fn existing_log_target(
     clients: &Clients,
     task: &TaskSnapshot,
     container: &str,
-) -> Result<Option<LogTarget>, ExitError> {
+) -> Result<Option<LogTarget>, LauncherError> {
     let Some(arn) = &task.task_definition_arn else {
         return Ok(None);
     };

@@ -14,10 +14,10 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::contract::events::{Event, LogLine};
-use crate::contract::exit::ExitError;
 use crate::contract::result::CompanionResult;
 use crate::launcher::aws_errors::describe_error;
 use crate::launcher::clients::Clients;
+use crate::launcher::error::LauncherError;
 use crate::launcher::job::watch::{Poll, PollTiming, TaskWatcher};
 use crate::launcher::log_follower::{LogFollower, LogTiming, TaskPhase};
 use crate::launcher::render::Renderer;
@@ -142,7 +142,7 @@ pub async fn stop_task(
     cluster: &str,
     task: &str,
     reason: &str,
-) -> Result<TaskSnapshot, ExitError> {
+) -> Result<TaskSnapshot, LauncherError> {
     let reply = clients
         .ecs
         .stop_task()
@@ -152,7 +152,7 @@ pub async fn stop_task(
         .send()
         .await
         .map_err(|e| {
-            ExitError::runtime(anyhow!(
+            LauncherError::Failed(anyhow!(
                 "{}; {}",
                 describe_error("StopTask", &e),
                 reattach_hint(task)
@@ -173,7 +173,7 @@ pub async fn follow(
     renderer: &Renderer,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
     stop_reason: &str,
-) -> Result<Followed, ExitError> {
+) -> Result<Followed, LauncherError> {
     let _handled = Handled::claim();
     let started = Instant::now();
     let (phase_tx, phase_rx) = watch::channel(TaskPhase::default());
@@ -225,7 +225,7 @@ pub async fn follow(
                     });
                     *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(*snapshot);
                     if stopped || (exited && !settings.wait_stopped) {
-                        return Ok::<(), ExitError>(());
+                        return Ok::<(), LauncherError>(());
                     }
                 }
                 Poll::NotVisibleYet => {}
@@ -362,7 +362,7 @@ fn stop_beside(
     clients: &Clients,
     target: &Target,
     reason: &str,
-    answers: &mpsc::UnboundedSender<Result<TaskSnapshot, ExitError>>,
+    answers: &mpsc::UnboundedSender<Result<TaskSnapshot, LauncherError>>,
 ) {
     let (clients, cluster, task, reason, answers) = (
         clients.clone(),

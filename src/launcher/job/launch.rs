@@ -9,10 +9,10 @@ use aws_sdk_ecs::types::{
 };
 use serde_json::{Value, json};
 
-use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::aws_errors::{cluster_not_found, describe_error, error_code, launch_error};
 use crate::launcher::capacity::Capacity;
 use crate::launcher::config::LaunchConfig;
+use crate::launcher::error::LauncherError;
 use crate::launcher::idempotency::Idempotency;
 use crate::launcher::identity::{Operator, STARTED_BY_PREFIX};
 use crate::launcher::job::report::{LaunchFailure, TaskReport};
@@ -104,7 +104,7 @@ impl RunTaskPlan {
         task_definition: &str,
         job: &Job,
         operator: &Operator,
-    ) -> Result<Self, ExitError> {
+    ) -> Result<Self, LauncherError> {
         let subnets = config.require_subnets()?.to_vec();
         let idempotent = idempotent_token(&config.idempotency, &job.argv);
         let mut tags = vec![
@@ -205,7 +205,7 @@ impl RunTaskPlan {
 
     /// Sends RunTask. API errors are exit 125 with the error's code and message;
     /// `failures[]` come back in the reply for the caller to report.
-    pub async fn send(&self, ecs: &aws_sdk_ecs::Client) -> Result<RunTaskReply, ExitError> {
+    pub async fn send(&self, ecs: &aws_sdk_ecs::Client) -> Result<RunTaskReply, LauncherError> {
         let vpc = AwsVpcConfiguration::builder()
             .set_subnets(Some(self.subnets.clone()))
             .set_security_groups(
@@ -217,7 +217,7 @@ impl RunTaskPlan {
                 AssignPublicIp::Disabled
             })
             .build()
-            .map_err(|e| ExitError::usage(anyhow!("invalid network configuration: {e}")))?;
+            .map_err(|e| LauncherError::Usage(anyhow!("invalid network configuration: {e}")))?;
         let mut request = ecs
             .run_task()
             .cluster(&self.cluster)
@@ -264,7 +264,7 @@ impl RunTaskPlan {
                             .base(share.base)
                             .build()
                             .map_err(|e| {
-                                ExitError::usage(anyhow!("invalid capacity provider: {e}"))
+                                LauncherError::Usage(anyhow!("invalid capacity provider: {e}"))
                             })?,
                     );
                 }
@@ -273,9 +273,7 @@ impl RunTaskPlan {
         };
         let reply = request.send().await.map_err(|e| {
             if error_code(&e) == Some("ConflictException") {
-                return ExitError::new(
-                    launcher::NEVER_RAN,
-                    anyhow!(
+                return LauncherError::NeverRan(anyhow!(
                         "{}; idempotency key {:?} already started a task with other settings (task definition, network or command): pass another --idempotency-key",
                         describe_error("RunTask", &e),
                         self.client_token
@@ -328,7 +326,7 @@ pub(crate) fn idempotent_token(idempotency: &Idempotency, argv: &[String]) -> Op
 
 /// The error for a RunTask reply that started nothing: exit 125 with each failure's
 /// reason and detail.
-pub fn rejected(failures: &[LaunchFailure]) -> ExitError {
+pub fn rejected(failures: &[LaunchFailure]) -> LauncherError {
     let listed: Vec<String> = failures
         .iter()
         .map(|f| {
@@ -342,17 +340,14 @@ pub fn rejected(failures: &[LaunchFailure]) -> ExitError {
             line
         })
         .collect();
-    ExitError::new(
-        launcher::NEVER_RAN,
-        anyhow!(
-            "RunTask started no task: {}",
-            if listed.is_empty() {
-                "no task and no failure returned".to_string()
-            } else {
-                listed.join("; ")
-            }
-        ),
-    )
+    LauncherError::NeverRan(anyhow!(
+        "RunTask started no task: {}",
+        if listed.is_empty() {
+            "no task and no failure returned".to_string()
+        } else {
+            listed.join("; ")
+        }
+    ))
 }
 
 /// Whether RunTask's `failures` prove that no container started and that starting again
@@ -424,7 +419,7 @@ pub(crate) async fn find_running_mutation(
     cluster: &str,
     family: &str,
     own_token: Option<&str>,
-) -> Result<Option<TaskSnapshot>, ExitError> {
+) -> Result<Option<TaskSnapshot>, LauncherError> {
     let mut arns = Vec::new();
     let mut pages = ecs
         .list_tasks()
@@ -448,13 +443,10 @@ pub(crate) async fn find_running_mutation(
             .send()
             .await
             .map_err(|e| {
-                ExitError::new(
-                    launcher::NEVER_RAN,
-                    anyhow!(
-                        "{}; check credentials and region",
-                        describe_error("DescribeTasks", &e)
-                    ),
-                )
+                LauncherError::NeverRan(anyhow!(
+                    "{}; check credentials and region",
+                    describe_error("DescribeTasks", &e)
+                ))
             })?;
         let mut running: Vec<TaskSnapshot> = reply
             .tasks()
@@ -478,7 +470,7 @@ pub(crate) async fn find_running_mutation(
 }
 
 /// The refusal (exit 2) to start a mutating job while `running` is still at work.
-pub(crate) fn concurrency_refusal(running: &TaskSnapshot, cluster: &str) -> ExitError {
+pub(crate) fn concurrency_refusal(running: &TaskSnapshot, cluster: &str) -> LauncherError {
     let who = running.tag(tags::STARTED_BY).unwrap_or("someone");
     let host = running
         .tag(tags::HOST)
@@ -495,7 +487,7 @@ pub(crate) fn concurrency_refusal(running: &TaskSnapshot, cluster: &str) -> Exit
         .unwrap_or_default();
     let what = running.tag(tags::COMMAND).unwrap_or("a mutating command");
     let id = running.id();
-    ExitError::usage(anyhow!(
+    LauncherError::Usage(anyhow!(
         "task {id} on cluster {cluster} is still running `{what}` ({}), started by {who}{host}{when}; \
          follow it with `run-admin-task logs {id} --follow`, stop it with `run-admin-task stop {id}`, \
          or pass --allow-concurrent to run anyway",
@@ -637,7 +629,7 @@ mod tests {
             reason: Some("RESOURCE:MEMORY".into()),
             detail: Some("no capacity".into()),
         }]);
-        assert_eq!(err.code, 125);
+        assert_eq!(err.exit_code(), 125);
         assert!(err.to_string().contains("RESOURCE:MEMORY (no capacity)"));
     }
 }

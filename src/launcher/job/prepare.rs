@@ -5,9 +5,9 @@ use tokio::sync::mpsc;
 
 use super::follow::{FollowSettings, stop_wait};
 use super::launch::{Job, concurrency_refusal, find_running_mutation};
-use crate::contract::exit::ExitError;
 use crate::launcher::clients::Clients;
 use crate::launcher::context::{Context, confirmed, ensure_can_confirm};
+use crate::launcher::error::LauncherError;
 use crate::launcher::identity::{caller_account, check_account};
 use crate::launcher::log_follower::LogTarget;
 use crate::launcher::task_definition::fetch::{ContainerSpec, Purpose, TaskDefinitionInfo};
@@ -23,7 +23,7 @@ pub(crate) async fn prepare(
     own_token: Option<&str>,
     needs_confirmation: bool,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
-) -> Result<Option<(Clients, TaskDefinitionInfo)>, ExitError> {
+) -> Result<Option<(Clients, TaskDefinitionInfo)>, LauncherError> {
     let config = &context.config;
     let renderer = &context.renderer;
     config.require_subnets()?;
@@ -89,7 +89,7 @@ pub(crate) fn log_target(
     definition: &TaskDefinitionInfo,
     container: &str,
     task_id: &str,
-) -> Result<Option<LogTarget>, ExitError> {
+) -> Result<Option<LogTarget>, LauncherError> {
     let spec = definition.container(container)?;
     Ok(spec.logs.as_ref().map(|logs| LogTarget {
         group: logs.group.clone(),

@@ -14,10 +14,11 @@ use super::follow::{LogSource, Target, follow, stop_on_the_way_out};
 use super::launch::{Job, rejected};
 use super::prepare::{follow_settings, log_target, prepare};
 use super::report::{ShardReport, ShardedReport, TaskReport};
-use crate::contract::exit::{ExitError, companion, launcher};
+use crate::contract::exit::{companion, launcher};
 use crate::contract::result::Summary;
 use crate::contract::summary::{Counts, TableReport};
 use crate::launcher::context::Context;
+use crate::launcher::error::LauncherError;
 use crate::launcher::render::ShardBoard;
 use crate::launcher::task::tags;
 use crate::signals::Handled;
@@ -179,7 +180,7 @@ pub(crate) async fn launch_and_follow_shards(
     shards: &Shards,
     needs_confirmation: bool,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
-) -> Result<(u8, ShardedReport), ExitError> {
+) -> Result<(u8, ShardedReport), LauncherError> {
     let config = &context.config;
     let renderer = &context.renderer;
     let selected = shards.selected();
@@ -350,7 +351,7 @@ pub(crate) async fn launch_and_follow_shards(
             }
             Err(error) => {
                 shard.renderer.warn(&format!("{error}"));
-                task.exit_code = error.code;
+                task.exit_code = error.exit_code();
                 task.error = Some(error.to_string());
             }
         }

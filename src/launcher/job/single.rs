@@ -10,8 +10,9 @@ use super::launch;
 use super::launch::{Job, RunTaskPlan, idempotent_token, rejected};
 use super::prepare::{follow_settings, log_target, prepare};
 use super::report::{FailedStart, LaunchFailure, TaskReport};
-use crate::contract::exit::{ExitError, launcher};
+use crate::contract::exit::launcher;
 use crate::launcher::context::Context;
+use crate::launcher::error::LauncherError;
 use crate::launcher::flags::OutputFormat;
 use crate::launcher::task::{TaskSnapshot, placement};
 use crate::signals::Handled;
@@ -24,7 +25,7 @@ pub(crate) async fn launch_and_follow(
     job: &Job,
     needs_confirmation: bool,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
-) -> Result<(u8, Option<TaskReport>), ExitError> {
+) -> Result<(u8, Option<TaskReport>), LauncherError> {
     let config = &context.config;
     let options = &context.options;
     let renderer = &context.renderer;
@@ -110,10 +111,7 @@ pub(crate) async fn launch_and_follow(
                 && attempt <= config.start_retries
                 && launch::worth_starting_again(&reply.failures)
             {
-                let why = format!(
-                    "refused, no container ran: {}",
-                    rejected(&reply.failures).error
-                );
+                let why = format!("refused, no container ran: {}", rejected(&reply.failures));
                 let failed = FailedStart {
                     attempt,
                     failures: reply.failures,
@@ -133,9 +131,9 @@ pub(crate) async fn launch_and_follow(
                 let error = rejected(&reply.failures);
                 renderer.warn(&format!("run-admin-task: {error}"));
                 report.failures = reply.failures;
-                report.exit_code = error.code;
+                report.exit_code = error.exit_code();
                 report.error = Some(error.to_string());
-                return Ok((error.code, Some(report)));
+                return Ok((error.exit_code(), Some(report)));
             }
         };
         report.apply_snapshot(&task);

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::contract::exit::{ExitError, launcher};
 use crate::launcher::api_budget::{ApiBudget, Described, Rates};
+use crate::launcher::error::LauncherError;
 use crate::launcher::task::TaskSnapshot;
 
 /// How often to ask, and how long MISSING is tolerated.
@@ -93,7 +93,7 @@ impl TaskWatcher {
     }
 
     /// Asks DescribeTasks once.
-    pub async fn poll(&mut self) -> Result<Poll, ExitError> {
+    pub async fn poll(&mut self) -> Result<Poll, LauncherError> {
         let (asked_at, answer) = self
             .budget
             .describe(&self.ecs, &self.cluster, &self.task, self.answered)
@@ -111,7 +111,7 @@ impl TaskWatcher {
                 transient: false,
                 message,
             } => {
-                return Err(ExitError::runtime(anyhow!(
+                return Err(LauncherError::Failed(anyhow!(
                     "{message}; the task may still be running: check credentials, then `run-admin-task status {}`",
                     self.task
                 )));
@@ -131,14 +131,11 @@ impl TaskWatcher {
             self.interval = self.timing.fast;
             return Ok(Poll::NotVisibleYet);
         }
-        Err(ExitError::new(
-            launcher::NEVER_RAN,
-            anyhow!(
-                "task {} is not on cluster {} ({reason}); check the id, --cluster and --region",
-                self.task,
-                self.cluster
-            ),
-        ))
+        Err(LauncherError::NeverRan(anyhow!(
+            "task {} is not on cluster {} ({reason}); check the id, --cluster and --region",
+            self.task,
+            self.cluster
+        )))
     }
 
     fn back_off(&mut self) {

@@ -5,9 +5,9 @@
 use anyhow::anyhow;
 use aws_sdk_ecs::types::LogDriver;
 
-use crate::contract::exit::ExitError;
 use crate::launcher::aws_errors::{call_error, launch_error};
 use crate::launcher::clients::Clients;
+use crate::launcher::error::LauncherError;
 
 /// Where a container's awslogs driver writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +65,7 @@ impl TaskDefinitionInfo {
         clients: &Clients,
         task_definition: &str,
         purpose: Purpose,
-    ) -> Result<Self, ExitError> {
+    ) -> Result<Self, LauncherError> {
         Ok(Self::from_sdk(
             &fetch(clients, task_definition, purpose).await?,
         ))
@@ -103,13 +103,13 @@ impl TaskDefinitionInfo {
     }
 
     /// The named container, or a usage error listing the containers there are.
-    pub fn container(&self, name: &str) -> Result<&ContainerSpec, ExitError> {
+    pub fn container(&self, name: &str) -> Result<&ContainerSpec, LauncherError> {
         self.containers
             .iter()
             .find(|c| c.name == name)
             .ok_or_else(|| {
                 let names: Vec<&str> = self.containers.iter().map(|c| c.name.as_str()).collect();
-                ExitError::usage(anyhow!(
+                LauncherError::Usage(anyhow!(
                     "task definition {} has no container {name:?}; its containers are: {}; choose one with --container",
                     self.arn,
                     names.join(", ")
@@ -124,7 +124,7 @@ pub(crate) async fn fetch(
     clients: &Clients,
     task_definition: &str,
     purpose: Purpose,
-) -> Result<aws_sdk_ecs::types::TaskDefinition, ExitError> {
+) -> Result<aws_sdk_ecs::types::TaskDefinition, LauncherError> {
     let reply = clients
         .ecs
         .describe_task_definition()
@@ -136,7 +136,7 @@ pub(crate) async fn fetch(
             Purpose::Inspect => call_error("DescribeTaskDefinition", &e),
         })?;
     reply.task_definition.ok_or_else(|| {
-        ExitError::usage(anyhow!(
+        LauncherError::Usage(anyhow!(
             "task definition {task_definition} was not returned; check --task-definition"
         ))
     })
@@ -182,7 +182,7 @@ mod tests {
     fn unknown_container_lists_the_real_ones() {
         let info = TaskDefinitionInfo::from_sdk(&definition());
         let err = info.container("migrator").unwrap_err();
-        assert_eq!(err.code, 2);
+        assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("sidecar, admin"), "{err}");
     }
 }

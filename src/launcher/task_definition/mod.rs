@@ -13,9 +13,9 @@ use serde::Serialize;
 
 use self::spec::TaskDefSpec;
 use self::template::{RenderError, render_json};
-use crate::contract::exit::ExitError;
 use crate::launcher::aws_errors::describe_error;
 use crate::launcher::clients::Clients;
+use crate::launcher::error::LauncherError;
 
 /// The admin task definition template, built in.
 pub(crate) const DEFAULT_TEMPLATE: &str = include_str!("../../../task-definitions/admin.json.tmpl");
@@ -36,13 +36,13 @@ pub struct Registered {
 
 /// The template text and how it is named in messages: the file at `path`, or the
 /// built-in one.
-pub(crate) fn load_template(path: Option<&PathBuf>) -> Result<(String, String), ExitError> {
+pub(crate) fn load_template(path: Option<&PathBuf>) -> Result<(String, String), LauncherError> {
     match path {
         None => Ok((DEFAULT_TEMPLATE.to_owned(), DEFAULT_ORIGIN.to_owned())),
         Some(path) => std::fs::read_to_string(path)
             .map(|text| (text, format!("template {}", path.display())))
             .map_err(|e| {
-                ExitError::usage(anyhow!(
+                LauncherError::Usage(anyhow!(
                     "cannot read template {}: {e}; check --template",
                     path.display()
                 ))
@@ -57,9 +57,9 @@ pub fn render(
     origin: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
     container: &str,
-) -> Result<TaskDefSpec, ExitError> {
+) -> Result<TaskDefSpec, LauncherError> {
     if let Err(e) = serde_json::from_str::<TaskDefSpec>(text) {
-        return Err(ExitError::usage(if e.is_data() {
+        return Err(LauncherError::Usage(if e.is_data() {
             anyhow!(
                 "{origin}: {e}; this tool registers only the fields it supports (family, \
                  roles, networkMode, requiresCompatibilities, cpu, memory, runtimePlatform, and per \
@@ -88,13 +88,13 @@ pub fn render(
             }
             _ => String::new(),
         };
-        ExitError::usage(anyhow!("{origin} {e}{hint}"))
+        LauncherError::Usage(anyhow!("{origin} {e}{hint}"))
     })?;
     let spec: TaskDefSpec = serde_json::from_value(rendered)
-        .map_err(|e| ExitError::usage(anyhow!("{origin}, once rendered: {e}")))?;
+        .map_err(|e| LauncherError::Usage(anyhow!("{origin}, once rendered: {e}")))?;
     let problems = spec.problems(container);
     if !problems.is_empty() {
-        return Err(ExitError::usage(anyhow!(
+        return Err(LauncherError::Usage(anyhow!(
             "the task definition rendered from {origin} would not work:\n  - {}",
             problems.join("\n  - ")
         )));
@@ -103,12 +103,12 @@ pub fn render(
 }
 
 /// Sends RegisterTaskDefinition. A refusal or an unreachable endpoint is exit 1.
-pub async fn register(clients: &Clients, spec: &TaskDefSpec) -> Result<Registered, ExitError> {
+pub async fn register(clients: &Clients, spec: &TaskDefSpec) -> Result<Registered, LauncherError> {
     let request = spec
         .register_request(&clients.ecs)
-        .map_err(|e| ExitError::usage(anyhow!("the task definition is incomplete: {e}")))?;
+        .map_err(|e| LauncherError::Usage(anyhow!("the task definition is incomplete: {e}")))?;
     let reply = request.send().await.map_err(|e| {
-        ExitError::runtime(anyhow!(
+        LauncherError::Failed(anyhow!(
             "{}; nothing was registered: check the values, the credentials and that the \
              operator may ecs:RegisterTaskDefinition and iam:PassRole the two roles \
              (task-definitions/iam/operator-policy.json)",
@@ -116,7 +116,7 @@ pub async fn register(clients: &Clients, spec: &TaskDefSpec) -> Result<Registere
         ))
     })?;
     let def = reply.task_definition().ok_or_else(|| {
-        ExitError::runtime(anyhow!(
+        LauncherError::Failed(anyhow!(
             "RegisterTaskDefinition answered without the task definition; check with `aws ecs \
              list-task-definitions --family-prefix {}`",
             spec.family
@@ -177,7 +177,7 @@ mod tests {
     #[test]
     fn every_unset_variable_is_named_at_once() {
         let err = render(DEFAULT_TEMPLATE, DEFAULT_ORIGIN, &|_| None, "admin").unwrap_err();
-        assert_eq!(err.code, 2);
+        assert_eq!(err.exit_code(), 2);
         let text = err.to_string();
         for (name, _) in VARIABLES {
             assert!(text.contains(name), "{name} missing from {text}");
@@ -189,7 +189,7 @@ mod tests {
     fn unknown_fields_are_a_usage_error_naming_the_field() {
         let template = DEFAULT_TEMPLATE.replacen("\"cpu\"", "\"pidMode\": \"task\", \"cpu\"", 1);
         let err = render(&template, "template t.json", &all, "admin").unwrap_err();
-        assert_eq!(err.code, 2);
+        assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("pidMode"), "{err}");
     }
 }
