@@ -136,7 +136,7 @@ impl Counts {
 
 /// The counts of one encrypted column.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TableReport {
+pub(crate) struct TableReport {
     /// The table.
     pub table: String,
     /// The encrypted column.
@@ -148,7 +148,7 @@ pub struct TableReport {
 
 /// One value that could not be decrypted: where it is and why, never what it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UndecryptableValue {
+pub(crate) struct UndecryptableValue {
     /// The table.
     pub table: String,
     /// The encrypted column.
@@ -163,7 +163,7 @@ pub struct UndecryptableValue {
 
 /// What a run did; serialized into the final result event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReencryptReport {
+pub(crate) struct ReencryptReport {
     /// How it ended.
     pub outcome: Outcome,
     /// Whether writes were skipped (`reencrypted` then means "would be").

@@ -28,7 +28,7 @@ const MAX_TASKS_PER_CALL: usize = 100;
 
 /// Calls a second, for the whole invocation.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Rates {
+pub(crate) struct Rates {
     /// GetLogEvents, over every log tail.
     pub log_reads: f64,
     /// DescribeTasks, over every task followed.

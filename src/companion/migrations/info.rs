@@ -14,7 +14,7 @@ use crate::contract::result::Summary;
 
 /// Options of `migrate-info`.
 #[derive(Debug, Clone)]
-pub struct InfoOptions {
+pub(crate) struct InfoOptions {
     /// Exit 3 when migrations are pending (exit 4 on drift applies either way).
     pub check: bool,
     /// Accept versions applied in the database but unknown to this image.

@@ -22,7 +22,7 @@ use crate::contract::result::Summary;
 
 /// Options of `migrate`.
 #[derive(Debug, Clone)]
-pub struct MigrateOptions {
+pub(crate) struct MigrateOptions {
     /// Show what would be applied; write nothing, take no lock.
     pub dry_run: bool,
     /// Apply pending migrations up to and including this version only.

@@ -216,7 +216,7 @@ pub(crate) async fn lock_key_of(conn: &mut PgConnection) -> Result<i64, Database
 /// connection startup options, which makes them the session's defaults: a `RESET` or
 /// `SET ... TO DEFAULT` inside a migration comes back to them, not to the server's.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SessionLimits {
+pub(crate) struct SessionLimits {
     /// PostgreSQL `lock_timeout` for the migration session; `None` keeps the server's.
     pub lock_timeout: Option<Duration>,
     /// PostgreSQL `statement_timeout`; `None` keeps the server's.

@@ -41,7 +41,7 @@ pub const DEFAULT_BATCH_SIZE: u32 = 1000;
 
 /// What to re-encrypt and how.
 #[derive(Debug, Clone)]
-pub struct ReencryptOptions {
+pub(crate) struct ReencryptOptions {
     /// Decrypt, re-wrap and verify everything, but write nothing.
     pub dry_run: bool,
     /// Rows read and written per batch; each batch is one short transaction.
