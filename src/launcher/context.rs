@@ -9,7 +9,7 @@ use crate::launcher::confirm::{Decision, confirm, ensure_can_ask};
 use crate::launcher::error::LauncherError;
 use crate::launcher::flags::GlobalOptions;
 use crate::launcher::identity::Operator;
-use crate::launcher::render::Renderer;
+use crate::launcher::output::Renderer;
 
 /// What every command works with.
 pub struct Context {

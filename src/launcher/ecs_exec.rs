@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 use crate::launcher::aws_errors::{describe_error, error_code, is_transient};
 use crate::launcher::error::LauncherError;
 use crate::launcher::flags::EnvLookup;
-use crate::launcher::render::Renderer;
+use crate::launcher::output::Renderer;
 use crate::launcher::task::{TaskSnapshot, task_id};
 
 /// The program that carries an ECS Exec session to the terminal.

@@ -4,7 +4,7 @@
 //!
 //! [`commands`] holds the command line and one module per command; they call the
 //! subject modules here: [`job`] (launch and follow a task), [`log_follower`],
-//! [`render`], [`service`], [`task_def`], [`checks`] (doctor), [`key_secrets`], [`ecs_exec`].
+//! [`output`], [`service`], [`task_def`], [`checks`] (doctor), [`key_secrets`], [`ecs_exec`].
 
 pub(crate) mod api_budget;
 pub(crate) mod aws_errors;
@@ -19,7 +19,6 @@ pub mod context;
 pub mod ecs_exec;
 pub mod error;
 pub mod flags;
-pub mod github_actions;
 pub mod idempotency;
 pub mod identity;
 pub mod job;
@@ -27,7 +26,7 @@ pub(crate) mod job_summary;
 pub mod key_secrets;
 pub mod log_follower;
 pub(crate) mod log_history;
-pub mod render;
+pub mod output;
 pub mod service;
 pub mod task;
 pub mod task_definition;

@@ -24,7 +24,7 @@ use everruns_admin::launcher::job::launch::{Job, RunTaskPlan, rejected};
 use everruns_admin::launcher::job::outcome::TaskOutcome;
 use everruns_admin::launcher::job::watch::{Poll, PollTiming, TaskWatcher};
 use everruns_admin::launcher::log_follower::{LogFollower, LogTiming, Page, TaskPhase};
-use everruns_admin::launcher::render::Renderer;
+use everruns_admin::launcher::output::Renderer;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 

@@ -817,7 +817,7 @@ fn yaml_keys(text: &str, section: &str) -> BTreeSet<String> {
 #[test]
 fn the_github_action_passes_its_inputs_and_exposes_the_launchers_outputs() {
     let action = read("examples/github-action/action.yml");
-    let written: BTreeSet<String> = everruns_admin::launcher::github_actions::outputs(
+    let written: BTreeSet<String> = everruns_admin::launcher::output::github::outputs(
         &everruns_admin::launcher::job::report::TaskReport::default(),
     )
     .lines()

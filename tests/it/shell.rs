@@ -23,7 +23,7 @@ use everruns_admin::launcher::context::Context;
 use everruns_admin::launcher::ecs_exec::{ExecTiming, find_plugin};
 use everruns_admin::launcher::flags::{GlobalOptions, OutputFormat};
 use everruns_admin::launcher::identity::Operator;
-use everruns_admin::launcher::render::Renderer;
+use everruns_admin::launcher::output::Renderer;
 use tokio::sync::mpsc;
 
 const TASK: &str = "arn:aws:ecs:eu-west-1:123456789012:task/everruns/0123456789abcdef";

@@ -27,7 +27,7 @@ use crate::launcher::error::LauncherError;
 use crate::launcher::flags::{GlobalOptions, OutputFormat};
 use crate::launcher::job::launch::Job;
 use crate::launcher::job::report::TaskReport;
-use crate::launcher::render::Renderer;
+use crate::launcher::output::Renderer;
 
 /// How long `doctor --in-vpc` waits for its task when `--timeout` is not given; the
 /// task is stopped when the wait ends.

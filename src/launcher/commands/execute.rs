@@ -12,10 +12,10 @@ use crate::launcher::config::LaunchConfig;
 use crate::launcher::context::Context;
 use crate::launcher::error::LauncherError;
 use crate::launcher::flags::{self, CiKind, OutputFormat};
-use crate::launcher::github_actions;
 use crate::launcher::identity::Operator;
 use crate::launcher::job::report::TaskReport;
-use crate::launcher::render::Renderer;
+use crate::launcher::output::Renderer;
+use crate::launcher::output::github;
 use crate::launcher::service;
 use crate::signals::{Handled, Signals};
 
@@ -227,10 +227,8 @@ fn fail(
         match context {
             Some(context) => context
                 .renderer
-                .conclude_in_ci(github_actions::conclude(job, &report)),
-            None => {
-                Renderer::new(output, true).conclude_in_ci(github_actions::conclude(job, &report))
-            }
+                .conclude_in_ci(github::conclude(job, &report)),
+            None => Renderer::new(output, true).conclude_in_ci(github::conclude(job, &report)),
         }
     }
     error.exit_code()

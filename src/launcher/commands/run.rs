@@ -10,11 +10,11 @@ use crate::launcher::config::Origin;
 use crate::launcher::context::Context;
 use crate::launcher::error::LauncherError;
 use crate::launcher::flags::GlobalOptions;
-use crate::launcher::github_actions;
 use crate::launcher::job::launch::{Job, RunTaskPlan, companion_deadline};
 use crate::launcher::job::report::{ShardedReport, TaskReport};
 use crate::launcher::job::shards::{Shards, launch_and_follow_shards};
 use crate::launcher::job::single::launch_and_follow;
+use crate::launcher::output::github;
 use crate::launcher::service::describe_origins;
 
 /// The companion's commands the launcher offers directly.
@@ -251,10 +251,7 @@ pub async fn exec(
         if in_github_actions {
             context
                 .renderer
-                .conclude_in_ci(github_actions::conclude_sharded(
-                    &launch.command_line(),
-                    &report,
-                ));
+                .conclude_in_ci(github::conclude_sharded(&launch.command_line(), &report));
         }
         return Ok(code);
     }
@@ -279,7 +276,7 @@ pub async fn exec(
     if in_github_actions {
         context
             .renderer
-            .conclude_in_ci(github_actions::conclude(&launch.command_line(), &report));
+            .conclude_in_ci(github::conclude(&launch.command_line(), &report));
     }
     Ok(code)
 }

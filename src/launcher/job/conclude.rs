@@ -8,7 +8,7 @@ use crate::contract::exit::launcher;
 use crate::contract::result::CompanionResult;
 use crate::launcher::context::Context;
 use crate::launcher::log_follower::LogTarget;
-use crate::launcher::render::Renderer;
+use crate::launcher::output::Renderer;
 
 /// After a stop the launcher asked for: the companion's own account of its work in the
 /// database, from its result event (what was cancelled, whether the database is free).

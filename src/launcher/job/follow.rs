@@ -20,7 +20,7 @@ use crate::launcher::clients::Clients;
 use crate::launcher::error::LauncherError;
 use crate::launcher::job::watch::{Poll, PollTiming, TaskWatcher};
 use crate::launcher::log_follower::{LogFollower, LogTiming, TaskPhase};
-use crate::launcher::render::Renderer;
+use crate::launcher::output::Renderer;
 use crate::launcher::task::{TaskSnapshot, task_id};
 use crate::signals::Handled;
 

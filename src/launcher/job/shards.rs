@@ -19,7 +19,7 @@ use crate::contract::result::Summary;
 use crate::contract::summary::{Counts, TableReport};
 use crate::launcher::context::Context;
 use crate::launcher::error::LauncherError;
-use crate::launcher::render::ShardBoard;
+use crate::launcher::output::sink::ShardBoard;
 use crate::launcher::task::tags;
 use crate::signals::Handled;
 

@@ -1,7 +1,8 @@
 //! GitHub Actions, natively: what a launch leaves in a workflow run besides its log.
 //!
 //! - The container's log lines in a collapsible group, with workflow commands turned
-//!   off inside it: a line the container prints cannot annotate, mask or set outputs.
+//!   off inside it: a line the container prints cannot annotate, mask or set outputs
+//!   (the [`GitHub`] sink, around the terminal or JSON one).
 //! - An `::error` annotation when the job fails (the stop reason and its fix, the
 //!   failing migration, the undecryptable values), a `::warning` for pending migrations.
 //! - A job summary appended to `$GITHUB_STEP_SUMMARY`, step outputs appended to
@@ -13,6 +14,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::contract::exit::{companion, launcher};
 use crate::contract::findings::Severity;
@@ -21,6 +23,7 @@ use crate::contract::summary::Counts;
 use crate::launcher::flags::{EnvLookup, process_env};
 use crate::launcher::job::report::{ShardReport, ShardedReport, TaskReport};
 use crate::launcher::job_summary::{cell, summary, task_console_url};
+use crate::launcher::output::sink::{Progress, Shard, Sink, Stream};
 
 /// Where this step's summary and outputs go.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -231,6 +234,85 @@ impl LogGroup {
             *open = false;
             [format!("::{}::", self.token), "::endgroup::".to_owned()]
         })
+    }
+}
+
+/// GitHub Actions around another sink: the container's lines in a [`LogGroup`], which
+/// the launcher's own next line, a status or a workflow command closes first.
+pub(crate) struct GitHub {
+    inner: Arc<dyn Sink>,
+    group: LogGroup,
+}
+
+impl GitHub {
+    /// `inner`, its container lines grouped under `title`.
+    pub(crate) fn new(inner: Arc<dyn Sink>, title: &str) -> Self {
+        GitHub {
+            inner,
+            group: LogGroup::new(title),
+        }
+    }
+
+    fn print(&self, lines: Option<[String; 2]>) {
+        for line in lines.into_iter().flatten() {
+            self.inner.line(self.inner.log_stream(), &line);
+        }
+    }
+}
+
+impl Sink for GitHub {
+    fn log_stream(&self) -> Stream {
+        self.inner.log_stream()
+    }
+
+    fn line(&self, stream: Stream, line: &str) {
+        self.inner.line(stream, line);
+    }
+
+    fn container_line(&self, text: &str) {
+        self.print(self.group.open());
+        self.inner.container_line(text);
+    }
+
+    fn own_line(&self, stream: Stream, line: &str) {
+        self.print(self.group.close());
+        self.inner.own_line(stream, line);
+    }
+
+    fn progress(&self, progress: &Progress, shard: Option<&Shard>) -> bool {
+        self.inner.progress(progress, shard)
+    }
+
+    fn status(&self, line: &str, spinner: String) {
+        self.print(self.group.close());
+        self.inner.status(line, spinner);
+    }
+
+    fn document(&self, render: &dyn Fn() -> String) {
+        self.inner.document(render);
+    }
+
+    fn take_document(&self) -> Option<String> {
+        self.inner.take_document()
+    }
+
+    fn workflow_command(&self, line: &str) {
+        self.print(self.group.close());
+        self.inner.workflow_command(line);
+    }
+
+    fn finish(&self) {
+        self.print(self.group.close());
+        self.inner.finish();
+    }
+
+    fn captured(&self) -> Vec<String> {
+        self.inner.captured()
+    }
+
+    #[cfg(test)]
+    fn live_bar(&self) -> Option<indicatif::ProgressBar> {
+        self.inner.live_bar()
     }
 }
 
