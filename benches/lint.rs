@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use everruns_admin::companion::lint::{Judged, MigrationSource, lint};
+use everruns_admin::seam::{Judged, MigrationSource, lint};
 
 const MIGRATIONS: usize = 200;
 

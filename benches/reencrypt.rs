@@ -116,7 +116,7 @@ fn batch_size() -> u32 {
     std::env::var("EVERRUNS_BENCH_BATCH")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(everruns_admin::companion::reencrypt::DEFAULT_BATCH_SIZE)
+        .unwrap_or(everruns_admin::seam::DEFAULT_BATCH_SIZE)
 }
 
 fn report(what: &str, rows: usize, took: Duration) {

@@ -8,7 +8,8 @@
 //! modules at the top are what both use.
 //!
 //! The launcher and the AWS SDKs are behind the default feature `launcher`, so the
-//! admin image builds the companion without them.
+//! admin image builds the companion without them. Outside the crate, each binary sees
+//! its entry point; the tests and benchmarks see [`seam`], and nothing else inside.
 
 pub mod completions;
 pub mod contract;
@@ -20,3 +21,4 @@ mod stdio;
 pub mod companion;
 #[cfg(feature = "launcher")]
 pub mod launcher;
+pub mod seam;

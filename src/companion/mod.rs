@@ -4,14 +4,14 @@
 
 pub(crate) mod cancel;
 pub(crate) mod console;
-pub mod database;
-pub mod dispatch;
-pub mod encrypted_columns;
+pub(crate) mod database;
+pub(crate) mod dispatch;
+pub(crate) mod encrypted_columns;
 pub(crate) mod failure;
-pub mod lint;
-pub mod migrations;
+pub(crate) mod lint;
+pub(crate) mod migrations;
 pub(crate) mod probes;
-pub mod reencrypt;
+pub(crate) mod reencrypt;
 pub(crate) mod standby;
 
 use crate::contract::command_line::Cli;

@@ -22,7 +22,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 }
 
 /// Like [`parse`], for limits where zero makes no sense (`--timeout`).
-pub(crate) fn parse_nonzero(text: &str) -> Result<Duration, String> {
+pub fn parse_nonzero(text: &str) -> Result<Duration, String> {
     match parse(text)? {
         d if d.is_zero() => Err("must be longer than zero".to_owned()),
         d => Ok(d),

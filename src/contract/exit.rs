@@ -38,17 +38,17 @@ pub mod companion {
 /// Exit statuses of the launcher, `run-admin-task`, besides the container's own code.
 pub mod launcher {
     /// A command that launches nothing failed (a call, or an answer it cannot use).
-    pub(crate) const FAILURE: u8 = 1;
+    pub const FAILURE: u8 = 1;
     /// Usage or configuration error; nothing was launched.
-    pub(crate) const USAGE: u8 = 2;
+    pub const USAGE: u8 = 2;
     /// `--timeout` reached while following.
-    pub(crate) const TIMEOUT: u8 = 124;
+    pub const TIMEOUT: u8 = 124;
     /// The container ran, but ECS has no exit code for it (a lost host, a Docker
     /// timeout) and no result event said how it ended: it may have done its work, so it
     /// is not "never ran"; read its log before running it again.
-    pub(crate) const RAN_EXIT_UNKNOWN: u8 = 123;
+    pub const RAN_EXIT_UNKNOWN: u8 = 123;
     /// The container never ran (API rejection, RunTask failures, start failure).
-    pub(crate) const NEVER_RAN: u8 = 125;
+    pub const NEVER_RAN: u8 = 125;
     /// Interrupted by the operator (Ctrl-C).
-    pub(crate) const INTERRUPTED: u8 = 130;
+    pub const INTERRUPTED: u8 = 130;
 }

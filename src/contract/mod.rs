@@ -10,6 +10,6 @@ pub mod duration;
 pub mod events;
 pub mod exit;
 pub mod findings;
-pub(crate) mod migration_report;
+pub mod migration_report;
 pub mod result;
 pub mod summary;

@@ -136,7 +136,7 @@ impl Counts {
 
 /// The counts of one encrypted column.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct TableReport {
+pub struct TableReport {
     /// The table.
     pub table: String,
     /// The encrypted column.
@@ -148,7 +148,7 @@ pub(crate) struct TableReport {
 
 /// One value that could not be decrypted: where it is and why, never what it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct UndecryptableValue {
+pub struct UndecryptableValue {
     /// The table.
     pub table: String,
     /// The encrypted column.
@@ -163,7 +163,7 @@ pub(crate) struct UndecryptableValue {
 
 /// What a run did; serialized into the final result event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct ReencryptReport {
+pub struct ReencryptReport {
     /// How it ended.
     pub outcome: Outcome,
     /// Whether writes were skipped (`reencrypted` then means "would be").

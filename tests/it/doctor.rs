@@ -13,8 +13,8 @@ use aws_sdk_secretsmanager::operation::describe_secret::{
 };
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput;
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
-use everruns_admin::launcher::checks::Status;
-use everruns_admin::launcher::checks::aws::{SecretRef, secret};
+use everruns_admin::seam::Status;
+use everruns_admin::seam::{SecretRef, secret};
 use serde_json::Value;
 
 /// The checks the emulator can answer, all of which must pass on it.

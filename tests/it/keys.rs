@@ -18,7 +18,7 @@ use aws_sdk_secretsmanager::operation::put_secret_value::{
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use everruns_admin::envelope;
 use everruns_admin::keyring::Key;
-use everruns_admin::launcher::key_secrets::{Slots, slot_status, write_rotation};
+use everruns_admin::seam::{Slots, slot_status, write_rotation};
 
 const CURRENT: &str = "everruns/encryption-key";
 const PREVIOUS: &str = "everruns/encryption-key-previous";
@@ -280,7 +280,7 @@ async fn rotation_writes_previous_first_then_current() {
         current: CURRENT.into(),
         previous: Some(PREVIOUS.into()),
     };
-    let new_key = everruns_admin::launcher::key_secrets::generate("kek-v3").unwrap();
+    let new_key = everruns_admin::seam::generate("kek-v3").unwrap();
     write_rotation(&client, &slots, KEK_V2, "kek-v2", &new_key, "kek-v3")
         .await
         .unwrap();
@@ -304,7 +304,7 @@ async fn a_failed_second_write_says_nothing_is_lost_and_how_to_finish() {
         current: CURRENT.into(),
         previous: Some(PREVIOUS.into()),
     };
-    let new_key = everruns_admin::launcher::key_secrets::generate("kek-v3").unwrap();
+    let new_key = everruns_admin::seam::generate("kek-v3").unwrap();
     let err = write_rotation(&client, &slots, KEK_V2, "kek-v2", &new_key, "kek-v3")
         .await
         .unwrap_err();

@@ -747,7 +747,7 @@ fn a_second_mutating_job_is_refused_while_one_runs() {
         .args(["-X", "-q", "-d", &db.url, "-c"])
         .arg(format!(
             "SELECT pg_advisory_lock({}); SELECT pg_sleep(30)",
-            everruns_admin::companion::reencrypt::LOCK_KEY
+            everruns_admin::seam::LOCK_KEY
         ))
         .stdout(Stdio::null())
         .spawn()

@@ -13,18 +13,16 @@ use aws_sdk_ecs::operation::stop_task::StopTaskOutput;
 use aws_sdk_ecs::types::{Container, Failure, Task};
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use everruns_admin::contract::events::LogLine;
-use everruns_admin::launcher::clients::Clients;
-use everruns_admin::launcher::config::LaunchConfig;
-use everruns_admin::launcher::flags::{GlobalOptions, OutputFormat};
-use everruns_admin::launcher::identity::Operator;
-use everruns_admin::launcher::job::follow::{
-    Ending, FollowSettings, Followed, LogSource, Target, follow,
-};
-use everruns_admin::launcher::job::launch::{Job, RunTaskPlan, rejected};
-use everruns_admin::launcher::job::outcome::TaskOutcome;
-use everruns_admin::launcher::job::watch::{Poll, PollTiming, TaskWatcher};
-use everruns_admin::launcher::log_follower::{LogFollower, LogTiming, Page, TaskPhase};
-use everruns_admin::launcher::output::Renderer;
+use everruns_admin::seam::Clients;
+use everruns_admin::seam::LaunchConfig;
+use everruns_admin::seam::Operator;
+use everruns_admin::seam::Renderer;
+use everruns_admin::seam::TaskOutcome;
+use everruns_admin::seam::{Ending, FollowSettings, Followed, LogSource, Target, follow};
+use everruns_admin::seam::{GlobalOptions, OutputFormat};
+use everruns_admin::seam::{Job, RunTaskPlan, rejected};
+use everruns_admin::seam::{LogFollower, LogTiming, Page, TaskPhase};
+use everruns_admin::seam::{Poll, PollTiming, TaskWatcher};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -931,8 +929,8 @@ async fn after_one_ctrl_c_the_wait_for_the_container_is_bounded() {
 #[tokio::test(start_paused = true)]
 async fn a_silent_endpoint_ends_in_the_call_timeout_naming_service_endpoint_and_wait() {
     use aws_sdk_ecs::config::{Credentials, SharedCredentialsProvider};
-    use everruns_admin::launcher::clients::shared_config;
-    use everruns_admin::launcher::task_definition::fetch::{Purpose, TaskDefinitionInfo};
+    use everruns_admin::seam::shared_config;
+    use everruns_admin::seam::{Purpose, TaskDefinitionInfo};
 
     let silent = crate::common::emulator::SilentEndpoint::start();
     let mut config = LaunchConfig::resolve(&GlobalOptions::default(), &|_: &str| None).unwrap();
@@ -1191,7 +1189,7 @@ async fn describe_services_failures_name_the_service_or_the_cluster() {
         DescribeServicesError, DescribeServicesOutput,
     };
     use aws_sdk_ecs::types::Service;
-    use everruns_admin::launcher::service::ServiceSettings;
+    use everruns_admin::seam::ServiceSettings;
 
     let missing = mock!(aws_sdk_ecs::Client::describe_services).then_output(|| {
         DescribeServicesOutput::builder()

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::common::{TestDatabase, companion, describe, migrated_database, psql, result_summary};
-use everruns_admin::companion::lint::rules::RULES;
-use everruns_admin::companion::lint::{Judged, MigrationSource, lint};
 use everruns_admin::contract::findings::Severity;
+use everruns_admin::seam::RULES;
+use everruns_admin::seam::{Judged, MigrationSource, lint};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lint-corpus");
 

@@ -31,7 +31,7 @@ fn migration_files() -> Vec<(i64, String, Vec<u8>)> {
 #[test]
 fn embedded_checksums_are_sha384_of_the_files() {
     let files = migration_files();
-    let catalog = everruns_admin::companion::migrations::Catalog::embedded();
+    let catalog = everruns_admin::seam::Catalog::embedded();
     assert_eq!(catalog.migrations().len(), files.len());
     assert!(files.len() >= 3, "several migrations, not one");
     for (m, (version, description, bytes)) in catalog.migrations().iter().zip(&files) {
@@ -390,7 +390,7 @@ fn a_failing_migration_is_rolled_back_and_stays_pending() {
 }
 
 fn lock_key_for(name: &str) -> i64 {
-    everruns_admin::companion::migrations::lock_key(name)
+    everruns_admin::seam::lock_key(name)
 }
 
 #[test]
@@ -551,7 +551,7 @@ fn every_encrypted_column_in_the_schema_is_declared() {
         "SELECT table_name || '.' || column_name FROM information_schema.columns \
          WHERE table_schema = 'public' AND column_name LIKE '%\\_encrypted' ORDER BY 1",
     );
-    let mut declared: Vec<String> = everruns_admin::companion::encrypted_columns::declared()
+    let mut declared: Vec<String> = everruns_admin::seam::declared()
         .iter()
         .map(|c| format!("{}.{}", c.table, c.column))
         .collect();

@@ -11,8 +11,8 @@ use crate::common::aws_calls::{SERVICES, UNSCOPABLE, action_name, aws_calls, rus
 use crate::common::dockerfile::{
     Instruction, cargo_build_bins, copy_parts, json_form, normalize, parse_dockerfile,
 };
-use everruns_admin::launcher::config::{DEFAULT_CONTAINER, DEFAULT_FAMILY};
-use everruns_admin::launcher::config_file::ConfigFile;
+use everruns_admin::seam::ConfigFile;
+use everruns_admin::seam::{DEFAULT_CONTAINER, DEFAULT_FAMILY};
 use serde_json::Value;
 
 const COMPANION: &str = "everruns-admin";
@@ -817,12 +817,11 @@ fn yaml_keys(text: &str, section: &str) -> BTreeSet<String> {
 #[test]
 fn the_github_action_passes_its_inputs_and_exposes_the_launchers_outputs() {
     let action = read("examples/github-action/action.yml");
-    let written: BTreeSet<String> = everruns_admin::launcher::output::github::outputs(
-        &everruns_admin::launcher::job::report::TaskReport::default(),
-    )
-    .lines()
-    .map(|l| l.split_once('=').unwrap().0.to_string())
-    .collect();
+    let written: BTreeSet<String> =
+        everruns_admin::seam::outputs(&everruns_admin::seam::TaskReport::default())
+            .lines()
+            .map(|l| l.split_once('=').unwrap().0.to_string())
+            .collect();
     assert_eq!(yaml_keys(&action, "outputs"), written);
     for output in &written {
         assert!(

@@ -8,7 +8,7 @@ use std::path::Path;
 use clap::{CommandFactory, Parser};
 use everruns_admin::contract::command_line::Cli as CompanionCli;
 use everruns_admin::launcher::Cli as LauncherCli;
-use everruns_admin::launcher::commands::launch_of;
+use everruns_admin::seam::launch_of;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -165,7 +165,7 @@ fn every_flag_the_readme_names_exists() {
     let mut known = BTreeSet::from(["--help".to_string(), "--version".to_string()]);
     long_flags(&LauncherCli::command(), &mut known);
     long_flags(&CompanionCli::command(), &mut known);
-    known.extend(everruns_admin::launcher::job::shards::FLAGS.map(str::to_string));
+    known.extend(everruns_admin::seam::FLAGS.map(str::to_string));
     let demo = std::fs::read_to_string(Path::new(ROOT).join("examples/local/demo.sh")).unwrap();
     for (flag, tool) in OTHER_TOOLS_FLAGS {
         assert!(

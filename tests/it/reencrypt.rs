@@ -749,7 +749,7 @@ fn a_second_reencrypt_waits_a_bounded_time_and_names_the_holder() {
             .await
             .unwrap();
         sqlx::query("SELECT pg_advisory_lock($1)")
-            .bind(everruns_admin::companion::reencrypt::LOCK_KEY)
+            .bind(everruns_admin::seam::LOCK_KEY)
             .execute(&mut holder)
             .await
             .unwrap();
@@ -1012,8 +1012,8 @@ fn four_concurrent_shards_beside_a_writer_leave_every_value_latest_and_on_the_pr
 
 #[test]
 fn the_same_shard_twice_waits_and_an_unsharded_run_excludes_every_shard() {
-    use everruns_admin::companion::reencrypt::LOCK_KEY;
     use everruns_admin::contract::command_line::Shard;
+    use everruns_admin::seam::LOCK_KEY;
     let db = migrated_database();
     seed(&db, 5);
     let run = |args: &[&str]| {

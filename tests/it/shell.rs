@@ -16,14 +16,14 @@ use aws_sdk_ecs::types::{
     TaskDefinition,
 };
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
-use everruns_admin::launcher::clients::Clients;
-use everruns_admin::launcher::commands::shell::{ShellArgs, session};
-use everruns_admin::launcher::config::LaunchConfig;
-use everruns_admin::launcher::context::Context;
-use everruns_admin::launcher::ecs_exec::{ExecTiming, find_plugin};
-use everruns_admin::launcher::flags::{GlobalOptions, OutputFormat};
-use everruns_admin::launcher::identity::Operator;
-use everruns_admin::launcher::output::Renderer;
+use everruns_admin::seam::Clients;
+use everruns_admin::seam::Context;
+use everruns_admin::seam::LaunchConfig;
+use everruns_admin::seam::Operator;
+use everruns_admin::seam::Renderer;
+use everruns_admin::seam::{ExecTiming, find_plugin};
+use everruns_admin::seam::{GlobalOptions, OutputFormat};
+use everruns_admin::seam::{ShellArgs, session};
 use tokio::sync::mpsc;
 
 const TASK: &str = "arn:aws:ecs:eu-west-1:123456789012:task/everruns/0123456789abcdef";
