@@ -7,7 +7,7 @@
 
 use uuid::Uuid;
 
-use super::LOCK_KEY;
+use super::pass::LOCK_KEY;
 use crate::contract::command_line::Shard;
 use crate::contract::summary::{KeyRange, ShardSummary};
 

@@ -9,7 +9,7 @@ use aws_sdk_ecs::config::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::types::{LogDriver, TaskDefinition, TaskDefinitionStatus};
 
-use super::Check;
+use super::check::Check;
 use crate::launcher::aws_errors::{describe_error, error_chain, error_code};
 use crate::launcher::config::CredentialSource;
 use crate::launcher::task_definition::fetch::TaskDefinitionInfo;

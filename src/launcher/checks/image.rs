@@ -3,8 +3,8 @@
 
 use aws_sdk_ecs::types::TaskDefinition;
 
-use super::Check;
 use super::aws::{POLICY, api_fix};
+use super::check::Check;
 use crate::launcher::aws_errors::{describe_error, error_code};
 
 /// An image in ECR, from its URI `ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO[:TAG|@DIGEST]`.

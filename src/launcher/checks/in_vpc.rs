@@ -3,7 +3,7 @@
 //! the database is reachable from the task's subnets, where the schema stands, and
 //! which key ids the task was given.
 
-use super::Check;
+use super::check::Check;
 use crate::contract::result::{CompanionResult, Summary};
 use crate::contract::summary::StatusSummary;
 
@@ -174,7 +174,7 @@ fn keys(summary: &StatusSummary) -> Check {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Status;
+    use super::super::check::Status;
     use super::*;
     use crate::contract::events::Event;
     use crate::contract::summary::{DatabaseProbe, KeysProbe, SchemaProbe};

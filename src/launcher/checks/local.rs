@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 
 use aws_sdk_ecs::types::TaskDefinition;
 
-use super::Check;
+use super::check::Check;
 use crate::launcher::config::LaunchConfig;
 use crate::launcher::ecs_exec;
 

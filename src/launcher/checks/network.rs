@@ -3,8 +3,8 @@
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 
-use super::Check;
 use super::aws::{POLICY, api_fix};
+use super::check::Check;
 use crate::launcher::aws_errors::{describe_error, error_code};
 use crate::launcher::config::Origin;
 
