@@ -11,9 +11,9 @@ pub use crate::companion::reencrypt::{DEFAULT_BATCH_SIZE, LOCK_KEY};
 
 #[cfg(feature = "launcher")]
 pub use crate::launcher::{
+    aws_api::clients::{Clients, shared_config},
     checks::Status,
     checks::aws::{SecretRef, secret},
-    clients::{Clients, shared_config},
     commands::launch_of,
     commands::shell::{ShellArgs, session},
     config::{DEFAULT_CONTAINER, DEFAULT_FAMILY, LaunchConfig},

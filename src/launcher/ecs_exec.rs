@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use crate::launcher::aws_errors::{describe_error, error_code, is_transient};
+use crate::launcher::aws_api::aws_errors::{describe_error, error_code, is_transient};
 use crate::launcher::error::LauncherError;
 use crate::launcher::flags::EnvLookup;
 use crate::launcher::output::Renderer;

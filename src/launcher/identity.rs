@@ -5,8 +5,8 @@
 
 use anyhow::anyhow;
 
-use crate::launcher::aws_errors::launch_error;
-use crate::launcher::clients::Clients;
+use crate::launcher::aws_api::aws_errors::launch_error;
+use crate::launcher::aws_api::clients::Clients;
 use crate::launcher::config::LaunchConfig;
 use crate::launcher::error::LauncherError;
 use crate::launcher::flags::EnvLookup;

@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::contract::result::{CompanionResult, Summary};
 use crate::keyring::{KEY_LEN, Key, PREVIOUS_VAR, PRIMARY_VAR, is_valid_id, split_keys};
-use crate::launcher::aws_errors::describe_error;
+use crate::launcher::aws_api::aws_errors::describe_error;
 use crate::launcher::error::LauncherError;
 
 /// What `keys retire` writes into the previous slot: one space, which the companion

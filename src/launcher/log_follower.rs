@@ -23,8 +23,8 @@ use tokio::time::Instant;
 
 use crate::contract::events::LogLine;
 use crate::contract::result::CompanionResult;
-use crate::launcher::api_budget::ApiBudget;
-use crate::launcher::aws_errors::{describe_error, is_transient};
+use crate::launcher::aws_api::api_budget::ApiBudget;
+use crate::launcher::aws_api::aws_errors::{describe_error, is_transient};
 use crate::launcher::error::LauncherError;
 
 /// Where a task's container logs, as an operator needs it.

@@ -9,8 +9,8 @@ use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 
 use crate::contract::result::CompanionResult;
-use crate::launcher::aws_errors::describe_error;
-use crate::launcher::clients::Clients;
+use crate::launcher::aws_api::aws_errors::describe_error;
+use crate::launcher::aws_api::clients::Clients;
 use crate::launcher::config::LaunchConfig;
 use crate::launcher::error::LauncherError;
 use crate::launcher::log_follower::{LogFollower, LogTarget, LogTiming};

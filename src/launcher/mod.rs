@@ -6,11 +6,9 @@
 //! subject modules here: [`job`] (launch and follow a task), [`log_follower`],
 //! [`output`], [`service`], [`task_def`], [`checks`] (doctor), [`key_secrets`], [`ecs_exec`].
 
-pub(crate) mod api_budget;
-pub(crate) mod aws_errors;
+pub(crate) mod aws_api;
 pub(crate) mod capacity;
 pub(crate) mod checks;
-pub(crate) mod clients;
 pub(crate) mod commands;
 pub(crate) mod config;
 pub(crate) mod config_file;

@@ -6,9 +6,9 @@
 use anyhow::anyhow;
 use aws_sdk_ecs::types::{AssignPublicIp, Service};
 
-use crate::launcher::aws_errors::{cluster_not_found, launch_error};
+use crate::launcher::aws_api::aws_errors::{cluster_not_found, launch_error};
+use crate::launcher::aws_api::clients::Clients;
 use crate::launcher::capacity::{Capacity, CapacityShare};
-use crate::launcher::clients::Clients;
 use crate::launcher::config::{LaunchConfig, Origin};
 use crate::launcher::error::LauncherError;
 

@@ -10,7 +10,7 @@ use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::types::{LogDriver, TaskDefinition, TaskDefinitionStatus};
 
 use super::check::Check;
-use crate::launcher::aws_errors::{describe_error, error_chain, error_code};
+use crate::launcher::aws_api::aws_errors::{describe_error, error_chain, error_code};
 use crate::launcher::config::CredentialSource;
 use crate::launcher::task_definition::fetch::TaskDefinitionInfo;
 

@@ -5,7 +5,7 @@ use aws_sdk_ecs::types::TaskDefinition;
 
 use super::aws::{POLICY, api_fix};
 use super::check::Check;
-use crate::launcher::aws_errors::{describe_error, error_code};
+use crate::launcher::aws_api::aws_errors::{describe_error, error_code};
 
 /// An image in ECR, from its URI `ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO[:TAG|@DIGEST]`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use aws_sdk_ec2::error::ProvideErrorMetadata;
 
 use super::aws::{POLICY, api_fix};
 use super::check::Check;
-use crate::launcher::aws_errors::{describe_error, error_code};
+use crate::launcher::aws_api::aws_errors::{describe_error, error_code};
 use crate::launcher::config::Origin;
 
 /// The subnets exist (DescribeSubnets); returns the check and the subnets' VPCs, which

@@ -15,12 +15,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::contract::exit::launcher;
+use crate::launcher::aws_api::clients::{Clients, shared_config};
 use crate::launcher::checks::in_vpc::{self, COMPANION_COMMAND, StatusRun};
 use crate::launcher::checks::local::{self, ONLY_FOR_SHELL};
 use crate::launcher::checks::{
     Check, DoctorReport, Status, aws, elapsed_ms, image, network, timed,
 };
-use crate::launcher::clients::{Clients, shared_config};
 use crate::launcher::config::Origin;
 use crate::launcher::context::Context;
 use crate::launcher::error::LauncherError;

@@ -10,8 +10,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::contract::result::CompanionResult;
-use crate::launcher::aws_errors::call_error;
-use crate::launcher::clients::Clients;
+use crate::launcher::aws_api::aws_errors::call_error;
+use crate::launcher::aws_api::clients::Clients;
 use crate::launcher::context::Context;
 use crate::launcher::error::LauncherError;
 use crate::launcher::flags::OutputFormat;

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, watch};
 use crate::contract::events::LogLine;
 use crate::contract::exit::launcher;
 use crate::contract::result::CompanionResult;
-use crate::launcher::clients::Clients;
+use crate::launcher::aws_api::clients::Clients;
 use crate::launcher::context::Context;
 use crate::launcher::error::LauncherError;
 use crate::launcher::job::conclude::conclude;

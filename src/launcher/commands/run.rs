@@ -5,7 +5,7 @@ use clap::{Args, Parser};
 use tokio::sync::mpsc;
 
 use crate::contract::command_line::Cli as CompanionCli;
-use crate::launcher::api_budget;
+use crate::launcher::aws_api::api_budget;
 use crate::launcher::config::Origin;
 use crate::launcher::context::Context;
 use crate::launcher::error::LauncherError;

@@ -12,7 +12,7 @@ use std::path::Path;
 use tokio::sync::mpsc;
 
 use crate::contract::exit::launcher;
-use crate::launcher::clients::Clients;
+use crate::launcher::aws_api::clients::Clients;
 use crate::launcher::context::Context;
 use crate::launcher::context::{confirmed, ensure_can_confirm};
 use crate::launcher::ecs_exec::{

@@ -5,7 +5,7 @@ use chrono::SecondsFormat;
 
 use crate::contract::exit::launcher;
 use crate::contract::result::CompanionResult;
-use crate::launcher::clients::Clients;
+use crate::launcher::aws_api::clients::Clients;
 use crate::launcher::context::Context;
 use crate::launcher::error::LauncherError;
 use crate::launcher::flags::OutputFormat;

@@ -1,6 +1,6 @@
 //! `stop TASK [--reason TEXT]`: stop a task, recording who stopped it.
 
-use crate::launcher::clients::Clients;
+use crate::launcher::aws_api::clients::Clients;
 use crate::launcher::context::Context;
 use crate::launcher::error::LauncherError;
 use crate::launcher::job::existing::describe_task;

@@ -4,8 +4,8 @@
 use anyhow::anyhow;
 
 use super::prepare::log_target;
-use crate::launcher::api_budget::Described;
-use crate::launcher::clients::Clients;
+use crate::launcher::aws_api::api_budget::Described;
+use crate::launcher::aws_api::clients::Clients;
 use crate::launcher::error::LauncherError;
 use crate::launcher::log_follower::LogTarget;
 use crate::launcher::log_history;

@@ -15,8 +15,8 @@ use tokio::time::Instant;
 
 use crate::contract::events::{Event, LogLine};
 use crate::contract::result::CompanionResult;
-use crate::launcher::aws_errors::describe_error;
-use crate::launcher::clients::Clients;
+use crate::launcher::aws_api::aws_errors::describe_error;
+use crate::launcher::aws_api::clients::Clients;
 use crate::launcher::error::LauncherError;
 use crate::launcher::job::watch::{Poll, PollTiming, TaskWatcher};
 use crate::launcher::log_follower::{LogFollower, LogTiming, TaskPhase};

@@ -9,7 +9,9 @@ use aws_sdk_ecs::types::{
 };
 use serde_json::{Value, json};
 
-use crate::launcher::aws_errors::{cluster_not_found, describe_error, error_code, launch_error};
+use crate::launcher::aws_api::aws_errors::{
+    cluster_not_found, describe_error, error_code, launch_error,
+};
 use crate::launcher::capacity::Capacity;
 use crate::launcher::config::LaunchConfig;
 use crate::launcher::error::LauncherError;

@@ -5,7 +5,7 @@ use tokio::sync::mpsc;
 
 use super::follow::{FollowSettings, stop_wait};
 use super::launch::{Job, concurrency_refusal, find_running_mutation};
-use crate::launcher::clients::Clients;
+use crate::launcher::aws_api::clients::Clients;
 use crate::launcher::context::{Context, confirmed, ensure_can_confirm};
 use crate::launcher::error::LauncherError;
 use crate::launcher::identity::{caller_account, check_account};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::launcher::api_budget::{ApiBudget, Described, Rates};
+use crate::launcher::aws_api::api_budget::{ApiBudget, Described, Rates};
 use crate::launcher::error::LauncherError;
 use crate::launcher::task::TaskSnapshot;
 

@@ -5,8 +5,8 @@
 use anyhow::anyhow;
 use aws_sdk_ecs::types::LogDriver;
 
-use crate::launcher::aws_errors::{call_error, launch_error};
-use crate::launcher::clients::Clients;
+use crate::launcher::aws_api::aws_errors::{call_error, launch_error};
+use crate::launcher::aws_api::clients::Clients;
 use crate::launcher::error::LauncherError;
 
 /// Where a container's awslogs driver writes.

@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use super::spec::TaskDefSpec;
 use super::template::{RenderError, render_json};
-use crate::launcher::aws_errors::describe_error;
-use crate::launcher::clients::Clients;
+use crate::launcher::aws_api::aws_errors::describe_error;
+use crate::launcher::aws_api::clients::Clients;
 use crate::launcher::error::LauncherError;
 
 /// The admin task definition template, built in.

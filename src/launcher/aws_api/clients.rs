@@ -10,8 +10,8 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ecs::config::interceptors::InterceptorContext;
 use aws_sdk_ecs::config::retry::{ClassifyRetry, RetryAction};
 
-use crate::launcher::api_budget::{ApiBudget, CountCalls, Rates};
-use crate::launcher::aws_errors::{self, CallSettings, is_refused};
+use crate::launcher::aws_api::api_budget::{ApiBudget, CountCalls, Rates};
+use crate::launcher::aws_api::aws_errors::{self, CallSettings, is_refused};
 use crate::launcher::config::{ApiTimeouts, CredentialSource, LaunchConfig};
 use crate::launcher::error::LauncherError;
 

@@ -19,7 +19,7 @@ use aws_sdk_ecs::types::TaskField;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
-use crate::launcher::aws_errors::{describe_error, is_transient};
+use crate::launcher::aws_api::aws_errors::{describe_error, is_transient};
 use crate::launcher::config::DEFAULT_LOG_READS_PER_SECOND;
 use crate::launcher::task::TaskSnapshot;
 
