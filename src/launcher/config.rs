@@ -12,7 +12,7 @@ use anyhow::anyhow;
 
 use crate::launcher::capacity::{Capacity, DEFAULT_LAUNCH_TYPE};
 use crate::launcher::config_file::{FileSettings, StringList, load_file, split_list};
-use crate::launcher::error::LauncherError;
+use crate::launcher::error::{LauncherError, SettingsError};
 use crate::launcher::flags::{EnvLookup, GlobalOptions};
 use crate::launcher::idempotency::Idempotency;
 
@@ -228,7 +228,7 @@ fn log_reads_per_second(
     if rate > 0.0 && rate <= 100.0 {
         Ok(rate)
     } else {
-        Err(LauncherError::Usage(anyhow!(
+        Err(SettingsError::invalid(anyhow!(
             "{named} is not a rate: give GetLogEvents calls a second, more than 0 and at most 100 (default {})",
             DEFAULT_LOG_READS_PER_SECOND
         )))
@@ -257,7 +257,7 @@ impl LaunchConfig {
         let file = match load_file(options, env)? {
             Some((file, path)) => file.settings(env_name.as_deref(), &path)?,
             None if env_name.is_some() => {
-                return Err(LauncherError::Usage(anyhow!(
+                return Err(SettingsError::invalid(anyhow!(
                     "{named_by} names a config environment, but there is no config file to define it: write an [env.{}] table in ~/.config/everruns-admin/config.toml, or name the file with --config / RUN_ADMIN_TASK_CONFIG",
                     env_name.unwrap_or_default()
                 )));
@@ -351,7 +351,7 @@ impl LaunchConfig {
             };
             crate::contract::duration::parse_nonzero(&text)
                 .map(Some)
-                .map_err(|e| LauncherError::Usage(anyhow!("{origin}: {e}")))
+                .map_err(|e| SettingsError::invalid(anyhow!("{origin}: {e}")))
         };
         let defaults = ApiTimeouts::default();
         let api_timeouts = ApiTimeouts {
@@ -505,7 +505,7 @@ impl LaunchConfig {
             start_retries: match (options.start_retries, env("RUN_ADMIN_TASK_START_RETRIES")) {
                 (Some(n), _) => n,
                 (None, Some(text)) => text.trim().parse().map_err(|_| {
-                    LauncherError::Usage(anyhow!(
+                    SettingsError::invalid(anyhow!(
                         "RUN_ADMIN_TASK_START_RETRIES={text:?} is not a number of retries: use 0, 1, 2, ..."
                     ))
                 })?,
@@ -539,7 +539,7 @@ impl LaunchConfig {
     /// inspecting a task does not.
     pub(crate) fn require_subnets(&self) -> Result<&[String], LauncherError> {
         if self.subnets.is_empty() {
-            return Err(LauncherError::Usage(anyhow!(
+            return Err(SettingsError::invalid(anyhow!(
                 "no subnets to launch the task in: pass --subnets subnet-a,subnet-b, set ECS_SUBNETS, set `subnets` in the config file{}, or copy them from the application's service with --from-service NAME / ECS_SERVICE",
                 self.env_name
                     .as_deref()

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::anyhow;
 use serde::Deserialize;
 
-use crate::launcher::error::LauncherError;
+use crate::launcher::error::{LauncherError, SettingsError};
 use crate::launcher::flags::{EnvLookup, GlobalOptions};
 
 /// One environment's settings in the config file (also the file's top level, which
@@ -101,7 +101,7 @@ impl ConfigFile {
     /// Parses a config file's text; `origin` names it in error messages.
     pub fn parse(text: &str, origin: &Path) -> Result<Self, LauncherError> {
         toml::from_str(text).map_err(|e| {
-            LauncherError::Usage(anyhow!(
+            SettingsError::invalid(anyhow!(
                 "config file {} is not valid: {e}",
                 origin.display()
             ))
@@ -120,7 +120,7 @@ impl ConfigFile {
         };
         let Some(table) = self.env.get(name) else {
             let known: Vec<&str> = self.env.keys().map(String::as_str).collect();
-            return Err(LauncherError::Usage(anyhow!(
+            return Err(SettingsError::invalid(anyhow!(
                 "environment {name:?} is not defined in {} (defined: {}); add an [env.{name}] table or pick another with --env / EVERRUNS_ENV",
                 origin.display(),
                 if known.is_empty() {
@@ -187,7 +187,7 @@ pub(crate) fn load_file(
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(Some((ConfigFile::parse(&text, &path)?, path))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(None),
-        Err(e) => Err(LauncherError::Usage(anyhow!(
+        Err(e) => Err(SettingsError::invalid(anyhow!(
             "cannot read config file {}: {e} (set by --config or RUN_ADMIN_TASK_CONFIG)",
             path.display()
         ))),

@@ -6,7 +6,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::anyhow;
 use tokio::sync::mpsc;
 
-use crate::launcher::error::LauncherError;
+use crate::launcher::error::{LauncherError, SettingsError};
 
 /// What the guard decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,12 +42,12 @@ pub async fn confirm(
     tokio::select! {
         answer = answer => {
             let answer = answer
-                .map_err(|e| LauncherError::Usage(anyhow!("cannot ask for confirmation: {e}")))?
-                .map_err(|e| LauncherError::Usage(anyhow!("cannot read the answer: {e}")))?;
+                .map_err(|e| SettingsError::invalid(anyhow!("cannot ask for confirmation: {e}")))?
+                .map_err(|e| SettingsError::invalid(anyhow!("cannot read the answer: {e}")))?;
             if is_yes(&answer) {
                 Ok(Decision::Proceed)
             } else {
-                Err(LauncherError::Refused(anyhow!("not confirmed; nothing was launched")))
+                Err(SettingsError::not_confirmed(anyhow!("not confirmed; nothing was launched")))
             }
         }
         Some(()) = interrupts.recv() => Ok(Decision::Interrupted),
@@ -65,7 +65,7 @@ pub(crate) fn ensure_can_ask(
 ) -> Result<(), LauncherError> {
     if required && !yes && (!std::io::stdin().is_terminal() || !std::io::stderr().is_terminal()) {
         let env = env_name.unwrap_or("this environment");
-        return Err(LauncherError::Usage(anyhow!(
+        return Err(SettingsError::invalid(anyhow!(
             "{env} requires confirmation (confirm = true) and there is no terminal to ask on; pass --yes to run `{what}` on cluster {cluster}"
         )));
     }

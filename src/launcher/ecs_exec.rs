@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 use crate::launcher::aws_api::aws_errors::{describe_error, error_code, is_transient};
-use crate::launcher::error::LauncherError;
+use crate::launcher::error::{ExecError, LauncherError};
 use crate::launcher::flags::EnvLookup;
 use crate::launcher::output::Renderer;
 use crate::launcher::task::{TaskSnapshot, task_id};
@@ -47,7 +47,7 @@ pub fn find_plugin(path: Option<&OsStr>) -> Result<PathBuf, LauncherError> {
         .flat_map(std::env::split_paths)
         .map(|dir| dir.join(PLUGIN))
         .find(|candidate| is_executable(candidate))
-        .ok_or_else(|| LauncherError::Usage(anyhow!(INSTALL_HINT)))
+        .ok_or_else(|| ExecError::unavailable(anyhow!(INSTALL_HINT)))
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -66,7 +66,7 @@ pub(crate) fn check_task_definition(
         .task_definition_arn()
         .unwrap_or("the task definition");
     if definition.task_role_arn().is_none_or(str::is_empty) {
-        return Err(LauncherError::Usage(anyhow!(
+        return Err(ExecError::unavailable(anyhow!(
             "task definition {arn} has no task role (taskRoleArn): ECS Exec needs one that allows \
              ssmmessages:CreateControlChannel, CreateDataChannel, OpenControlChannel and \
              OpenDataChannel (see task-definitions/iam/task-role-policy.json); register a \
@@ -111,7 +111,7 @@ pub(crate) fn readiness(task: &Task, container: &str) -> Result<Readiness, Launc
         return Ok(Readiness::Stopped);
     }
     if !task.enable_execute_command() {
-        return Err(LauncherError::Usage(anyhow!(
+        return Err(ExecError::unavailable(anyhow!(
             "task {id} was started without ECS Exec (enableExecuteCommand); start a shell task \
              with `run-admin-task shell` instead"
         )));
@@ -144,7 +144,7 @@ pub(crate) fn readiness(task: &Task, container: &str) -> Result<Readiness, Launc
         Some("RUNNING") => Ok(Readiness::Ready {
             runtime_id: runtime_id.to_string(),
         }),
-        Some("STOPPED") => Err(LauncherError::NeverRan(anyhow!(
+        Some("STOPPED") => Err(ExecError::no_session(anyhow!(
             "the {EXEC_AGENT} of task {id} stopped{}: check that the task role allows the \
                  ssmmessages actions and that the subnets reach ssmmessages (NAT gateway or VPC \
                  endpoint)",
@@ -240,14 +240,14 @@ pub(crate) async fn wait_until_ready(
                 ));
             }
             Err(e) => {
-                return Err(LauncherError::NeverRan(anyhow!(
+                return Err(ExecError::no_session(anyhow!(
                     "{}; check credentials",
                     describe_error("DescribeTasks", &e)
                 )));
             }
         }
         if Instant::now() >= deadline {
-            return Err(LauncherError::TimedOut(anyhow!(
+            return Err(ExecError::timed_out(anyhow!(
                 "task {} could not take a session within {}: {shown}",
                 task_id(task),
                 humantime::format_duration(timing.ready_limit)
@@ -332,11 +332,11 @@ pub async fn execute_command(
                 }
                 _ => "check credentials, region and that the task still runs",
             };
-            LauncherError::NeverRan(anyhow!("{}; {hint}", describe_error("ExecuteCommand", &e)),
+            ExecError::no_session(anyhow!("{}; {hint}", describe_error("ExecuteCommand", &e)),
             )
         })?;
     let session = reply.session().ok_or_else(|| {
-        LauncherError::NeverRan(anyhow!("ExecuteCommand returned no session; try again"))
+        ExecError::no_session(anyhow!("ExecuteCommand returned no session; try again"))
     })?;
     match (
         session.session_id(),
@@ -344,7 +344,7 @@ pub async fn execute_command(
         session.token_value(),
     ) {
         (Some(id), Some(url), Some(token)) => Ok(ExecSession::new(id, url, token)),
-        _ => Err(LauncherError::NeverRan(anyhow!(
+        _ => Err(ExecError::no_session(anyhow!(
             "ExecuteCommand returned an incomplete session; try again"
         ))),
     }
@@ -452,12 +452,12 @@ pub(crate) async fn run_plugin(
     argv: &[Zeroizing<String>],
 ) -> Result<ExitStatus, LauncherError> {
     let _passing = PassSignalsOn::install()
-        .map_err(|e| LauncherError::Local(anyhow!("cannot set up signal handling: {e}")))?;
+        .map_err(|e| ExecError::local(anyhow!("cannot set up signal handling: {e}")))?;
     tokio::process::Command::new(plugin)
         .args(argv.iter().map(|a| a.as_str()))
         .status()
         .await
-        .map_err(|e| LauncherError::Local(anyhow!("cannot run {}: {e}", plugin.display())))
+        .map_err(|e| ExecError::local(anyhow!("cannot run {}: {e}", plugin.display())))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use anyhow::anyhow;
 
-use crate::launcher::error::LauncherError;
+use crate::launcher::error::{LauncherError, SettingsError};
 use crate::launcher::flags::EnvLookup;
 
 /// Where RunTask's clientToken comes from: it decides whether a rerun starts a second
@@ -34,7 +34,7 @@ impl Idempotency {
             // so the key keeps to what a tag value may hold.
             let tag_safe = |c: char| c.is_ascii_alphanumeric() || "+-=._:/@".contains(c);
             if key.is_empty() || key.len() > 64 || !key.chars().all(tag_safe) {
-                return Err(LauncherError::Usage(anyhow!(
+                return Err(SettingsError::invalid(anyhow!(
                     "--idempotency-key {key:?}: use 1 to 64 letters, digits and + - = . _ : / @ (it becomes RunTask's clientToken and a tag)"
                 )));
             }

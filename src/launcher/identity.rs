@@ -8,7 +8,7 @@ use anyhow::anyhow;
 use crate::launcher::aws_api::aws_errors::launch_error;
 use crate::launcher::aws_api::clients::Clients;
 use crate::launcher::config::LaunchConfig;
-use crate::launcher::error::LauncherError;
+use crate::launcher::error::{CallError, LauncherError, SettingsError};
 use crate::launcher::flags::EnvLookup;
 
 /// The AWS account the credentials belong to: STS GetCallerIdentity, which every
@@ -23,14 +23,14 @@ pub(crate) async fn caller_account(clients: &Clients) -> Result<String, Launcher
     reply
         .account()
         .map(str::to_string)
-        .ok_or_else(|| LauncherError::Failed(anyhow!("GetCallerIdentity named no account")))
+        .ok_or_else(|| CallError::inspecting(anyhow!("GetCallerIdentity named no account")))
 }
 
 /// Refuses (exit 2) credentials of another account than the config environment pins
 /// with `account_id`.
 pub(crate) fn check_account(config: &LaunchConfig, account: &str) -> Result<(), LauncherError> {
     match &config.account_id {
-        Some(pinned) if pinned != account => Err(LauncherError::Usage(anyhow!(
+        Some(pinned) if pinned != account => Err(SettingsError::invalid(anyhow!(
             "refusing to launch: the credentials ({}) are for account {account}, but {} pins account_id {pinned}; use that account's credentials (--profile NAME, or `profile` in the environment's table)",
             config.credentials,
             config

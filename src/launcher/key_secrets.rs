@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 use crate::contract::result::{CompanionResult, Summary};
 use crate::keyring::{KEY_LEN, Key, PREVIOUS_VAR, PRIMARY_VAR, is_valid_id, split_keys};
 use crate::launcher::aws_api::aws_errors::describe_error;
-use crate::launcher::error::LauncherError;
+use crate::launcher::error::{KeysError, LauncherError};
 
 /// What `keys retire` writes into the previous slot: one space, which the companion
 /// reads as "no previous keys" (Secrets Manager does not store an empty string).
@@ -37,7 +37,7 @@ impl Slots {
     /// The previous slot, or the error saying how to name one.
     pub(crate) fn require_previous(&self) -> Result<&str, LauncherError> {
         self.previous.as_deref().ok_or_else(|| {
-            LauncherError::Usage(anyhow!(
+            KeysError::invalid(anyhow!(
                 "no secret for the previous keys: add {PREVIOUS_VAR} to the task definition's \
                  secrets, pass --previous-secret, or set `previous_secret` in the config file"
             ))
@@ -71,7 +71,7 @@ pub(crate) fn resolve_slots(
     let current = match current {
         Some(id) => id.to_string(),
         None => from_definition(PRIMARY_VAR)?.ok_or_else(|| {
-            LauncherError::Usage(anyhow!(
+            KeysError::invalid(anyhow!(
                 "no secret for the current key: the task definition's container {container} has \
                  no {PRIMARY_VAR} secret; pass --current-secret or set `current_secret` in the \
                  config file"
@@ -93,7 +93,7 @@ pub(crate) fn secret_id_from_value_from(
     variable: &str,
 ) -> Result<String, LauncherError> {
     let unsupported = |what: &str| {
-        LauncherError::Usage(anyhow!(
+        KeysError::invalid(anyhow!(
             "{variable} comes from {what} ({value_from}); `keys` handles whole Secrets Manager \
              secrets only: pass --current-secret / --previous-secret"
         ))
@@ -137,7 +137,7 @@ pub fn generate(id: &str) -> Result<Zeroizing<String>, LauncherError> {
     check_id(id)?;
     let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
     getrandom::fill(bytes.as_mut())
-        .map_err(|e| LauncherError::Local(anyhow!("no randomness from the system: {e}")))?;
+        .map_err(|e| KeysError::local(anyhow!("no randomness from the system: {e}")))?;
     Ok(Zeroizing::new(format!(
         "{id}:{}",
         STANDARD.encode(bytes.as_ref())
@@ -149,7 +149,7 @@ pub(crate) fn check_id(id: &str) -> Result<(), LauncherError> {
     if is_valid_id(id) {
         Ok(())
     } else {
-        Err(LauncherError::Usage(anyhow!(
+        Err(KeysError::invalid(anyhow!(
             "key id {id:?} is not valid: use 1 to 64 characters of A-Z a-z 0-9 . _ -, e.g. kek-v3"
         )))
     }
@@ -166,7 +166,7 @@ pub(crate) fn next_id(current: &str) -> Result<String, LauncherError> {
         .ok()
         .and_then(|n| n.checked_add(1))
         .ok_or_else(|| {
-            LauncherError::Usage(anyhow!(
+            KeysError::invalid(anyhow!(
                 "the current key id {current:?} does not end in a version number, so the next \
                  id cannot be proposed: pass --id (e.g. --id kek-v2)"
             ))
@@ -229,9 +229,8 @@ pub(crate) fn check_safe(
     previous_ids: &[String],
     what: &str,
 ) -> Result<(), LauncherError> {
-    let refuse = |why: String| {
-        LauncherError::Refused(anyhow!("refusing to {what}: {why}; nothing was changed"))
-    };
+    let refuse =
+        |why: String| KeysError::refused(anyhow!("refusing to {what}: {why}; nothing was changed"));
     if findings.exit_code == crate::contract::exit::companion::UNDECRYPTABLE {
         return Err(refuse(format!(
             "`reencrypt --dry-run` found {} value(s) it cannot decrypt (exit 5); they may need \
@@ -321,7 +320,7 @@ pub(crate) async fn read_value(
         .send()
         .await
         .map_err(|e| {
-            LauncherError::Failed(anyhow!(
+            KeysError::unreachable(anyhow!(
                 "{} for {secret}; check the secret name, region and \
                  secretsmanager:GetSecretValue permission",
                 describe_error("GetSecretValue", &e)
@@ -343,7 +342,7 @@ pub async fn slot_status(
         .send()
         .await
         .map_err(|e| {
-            LauncherError::Failed(anyhow!(
+            KeysError::unreachable(anyhow!(
                 "{} for {secret}; check the secret name, region and \
                  secretsmanager:DescribeSecret permission",
                 describe_error("DescribeSecret", &e)
@@ -399,13 +398,13 @@ pub async fn write_rotation(
 ) -> Result<(), LauncherError> {
     let previous = slots.require_previous()?;
     put(secrets, previous, current_value).await.map_err(|e| {
-        LauncherError::Failed(anyhow!(
+        KeysError::unreachable(anyhow!(
             "{e} for {previous}; nothing was changed: check the secretsmanager:PutSecretValue \
              permission and try again"
         ))
     })?;
     put(secrets, &slots.current, new_key).await.map_err(|e| {
-        LauncherError::Failed(anyhow!(
+        KeysError::unreachable(anyhow!(
             "{e} for {}: the previous slot {previous} now holds {current_id} and the current \
              slot still holds {current_id}, so no key is lost, but admin tasks refuse to start \
              while both slots hold the same id; run `run-admin-task keys rotate --id {new_id}` \
@@ -421,7 +420,7 @@ pub(crate) async fn write_retirement(
     previous: &str,
 ) -> Result<(), LauncherError> {
     put(secrets, previous, BLANK).await.map_err(|e| {
-        LauncherError::Failed(anyhow!(
+        KeysError::unreachable(anyhow!(
             "{e} for {previous}; nothing was changed: check the secretsmanager:PutSecretValue \
              permission and try again"
         ))

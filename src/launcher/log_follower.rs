@@ -25,7 +25,7 @@ use crate::contract::events::LogLine;
 use crate::contract::result::CompanionResult;
 use crate::launcher::aws_api::api_budget::ApiBudget;
 use crate::launcher::aws_api::aws_errors::{describe_error, is_transient};
-use crate::launcher::error::LauncherError;
+use crate::launcher::error::{LaunchError, LauncherError};
 
 /// Where a task's container logs, as an operator needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,7 +198,7 @@ impl LogFollower {
                 if is_transient(&e) {
                     return Ok(Page::Unavailable(describe_error("GetLogEvents", &e)));
                 }
-                return Err(LauncherError::Failed(anyhow!(
+                return Err(LaunchError::unfollowable(anyhow!(
                     "{}; check the role may read log group {} (logs:GetLogEvents)",
                     describe_error("GetLogEvents", &e),
                     self.group

@@ -12,7 +12,7 @@ use crate::contract::result::CompanionResult;
 use crate::launcher::aws_api::aws_errors::describe_error;
 use crate::launcher::aws_api::clients::Clients;
 use crate::launcher::config::LaunchConfig;
-use crate::launcher::error::LauncherError;
+use crate::launcher::error::{LaunchError, LauncherError};
 use crate::launcher::log_follower::{LogFollower, LogTarget, LogTiming};
 use crate::launcher::task_definition::fetch::{LogLocation, Purpose, TaskDefinitionInfo};
 
@@ -71,7 +71,7 @@ where
     E: aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
 {
-    LauncherError::Failed(anyhow!(
+    LaunchError::unfollowable(anyhow!(
         "{} for log group {group}; check the region and the logs:DescribeLogStreams permission",
         describe_error("DescribeLogStreams", err)
     ))
@@ -79,7 +79,7 @@ where
 
 /// A task neither ECS nor (when it was asked: `group`) the log group knows.
 pub(crate) fn not_found(task: &str, cluster: &str, group: Option<&str>) -> LauncherError {
-    LauncherError::Usage(anyhow!(
+    LaunchError::refused(anyhow!(
         "task {task} was not found on cluster {cluster}{}: check the id, --cluster and --region (ECS keeps stopped tasks visible for about an hour{})",
         group
             .map(|g| format!(" nor in log group {g}"))

@@ -10,7 +10,7 @@ use crate::launcher::aws_api::aws_errors::{cluster_not_found, launch_error};
 use crate::launcher::aws_api::clients::Clients;
 use crate::launcher::capacity::{Capacity, CapacityShare};
 use crate::launcher::config::{LaunchConfig, Origin};
-use crate::launcher::error::LauncherError;
+use crate::launcher::error::{LauncherError, SettingsError};
 
 /// What a launch can copy from a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +55,7 @@ impl ServiceSettings {
             .iter()
             .find(|s| s.status() != Some("INACTIVE"))
             .ok_or_else(|| {
-                LauncherError::Usage(anyhow!(
+                SettingsError::invalid(anyhow!(
                     "there is no active ECS service {name:?} in cluster {cluster} (region {}): check --from-service / ECS_SERVICE / `service` (`aws ecs list-services --cluster {cluster}` lists them), or drop it and set --subnets and --security-groups",
                     clients.region
                 ))
@@ -71,7 +71,7 @@ impl ServiceSettings {
             .and_then(|n| n.awsvpc_configuration())
             .filter(|vpc| !vpc.subnets().is_empty())
             .ok_or_else(|| {
-                LauncherError::Usage(anyhow!(
+                SettingsError::invalid(anyhow!(
                     "ECS service {name:?} has no awsvpc network configuration to copy (its tasks do not run in awsvpc mode): set --subnets and --security-groups instead of --from-service"
                 ))
             })?;

@@ -10,7 +10,7 @@ use anyhow::anyhow;
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 
 use crate::launcher::config::ApiTimeouts;
-use crate::launcher::error::LauncherError;
+use crate::launcher::error::{CallError, LauncherError};
 
 /// Where calls go and how long they may take, for the message that explains a call that
 /// got no answer. Set by [`shared_config`]; one invocation talks to one endpoint.
@@ -191,7 +191,7 @@ where
         .config()
         .region()
         .map_or_else(|| "(none)".to_string(), |r| r.to_string());
-    Some(LauncherError::NeverRan(anyhow!(
+    Some(CallError::at_launch(anyhow!(
         "there is no ECS cluster {cluster:?} in region {region}: check --cluster / ECS_CLUSTER / `cluster`, and --region / AWS_REGION / `region`"
     )))
 }
@@ -203,7 +203,7 @@ where
     E: ProvideErrorMetadata + StdError + 'static,
     R: std::fmt::Debug + 'static,
 {
-    LauncherError::NeverRan(anyhow!("{}", explain(operation, err)))
+    CallError::at_launch(anyhow!("{}", explain(operation, err)))
 }
 
 /// An API failure of a command that launches nothing (`list`, `keys`): a runtime
@@ -214,7 +214,7 @@ where
     E: ProvideErrorMetadata + StdError + 'static,
     R: std::fmt::Debug + 'static,
 {
-    LauncherError::Failed(anyhow!("{}", explain(operation, err)))
+    CallError::inspecting(anyhow!("{}", explain(operation, err)))
 }
 
 /// What failed and what to check: the endpoint for a call that got no answer or was

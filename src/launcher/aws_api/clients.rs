@@ -13,7 +13,7 @@ use aws_sdk_ecs::config::retry::{ClassifyRetry, RetryAction};
 use crate::launcher::aws_api::api_budget::{ApiBudget, CountCalls, Rates};
 use crate::launcher::aws_api::aws_errors::{self, CallSettings, is_refused};
 use crate::launcher::config::{ApiTimeouts, CredentialSource, LaunchConfig};
-use crate::launcher::error::LauncherError;
+use crate::launcher::error::{LauncherError, SettingsError};
 
 /// Attempts per API call; the SDK's standard retry backs off on throttling itself.
 const MAX_ATTEMPTS: u32 = 5;
@@ -64,7 +64,7 @@ impl Clients {
     /// The clients, with an API budget at `rates`.
     fn paced(shared: &aws_config::SdkConfig, rates: Rates) -> Result<Self, LauncherError> {
         let Some(region) = shared.region().map(|r| r.to_string()) else {
-            return Err(LauncherError::Usage(anyhow!(
+            return Err(SettingsError::invalid(anyhow!(
                 "no AWS region: pass --region, set AWS_REGION, or set `region` in the config file"
             )));
         };

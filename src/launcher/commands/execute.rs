@@ -10,7 +10,7 @@ use super::{Cli, Command, dispatch, launch_of, launches_tasks};
 use crate::contract::exit::launcher;
 use crate::launcher::config::LaunchConfig;
 use crate::launcher::context::Context;
-use crate::launcher::error::LauncherError;
+use crate::launcher::error::{LaunchError, LauncherError, SettingsError};
 use crate::launcher::flags::{self, CiKind, OutputFormat};
 use crate::launcher::identity::Operator;
 use crate::launcher::job::report::TaskReport;
@@ -72,7 +72,7 @@ async fn execute(cli: Cli) -> u8 {
         Err(e) => {
             return fail(
                 output,
-                &LauncherError::Usage(anyhow::anyhow!("{e}")),
+                &SettingsError::invalid(anyhow::anyhow!("{e}")),
                 None,
                 None,
             );
@@ -239,7 +239,7 @@ fn fail(
 fn interrupts() -> Result<(mpsc::UnboundedReceiver<()>, mpsc::UnboundedReceiver<()>), LauncherError>
 {
     let mut signals = Signals::install().map_err(|e| {
-        LauncherError::NeverRan(anyhow::anyhow!("cannot listen for Ctrl-C and SIGTERM: {e}"))
+        LaunchError::never_ran(anyhow::anyhow!("cannot listen for Ctrl-C and SIGTERM: {e}"))
     })?;
     let (command_tx, command_rx) = mpsc::unbounded_channel();
     let (unclaimed_tx, unclaimed_rx) = mpsc::unbounded_channel();

@@ -14,7 +14,7 @@ use crate::contract::exit::launcher;
 use crate::launcher::aws_api::clients::Clients;
 use crate::launcher::context::Context;
 use crate::launcher::context::{confirmed, ensure_can_confirm};
-use crate::launcher::error::LauncherError;
+use crate::launcher::error::{KeysError, LauncherError};
 use crate::launcher::flags::OutputFormat;
 use crate::launcher::job::launch::Job;
 use crate::launcher::job::single::launch_and_follow;
@@ -166,7 +166,7 @@ fn single_id(secret: &str, value: &str) -> Result<String, LauncherError> {
         SlotIds { ids, problems } if ids.len() == 1 && problems.is_empty() => {
             Ok(ids.into_iter().next().unwrap_or_default())
         }
-        SlotIds { ids, problems } => Err(LauncherError::Usage(anyhow!(
+        SlotIds { ids, problems } => Err(KeysError::invalid(anyhow!(
             "secret {secret} must hold exactly one key; it holds {} readable key(s){}{}",
             ids.len(),
             if ids.is_empty() {
@@ -284,13 +284,13 @@ async fn ensure_safe(
     let result = report.as_ref().and_then(|r| r.result.as_ref());
     let Some(findings) = DryRunFindings::from_result(result) else {
         let code = if code == 0 { launcher::NEVER_RAN } else { code };
-        return Err(LauncherError::JobEnded {
+        return Err(LauncherError::Keys(KeysError::CheckEnded {
             code,
             error: anyhow!(
                 "refusing to {what}: `reencrypt --dry-run` gave no result (exit {code}); nothing \
                  was changed"
             ),
-        });
+        }));
     };
     check_safe(&findings, current_id, previous_ids, what)?;
     context
@@ -345,7 +345,7 @@ async fn rotate(
         previous,
     } = read_slots(context, clients, flags).await?;
     if !previous.problems.is_empty() {
-        return Err(LauncherError::Usage(anyhow!(
+        return Err(KeysError::invalid(anyhow!(
             "refusing to rotate: the previous slot {previous_secret} holds keys that cannot be \
              read ({}); fix it first; nothing was changed",
             previous.problems.join("; ")
@@ -359,7 +359,7 @@ async fn rotate(
         None => key_secrets::next_id(&current_id)?,
     };
     if new_id == current_id || previous.ids.contains(&new_id) {
-        return Err(LauncherError::Usage(anyhow!(
+        return Err(KeysError::invalid(anyhow!(
             "key id {new_id} is already in use; values record the id they were wrapped with, so \
              pick a new one with --id"
         )));
@@ -434,7 +434,7 @@ async fn retire(
         return Ok(0);
     }
     if !previous.problems.is_empty() {
-        return Err(LauncherError::Usage(anyhow!(
+        return Err(KeysError::invalid(anyhow!(
             "refusing to retire: the previous slot {previous_secret} holds keys that cannot be \
              read ({}), so it cannot be checked that no value needs them; nothing was changed",
             previous.problems.join("; ")

@@ -11,7 +11,7 @@ use crate::contract::exit::launcher;
 use crate::contract::result::CompanionResult;
 use crate::launcher::aws_api::clients::Clients;
 use crate::launcher::context::Context;
-use crate::launcher::error::LauncherError;
+use crate::launcher::error::{LauncherError, SettingsError};
 use crate::launcher::job::conclude::conclude;
 use crate::launcher::job::existing::{existing_log_target, find_task};
 use crate::launcher::job::follow::{FollowSettings, LogSource, Target, follow, reattach_hint};
@@ -44,7 +44,7 @@ pub async fn exec(
         return remembered(context, &clients, task, follow_logs).await;
     };
     let Some(log) = existing_log_target(&clients, &snapshot, &config.container).await? else {
-        return Err(LauncherError::Usage(anyhow!(
+        return Err(SettingsError::invalid(anyhow!(
             "container {} of task {} does not log to CloudWatch (no awslogs driver); choose another with --container",
             config.container,
             snapshot.id()

@@ -8,7 +8,7 @@ use crate::contract::command_line::Cli as CompanionCli;
 use crate::launcher::aws_api::api_budget;
 use crate::launcher::config::Origin;
 use crate::launcher::context::Context;
-use crate::launcher::error::LauncherError;
+use crate::launcher::error::{LauncherError, SettingsError};
 use crate::launcher::flags::GlobalOptions;
 use crate::launcher::job::launch::{Job, RunTaskPlan, companion_deadline};
 use crate::launcher::job::report::{ShardedReport, TaskReport};
@@ -94,7 +94,7 @@ fn spot_for(context: &Context, job: &Job) -> Result<(), LauncherError> {
         return Ok(());
     }
     if config.origins.capacity == Origin::Flag("--capacity-provider") {
-        return Err(LauncherError::Usage(anyhow::anyhow!(
+        return Err(SettingsError::invalid(anyhow::anyhow!(
             "--capacity-provider {} for a job that writes: a Spot interruption would stop it midway; add --allow-spot if that is what you mean",
             config.capacity.describe()
         )));

@@ -6,7 +6,7 @@ use anyhow::anyhow;
 use super::prepare::log_target;
 use crate::launcher::aws_api::api_budget::Described;
 use crate::launcher::aws_api::clients::Clients;
-use crate::launcher::error::LauncherError;
+use crate::launcher::error::{LaunchError, LauncherError};
 use crate::launcher::log_follower::LogTarget;
 use crate::launcher::log_history;
 use crate::launcher::task::TaskSnapshot;
@@ -42,13 +42,13 @@ pub(crate) async fn find_task(
         Described::Failed {
             transient: true,
             message,
-        } => Err(LauncherError::Failed(anyhow!(
+        } => Err(LaunchError::unfollowable(anyhow!(
             "{message}; check the endpoint and network, then try again"
         ))),
         Described::Failed {
             transient: false,
             message,
-        } => Err(LauncherError::Failed(anyhow!(
+        } => Err(LaunchError::unfollowable(anyhow!(
             "{message}; check the credentials and their ecs:DescribeTasks permission"
         ))),
     }

@@ -17,7 +17,7 @@ use crate::contract::events::{Event, LogLine};
 use crate::contract::result::CompanionResult;
 use crate::launcher::aws_api::aws_errors::describe_error;
 use crate::launcher::aws_api::clients::Clients;
-use crate::launcher::error::LauncherError;
+use crate::launcher::error::{LaunchError, LauncherError};
 use crate::launcher::job::watch::{Poll, PollTiming, TaskWatcher};
 use crate::launcher::log_follower::{LogFollower, LogTiming, TaskPhase};
 use crate::launcher::output::Renderer;
@@ -152,7 +152,7 @@ pub async fn stop_task(
         .send()
         .await
         .map_err(|e| {
-            LauncherError::Failed(anyhow!(
+            LaunchError::unfollowable(anyhow!(
                 "{}; {}",
                 describe_error("StopTask", &e),
                 reattach_hint(task)

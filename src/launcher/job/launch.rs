@@ -14,7 +14,7 @@ use crate::launcher::aws_api::aws_errors::{
 };
 use crate::launcher::capacity::Capacity;
 use crate::launcher::config::LaunchConfig;
-use crate::launcher::error::LauncherError;
+use crate::launcher::error::{LaunchError, LauncherError, SettingsError};
 use crate::launcher::idempotency::Idempotency;
 use crate::launcher::identity::{Operator, STARTED_BY_PREFIX};
 use crate::launcher::job::report::{LaunchFailure, TaskReport};
@@ -219,7 +219,7 @@ impl RunTaskPlan {
                 AssignPublicIp::Disabled
             })
             .build()
-            .map_err(|e| LauncherError::Usage(anyhow!("invalid network configuration: {e}")))?;
+            .map_err(|e| SettingsError::invalid(anyhow!("invalid network configuration: {e}")))?;
         let mut request = ecs
             .run_task()
             .cluster(&self.cluster)
@@ -266,7 +266,7 @@ impl RunTaskPlan {
                             .base(share.base)
                             .build()
                             .map_err(|e| {
-                                LauncherError::Usage(anyhow!("invalid capacity provider: {e}"))
+                                SettingsError::invalid(anyhow!("invalid capacity provider: {e}"))
                             })?,
                     );
                 }
@@ -275,7 +275,7 @@ impl RunTaskPlan {
         };
         let reply = request.send().await.map_err(|e| {
             if error_code(&e) == Some("ConflictException") {
-                return LauncherError::NeverRan(anyhow!(
+                return LaunchError::never_ran(anyhow!(
                         "{}; idempotency key {:?} already started a task with other settings (task definition, network or command): pass another --idempotency-key",
                         describe_error("RunTask", &e),
                         self.client_token
@@ -342,7 +342,7 @@ pub fn rejected(failures: &[LaunchFailure]) -> LauncherError {
             line
         })
         .collect();
-    LauncherError::NeverRan(anyhow!(
+    LaunchError::never_ran(anyhow!(
         "RunTask started no task: {}",
         if listed.is_empty() {
             "no task and no failure returned".to_string()
@@ -445,7 +445,7 @@ pub(crate) async fn find_running_mutation(
             .send()
             .await
             .map_err(|e| {
-                LauncherError::NeverRan(anyhow!(
+                LaunchError::never_ran(anyhow!(
                     "{}; check credentials and region",
                     describe_error("DescribeTasks", &e)
                 ))
@@ -489,7 +489,7 @@ pub(crate) fn concurrency_refusal(running: &TaskSnapshot, cluster: &str) -> Laun
         .unwrap_or_default();
     let what = running.tag(tags::COMMAND).unwrap_or("a mutating command");
     let id = running.id();
-    LauncherError::Usage(anyhow!(
+    SettingsError::invalid(anyhow!(
         "task {id} on cluster {cluster} is still running `{what}` ({}), started by {who}{host}{when}; \
          follow it with `run-admin-task logs {id} --follow`, stop it with `run-admin-task stop {id}`, \
          or pass --allow-concurrent to run anyway",

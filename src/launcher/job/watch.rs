@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::launcher::aws_api::api_budget::{ApiBudget, Described, Rates};
-use crate::launcher::error::LauncherError;
+use crate::launcher::error::{LaunchError, LauncherError};
 use crate::launcher::task::TaskSnapshot;
 
 /// How often to ask, and how long MISSING is tolerated.
@@ -111,7 +111,7 @@ impl TaskWatcher {
                 transient: false,
                 message,
             } => {
-                return Err(LauncherError::Failed(anyhow!(
+                return Err(LaunchError::unfollowable(anyhow!(
                     "{message}; the task may still be running: check credentials, then `run-admin-task status {}`",
                     self.task
                 )));
@@ -131,7 +131,7 @@ impl TaskWatcher {
             self.interval = self.timing.fast;
             return Ok(Poll::NotVisibleYet);
         }
-        Err(LauncherError::NeverRan(anyhow!(
+        Err(LaunchError::never_ran(anyhow!(
             "task {} is not on cluster {} ({reason}); check the id, --cluster and --region",
             self.task,
             self.cluster

@@ -7,7 +7,7 @@ use aws_sdk_ecs::types::LogDriver;
 
 use crate::launcher::aws_api::aws_errors::{call_error, launch_error};
 use crate::launcher::aws_api::clients::Clients;
-use crate::launcher::error::LauncherError;
+use crate::launcher::error::{LauncherError, SettingsError};
 
 /// Where a container's awslogs driver writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +109,7 @@ impl TaskDefinitionInfo {
             .find(|c| c.name == name)
             .ok_or_else(|| {
                 let names: Vec<&str> = self.containers.iter().map(|c| c.name.as_str()).collect();
-                LauncherError::Usage(anyhow!(
+                SettingsError::invalid(anyhow!(
                     "task definition {} has no container {name:?}; its containers are: {}; choose one with --container",
                     self.arn,
                     names.join(", ")
@@ -136,7 +136,7 @@ pub(crate) async fn fetch(
             Purpose::Inspect => call_error("DescribeTaskDefinition", &e),
         })?;
     reply.task_definition.ok_or_else(|| {
-        LauncherError::Usage(anyhow!(
+        SettingsError::invalid(anyhow!(
             "task definition {task_definition} was not returned; check --task-definition"
         ))
     })

@@ -10,7 +10,7 @@ use super::spec::TaskDefSpec;
 use super::template::{RenderError, render_json};
 use crate::launcher::aws_api::aws_errors::describe_error;
 use crate::launcher::aws_api::clients::Clients;
-use crate::launcher::error::LauncherError;
+use crate::launcher::error::{CallError, LauncherError, SettingsError};
 
 /// The admin task definition template, built in.
 pub(crate) const DEFAULT_TEMPLATE: &str = include_str!("../../../task-definitions/admin.json.tmpl");
@@ -37,7 +37,7 @@ pub(crate) fn load_template(path: Option<&PathBuf>) -> Result<(String, String), 
         Some(path) => std::fs::read_to_string(path)
             .map(|text| (text, format!("template {}", path.display())))
             .map_err(|e| {
-                LauncherError::Usage(anyhow!(
+                SettingsError::invalid(anyhow!(
                     "cannot read template {}: {e}; check --template",
                     path.display()
                 ))
@@ -54,7 +54,7 @@ pub fn render(
     container: &str,
 ) -> Result<TaskDefSpec, LauncherError> {
     if let Err(e) = serde_json::from_str::<TaskDefSpec>(text) {
-        return Err(LauncherError::Usage(if e.is_data() {
+        return Err(SettingsError::invalid(if e.is_data() {
             anyhow!(
                 "{origin}: {e}; this tool registers only the fields it supports (family, \
                  roles, networkMode, requiresCompatibilities, cpu, memory, runtimePlatform, and per \
@@ -83,13 +83,13 @@ pub fn render(
             }
             _ => String::new(),
         };
-        LauncherError::Usage(anyhow!("{origin} {e}{hint}"))
+        SettingsError::invalid(anyhow!("{origin} {e}{hint}"))
     })?;
     let spec: TaskDefSpec = serde_json::from_value(rendered)
-        .map_err(|e| LauncherError::Usage(anyhow!("{origin}, once rendered: {e}")))?;
+        .map_err(|e| SettingsError::invalid(anyhow!("{origin}, once rendered: {e}")))?;
     let problems = spec.problems(container);
     if !problems.is_empty() {
-        return Err(LauncherError::Usage(anyhow!(
+        return Err(SettingsError::invalid(anyhow!(
             "the task definition rendered from {origin} would not work:\n  - {}",
             problems.join("\n  - ")
         )));
@@ -101,9 +101,9 @@ pub fn render(
 pub async fn register(clients: &Clients, spec: &TaskDefSpec) -> Result<Registered, LauncherError> {
     let request = spec
         .register_request(&clients.ecs)
-        .map_err(|e| LauncherError::Usage(anyhow!("the task definition is incomplete: {e}")))?;
+        .map_err(|e| SettingsError::invalid(anyhow!("the task definition is incomplete: {e}")))?;
     let reply = request.send().await.map_err(|e| {
-        LauncherError::Failed(anyhow!(
+        CallError::inspecting(anyhow!(
             "{}; nothing was registered: check the values, the credentials and that the \
              operator may ecs:RegisterTaskDefinition and iam:PassRole the two roles \
              (task-definitions/iam/operator-policy.json)",
@@ -111,7 +111,7 @@ pub async fn register(clients: &Clients, spec: &TaskDefSpec) -> Result<Registere
         ))
     })?;
     let def = reply.task_definition().ok_or_else(|| {
-        LauncherError::Failed(anyhow!(
+        CallError::inspecting(anyhow!(
             "RegisterTaskDefinition answered without the task definition; check with `aws ecs \
              list-task-definitions --family-prefix {}`",
             spec.family
