@@ -283,6 +283,12 @@ pub(crate) async fn run_stoppable<E: StopError>(
         stopped: Some(report.clone()),
     };
     let with_report = |stop: &mut Stopped| stop.report = Some(Box::new(report.clone()));
+    // The work failed without saying it was stopped: the stop is what it ended with.
+    let stopped_by = |error: anyhow::Error| {
+        let mut stop = Stopped::new(cause, error);
+        with_report(&mut stop);
+        E::from(stop)
+    };
     match finished {
         // Done before the stop could matter: the work's own answer.
         Ok(Ok((companion::SUCCESS, summary))) => Ok(stopped(companion::SUCCESS, summary)),
@@ -297,34 +303,22 @@ pub(crate) async fn run_stoppable<E: StopError>(
             }
             Ok(stopped(cause.exit_code(), summary))
         }
-        Ok(Err(mut error)) => {
-            if let Some(stop) = error.stop_mut() {
+        Ok(Err(mut error)) => match error.stop_mut() {
+            Some(stop) => {
                 with_report(stop);
-                return Err(error);
+                Err(error)
             }
-            let mut stop = Stopped::new(
-                cause,
-                anyhow!(
-                    "{}: the statement in flight was cancelled and rolled back ({error})",
-                    cause.describe()
-                ),
-            );
-            with_report(&mut stop);
-            Err(stop.into())
-        }
-        Err(_) => {
-            let mut stop = Stopped::new(
-                cause,
-                anyhow!(
-                    "{}: the work did not stop within {} ms of the cancel; its sessions were ended \
-                     on the server (transactions rolled back, locks released)",
-                    cause.describe(),
-                    GRACE.as_millis()
-                ),
-            );
-            with_report(&mut stop);
-            Err(stop.into())
-        }
+            None => Err(stopped_by(anyhow!(
+                "{}: the statement in flight was cancelled and rolled back ({error})",
+                cause.describe()
+            ))),
+        },
+        Err(_) => Err(stopped_by(anyhow!(
+            "{}: the work did not stop within {} ms of the cancel; its sessions were ended \
+             on the server (transactions rolled back, locks released)",
+            cause.describe(),
+            GRACE.as_millis()
+        ))),
     }
 }
 
