@@ -8,10 +8,13 @@ pub use crate::companion::lint::rules::RULES;
 pub use crate::companion::lint::{Judged, MigrationSource, lint};
 pub use crate::companion::migrations::{Catalog, lock_key};
 pub use crate::companion::reencrypt::{DEFAULT_BATCH_SIZE, LOCK_KEY};
+pub use crate::companion::schema::expected::{ExpectedSchema, REGENERATE};
+pub use crate::companion::schema::objects::read as read_schema_objects;
 
 #[cfg(feature = "launcher")]
 pub use crate::launcher::{
     aws_api::clients::{Clients, shared_config},
+    aws_api::policies::{GRANTS, Policy},
     checks::Status,
     checks::aws::{SecretRef, secret},
     commands::launch_of,

@@ -10,9 +10,11 @@ use super::database::DatabaseUrl;
 use super::failure::CompanionError;
 use super::lint;
 use super::lint::sizes::Thresholds;
-use super::migrations::{Catalog, SessionLimits, info, migrate};
-use super::{cancel, probes, reencrypt, standby};
+use super::migrations::{Catalog, MigrateError, SessionLimits, info, migrate};
+use super::{cancel, probes, reencrypt, schema, standby};
 use crate::contract::command_line::{Cli, Command, LargeTableArgs};
+use crate::contract::exit::companion;
+use crate::contract::result::Summary;
 
 fn thresholds(large: &LargeTableArgs) -> Thresholds {
     Thresholds {
@@ -77,6 +79,23 @@ pub async fn execute(cli: Cli) -> u8 {
             }
             .await;
             conclude("migrate-info", result)
+        }
+        Command::Schema(args) => {
+            let result = async {
+                let catalog = catalog(args.source.as_ref())?;
+                if args.diff {
+                    let url = DatabaseUrl::from_env()?;
+                    let work =
+                        async { Ok(info::schema_diff(&catalog, &url, connect_timeout).await?) };
+                    cancel::run_stoppable::<CompanionError>(deadline, work).await
+                } else {
+                    schema::print_expected(catalog.schema(), args.version)
+                        .map_err(|e| MigrateError::Source(anyhow::anyhow!(e)))?;
+                    Ok((companion::SUCCESS, Summary::Bare).into())
+                }
+            }
+            .await;
+            conclude("schema", result)
         }
         Command::Lint(args) => {
             let result = catalog(args.source.as_ref())

@@ -12,6 +12,7 @@ pub(crate) mod lint;
 pub(crate) mod migrations;
 pub(crate) mod probes;
 pub(crate) mod reencrypt;
+pub(crate) mod schema;
 pub(crate) mod standby;
 
 use crate::contract::command_line::Cli;

@@ -97,6 +97,11 @@ pub(crate) enum Command {
     ///
     /// Example (in a pull request): everruns-admin lint --source migrations
     Lint(LintArgs),
+    /// Print the schema the migrations make (one object per line), or with --diff how
+    /// the live database differs from what its applied migrations make; read-only.
+    ///
+    /// Example: everruns-admin schema --diff
+    Schema(SchemaArgs),
     /// Re-encrypt stored secrets under the primary key after a key rotation.
     ///
     /// Example: everruns-admin reencrypt --dry-run --table llm_providers
@@ -190,6 +195,21 @@ pub(crate) struct InfoArgs {
     #[arg(long)]
     pub(crate) ignore_missing: bool,
     /// Read migrations from this folder instead of those built into the binary.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) source: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct SchemaArgs {
+    /// Compare the live database (DATABASE_URL) with what its applied migrations make;
+    /// exit 7 when a difference is not allowed in schema-drift-allow.toml.
+    #[arg(long)]
+    pub(crate) diff: bool,
+    /// Print the schema as of this migration version [default: the newest].
+    #[arg(long, value_name = "VERSION", conflicts_with = "diff")]
+    pub(crate) version: Option<i64>,
+    /// Read migrations, their expected-schema.json and schema-drift-allow.toml from this
+    /// folder instead of those built into the binary.
     #[arg(long, value_name = "DIR")]
     pub(crate) source: Option<PathBuf>,
 }

@@ -284,4 +284,20 @@ pub(crate) struct MigrateInfoSummary {
     pub migrations: Vec<MigrationStatus>,
     /// The linter's findings on the pending migrations.
     pub findings: Vec<Finding>,
+    /// How the live schema differs from what the applied migrations produce; `None`
+    /// when it was not compared (nothing applied, a history that disagrees, no expected
+    /// schema for these migrations).
+    pub schema_differences: Option<Vec<SchemaDifference>>,
+}
+
+/// One object of the live schema that differs from what the applied migrations
+/// produce.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SchemaDifference {
+    /// The object, as `everruns-admin schema` names it (`index llm_providers_tmp_idx`).
+    pub object: String,
+    /// What differs (`nullable in the database, not null in the migrations`).
+    pub difference: String,
+    /// Why it is accepted, from `migrations/schema-drift-allow.toml`; `None`: not accepted.
+    pub allowed: Option<String>,
 }

@@ -185,6 +185,24 @@ fn result_section(result: &CompanionResult) -> String {
             ),
         );
     }
+    if let Summary::MigrateInfo(info) = summary
+        && let Some(differences) = &info.schema_differences
+        && !differences.is_empty()
+    {
+        section(
+            "Schema drift",
+            table(
+                &["Object", "Difference", "Allowed because"],
+                differences.iter().map(|d| {
+                    vec![
+                        d.object.clone(),
+                        d.difference.clone(),
+                        d.allowed.clone().unwrap_or_default(),
+                    ]
+                }),
+            ),
+        );
+    }
     if let Summary::Migrate(MigrateSummary {
         failed: Some(failed),
         ..

@@ -20,6 +20,8 @@ pub struct Ready {
     pub service: ServiceReady,
     /// A security group of another VPC than the subnets'.
     pub foreign_security_group: String,
+    /// The admin image as a tag of the emulated ECR repository (`REGISTRY/everruns-admin:v1`).
+    pub ecr_image: String,
 }
 
 /// The emulator's ECS service (`everruns-api`), for `--from-service`.
@@ -88,7 +90,9 @@ impl Emulator {
             .args(["--database-url", secrets.database_url])
             .args(["--encryption-key", secrets.key])
             .arg("--request-counts")
-            .arg(counts.path().join("counts.json"));
+            .arg(counts.path().join("counts.json"))
+            .arg("--authorization-log")
+            .arg(counts.path().join("authorization.jsonl"));
         if let Some(previous) = secrets.previous {
             cmd.args(["--encryption-key-previous", previous]);
         }
@@ -120,6 +124,97 @@ impl Emulator {
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default()
+    }
+
+    /// The IAM request contexts of the calls served so far (see `iam`), in order.
+    pub fn authorizations(&self) -> Vec<super::iam::Request> {
+        std::fs::read_to_string(self.counts.path().join("authorization.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            .collect()
+    }
+
+    /// The full ARNs of the emulator's three secrets (database URL, key, previous key),
+    /// as a task definition names them.
+    pub fn secret_arns(&self) -> Vec<String> {
+        self.as_harness(|sdk| async move {
+            let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+            let mut arns = Vec::new();
+            for name in [
+                "everruns/database-url",
+                "everruns/encryption-key",
+                "everruns/encryption-key-previous",
+            ] {
+                let described = secrets
+                    .describe_secret()
+                    .secret_id(name)
+                    .send()
+                    .await
+                    .unwrap();
+                arns.push(described.arn().unwrap().to_owned());
+            }
+            arns
+        })
+    }
+
+    /// Runs `calls` with an SDK configuration of the tests' own ([`HARNESS`]) for this
+    /// emulator.
+    pub fn as_harness<F, T>(&self, calls: impl FnOnce(aws_config::SdkConfig) -> F) -> T
+    where
+        F: std::future::Future<Output = T>,
+    {
+        use aws_sdk_ecs::config::{
+            BehaviorVersion, Credentials, Region, SharedCredentialsProvider,
+        };
+        let config = aws_config::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(self.ready.region.clone()))
+            .endpoint_url(&self.ready.endpoint)
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                HARNESS, "testing", None, None, "tests",
+            )))
+            .build();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(calls(config))
+    }
+
+    /// Starts a task as the application's deployment would: the generic family, idling,
+    /// `startedBy` an ECS service, none of the launcher's tags. Returns its ARN.
+    pub fn run_application_task(&self) -> String {
+        use aws_sdk_ecs::types::{
+            AwsVpcConfiguration, ContainerOverride, LaunchType, NetworkConfiguration, TaskOverride,
+        };
+        let network = AwsVpcConfiguration::builder()
+            .set_subnets(Some(self.ready.subnets.clone()))
+            .security_groups(&self.ready.security_group)
+            .build()
+            .unwrap();
+        let idle = ContainerOverride::builder()
+            .name("admin")
+            .set_command(Some(vec!["sleep".into(), "60".into()]))
+            .build();
+        self.as_harness(|sdk| async move {
+            let reply = aws_sdk_ecs::Client::new(&sdk)
+                .run_task()
+                .cluster("everruns")
+                .task_definition("everruns-admin-generic")
+                .launch_type(LaunchType::Fargate)
+                .started_by("ecs-svc/4728193047152")
+                .network_configuration(
+                    NetworkConfiguration::builder()
+                        .awsvpc_configuration(network)
+                        .build(),
+                )
+                .overrides(TaskOverride::builder().container_overrides(idle).build())
+                .send()
+                .await
+                .unwrap();
+            reply.tasks()[0].task_arn().unwrap().to_owned()
+        })
     }
 
     /// Where task `task_arn` runs, asked of the emulator the way an operator would ask
@@ -163,6 +258,10 @@ print(json.dumps({"subnet": details["subnetId"], "security_groups": [g["GroupId"
         cmd
     }
 }
+
+/// The access key id the tests' own calls to the emulator sign with, so that the
+/// authorization log can tell them from the launcher's (`testing`).
+pub const HARNESS: &str = "test-harness";
 
 /// The launcher binary pointed at `endpoint` in `region`, with fake credentials and
 /// nothing else from this process's environment.

@@ -10,6 +10,7 @@
 pub mod aws_calls;
 pub mod dockerfile;
 pub mod emulator;
+pub mod iam;
 pub mod rust_source;
 
 use std::io::{BufRead, BufReader};

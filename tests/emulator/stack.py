@@ -53,6 +53,8 @@ from moto.logs import models as logs_models  # noqa: E402
 from moto.logs.exceptions import ResourceNotFoundException as LogsNotFound  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
+import authorization  # noqa: E402  (beside this file)
+
 LOG = logging.getLogger("emulator")
 
 ADMIN_IMAGE = "everruns-admin:local"
@@ -916,6 +918,44 @@ class Agent:
             self.stop_task(t, reason)
             return ActionResult({"task": t.render()})
 
+    def api_execute_command(self, resp: EC2ContainerServiceResponse) -> ActionResult:
+        """Opens no session: answers as ECS does for a task started with
+        enableExecuteCommand whose agent runs, so that a stand-in plugin can be handed
+        the session; refuses as ECS does otherwise."""
+        backend = resp.ecs_backend
+        cluster = backend._get_cluster(resp._get_param("cluster", "default"))
+        ref = resp._get_param("task") or ""
+        name = resp._get_param("container")
+        with self.lock:
+            t = self.find(cluster.name, ref)
+            if t is None:
+                raise InvalidParameterException("The specified task was not found.")
+            if not t.enable_exec or t.last_status != "RUNNING":
+                raise InvalidParameterException(
+                    "The execute command failed because execute command was not enabled when the task was run "
+                    "or the execute command agent isn't running.")
+            c = t.container(name) if name else t.containers[0]
+            if c is None:
+                raise InvalidParameterException(f"The container {name} was not found.")
+            session = uuid.uuid4().hex
+            return ActionResult({
+                "clusterArn": t.cluster_arn,
+                "containerArn": c.arn,
+                "containerName": c.name,
+                "interactive": True,
+                "taskArn": t.arn,
+                "session": {
+                    "sessionId": f"ecs-execute-command-{session}",
+                    "streamUrl": f"wss://ssmmessages.{t.region}.amazonaws.com/v1/data-channel/{session}",
+                    "tokenValue": "emulated-token",
+                },
+            })
+
+    def tags_of(self, cluster_name: str, ref: str) -> list[dict[str, str]] | None:
+        with self.lock:
+            t = self.find(cluster_name, ref)
+            return list(t.tags) if t else None
+
     def api_list_tasks(self, resp: EC2ContainerServiceResponse) -> ActionResult:
         backend = resp.ecs_backend
         cluster_str = resp._get_param("cluster", "default")
@@ -967,6 +1007,7 @@ def install_patches(agent: Agent) -> None:
     EC2ContainerServiceResponse.describe_tasks = lambda self: agent.api_describe_tasks(self)
     EC2ContainerServiceResponse.stop_task = lambda self: agent.api_stop_task(self)
     EC2ContainerServiceResponse.list_tasks = lambda self: agent.api_list_tasks(self)
+    EC2ContainerServiceResponse.execute_command = lambda self: agent.api_execute_command(self)
 
     def describe_task_definition(self: Any, task_definition_str: str) -> Any:
         # A family alone means its latest ACTIVE revision (moto takes the latest of any
@@ -1266,6 +1307,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--verbose", action="store_true", help="log every HTTP request to stderr")
     p.add_argument("--request-counts", default=None, metavar="FILE",
                    help="keep a JSON object of API calls by action (X-Amz-Target) in FILE")
+    p.add_argument("--authorization-log", default=None, metavar="FILE",
+                   help="append the IAM request context of every API call to FILE, one JSON "
+                        "line per action and resource (see authorization.py)")
+    p.add_argument("--deny", action="append", default=[], metavar="ACTION",
+                   help="refuse every call needing this IAM action (repeatable, e.g. "
+                        "ecs:StopTask) with AccessDeniedException, as IAM does")
     args = p.parse_args(argv)
     args.throttles = {}
     for item in args.throttle:
@@ -1381,6 +1428,8 @@ def main() -> int:
         install_request_counter(args.request_counts)
     if args.stall_while_exists:
         install_stall(args.stall_while_exists)
+    if args.authorization_log or args.deny:
+        authorization.install(args.authorization_log, set(args.deny), agent.tags_of)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -1259,5 +1259,9 @@ async fn describe_services_failures_name_the_service_or_the_cluster() {
         .await
         .unwrap_err();
     assert_eq!(err.exit_code(), 125);
-    assert!(err.to_string().contains("IAM permissions"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("ecs:DescribeServices is granted by the operator policy"),
+        "{err}"
+    );
 }

@@ -55,6 +55,22 @@ fn every_rule_has_a_dangerous_and_a_safe_example() {
     }
 }
 
+#[test]
+fn the_readme_lists_every_rule_as_the_linter_reports_it() {
+    let readme = include_str!("../../README.md");
+    let table: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| rule | lock it takes |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    let rows: Vec<String> = RULES
+        .iter()
+        .map(|r| format!("| `{}` | {} | {} | {} |", r.id, r.lock, r.why, r.fix))
+        .collect();
+    assert_eq!(table, rows, "README's rule table, in RULES' order");
+}
+
 /// A folder with the project's migrations plus `extra` (file name, SQL).
 fn source_with(extra: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -212,6 +228,75 @@ fn a_dangerous_migration_blocks_on_a_large_table_and_warns_on_a_small_one() {
         "SELECT count(*) FROM _sqlx_migrations WHERE version = 20990101000000",
     );
     assert_eq!(recorded.trim(), "0", "nothing applied");
+}
+
+#[test]
+fn a_dropped_index_is_judged_by_its_table_and_an_enum_value_by_the_server() {
+    let dir = source_with(&[
+        (
+            "20990101000000_drop_status_index.sql",
+            "DROP INDEX llm_providers_status_idx;\n",
+        ),
+        (
+            "20990101000100_provider_kind.sql",
+            "CREATE TYPE provider_kind AS ENUM ('openai');\nALTER TYPE provider_kind ADD VALUE 'gemini';\n",
+        ),
+    ]);
+    let rules = |out: &std::process::Output| -> Vec<(String, String, String)> {
+        result_summary(out)["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["rule"].as_str().unwrap().to_owned(),
+                    f["severity"].as_str().unwrap().to_owned(),
+                    f["table"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let small = migrated_database();
+    fill(&small, 50);
+    let out = gate(&small, dir.path());
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    // The live server is PostgreSQL 12 or newer: ADD VALUE in a transaction is fine.
+    assert_eq!(
+        rules(&out),
+        [(
+            "drop-index-not-concurrent".to_owned(),
+            "warning".to_owned(),
+            "llm_providers".to_owned()
+        )]
+    );
+
+    let large = migrated_database();
+    fill(&large, 20_000);
+    let out = gate(&large, dir.path());
+    assert_eq!(out.status.code(), Some(6), "{}", describe(&out));
+    assert_eq!(rules(&out)[0].1, "blocking", "{}", describe(&out));
+
+    // Offline, the table is unknown (counted large) and so is the server.
+    let out = lint_command(&[
+        "--source",
+        dir.path().to_str().unwrap(),
+        "--since",
+        "20250101000300",
+    ]);
+    assert_eq!(out.status.code(), Some(6), "{}", describe(&out));
+    let offline = rules(&out);
+    assert!(
+        offline.contains(&(
+            "drop-index-not-concurrent".into(),
+            "blocking".into(),
+            String::new()
+        )) && offline.contains(&(
+            "enum-value-in-transaction".into(),
+            "warning".into(),
+            "provider_kind".into()
+        )),
+        "{offline:?}"
+    );
 }
 
 #[test]

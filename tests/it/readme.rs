@@ -20,6 +20,7 @@ fn readme() -> String {
 const OTHER_TOOLS_FLAGS: &[(&str, &str)] = &[
     ("--locked", "cargo"),
     ("--bench", "cargo"),
+    ("--test", "cargo"),
     ("--bin", "cargo"),
     ("--git", "cargo install"),
     ("--rev", "cargo install"),
@@ -29,6 +30,7 @@ const OTHER_TOOLS_FLAGS: &[(&str, &str)] = &[
     ("--keep", "examples/local/demo.sh (and shell --keep)"),
     ("--stop", "examples/local/demo.sh"),
     ("--chek", "the README's example of a typo"),
+    ("--deny", "tests/emulator/stack.py"),
 ];
 
 /// The command lines of the README: `$ run-admin-task ...` in examples, lines of `sh`

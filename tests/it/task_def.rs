@@ -176,39 +176,6 @@ fn render_refuses_what_ecs_would_reject_or_the_launcher_cannot_use() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
 }
 
-/// The full ARNs of the emulator's three secrets (database URL, key, previous key).
-fn secret_arns(emu: &Emulator) -> Vec<String> {
-    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let config = aws_sdk_secretsmanager::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(emu.ready.region.clone()))
-            .endpoint_url(&emu.ready.endpoint)
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-            .build();
-        let secrets = aws_sdk_secretsmanager::Client::from_conf(config);
-        let mut arns = Vec::new();
-        for name in [
-            "everruns/database-url",
-            "everruns/encryption-key",
-            "everruns/encryption-key-previous",
-        ] {
-            let described = secrets
-                .describe_secret()
-                .secret_id(name)
-                .send()
-                .await
-                .unwrap();
-            arns.push(described.arn().unwrap().to_owned());
-        }
-        arns
-    })
-}
-
 #[test]
 fn register_prints_the_revision_and_a_run_can_pin_it() {
     let db = cluster().create_database();
@@ -217,7 +184,7 @@ fn register_prints_the_revision_and_a_run_can_pin_it() {
         key: KEK_V1,
         previous: Some(KEK_V1),
     });
-    let arns = secret_arns(&emu);
+    let arns = emu.secret_arns();
     // The emulator's admin image is `everruns-admin:TAG` with no registry, and moto
     // needs a container memory; everything else is the shipped template.
     let template = TEMPLATE

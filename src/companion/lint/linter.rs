@@ -3,8 +3,9 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use super::rules::{self, RULES, facts, rule};
+use super::rules::{Blocks, RULES, rule};
 use super::sizes::{TableSizes, Thresholds};
+use super::statement::{Hit, facts};
 use crate::contract::exit;
 use crate::contract::findings::{Finding, LintCounts, LintSummary, Severity};
 use crate::contract::result::Summary;
@@ -183,16 +184,42 @@ pub fn lint(
             let (allowed, broken) = allowances(&at.comments, migration, at.first_line);
             findings.extend(broken);
             let mut hits = facts.hits.clone();
+            let first_table = facts.touches.first().cloned().unwrap_or_default();
             if facts.concurrently && !migration.no_transaction {
-                hits.push(rules::Hit {
-                    rule: "concurrently-in-transaction",
-                    table: facts.touches.first().cloned().unwrap_or_default(),
-                    detail: String::new(),
-                });
+                hits.push(Hit::on(
+                    "concurrently-in-transaction",
+                    &first_table,
+                    String::new(),
+                ));
             }
-            for hit in hits {
-                // An index on a table that does not exist yet blocks nobody.
-                if hit.rule == "index-not-concurrent" && is_new(&hit.table, &created_here, judged) {
+            if migration.no_transaction
+                && let Some(detail) = &facts.not_rerunnable
+            {
+                hits.push(Hit::on("not-rerunnable", &first_table, detail.clone()));
+            }
+            if let Some(enum_type) = &facts.adds_enum_value
+                && !migration.no_transaction
+                && !matches!(judged, Judged::Live(sizes, _) if sizes.at_least(12))
+            {
+                hits.push(Hit::on(
+                    "enum-value-in-transaction",
+                    enum_type,
+                    format!("type {enum_type}"),
+                ));
+            }
+            for mut hit in hits {
+                if let (Some(index), Judged::Live(sizes, _)) = (&hit.index, judged)
+                    && let Some(table) = sizes.table_of_index(index)
+                {
+                    hit.table = table.to_owned();
+                }
+                // An index on a table that does not exist yet blocks nobody, and a
+                // column added to it finds no row.
+                if matches!(
+                    hit.rule,
+                    "index-not-concurrent" | "add-column-not-null-without-default"
+                ) && is_new(&hit.table, &created_here, judged)
+                {
                     continue;
                 }
                 if hit.rule == "set-not-null"
@@ -232,11 +259,11 @@ pub fn lint(
             let (_, at) = existing[existing.len() - 1];
             let tables: Vec<&str> = existing.iter().map(|(t, _)| t.as_str()).collect();
             let (allowed, _) = allowances(&at.comments, migration, at.first_line);
-            let hit = rules::Hit {
-                rule: "multiple-exclusive-locks",
-                table: tables.join(", "),
-                detail: String::new(),
-            };
+            let hit = Hit::on(
+                "multiple-exclusive-locks",
+                &tables.join(", "),
+                String::new(),
+            );
             let mut finding = judge(
                 migration,
                 at,
@@ -275,7 +302,7 @@ fn is_large(table: &str, judged: &Judged<'_>) -> bool {
 fn judge(
     migration: &MigrationSource<'_>,
     at: &Located<'_>,
-    hit: &rules::Hit,
+    hit: &Hit,
     created_here: &BTreeSet<String>,
     judged: &Judged<'_>,
     allowed: Option<&String>,
@@ -285,16 +312,16 @@ fn judge(
         Judged::Live(sizes, _) => sizes.get(&hit.table).copied(),
         Judged::Offline => None,
     };
-    let severity = if allowed.is_some() {
-        Severity::Suppressed
-    } else if r.id == "concurrently-in-transaction" {
-        Severity::Blocking
-    } else if is_new(&hit.table, created_here, judged) {
-        Severity::Warning
-    } else if r.breaks_running_version || is_large(&hit.table, judged) {
-        Severity::Blocking
-    } else {
-        Severity::Warning
+    let severity = match r.blocks {
+        _ if allowed.is_some() => Severity::Suppressed,
+        Blocks::Always => Severity::Blocking,
+        // The linter reports it live only against a server it applies to.
+        Blocks::OnAffectedServers if matches!(judged, Judged::Live(..)) => Severity::Blocking,
+        Blocks::OnAffectedServers => Severity::Warning,
+        _ if is_new(&hit.table, created_here, judged) => Severity::Warning,
+        Blocks::OnExistingTables => Severity::Blocking,
+        Blocks::OnLargeTables if is_large(&hit.table, judged) => Severity::Blocking,
+        Blocks::OnLargeTables => Severity::Warning,
     };
     Finding {
         rule: r.id.to_string(),

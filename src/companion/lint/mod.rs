@@ -11,6 +11,7 @@
 mod linter;
 pub mod rules;
 pub mod sizes;
+mod statement;
 
 pub use self::linter::{Judged, MigrationSource, Unparsable, lint};
 pub(crate) use self::linter::{log, offline, touched_tables};

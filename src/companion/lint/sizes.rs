@@ -40,9 +40,17 @@ impl Thresholds {
     }
 }
 
-/// The sizes of the tables on the search path, by name.
+/// The sizes of the tables on the search path, by name, with what else a rule needs
+/// to know of the live database: which table each index is on, and the server's
+/// version.
 #[derive(Debug, Clone, Default)]
-pub struct TableSizes(HashMap<String, TableSize>);
+pub struct TableSizes {
+    tables: HashMap<String, TableSize>,
+    /// Index name -> its table's name.
+    indexes: HashMap<String, String>,
+    /// `server_version_num` (`150004` for 15.4).
+    server_version: i32,
+}
 
 impl TableSizes {
     /// Reads them from the database.
@@ -52,22 +60,47 @@ impl TableSizes {
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname = ANY(current_schemas(false))",
         )
-        .fetch_all(conn)
+        .fetch_all(&mut *conn)
         .await?;
-        Ok(TableSizes(
-            rows.into_iter()
+        let indexes: Vec<(String, String)> = sqlx::query_as(
+            "SELECT i.relname, t.relname FROM pg_index x \
+             JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid \
+             JOIN pg_namespace n ON n.oid = i.relnamespace \
+             WHERE n.nspname = ANY(current_schemas(false))",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        let (server_version,): (i32,) =
+            sqlx::query_as("SELECT current_setting('server_version_num')::int")
+                .fetch_one(conn)
+                .await?;
+        Ok(TableSizes {
+            tables: rows
+                .into_iter()
                 .map(|(name, tuples, bytes)| {
                     // -1 (PostgreSQL 14+): never vacuumed or analyzed.
                     let rows = (tuples >= 0.0).then_some(tuples as i64);
                     (name, TableSize { rows, bytes })
                 })
                 .collect(),
-        ))
+            indexes: indexes.into_iter().collect(),
+            server_version,
+        })
+    }
+
+    /// The table `index` is on, if the index exists.
+    pub(crate) fn table_of_index(&self, index: &str) -> Option<&str> {
+        self.indexes.get(index).map(String::as_str)
+    }
+
+    /// Whether the server is at least PostgreSQL `major`.
+    pub(crate) fn at_least(&self, major: i32) -> bool {
+        self.server_version >= major * 10_000
     }
 
     /// The size of `table`, if it exists.
     pub fn get(&self, table: &str) -> Option<&TableSize> {
-        self.0.get(table)
+        self.tables.get(table)
     }
 }
 

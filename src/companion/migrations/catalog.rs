@@ -6,29 +6,32 @@ use anyhow::anyhow;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 use super::migrate_error::MigrateError;
+use crate::companion::schema::SchemaFiles;
 
 /// The migrations embedded in this binary.
 pub(crate) static EMBEDDED: Migrator = sqlx::migrate!("./migrations");
 
 /// The migrations an image carries, in version order, `up` migrations only, each with
-/// the file it came from.
+/// the file it came from, and the schema they are expected to produce.
 #[derive(Debug, Clone)]
 pub struct Catalog {
     migrations: Vec<Migration>,
     files: Vec<String>,
+    schema: SchemaFiles,
 }
 
 impl Catalog {
     /// The migrations compiled into this binary, named as the repository holds them.
     pub fn embedded() -> Self {
-        Self::from_migrations(EMBEDDED.iter().cloned().map(|m| {
+        let migrations = EMBEDDED.iter().cloned().map(|m| {
             let file = format!(
                 "migrations/{}_{}.sql",
                 m.version,
                 m.description.replace(' ', "_")
             );
             (m, file)
-        }))
+        });
+        Self::from_migrations(migrations, SchemaFiles::embedded())
     }
 
     /// The migrations in `dir`, read the way sqlx reads them (for `--source`). A folder
@@ -44,6 +47,7 @@ impl Catalog {
             resolved
                 .into_iter()
                 .map(|(m, path)| (m, path.display().to_string())),
+            SchemaFiles::in_dir(dir),
         );
         if catalog.migrations.is_empty() {
             return Err(MigrateError::Source(anyhow!(
@@ -54,13 +58,25 @@ impl Catalog {
         Ok(catalog)
     }
 
-    fn from_migrations(migrations: impl Iterator<Item = (Migration, String)>) -> Self {
+    fn from_migrations(
+        migrations: impl Iterator<Item = (Migration, String)>,
+        schema: SchemaFiles,
+    ) -> Self {
         let mut entries: Vec<(Migration, String)> = migrations
             .filter(|(m, _)| !matches!(m.migration_type, MigrationType::ReversibleDown))
             .collect();
         entries.sort_by_key(|(m, _)| m.version);
         let (migrations, files) = entries.into_iter().unzip();
-        Self { migrations, files }
+        Self {
+            migrations,
+            files,
+            schema,
+        }
+    }
+
+    /// The expected schema and allow-list that come with these migrations.
+    pub(crate) fn schema(&self) -> &SchemaFiles {
+        &self.schema
     }
 
     /// All migrations, oldest first.

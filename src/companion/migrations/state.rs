@@ -68,6 +68,21 @@ impl SchemaState {
         }
     }
 
+    /// The newest applied version, when what is applied is exactly the image's oldest
+    /// migrations, each as the image has it (what that version's expected schema
+    /// assumes); `None` when nothing is, or the history is otherwise.
+    pub(crate) fn applied_in_order(&self) -> Option<i64> {
+        let applied = self
+            .migrations
+            .iter()
+            .take_while(|m| matches!(m.state, MigrationState::Installed { .. }))
+            .count();
+        if self.migrations[applied..].iter().any(|m| !m.is_pending()) {
+            return None;
+        }
+        applied.checked_sub(1).map(|i| self.migrations[i].version)
+    }
+
     /// Migrations waiting to be applied, oldest first.
     pub fn pending(&self) -> impl Iterator<Item = &MigrationStatus> {
         self.migrations.iter().filter(|m| m.is_pending())

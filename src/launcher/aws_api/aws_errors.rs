@@ -9,6 +9,7 @@ use std::sync::RwLock;
 use anyhow::anyhow;
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 
+use crate::launcher::aws_api::policies;
 use crate::launcher::config::ApiTimeouts;
 use crate::launcher::error::{CallError, LauncherError};
 
@@ -63,6 +64,20 @@ fn service_of(operation: &str) -> (&'static str, &'static str) {
     } else {
         ("ECS", "ecs")
     }
+}
+
+/// The IAM action of an operation (`StopTask` -> `ecs:StopTask`).
+fn action_of(operation: &str) -> String {
+    let prefix = match service_of(operation).1 {
+        "api.ecr" => "ecr",
+        prefix => prefix,
+    };
+    format!("{prefix}:{operation}")
+}
+
+/// Whether an error code says the caller may not make the call.
+pub(crate) fn is_denied(code: &str) -> bool {
+    code.contains("AccessDenied") || code.contains("UnauthorizedOperation")
 }
 
 /// The service of an operation and the endpoint its calls go to, for messages.
@@ -140,11 +155,16 @@ where
     match err {
         SdkError::ServiceError(service) => {
             let e = service.err();
-            format!(
-                "{operation} failed: {}: {}",
-                e.code().unwrap_or("error"),
+            let code = e.code().unwrap_or("error");
+            let mut text = format!(
+                "{operation} failed: {code}: {}",
                 e.message().unwrap_or("no message")
-            )
+            );
+            if is_denied(code) {
+                text.push_str("; ");
+                text.push_str(&policies::denial_hint(&action_of(operation)));
+            }
+            text
         }
         SdkError::TimeoutError(_) => no_answer(operation),
         SdkError::DispatchFailure(failure) if failure.is_timeout() => no_answer(operation),
@@ -243,11 +263,12 @@ where
         "ClientException" | "InvalidParameterException" => {
             "check the task definition, subnets, security groups and capacity settings"
         }
-        c if c.contains("AccessDenied")
-            || c.contains("UnrecognizedClient")
-            || c.contains("Token") =>
-        {
-            "check credentials (AWS_PROFILE / --profile, `aws sso login`) and the IAM permissions"
+        // The message already names the policy to ask for.
+        c if is_denied(c) => {
+            "check too that these are the credentials meant (AWS_PROFILE / --profile)"
+        }
+        c if c.contains("UnrecognizedClient") || c.contains("Token") => {
+            "check credentials (AWS_PROFILE / --profile, `aws sso login`)"
         }
         _ => "check credentials, region (--region / AWS_REGION) and the endpoint",
     };

@@ -10,21 +10,20 @@ use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::types::{LogDriver, TaskDefinition, TaskDefinitionStatus};
 
 use super::check::Check;
-use crate::launcher::aws_api::aws_errors::{describe_error, error_chain, error_code};
+use crate::launcher::aws_api::aws_errors::{describe_error, error_chain, error_code, is_denied};
+use crate::launcher::aws_api::policies::denial_hint;
 use crate::launcher::config::CredentialSource;
 use crate::launcher::task_definition::fetch::TaskDefinitionInfo;
-
-/// Where the operator policy that grants doctor's calls lives.
-pub(super) const POLICY: &str = "task-definitions/iam/operator-policy.json";
 
 pub(super) fn api_fix<E, R>(err: &SdkError<E, R>, action: &str, otherwise: &str) -> String
 where
     E: ProvideErrorMetadata,
 {
     match error_code(err).unwrap_or_default() {
-        c if c.contains("AccessDenied") => {
-            format!("allow {action} for whoever runs doctor (see {POLICY})")
-        }
+        c if is_denied(c) => format!(
+            "run doctor with credentials allowed {action}: {}",
+            denial_hint(action)
+        ),
         c if c.contains("UnrecognizedClient") || c.contains("Token") || c.contains("Signature") => {
             "refresh the credentials (`aws sso login`, AWS_PROFILE / --profile)".to_owned()
         }
@@ -452,7 +451,8 @@ pub async fn secret(
                     name,
                     format!(
                         "not allowed to DescribeSecret {id}; ECS's execution role may still read it \
-                         (`doctor --in-vpc` proves it does)"
+                         (`doctor --in-vpc` proves it does; {})",
+                        denial_hint("secretsmanager:DescribeSecret")
                     ),
                 )
             } else {

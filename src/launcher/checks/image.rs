@@ -3,9 +3,10 @@
 
 use aws_sdk_ecs::types::TaskDefinition;
 
-use super::aws::{POLICY, api_fix};
+use super::aws::api_fix;
 use super::check::Check;
 use crate::launcher::aws_api::aws_errors::{describe_error, error_code};
+use crate::launcher::aws_api::policies::denial_hint;
 
 /// An image in ECR, from its URI `ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO[:TAG|@DIGEST]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,8 +134,9 @@ pub async fn image(ecr: &aws_sdk_ecr::Client, def: &TaskDefinition, container: &
                 NAME,
                 format!(
                     "not allowed to DescribeImages in {}; ECS's execution role may still pull it \
-                     (allow ecr:DescribeImages: see {POLICY})",
-                    image.repository
+                     ({})",
+                    image.repository,
+                    denial_hint("ecr:DescribeImages")
                 ),
             ),
             _ => Check::fail(

@@ -3,9 +3,10 @@
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 
-use super::aws::{POLICY, api_fix};
+use super::aws::api_fix;
 use super::check::Check;
 use crate::launcher::aws_api::aws_errors::{describe_error, error_code};
+use crate::launcher::aws_api::policies::denial_hint;
 use crate::launcher::config::Origin;
 
 /// The subnets exist (DescribeSubnets); returns the check and the subnets' VPCs, which
@@ -159,8 +160,8 @@ where
         Check::skip(
             name,
             format!(
-                "{ids} ({origin}); not allowed to {operation}, so not checked (allow \
-                 ec2:{operation}: see {POLICY})"
+                "{ids} ({origin}); not allowed to {operation}, so not checked ({})",
+                denial_hint(&format!("ec2:{operation}"))
             ),
         )
     } else {

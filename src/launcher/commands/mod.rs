@@ -24,6 +24,7 @@ use self::shell::ShellArgs;
 use self::status::StatusArgs;
 use self::stop::StopArgs;
 use self::task_def::TaskDefArgs;
+use crate::launcher::aws_api::policies::{self, Policy};
 use crate::launcher::context::Context;
 use crate::launcher::error::LauncherError;
 use crate::launcher::flags::GlobalOptions;
@@ -150,6 +151,37 @@ pub(crate) fn launches_tasks(command: &Command) -> bool {
     )
 }
 
+/// The command's name and the IAM policies (`task-definitions/iam/`) it needs, as the
+/// README's permissions table lists them.
+pub(crate) fn policies_of(command: &Command) -> (&'static str, &'static [Policy]) {
+    const OPERATOR: &[Policy] = &[Policy::Operator];
+    match command {
+        Command::Migrate(_) => ("migrate", OPERATOR),
+        Command::MigrateInfo(_) => ("migrate-info", OPERATOR),
+        Command::Reencrypt(_) => ("reencrypt", OPERATOR),
+        Command::Run(_) => ("run", OPERATOR),
+        Command::Logs(_) => ("logs", OPERATOR),
+        Command::Status(_) => ("status", OPERATOR),
+        Command::Stop(_) => ("stop", OPERATOR),
+        Command::List(_) => ("list", OPERATOR),
+        Command::Shell(_) => ("shell", OPERATOR),
+        Command::Doctor(_) => ("doctor", OPERATOR),
+        Command::Keys { command } => match command {
+            KeysArgs::Generate { .. } => ("keys generate", &[Policy::KeyAdmin]),
+            KeysArgs::Status { .. } => ("keys status", &[Policy::KeyAdmin]),
+            // Both first run `reencrypt --dry-run` as a task.
+            KeysArgs::Rotate { .. } => ("keys rotate", &[Policy::Operator, Policy::KeyAdmin]),
+            KeysArgs::Retire { .. } => ("keys retire", &[Policy::Operator, Policy::KeyAdmin]),
+        },
+        Command::TaskDef { command } => match command {
+            TaskDefArgs::Render(_) => ("task-def render", &[]),
+            TaskDefArgs::Register(_) => ("task-def register", &[Policy::Deployer]),
+        },
+        Command::Help { .. } => ("help", &[]),
+        Command::Completions { .. } => ("completions", &[]),
+    }
+}
+
 /// The launch a command asks for (`None` for commands that launch no job of their own),
 /// its companion arguments checked.
 pub fn launch_of(command: &Command) -> Result<Option<Launch>, clap::Error> {
@@ -171,6 +203,8 @@ pub(crate) async fn dispatch(
     in_github_actions: bool,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
 ) -> Result<u8, LauncherError> {
+    let (name, needed) = policies_of(command);
+    policies::remember_command(name, needed);
     if let Some(launch) = launch {
         return run::exec(context, launch, in_github_actions, interrupts).await;
     }

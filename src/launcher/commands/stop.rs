@@ -1,12 +1,16 @@
-//! `stop TASK [--reason TEXT]`: stop a task, recording who stopped it.
+//! `stop TASK [--reason TEXT] [--any-task]`: stop a task, recording who stopped it.
+//! Only tasks this tool started, unless told otherwise: a task id pasted from the wrong
+//! console tab must not take down the application.
+
+use anyhow::anyhow;
 
 use crate::launcher::aws_api::clients::Clients;
 use crate::launcher::context::Context;
-use crate::launcher::error::LauncherError;
+use crate::launcher::error::{LaunchError, LauncherError};
 use crate::launcher::job::existing::describe_task;
 use crate::launcher::job::follow::stop_task;
 use crate::launcher::job::report::TaskReport;
-use crate::launcher::task::TaskSnapshot;
+use crate::launcher::task::{TaskSnapshot, tags};
 
 /// `stop TASK [--reason TEXT]`.
 #[derive(Debug, Clone, clap::Args)]
@@ -16,6 +20,10 @@ pub struct StopArgs {
     /// Why (recorded by ECS) [default: who stopped it]
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+    /// Stop it even though run-admin-task did not start it (no everruns-admin:started-by
+    /// tag: an application task); the operator policy still refuses it
+    #[arg(long)]
+    pub any_task: bool,
 }
 
 /// Sends StopTask (SIGTERM to the containers, SIGKILL after the stop timeout).
@@ -26,6 +34,9 @@ pub async fn exec(context: &Context, args: &StopArgs) -> Result<u8, LauncherErro
     let before = describe_task(&clients, &config.cluster, task).await?;
     if before.desired_status.as_deref() == Some("STOPPED") {
         return already_stopping(context, &before);
+    }
+    if !args.any_task {
+        refuse_foreign(&before)?;
     }
     let reason = reason.map(str::to_string).unwrap_or_else(|| {
         format!(
@@ -47,6 +58,26 @@ pub async fn exec(context: &Context, args: &StopArgs) -> Result<u8, LauncherErro
     ));
     context.renderer.document(&report);
     Ok(0)
+}
+
+/// Refuses a task without this tool's `started-by` tag (exit 2, nothing sent).
+fn refuse_foreign(task: &TaskSnapshot) -> Result<(), LauncherError> {
+    if task.tags.iter().any(|(key, _)| key == tags::STARTED_BY) {
+        return Ok(());
+    }
+    let started_by = task
+        .started_by
+        .as_deref()
+        .map(|s| format!(", started by {s:?}"))
+        .unwrap_or_default();
+    Err(LaunchError::refused(anyhow!(
+        "task {} was not started by run-admin-task (no {} tag{started_by}; an application \
+         task?): not stopped. Stop the application's tasks with the tools that manage them; \
+         if this one is really meant, add --any-task (the operator policy allows StopTask \
+         only on tasks run-admin-task started)",
+        task.id(),
+        tags::STARTED_BY
+    )))
 }
 
 /// A task ECS is already taking down is not stopped again: a second StopTask would only

@@ -375,6 +375,27 @@ pub fn annotations(command: &str, report: &TaskReport) -> Vec<String> {
             ),
         ));
     }
+    // Schema drift, object by object (what the allow-list accepts is only tabled).
+    if let Some(CompanionResult {
+        summary: Summary::MigrateInfo(info),
+        ..
+    }) = result
+    {
+        for difference in info.schema_differences.iter().flatten() {
+            if difference.allowed.is_none() {
+                lines.push(annotation(
+                    "error",
+                    None,
+                    &format!("schema drift: {}", cell(&difference.object)),
+                    &format!(
+                        "{}; repair the database, or accept it in \
+                         migrations/schema-drift-allow.toml with the reason",
+                        cell(&difference.difference)
+                    ),
+                ));
+            }
+        }
+    }
     if let Some(CompanionResult {
         exit_code: companion::PENDING,
         summary: Summary::MigrateInfo(info),
@@ -595,6 +616,46 @@ mod tests {
         );
         assert!(summary("migrate", &failed).contains("| 2 | two | migrations/2_two.sql |"));
         assert!(annotations("migrate", &report_with(0, "migrate", json!({}))).is_empty());
+    }
+
+    #[test]
+    fn schema_drift_is_annotated_per_object_and_tabled_with_what_is_allowed() {
+        use crate::contract::migration_report::SchemaDifference;
+        let difference = |object: &str, allowed: Option<&str>| SchemaDifference {
+            object: object.into(),
+            difference: "in the database, not in any migration".into(),
+            allowed: allowed.map(str::to_owned),
+        };
+        let report = report_with(
+            7,
+            "migrate-info",
+            Summary::MigrateInfo(MigrateInfoSummary {
+                schema_differences: Some(vec![
+                    difference("index llm_providers_tmp_idx", None),
+                    difference("index pgbouncer_idx", Some("the pooler's")),
+                ]),
+                ..Default::default()
+            })
+            .to_value(),
+        );
+        let lines = annotations("migrate-info --check", &report);
+        let drift: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains("schema drift"))
+            .collect();
+        assert_eq!(drift.len(), 1, "{lines:?}");
+        assert!(
+            drift[0].starts_with("::error title=schema drift%3A index llm_providers_tmp_idx::in the database, not in any migration; repair"),
+            "{lines:?}"
+        );
+        let text = summary("migrate-info --check", &report);
+        assert!(text.contains("#### Schema drift"), "{text}");
+        assert!(
+            text.contains(
+                "| index pgbouncer_idx | in the database, not in any migration | the pooler's |"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -104,9 +104,8 @@ pub async fn register(clients: &Clients, spec: &TaskDefSpec) -> Result<Registere
         .map_err(|e| SettingsError::invalid(anyhow!("the task definition is incomplete: {e}")))?;
     let reply = request.send().await.map_err(|e| {
         CallError::inspecting(anyhow!(
-            "{}; nothing was registered: check the values, the credentials and that the \
-             operator may ecs:RegisterTaskDefinition and iam:PassRole the two roles \
-             (task-definitions/iam/operator-policy.json)",
+            "{}; nothing was registered: check the values and the credentials (the deployer \
+             policy allows ecs:RegisterTaskDefinition and iam:PassRole of the two roles)",
             describe_error("RegisterTaskDefinition", &e)
         ))
     })?;

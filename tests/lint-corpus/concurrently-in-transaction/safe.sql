@@ -1,2 +1,2 @@
 -- no-transaction
-CREATE INDEX CONCURRENTLY llm_providers_type_idx ON llm_providers (provider_type);
+CREATE INDEX CONCURRENTLY IF NOT EXISTS llm_providers_type_idx ON llm_providers (provider_type);

@@ -1,0 +1,1 @@
+ALTER TABLE llm_providers ADD COLUMN region TEXT NOT NULL DEFAULT 'us-east-1';

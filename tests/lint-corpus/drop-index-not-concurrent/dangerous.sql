@@ -1,0 +1,1 @@
+DROP INDEX llm_providers_status_idx;

@@ -1,0 +1,1 @@
+ALTER TYPE provider_kind ADD VALUE 'gemini';

@@ -1,0 +1,1 @@
+REINDEX INDEX llm_providers_status_idx;

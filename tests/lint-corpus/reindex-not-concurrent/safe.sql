@@ -1,0 +1,2 @@
+-- no-transaction
+REINDEX INDEX CONCURRENTLY llm_providers_status_idx;

@@ -1,0 +1,1 @@
+TRUNCATE llm_providers, mcp_servers;
