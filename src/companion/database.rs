@@ -13,6 +13,7 @@ use sqlx::{ConnectOptions, Connection};
 use zeroize::Zeroizing;
 
 use super::cancel::{self, Stopped};
+use crate::contract::events::Event;
 use crate::contract::migration_report::LockHolder;
 
 /// What went wrong reaching or talking to the database.
@@ -127,6 +128,29 @@ impl DatabaseUrl {
             raw,
             redacted,
             password,
+        })
+    }
+
+    /// Where the URL points, without its password (`tunnel` forwards there); `None`
+    /// without a host in the URL (a socket directory in its query).
+    pub(crate) fn endpoint(&self) -> Option<Event> {
+        let parsed = url::Url::parse(&self.raw).ok()?;
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let host = parsed.host_str().filter(|h| !h.is_empty())?;
+        let database = parsed.path().trim_start_matches('/');
+        Some(Event::Database {
+            ts: chrono::Utc::now(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port: parsed.port().unwrap_or(5432),
+            database: (!database.is_empty()).then(|| decode(database)),
+            user: (!parsed.username().is_empty()).then(|| decode(parsed.username())),
         })
     }
 

@@ -4,6 +4,8 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use crate::companion::console;
+use crate::companion::database::DatabaseUrl;
 use crate::companion::failure::CompanionError;
 use crate::contract::exit::companion;
 use crate::contract::result::Summary;
@@ -47,6 +49,14 @@ pub async fn run(options: &ShellOptions) -> Result<(u8, Summary), CompanionError
     let mut signals = Signals::install()
         .context("listening for SIGTERM and SIGINT")
         .map_err(CompanionError::Process)?;
+    // `tunnel` forwards to where this line says; it carries no password.
+    match DatabaseUrl::from_env().map(|url| url.endpoint()) {
+        Ok(Some(endpoint)) => console::emit(&endpoint),
+        _ => tracing::warn!(
+            "DATABASE_URL is not set or names no host: `run-admin-task tunnel` needs \
+             --remote-host and --remote-port for this task"
+        ),
+    }
     let task_id = own_task_id().await;
     let task = task_id.as_deref().unwrap_or("<task-id>");
     tracing::info!(

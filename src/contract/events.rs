@@ -5,6 +5,9 @@
 //!
 //! - `log`: `{"event":"log","ts":..,"level":"info","msg":"..","fields":{..}}`
 //! - `progress`: `{"event":"progress","ts":..,"phase":"reencrypt llm_providers","done":100,"total":2000}`
+//! - `database`: `{"event":"database","ts":..,"host":"db.internal","port":5432,"database":"everruns","user":"admin"}`,
+//!   written by the standing-by `shell` so that `tunnel` knows where to forward; never
+//!   the password
 //! - `result`: `{"event":"result","ts":..,"command":"migrate","exit_code":0,"summary":{..}}`,
 //!   always the last line; the launcher knows from it that it has every line.
 //!
@@ -68,6 +71,22 @@ pub enum Event {
         /// Units in all, when known.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         total: Option<u64>,
+    },
+    /// Where `DATABASE_URL` points, without its password: what a tunnel forwards to and
+    /// what an operator's own client connects as.
+    Database {
+        /// When it was written.
+        ts: DateTime<Utc>,
+        /// The server's host name or address.
+        host: String,
+        /// Its port (5432 when the URL names none).
+        port: u16,
+        /// The database name, when the URL names one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        database: Option<String>,
+        /// The user name, when the URL names one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
     },
     /// The final line: what ran and how it ended.
     Result {
@@ -148,6 +167,10 @@ impl Event {
                     None => format!("{ts} {phase}: {done}"),
                 }
             }
+            Event::Database { ts, host, port, .. } => format!(
+                "{} database at {host}:{port}",
+                ts.to_rfc3339_opts(SecondsFormat::Millis, true)
+            ),
             // The summary is for machines (`--output json`, Logs Insights); people have
             // already read it as log lines.
             Event::Result {

@@ -24,6 +24,7 @@ use crate::launcher::aws_api::aws_errors::{describe_error, error_code, is_transi
 use crate::launcher::error::{ExecError, LauncherError};
 use crate::launcher::flags::EnvLookup;
 use crate::launcher::output::Renderer;
+use crate::launcher::remote_status::{self, StatusFilter};
 use crate::launcher::task::{TaskSnapshot, task_id};
 
 /// The program that carries an ECS Exec session to the terminal.
@@ -32,6 +33,10 @@ pub(crate) const PLUGIN: &str = "session-manager-plugin";
 pub(crate) const EXEC_AGENT: &str = "ExecuteCommandAgent";
 /// The shell opened when `--command` is not given.
 pub(crate) const DEFAULT_COMMAND: &str = "/bin/bash";
+
+/// What a session refused with TargetNotConnected needs.
+pub(crate) const NOT_CONNECTED: &str = "the task's Exec agent is not connected: check the task \
+     role's ssmmessages permissions and that the subnets reach ssmmessages";
 
 /// How to install the plugin; printed when it is missing.
 pub(crate) const INSTALL_HINT: &str = "`session-manager-plugin` is not on PATH; ECS Exec needs it. \
@@ -355,28 +360,35 @@ pub(crate) fn cluster_name(cluster: &str) -> &str {
     cluster.rsplit('/').next().unwrap_or(cluster)
 }
 
-/// The plugin's target: `{"Target":"ecs:<cluster>_<task-id>_<runtime-id>"}`.
+/// A container as Session Manager names it: `ecs:<cluster>_<task-id>_<runtime-id>`.
+pub(crate) fn target(cluster: &str, task: &str, runtime_id: &str) -> String {
+    format!(
+        "ecs:{}_{}_{runtime_id}",
+        cluster_name(cluster),
+        task_id(task)
+    )
+}
+
+/// The plugin's target for ECS Exec: `{"Target":"ecs:<cluster>_<task-id>_<runtime-id>"}`.
 pub(crate) fn target_json(cluster: &str, task: &str, runtime_id: &str) -> String {
-    json!({
-        "Target": format!("ecs:{}_{}_{runtime_id}", cluster_name(cluster), task_id(task))
-    })
-    .to_string()
+    json!({ "Target": target(cluster, task, runtime_id) }).to_string()
 }
 
-/// The public ECS endpoint of `region`, for when no endpoint is configured.
-pub(crate) fn default_endpoint(region: &str) -> String {
-    format!("https://ecs.{region}.amazonaws.com")
-}
-
-/// The ECS endpoint the launcher talks to, for the plugin: `--endpoint-url` (or the
-/// config file's), else `AWS_ENDPOINT_URL_ECS`, else `AWS_ENDPOINT_URL`, else the public
-/// one of `region`, the same order the SDK uses.
-pub(crate) fn ecs_endpoint(configured: Option<&str>, env: EnvLookup, region: &str) -> String {
+/// The endpoint of AWS `service` (`ecs`, `ssm`) the launcher talks to, for the plugin,
+/// which calls it itself: `--endpoint-url` (or the config file's), else
+/// `AWS_ENDPOINT_URL_<SERVICE>`, else `AWS_ENDPOINT_URL`, else the public one of
+/// `region`, the order the SDK uses.
+pub(crate) fn service_endpoint(
+    service: &str,
+    configured: Option<&str>,
+    env: EnvLookup,
+    region: &str,
+) -> String {
     configured
         .map(str::to_string)
-        .or_else(|| env("AWS_ENDPOINT_URL_ECS"))
+        .or_else(|| env(&format!("AWS_ENDPOINT_URL_{}", service.to_uppercase())))
         .or_else(|| env("AWS_ENDPOINT_URL"))
-        .unwrap_or_else(|| default_endpoint(region))
+        .unwrap_or_else(|| format!("https://{service}.{region}.amazonaws.com"))
 }
 
 /// The plugin's full argument list: session JSON, region, `StartSession`, profile (or
@@ -446,18 +458,34 @@ impl Drop for PassSignalsOn {
 }
 
 /// Runs the plugin on this terminal with the launcher's terminal signals passed on, and
-/// waits for it. The plugin exits 0 however the remote shell ended.
+/// waits for it. The plugin exits 0 however the remote shell ended; with `filter`, its
+/// output passes through it and the status the remote command reported is returned.
 pub(crate) async fn run_plugin(
     plugin: &Path,
     argv: &[Zeroizing<String>],
-) -> Result<ExitStatus, LauncherError> {
+    filter: Option<StatusFilter>,
+) -> Result<(ExitStatus, Option<u8>), LauncherError> {
     let _passing = PassSignalsOn::install()
         .map_err(|e| ExecError::local(anyhow!("cannot set up signal handling: {e}")))?;
-    tokio::process::Command::new(plugin)
-        .args(argv.iter().map(|a| a.as_str()))
-        .status()
-        .await
-        .map_err(|e| ExecError::local(anyhow!("cannot run {}: {e}", plugin.display())))
+    let cannot_run =
+        |e: std::io::Error| ExecError::local(anyhow!("cannot run {}: {e}", plugin.display()));
+    let mut command = tokio::process::Command::new(plugin);
+    command.args(argv.iter().map(|a| a.as_str()));
+    let Some(filter) = filter else {
+        return command
+            .status()
+            .await
+            .map(|s| (s, None))
+            .map_err(cannot_run);
+    };
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(cannot_run)?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let remote = remote_status::relay(stdout, tokio::io::stdout(), filter).await;
+    let status = child.wait().await.map_err(cannot_run)?;
+    Ok((status, remote))
 }
 
 #[cfg(test)]

@@ -496,6 +496,62 @@ pub const ECR_OPERATIONS: &str = "
     update_repository_creation_template upload_layer_part
     validate_pull_through_cache_rule";
 
+pub const SSM_OPERATIONS: &str = "
+    add_tags_to_resource associate_ops_item_related_item cancel_command
+    cancel_maintenance_window_execution create_activation create_association
+    create_association_batch create_cloud_connector create_document
+    create_maintenance_window create_ops_item create_ops_metadata create_patch_baseline
+    create_resource_data_sync delete_activation delete_association
+    delete_cloud_connector delete_document delete_inventory delete_maintenance_window
+    delete_ops_item delete_ops_metadata delete_parameter delete_parameters
+    delete_patch_baseline delete_resource_data_sync delete_resource_policy
+    deregister_managed_instance deregister_patch_baseline_for_patch_group
+    deregister_target_from_maintenance_window deregister_task_from_maintenance_window
+    describe_activations describe_association describe_association_execution_targets
+    describe_association_executions describe_automation_executions
+    describe_automation_step_executions describe_available_patches describe_document
+    describe_document_permission describe_effective_instance_associations
+    describe_effective_patches_for_patch_baseline describe_instance_associations_status
+    describe_instance_information describe_instance_patch_states
+    describe_instance_patch_states_for_patch_group describe_instance_patches
+    describe_instance_properties describe_inventory_deletions
+    describe_maintenance_window_execution_task_invocations
+    describe_maintenance_window_execution_tasks describe_maintenance_window_executions
+    describe_maintenance_window_schedule describe_maintenance_window_targets
+    describe_maintenance_window_tasks describe_maintenance_windows
+    describe_maintenance_windows_for_target describe_ops_items describe_parameters
+    describe_patch_baselines describe_patch_group_state describe_patch_groups
+    describe_patch_properties describe_sessions disassociate_ops_item_related_item
+    get_access_token get_automation_execution get_calendar_state get_cloud_connector
+    get_command_invocation get_connection_status get_default_patch_baseline
+    get_deployable_patch_snapshot_for_instance get_document get_execution_preview
+    get_inventory get_inventory_schema get_maintenance_window
+    get_maintenance_window_execution get_maintenance_window_execution_task
+    get_maintenance_window_execution_task_invocation get_maintenance_window_task
+    get_ops_item get_ops_metadata get_ops_summary get_parameter get_parameter_history
+    get_parameters get_parameters_by_path get_patch_baseline
+    get_patch_baseline_for_patch_group get_resource_policies get_service_setting
+    label_parameter_version list_association_versions list_associations
+    list_cloud_connectors list_command_invocations list_commands list_compliance_items
+    list_compliance_summaries list_document_metadata_history list_document_versions
+    list_documents list_inventory_entries list_nodes list_nodes_summary
+    list_ops_item_events list_ops_item_related_items list_ops_metadata
+    list_resource_compliance_summaries list_resource_data_sync list_tags_for_resource
+    modify_document_permission put_compliance_items put_inventory put_parameter
+    put_resource_policy register_default_patch_baseline
+    register_patch_baseline_for_patch_group register_target_with_maintenance_window
+    register_task_with_maintenance_window remove_tags_from_resource
+    reset_service_setting resume_session send_automation_signal send_command
+    start_access_request start_associations_once start_automation_execution
+    start_change_request_execution start_execution_preview start_session
+    stop_automation_execution terminate_session unlabel_parameter_version
+    update_association update_association_status update_cloud_connector update_document
+    update_document_default_version update_document_metadata update_maintenance_window
+    update_maintenance_window_target update_maintenance_window_task
+    update_managed_instance_role update_ops_item update_ops_metadata
+    update_patch_baseline update_resource_data_sync update_service_setting
+    validate_cloud_connector";
+
 pub struct Service {
     /// IAM action prefix.
     pub prefix: &'static str,
@@ -504,7 +560,7 @@ pub struct Service {
     pub operations: &'static str,
 }
 
-pub const SERVICES: [Service; 5] = [
+pub const SERVICES: [Service; 6] = [
     Service {
         prefix: "ecs",
         sdk_crate: "aws_sdk_ecs",
@@ -529,6 +585,11 @@ pub const SERVICES: [Service; 5] = [
         prefix: "ecr",
         sdk_crate: "aws_sdk_ecr",
         operations: ECR_OPERATIONS,
+    },
+    Service {
+        prefix: "ssm",
+        sdk_crate: "aws_sdk_ssm",
+        operations: SSM_OPERATIONS,
     },
 ];
 

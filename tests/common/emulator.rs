@@ -349,3 +349,107 @@ impl Drop for SilentEndpoint {
         }
     }
 }
+
+/// PATH with the stand-in session-manager-plugin (`tests/emulator/`) first, which
+/// carries the emulator's ECS Exec and port-forwarding sessions for real.
+pub fn path_with_plugin() -> String {
+    format!(
+        "{}/tests/emulator:{}",
+        env!("CARGO_MANIFEST_DIR"),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// A `run-admin-task tunnel` running, once it printed its connection line.
+pub struct Tunnel {
+    child: Child,
+    /// The connection line it printed (`psql "host=127.0.0.1 port=N ..."`).
+    pub line: String,
+    /// The libpq connection string inside it.
+    pub conninfo: String,
+    /// The local port.
+    pub port: u16,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Emulator {
+    /// Starts `run-admin-task ARGS` (global options, `tunnel` and its options) with the
+    /// stand-in plugin and waits (up to a minute) for its connection line; panics with
+    /// its output otherwise.
+    pub fn open_tunnel(&self, args: &[&str]) -> Tunnel {
+        let mut child = self
+            .launcher()
+            .env("PATH", path_with_plugin())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            text
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("no connection line; stderr:\n{}", stderr.join().unwrap());
+            }
+        };
+        let conninfo = line
+            .strip_prefix("psql \"")
+            .and_then(|rest| rest.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("not a psql line: {line:?}"))
+            .to_owned();
+        let port = conninfo
+            .split(' ')
+            .find_map(|part| part.strip_prefix("port="))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        Tunnel {
+            child,
+            line,
+            conninfo,
+            port,
+            stderr,
+        }
+    }
+}
+
+impl Tunnel {
+    /// Ctrl-C, as an operator ends it; its exit status and stderr.
+    pub fn close(mut self) -> (Option<i32>, String) {
+        // SAFETY: kill(2) on the child this test spawned and has not reaped.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGINT);
+        }
+        let status = self.child.wait().unwrap();
+        (status.code(), self.stderr.join().unwrap())
+    }
+}
+
+impl Emulator {
+    /// The tasks of cluster `everruns` that ECS still wants running.
+    pub fn running_tasks(&self) -> Vec<String> {
+        self.as_harness(|sdk| async move {
+            aws_sdk_ecs::Client::new(&sdk)
+                .list_tasks()
+                .cluster("everruns")
+                .send()
+                .await
+                .unwrap()
+                .task_arns()
+                .to_vec()
+        })
+    }
+}

@@ -15,6 +15,8 @@ Documented facts this follows, where moto has nothing to say:
 - StopTask and ExecuteCommand are authorised on the task with its tags as
   `ecs:ResourceTag/KEY` (and `aws:ResourceTag/KEY`); ExecuteCommand also on the
   cluster, with `ecs:container-name`.
+- StartSession is authorised on the target (for an ECS task, the task's ARN) and on
+  the document (`arn:aws:ssm:REGION::document/NAME` for AWS's own documents).
 - ListTasks has no resource-level permission (`*`, narrowed by `ecs:cluster`), nor do
   Describe/RegisterTaskDefinition, EC2's Describe calls; GetLogEvents is authorised on
   the log stream's ARN, DescribeLogStreams on the log group's.
@@ -36,6 +38,7 @@ SERVICES_BY_TARGET = {
     "Logs_20140328": "logs",
     "secretsmanager": "secretsmanager",
     "AmazonEC2ContainerRegistry_V20150921": "ecr",
+    "AmazonSSM": "ssm",
 }
 # Calls that need no permission.
 UNAUTHORISED = {"sts:GetCallerIdentity"}
@@ -236,6 +239,21 @@ class Requests:
         else:
             self.add(f"secretsmanager:{op}", "*", unmodelled=True)
 
+    def ssm(self) -> None:
+        op, p = self.operation, self.params
+        if op == "StartSession":
+            target = p.get("Target") or ""
+            # ecs:<cluster>_<task-id>_<runtime-id>
+            cluster, _, rest = target.removeprefix("ecs:").partition("_")
+            task = rest.partition("_")[0]
+            self.add("ssm:StartSession", self.arn("ecs", f"task/{cluster}/{task}"))
+            document = p.get("DocumentName") or "SSM-SessionManagerRunShell"
+            self.add("ssm:StartSession", f"arn:aws:ssm:{self.region}::document/{document}")
+        elif op == "TerminateSession":
+            self.add("ssm:TerminateSession", self.arn("ssm", f"session/{p.get('SessionId')}"))
+        else:
+            self.add(f"ssm:{op}", "*", unmodelled=True)
+
     def build(self) -> list[dict[str, Any]]:
         if self.service == "ecs":
             self.ecs()
@@ -243,6 +261,8 @@ class Requests:
             self.logs()
         elif self.service == "secretsmanager":
             self.secretsmanager()
+        elif self.service == "ssm":
+            self.ssm()
         elif self.service == "ecr" and self.operation == "DescribeImages":
             self.add("ecr:DescribeImages", self.arn("ecr", f"repository/{self.params.get('repositoryName')}"))
         elif self.service == "ec2" and self.operation in ("DescribeSubnets", "DescribeSecurityGroups",

@@ -54,6 +54,7 @@ from moto.logs.exceptions import ResourceNotFoundException as LogsNotFound  # no
 from moto.server import ThreadedMotoServer  # noqa: E402
 
 import authorization  # noqa: E402  (beside this file)
+import sessions  # noqa: E402
 
 LOG = logging.getLogger("emulator")
 
@@ -133,6 +134,9 @@ class ContainerRun:
         self.finalized = False
         self.log_group: str | None = None
         self.log_stream: str | None = None
+        # The process's environment and directory, for ECS Exec sessions in it.
+        self.env: dict[str, str] = {}
+        self.cwd: str | None = None
         self.override: dict[str, Any] = {}
         for o in (task.overrides.get("containerOverrides") or []):
             if o.get("name") == self.name:
@@ -316,6 +320,7 @@ class Agent:
         # The admin image under each name it can be pulled by: the local one, and its
         # tag pushed to the emulated ECR. Any other image cannot be pulled.
         self.admin_images: set[str] = {ADMIN_IMAGE}
+        self.sessions = sessions.Sessions(self.find)
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self.loop, name="ecs-agent", daemon=True)
         self.tmpdir = tempfile.mkdtemp(prefix="ecs-emulator-")
@@ -670,6 +675,7 @@ class Agent:
             cwd = c.defn.get("workingDirectory")
             if not cwd or not os.path.isdir(cwd):
                 cwd = t.workdir
+            c.env, c.cwd = env, cwd
             try:
                 c.proc = subprocess.Popen(
                     argv,
@@ -937,7 +943,7 @@ class Agent:
             c = t.container(name) if name else t.containers[0]
             if c is None:
                 raise InvalidParameterException(f"The container {name} was not found.")
-            session = uuid.uuid4().hex
+            session = self.sessions.open_exec(t, c, resp._get_param("command") or "")
             return ActionResult({
                 "clusterArn": t.cluster_arn,
                 "containerArn": c.arn,
@@ -945,7 +951,7 @@ class Agent:
                 "interactive": True,
                 "taskArn": t.arn,
                 "session": {
-                    "sessionId": f"ecs-execute-command-{session}",
+                    "sessionId": session,
                     "streamUrl": f"wss://ssmmessages.{t.region}.amazonaws.com/v1/data-channel/{session}",
                     "tokenValue": "emulated-token",
                 },
@@ -1130,7 +1136,7 @@ def setup_resources(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
     }
     execution_role = f"arn:aws:iam::{account}:role/everruns-admin-execution"
 
-    def register(family: str, containers: list[dict[str, Any]]) -> None:
+    def register(family: str, containers: list[dict[str, Any]], **more: Any) -> None:
         ecs.register_task_definition(
             family=family,
             requiresCompatibilities=["FARGATE"],
@@ -1139,6 +1145,7 @@ def setup_resources(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
             memory="512",
             executionRoleArn=execution_role,
             containerDefinitions=containers,
+            **more,
         )
 
     def admin_container(image: str, secrets_map: dict[str, str]) -> dict[str, Any]:
@@ -1218,6 +1225,13 @@ def setup_resources(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
     register("everruns-admin-ecr", [admin_container(ecr_image, secret_arns)])
     register("everruns-admin-unpushed", [admin_container(f"{repository}:never-pushed", secret_arns)])
     register("everruns-admin-retired", [admin_container(ADMIN_IMAGE, secret_arns)])
+    # As the shipped template makes it: a task role for ECS Exec's agent, and an init
+    # process to reap what sessions leave (`shell`, `tunnel`).
+    register(
+        "everruns-admin-exec",
+        [{**admin_container(ADMIN_IMAGE, secret_arns), "linuxParameters": {"initProcessEnabled": True}}],
+        taskRoleArn=f"arn:aws:iam::{account}:role/everruns-admin-task",
+    )
     # Containers that run and exit, but whose exit code ECS loses.
     loses_exit_code = {"emulator.loses-exit-code": "true"}
     register(
@@ -1428,6 +1442,7 @@ def main() -> int:
         install_request_counter(args.request_counts)
     if args.stall_while_exists:
         install_stall(args.stall_while_exists)
+    agent.sessions.install(lambda environ: authorization.credential_scope(environ)[0])
     if args.authorization_log or args.deny:
         authorization.install(args.authorization_log, set(args.deny), agent.tags_of)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)

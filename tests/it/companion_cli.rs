@@ -24,6 +24,38 @@ fn shell_without_a_terminal_waits_then_exits_0() {
 }
 
 #[test]
+fn shell_without_a_terminal_says_where_the_database_is_without_its_password() {
+    let out = companion(
+        "postgres://tunnel%40user:s3cr%2Ft-pw@db.internal:6543/ever%20runs?sslmode=require",
+    )
+    .args(["shell", "--max-idle", "0s"])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("s3cr"), "the password leaked: {stdout}");
+    let database: Vec<_> = events(&out)
+        .into_iter()
+        .filter(|e| e["event"] == "database")
+        .collect();
+    assert_eq!(database.len(), 1, "{stdout}");
+    assert_eq!(
+        (
+            &database[0]["host"],
+            &database[0]["port"],
+            &database[0]["database"],
+            &database[0]["user"]
+        ),
+        (
+            &serde_json::json!("db.internal"),
+            &serde_json::json!(6543),
+            &serde_json::json!("ever runs"),
+            &serde_json::json!("tunnel@user")
+        )
+    );
+}
+
+#[test]
 fn shell_without_a_terminal_exits_0_on_sigterm() {
     let child = companion("postgres://unused@127.0.0.1:1/db")
         .args(["shell", "--max-idle", "1h"])

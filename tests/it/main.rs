@@ -24,6 +24,7 @@ mod readme;
 mod reencrypt;
 mod rust_log;
 mod schema_drift;
+mod sessions;
 mod shell;
 mod stopping;
 mod targets;

@@ -7,14 +7,14 @@
 //! and a policy may grant no action the table does not list.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::PermissionsExt;
-use std::process::Output;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Output};
 
 use everruns_admin::seam::{GRANTS, Policy};
 use serde_json::Value;
 
 use crate::common::aws_calls::{aws_calls, rust_files};
-use crate::common::emulator::{Emulator, HARNESS, stack};
+use crate::common::emulator::{Emulator, HARNESS, path_with_plugin, stack};
 use crate::common::iam::{PolicyDocument, Request, allowed_by};
 use crate::common::{both_streams, describe};
 
@@ -224,15 +224,6 @@ fn the_policy_files_the_readme_table_and_the_launcher_agree() {
     assert!(seen > 20, "the call scan found only {seen} actions");
 }
 
-/// A stand-in session-manager-plugin that accepts the session and ends it at once.
-fn plugin_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("session-manager-plugin");
-    std::fs::write(&path, "#!/bin/sh\nexit 0\n").unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
-}
-
 /// The shipped template, registered by the deployer's command with the emulator's
 /// values: the admin image in its ECR repository, both roles, the three secrets.
 fn register(emu: &Emulator, secrets: &[String], dir: &std::path::Path) -> Output {
@@ -273,12 +264,6 @@ fn each_command_is_allowed_by_its_policies_and_refused_by_the_others() {
     let (_db, emu) = stack();
     let secrets = emu.secret_arns();
     let docs = documents(&values(&emu.ready.region, &secrets));
-    let plugins = plugin_dir();
-    let path = format!(
-        "{}:{}",
-        plugins.path().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     let work = tempfile::tempdir().unwrap();
 
     // (command as the README names it, its output, the requests it made)
@@ -297,6 +282,7 @@ fn each_command_is_allowed_by_its_policies_and_refused_by_the_others() {
         "stop",
         "doctor",
         "shell",
+        "tunnel",
         "keys status",
         "keys generate",
         "keys rotate",
@@ -335,10 +321,18 @@ fn each_command_is_allowed_by_its_policies_and_refused_by_the_others() {
                 .unwrap(),
             "shell" => emu
                 .launcher()
-                .env("PATH", &path)
+                .env("PATH", path_with_plugin())
                 .args(["shell", "--command", "true"])
                 .output()
                 .unwrap(),
+            "tunnel" => {
+                let (code, stderr) = emu.open_tunnel(&["tunnel", "--local-port", "0"]).close();
+                Output {
+                    status: ExitStatus::from_raw(code.unwrap_or(1) << 8),
+                    stdout: Vec::new(),
+                    stderr: stderr.into_bytes(),
+                }
+            }
             other => emu.launcher().args(other.split(' ')).output().unwrap(),
         };
         assert_eq!(

@@ -265,7 +265,10 @@ async fn attach_keeps_the_task_and_passes_an_empty_profile() {
         .repeatedly()
         .build();
     let exec = mock!(aws_sdk_ecs::Client::execute_command)
-        .match_requests(|req| req.command() == Some("psql"))
+        .match_requests(|req| {
+            let command = req.command().unwrap_or_default();
+            command.starts_with("/bin/sh -c ") && command.contains(" 'psql' ")
+        })
         .then_output(|| {
             ExecuteCommandOutput::builder()
                 .session(
@@ -290,7 +293,8 @@ async fn attach_keeps_the_task_and_passes_an_empty_profile() {
     let code = session(&context, &clients, &args, &plugin, &timing(), &mut rx)
         .await
         .unwrap();
-    assert_eq!(code, 0);
+    assert_eq!(exec.num_calls(), 1, "psql, wrapped to report its status");
+    assert_eq!(code, 123, "the plugin ended without psql's status");
     assert_eq!(stop.num_calls(), 0, "an attached task is not ours to stop");
     let (argv, _) = read_record(&record);
     assert_eq!(argv[3], "", "no profile is an empty argument");

@@ -31,6 +31,8 @@ pub struct Clients {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     /// Secrets Manager (DescribeSecret for `doctor`; key status and rotation).
     pub secrets: aws_sdk_secretsmanager::Client,
+    /// Systems Manager (StartSession: `tunnel`'s port forwarding).
+    pub ssm: aws_sdk_ssm::Client,
     /// STS (GetCallerIdentity: which account the credentials are in).
     pub sts: aws_sdk_sts::Client,
     /// EC2 (DescribeSubnets, DescribeSecurityGroups: `doctor`'s network checks).
@@ -87,6 +89,12 @@ impl Clients {
                     .interceptor(CountCalls)
                     .build(),
             ),
+            ssm: aws_sdk_ssm::Client::from_conf(
+                aws_sdk_ssm::config::Builder::from(shared)
+                    .retry_classifier(RefusedIsFinal)
+                    .interceptor(CountCalls)
+                    .build(),
+            ),
             sts: aws_sdk_sts::Client::from_conf(
                 aws_sdk_sts::config::Builder::from(shared)
                     .retry_classifier(RefusedIsFinal)
@@ -121,10 +129,19 @@ impl Clients {
         ecr: aws_sdk_ecr::Client,
         region: &str,
     ) -> Self {
+        // No test mocks Systems Manager; a call on this client fails for want of
+        // credentials instead of reaching AWS.
+        let ssm = aws_sdk_ssm::Client::from_conf(
+            aws_sdk_ssm::Config::builder()
+                .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
+                .region(Region::new(region.to_string()))
+                .build(),
+        );
         Clients {
             ecs,
             logs,
             secrets,
+            ssm,
             sts,
             ec2,
             ecr,

@@ -61,6 +61,7 @@ pub const GRANTS: &[(&str, &[Policy])] = &[
     ("secretsmanager:DescribeSecret", &[Operator, KeyAdmin]),
     ("secretsmanager:GetSecretValue", &[KeyAdmin]),
     ("secretsmanager:PutSecretValue", &[KeyAdmin]),
+    ("ssm:StartSession", &[Operator]),
 ];
 
 /// The command this invocation runs and the policies it needs, for messages about a

@@ -10,7 +10,8 @@ use crate::launcher::config::LaunchConfig;
 use crate::launcher::ecs_exec;
 
 /// Why a failed shell check does not fail doctor without `--for-shell`.
-pub(crate) const ONLY_FOR_SHELL: &str = "needed only for `shell`; `doctor --for-shell` fails on it";
+pub(crate) const ONLY_FOR_SHELL: &str =
+    "needed only for `shell` and `tunnel`; `doctor --for-shell` fails on it";
 
 /// Subnets are configured (a launch needs them).
 pub fn subnets(config: &LaunchConfig) -> Check {

@@ -1,4 +1,4 @@
-//! `doctor [--for-shell] [--in-vpc]`: every check a run depends on, independent ones
+//! `doctor [--for-shell] [--for-tunnel] [--in-vpc]`: every check a run depends on, independent ones
 //! at the same time, each printed as PASS, FAIL or SKIP on stdout with the fix for a
 //! failure (so `doctor | grep FAIL` works); progress notes and the `--in-vpc` task's
 //! log lines go to stderr. `--output json` prints the [`DoctorReport`] on stdout and
@@ -43,7 +43,7 @@ fn blocks_launch(check: &Check) -> bool {
         && !check.name.starts_with("shell:")
 }
 
-/// `doctor [--in-vpc] [--for-shell]`.
+/// `doctor [--in-vpc] [--for-shell] [--for-tunnel]`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::Args)]
 pub struct DoctorArgs {
     /// Also run the companion's `status` in the VPC: database reachable, schema, key ids
@@ -53,6 +53,17 @@ pub struct DoctorArgs {
     /// reporting it as SKIP
     #[arg(long)]
     pub for_shell: bool,
+    /// Fail on what `tunnel` needs: what `shell` needs (the tunnel runs through the
+    /// same ECS Exec agent)
+    #[arg(long)]
+    pub for_tunnel: bool,
+}
+
+impl DoctorArgs {
+    /// Whether the ECS Exec checks count: `shell` and `tunnel` both need them.
+    fn exec_required(&self) -> bool {
+        self.for_shell || self.for_tunnel
+    }
 }
 
 /// Runs the checks, prints them, and returns doctor's exit status.
@@ -109,7 +120,7 @@ pub async fn exec(
                 checks.push(Check::skip(name, "not checked without a region"));
             }
             let plugin = local::plugin(std::env::var_os("PATH").as_deref());
-            checks.push(for_shell(plugin, options.for_shell));
+            checks.push(for_shell(plugin, options.exec_required()));
             checks.push(local::subnets(config));
             checks.push(local::security_groups(config));
         }
@@ -172,7 +183,8 @@ async fn network_checks(context: &Context, clients: &Clients) -> [Check; 2] {
     [subnets, groups]
 }
 
-/// A shell (ECS Exec) check: a failure counts only with `--for-shell`; otherwise it
+/// A shell (ECS Exec) check: a failure counts only with `--for-shell` or
+/// `--for-tunnel`; otherwise it
 /// is reported as a skip that still names the fix.
 fn for_shell(check: Check, required: bool) -> Check {
     if required {
@@ -214,7 +226,7 @@ async fn aws_checks(
         ] {
             checks.push(Check::skip(name, "not checked without the task definition"));
         }
-        checks.push(for_shell(plugin, options.for_shell));
+        checks.push(for_shell(plugin, options.exec_required()));
         return checks;
     };
     checks.push(aws::container(&def, &config.container));
@@ -247,11 +259,11 @@ async fn aws_checks(
     checks.push(log_group);
     checks.extend(secrets);
 
-    checks.push(for_shell(plugin, options.for_shell));
+    checks.push(for_shell(plugin, options.exec_required()));
     checks.extend(
         local::exec_prerequisites(&def, &config.container)
             .into_iter()
-            .map(|c| for_shell(c, options.for_shell)),
+            .map(|c| for_shell(c, options.exec_required())),
     );
     checks
 }

@@ -11,6 +11,7 @@ pub mod shell;
 pub mod status;
 pub mod stop;
 pub mod task_def;
+pub mod tunnel;
 
 use clap::{Parser, Subcommand};
 use tokio::sync::mpsc;
@@ -24,6 +25,7 @@ use self::shell::ShellArgs;
 use self::status::StatusArgs;
 use self::stop::StopArgs;
 use self::task_def::TaskDefArgs;
+use self::tunnel::TunnelArgs;
 use crate::launcher::aws_api::policies::{self, Policy};
 use crate::launcher::context::Context;
 use crate::launcher::error::LauncherError;
@@ -102,6 +104,12 @@ pub enum Command {
         after_help = "Example: run-admin-task --env staging shell --command 'psql \"$DATABASE_URL\"'"
     )]
     Shell(ShellArgs),
+    /// The database on a local port through the admin task, for your own client
+    /// (Session Manager port forwarding; needs session-manager-plugin)
+    #[command(
+        after_help = "Example: run-admin-task --env production tunnel --local-port 15432, then psql on the line it prints"
+    )]
+    Tunnel(TunnelArgs),
     /// The encryption key secrets: generate, status, rotate, retire
     #[command(after_help = "Example: run-admin-task --env production keys rotate --dry-run")]
     Keys {
@@ -165,6 +173,7 @@ pub(crate) fn policies_of(command: &Command) -> (&'static str, &'static [Policy]
         Command::Stop(_) => ("stop", OPERATOR),
         Command::List(_) => ("list", OPERATOR),
         Command::Shell(_) => ("shell", OPERATOR),
+        Command::Tunnel(_) => ("tunnel", OPERATOR),
         Command::Doctor(_) => ("doctor", OPERATOR),
         Command::Keys { command } => match command {
             KeysArgs::Generate { .. } => ("keys generate", &[Policy::KeyAdmin]),
@@ -214,6 +223,7 @@ pub(crate) async fn dispatch(
         Command::Stop(args) => stop::exec(context, args).await,
         Command::List(args) => list::exec(context, args).await,
         Command::Shell(args) => shell::exec(context, args, interrupts).await,
+        Command::Tunnel(args) => tunnel::exec(context, args, interrupts).await,
         Command::Keys { command } => keys::exec(context, command, interrupts).await,
         Command::Doctor(args) => doctor::exec(context, args, interrupts).await,
         Command::TaskDef { command } => task_def::exec(context, command).await,
