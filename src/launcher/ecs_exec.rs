@@ -34,6 +34,10 @@ pub(crate) const EXEC_AGENT: &str = "ExecuteCommandAgent";
 /// The shell opened when `--command` is not given.
 pub(crate) const DEFAULT_COMMAND: &str = "/bin/bash";
 
+/// The Session Manager document that forwards a local port to a host the task reaches
+/// (`tunnel`).
+pub(crate) const PORT_FORWARDING_DOCUMENT: &str = "AWS-StartPortForwardingSessionToRemoteHost";
+
 /// What a session refused with TargetNotConnected needs.
 pub(crate) const NOT_CONNECTED: &str = "the task's Exec agent is not connected: check the task \
      role's ssmmessages permissions and that the subnets reach ssmmessages";

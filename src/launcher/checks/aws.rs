@@ -13,6 +13,7 @@ use super::check::Check;
 use crate::launcher::aws_api::aws_errors::{describe_error, error_chain, error_code, is_denied};
 use crate::launcher::aws_api::policies::denial_hint;
 use crate::launcher::config::CredentialSource;
+use crate::launcher::ecs_exec;
 use crate::launcher::task_definition::fetch::TaskDefinitionInfo;
 
 pub(super) fn api_fix<E, R>(err: &SdkError<E, R>, action: &str, otherwise: &str) -> String
@@ -29,6 +30,44 @@ where
         }
         "" => "check the region (--region / AWS_REGION), the endpoint and the network".to_owned(),
         _ => otherwise.to_owned(),
+    }
+}
+
+/// The credentials may start a port-forwarding session through the cluster's tasks
+/// (`tunnel`). Asked with a target that cannot exist (task `0`): IAM decides before the
+/// target is looked up, so a refusal is AccessDenied and anything else means allowed,
+/// and no session is ever opened.
+pub(crate) async fn start_session(ssm: &aws_sdk_ssm::Client, cluster: &str) -> Check {
+    const NAME: &str = "tunnel:start-session";
+    let reply = ssm
+        .start_session()
+        .target(ecs_exec::target(cluster, "0", "0"))
+        .document_name(ecs_exec::PORT_FORWARDING_DOCUMENT)
+        .reason("run-admin-task doctor: may these credentials tunnel?")
+        .send()
+        .await;
+    match reply {
+        Err(e) if error_code(&e).is_some_and(is_denied) || error_code(&e).is_none() => Check::fail(
+            NAME,
+            describe_error("StartSession", &e),
+            api_fix(&e, "ssm:StartSession", "check the region and the endpoint"),
+        ),
+        Err(e) => Check::pass(
+            NAME,
+            format!(
+                "ssm:StartSession is allowed on the tasks of {cluster} with {} (probed: {})",
+                ecs_exec::PORT_FORWARDING_DOCUMENT,
+                error_code(&e).unwrap_or_default()
+            ),
+        ),
+        Ok(reply) => Check::fail(
+            NAME,
+            format!(
+                "StartSession opened session {} for a task that cannot exist",
+                reply.session_id().unwrap_or_default()
+            ),
+            "the endpoint is not AWS's: check --endpoint-url and AWS_ENDPOINT_URL",
+        ),
     }
 }
 

@@ -54,7 +54,7 @@ pub struct DoctorArgs {
     #[arg(long)]
     pub for_shell: bool,
     /// Fail on what `tunnel` needs: what `shell` needs (the tunnel runs through the
-    /// same ECS Exec agent)
+    /// same ECS Exec agent), and ssm:StartSession, probed without opening a session
     #[arg(long)]
     pub for_tunnel: bool,
 }
@@ -114,6 +114,9 @@ pub async fn exec(
             );
             checks.extend(aws);
             checks.extend(network);
+            if options.for_tunnel {
+                checks.push(timed(aws::start_session(&clients.ssm, &config.cluster)).await);
+            }
         }
         None => {
             for name in ["credentials", "cluster", "task-definition"] {

@@ -24,7 +24,7 @@ use crate::contract::exit::launcher;
 use crate::launcher::aws_api::aws_errors::{describe_error, error_code};
 use crate::launcher::aws_api::clients::Clients;
 use crate::launcher::context::Context;
-use crate::launcher::ecs_exec::{self, ExecTiming, PLUGIN};
+use crate::launcher::ecs_exec::{self, ExecTiming, PLUGIN, PORT_FORWARDING_DOCUMENT};
 use crate::launcher::error::{ExecError, LauncherError, SettingsError};
 use crate::launcher::exec_task::{self, SessionTask};
 use crate::launcher::flags::process_env;
@@ -37,8 +37,6 @@ use crate::signals::Handled;
 
 /// What the session task is for, in messages and its stop reason.
 const TUNNEL: &str = "tunnel";
-/// The Session Manager document that forwards a local port to a host the task reaches.
-pub(crate) const DOCUMENT: &str = "AWS-StartPortForwardingSessionToRemoteHost";
 /// The local port when none is given: PostgreSQL's, moved out of a local server's way.
 pub(crate) const DEFAULT_LOCAL_PORT: u16 = 15432;
 
@@ -245,7 +243,7 @@ async fn forward(
         .ssm
         .start_session()
         .target(&target)
-        .document_name(DOCUMENT)
+        .document_name(PORT_FORWARDING_DOCUMENT)
         .reason(format!(
             "tunnel of {} via run-admin-task",
             context.operator.display()
@@ -327,7 +325,7 @@ impl PortSession<'_> {
         });
         let request = json!({
             "Target": self.target,
-            "DocumentName": DOCUMENT,
+            "DocumentName": PORT_FORWARDING_DOCUMENT,
             "Parameters": self
                 .parameters
                 .iter()
