@@ -7,7 +7,9 @@
 //! - floor: one `UPDATE ... SET col = col || ''::bytea` (the database's own cost);
 //! - reencrypt: the companion binary, default batch size.
 //!
-//! It prints rows/s, the ratios, and the companion's peak RSS (VmHWM). Environment:
+//! It prints rows/s, the ratios, the companion's peak RSS (VmHWM), and for the floor and
+//! the companion what the server did (blocks read from outside shared buffers, pages
+//! written to make room, WAL, HOT updates): where time above the floor goes. Environment:
 //! `EVERRUNS_BENCH_DATABASE_URL` uses that database instead of a throwaway cluster
 //! (it is migrated, and its `llm_providers` and `mcp_servers` are EMPTIED);
 //! `EVERRUNS_BENCH_ROWS` changes the row count; `EVERRUNS_BENCH_SKIP_BASELINE=1` skips the
@@ -76,6 +78,7 @@ async fn bench(url: &str, rows: usize, with_baseline: bool) {
     };
 
     reset(&mut conn).await;
+    let before = Activity::read(&mut conn).await;
     let started = Instant::now();
     sqlx::query("UPDATE llm_providers SET api_key_encrypted = api_key_encrypted || ''::bytea")
         .execute(&mut conn)
@@ -83,15 +86,18 @@ async fn bench(url: &str, rows: usize, with_baseline: bool) {
         .unwrap();
     let floor = started.elapsed();
     report("floor (one UPDATE of every row)", rows, floor);
+    Activity::read(&mut conn).await.since(&before);
 
     reset(&mut conn).await;
+    let before = Activity::read(&mut conn).await;
     let (ours, peak_kib) = companion(url, rows);
-    assert_all_on_primary(&mut conn, rows).await;
     report(
         &format!("reencrypt (companion, batch {})", batch_size()),
         rows,
         ours,
     );
+    Activity::read(&mut conn).await.since(&before);
+    assert_all_on_primary(&mut conn, rows).await;
     println!(
         "  companion peak RSS (VmHWM): {:.1} MiB",
         peak_kib as f64 / 1024.0
@@ -110,6 +116,97 @@ async fn bench(url: &str, rows: usize, with_baseline: bool) {
         .execute(&mut conn)
         .await
         .unwrap();
+}
+
+/// What the server did, from its cumulative statistics: where time above the floor can
+/// go (pages read from outside shared buffers, dirty pages a backend had to write itself
+/// to make room, WAL, HOT updates). `None` fields when this server's version lacks the
+/// view (pg_stat_wal is PostgreSQL 14+, pg_stat_bgwriter's backend columns end at 16).
+#[derive(Debug, Default)]
+struct Activity {
+    blocks_read: Option<i64>,
+    blocks_hit: Option<i64>,
+    written_by_backends: Option<i64>,
+    written_by_checkpoints: Option<i64>,
+    wal_bytes: Option<i64>,
+    wal_full_page_images: Option<i64>,
+    hot_updates: Option<i64>,
+    updates: Option<i64>,
+}
+
+impl Activity {
+    async fn read(conn: &mut PgConnection) -> Activity {
+        // The statistics of a finished statement or process reach the views within a
+        // second; this session's snapshot is dropped so the next read is fresh.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let _ = sqlx::query("SELECT pg_stat_clear_snapshot()")
+            .execute(&mut *conn)
+            .await;
+        let one = async |conn: &mut PgConnection, sql: &str| -> Option<i64> {
+            sqlx::query_scalar::<_, Option<i64>>(sql)
+                .fetch_one(conn)
+                .await
+                .ok()
+                .flatten()
+        };
+        Activity {
+            blocks_read: one(
+                conn,
+                "SELECT (heap_blks_read + coalesce(idx_blks_read, 0))::bigint \
+                 FROM pg_statio_user_tables WHERE relname = 'llm_providers'",
+            )
+            .await,
+            blocks_hit: one(
+                conn,
+                "SELECT (heap_blks_hit + coalesce(idx_blks_hit, 0))::bigint \
+                 FROM pg_statio_user_tables WHERE relname = 'llm_providers'",
+            )
+            .await,
+            written_by_backends: one(
+                conn,
+                "SELECT (buffers_backend + buffers_clean)::bigint FROM pg_stat_bgwriter",
+            )
+            .await,
+            written_by_checkpoints: one(
+                conn,
+                "SELECT buffers_checkpoint::bigint FROM pg_stat_bgwriter",
+            )
+            .await,
+            wal_bytes: one(conn, "SELECT wal_bytes::bigint FROM pg_stat_wal").await,
+            wal_full_page_images: one(conn, "SELECT wal_fpi::bigint FROM pg_stat_wal").await,
+            hot_updates: one(
+                conn,
+                "SELECT n_tup_hot_upd::bigint FROM pg_stat_user_tables WHERE relname = 'llm_providers'",
+            )
+            .await,
+            updates: one(
+                conn,
+                "SELECT n_tup_upd::bigint FROM pg_stat_user_tables WHERE relname = 'llm_providers'",
+            )
+            .await,
+        }
+    }
+
+    /// Prints what happened between `before` and this reading.
+    fn since(&self, before: &Activity) {
+        let delta = |now: Option<i64>, then: Option<i64>| match (now, then) {
+            (Some(now), Some(then)) => (now - then).to_string(),
+            _ => "n/a".to_owned(),
+        };
+        println!(
+            "    server: {} blocks read from outside shared buffers, {} hits; {} pages written \
+             by backends and the background writer to make room, {} by checkpoints; WAL {} \
+             bytes ({} full-page images); {} of {} updates HOT",
+            delta(self.blocks_read, before.blocks_read),
+            delta(self.blocks_hit, before.blocks_hit),
+            delta(self.written_by_backends, before.written_by_backends),
+            delta(self.written_by_checkpoints, before.written_by_checkpoints),
+            delta(self.wal_bytes, before.wal_bytes),
+            delta(self.wal_full_page_images, before.wal_full_page_images),
+            delta(self.hot_updates, before.hot_updates),
+            delta(self.updates, before.updates),
+        );
+    }
 }
 
 fn batch_size() -> u32 {
