@@ -463,8 +463,15 @@ async fn run_tunnel(
                         ));
                     }
                 }
-                // The plugin closed its output: it is ending.
-                Ok(None) | Err(_) => break Closed::ByItself,
+                // The plugin closed its output: it is ending. A terminal's Ctrl-C reaches
+                // it too, and it may end before this process hears of its own.
+                Ok(None) | Err(_) => {
+                    let heard = tokio::time::timeout(OWN_SIGNAL, interrupts.recv()).await;
+                    break match heard {
+                        Ok(Some(())) => Closed::ByOperator,
+                        _ => Closed::ByItself,
+                    };
+                }
             },
             _ = tokio::time::sleep_until(opened_by), if !listening => {
                 interrupt(&mut child, timing).await;
@@ -531,6 +538,10 @@ async fn interrupt(
         }
     }
 }
+
+/// How long after the plugin ends on its own a Ctrl-C of this process still counts as
+/// the operator's: the terminal sends it to both.
+const OWN_SIGNAL: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// How long the plugin gets to close its session after SIGINT.
 const STOP_PLUGIN: std::time::Duration = std::time::Duration::from_secs(10);
