@@ -382,20 +382,29 @@ async fn destination(
     loop {
         if let Page::Lines { lines, .. } = follower.next_page().await? {
             for line in lines {
-                if let Some(Event::Database {
-                    host,
-                    port,
-                    database,
-                    user,
-                    ..
-                }) = line.event
-                {
-                    return Ok(Some(Destination {
+                match line.event {
+                    Some(Event::Database {
                         host,
                         port,
                         database,
                         user,
-                    }));
+                        ..
+                    }) => {
+                        return Ok(Some(Destination {
+                            host,
+                            port,
+                            database,
+                            user,
+                        }));
+                    }
+                    // Its last line: no `database` line will follow.
+                    Some(Event::Result { .. }) => {
+                        return Err(no_line(
+                            "its companion ended without a `database` line: an image older \
+                             than this launcher, or DATABASE_URL unset",
+                        ));
+                    }
+                    _ => {}
                 }
             }
         }
