@@ -16,7 +16,7 @@ mod common;
 
 use std::time::Instant;
 
-use everruns_admin::seam::{Catalog, ExpectedSchema, read_schema_objects};
+use everruns_admin::seam::{Catalog, ExpectedSchema};
 
 const TABLES: usize = 196;
 
@@ -30,20 +30,6 @@ fn many_tables() -> String {
         ));
     }
     sql
-}
-
-fn objects(url: &str) -> (std::collections::BTreeMap<String, String>, f64) {
-    use sqlx::Connection;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-        let started = Instant::now();
-        let objects = read_schema_objects(&mut conn).await.unwrap();
-        (objects, started.elapsed().as_secs_f64())
-    })
 }
 
 fn main() {
@@ -80,7 +66,7 @@ fn main() {
     for version in versions {
         let (code, out) = companion(&["migrate", "--target-version", &version.to_string()]);
         assert_eq!(code, Some(0), "{}", common::describe(&out));
-        snapshots.push((version, objects(&db.url).0));
+        snapshots.push((version, common::schema_objects(&db.url).0));
     }
     let expected = ExpectedSchema::from_snapshots(&snapshots).to_text();
     std::fs::write(source.path().join("expected-schema.json"), &expected).unwrap();
@@ -95,9 +81,9 @@ fn main() {
         assert_eq!(summary["schema_differences"], serde_json::json!([]));
     }
     runs.sort_by(f64::total_cmp);
-    let mut reads: Vec<f64> = (0..7).map(|_| objects(&db.url).1).collect();
+    let mut reads: Vec<f64> = (0..7).map(|_| common::schema_objects(&db.url).1).collect();
     reads.sort_by(f64::total_cmp);
-    let (live, _) = objects(&db.url);
+    let (live, _) = common::schema_objects(&db.url);
     let own = std::fs::metadata(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/migrations/expected-schema.json"

@@ -357,3 +357,21 @@ pub fn uncalled_ecr() -> aws_sdk_ecr::Client {
             .build(),
     )
 }
+
+/// The live schema objects of the database at `url`, as the drift check reads them, and
+/// the seconds the read took (connecting not included).
+pub fn schema_objects(url: &str) -> (std::collections::BTreeMap<String, String>, f64) {
+    use sqlx::Connection;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        let started = std::time::Instant::now();
+        let objects = everruns_admin::seam::read_schema_objects(&mut conn)
+            .await
+            .unwrap();
+        (objects, started.elapsed().as_secs_f64())
+    })
+}

@@ -540,3 +540,28 @@ async fn secret_checks_describe_and_never_read_values() {
     assert_eq!(missing.num_calls(), 1);
     assert_eq!(read.num_calls(), 0, "GetSecretValue must never be called");
 }
+
+#[test]
+fn doctor_for_tunnel_probes_start_session_and_names_the_policy_when_refused() {
+    let probe = |options: &[&str]| {
+        let (_db, emu) = crate::common::emulator::stack_with(options);
+        let out = emu
+            .launcher()
+            .env("PATH", crate::common::emulator::path_with_plugin())
+            .args(["--output", "json", "doctor", "--for-tunnel"])
+            .output()
+            .unwrap();
+        check(&document(&out), "tunnel:start-session").clone()
+    };
+    let allowed = probe(&[]);
+    assert_eq!(allowed["status"], "pass", "{allowed:#}");
+    let refused = probe(&["--deny", "ssm:StartSession"]);
+    assert_eq!(refused["status"], "fail", "{refused:#}");
+    assert!(
+        refused["fix"]
+            .as_str()
+            .unwrap()
+            .contains("granted by the operator policy"),
+        "{refused:#}"
+    );
+}

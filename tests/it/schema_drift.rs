@@ -6,28 +6,17 @@
 use std::path::Path;
 use std::process::Output;
 
-use everruns_admin::seam::{Catalog, ExpectedSchema, REGENERATE, read_schema_objects};
+use everruns_admin::seam::{Catalog, ExpectedSchema, REGENERATE};
 
 use crate::common::{
     TestDatabase, cluster, companion, describe, migrated_database, psql, result_summary,
+    schema_objects,
 };
 
 const EXPECTED: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/migrations/expected-schema.json"
 );
-
-fn objects_of(url: &str) -> std::collections::BTreeMap<String, String> {
-    use sqlx::Connection;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-        read_schema_objects(&mut conn).await.unwrap()
-    })
-}
 
 /// Applies the migrations one version at a time, as `migrate` does, and records the
 /// schema after each: what the file must hold. `UPDATE_EXPECTED_SCHEMA=1` writes it.
@@ -42,7 +31,7 @@ fn expected_schema_is_current() {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-        snapshots.push((migration.version, objects_of(&db.url)));
+        snapshots.push((migration.version, schema_objects(&db.url).0));
     }
     let made = ExpectedSchema::from_snapshots(&snapshots).to_text();
     if std::env::var_os("UPDATE_EXPECTED_SCHEMA").is_some() {
