@@ -9,7 +9,8 @@
 //!
 //! It prints rows/s, the ratios, the companion's peak RSS (VmHWM), and for the floor and
 //! the companion what the server did (blocks read from outside shared buffers, pages
-//! written to make room, WAL, HOT updates): where time above the floor goes. Environment:
+//! written to make room, WAL, HOT updates) and the CPU time spent by the server's
+//! processes and by the companion: where time above the floor goes. Environment:
 //! `EVERRUNS_BENCH_DATABASE_URL` uses that database instead of a throwaway cluster
 //! (it is migrated, and its `llm_providers` and `mcp_servers` are EMPTIED);
 //! `EVERRUNS_BENCH_ROWS` changes the row count; `EVERRUNS_BENCH_SKIP_BASELINE=1` skips the
@@ -23,6 +24,7 @@ mod common;
 
 use common::{KEK_V1, KEK_V2};
 
+use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -79,24 +81,32 @@ async fn bench(url: &str, rows: usize, with_baseline: bool) {
 
     reset(&mut conn).await;
     let before = Activity::read(&mut conn).await;
+    let mut server_cpu = ServerCpu::start();
     let started = Instant::now();
     sqlx::query("UPDATE llm_providers SET api_key_encrypted = api_key_encrypted || ''::bytea")
         .execute(&mut conn)
         .await
         .unwrap();
     let floor = started.elapsed();
+    server_cpu.sample();
     report("floor (one UPDATE of every row)", rows, floor);
     Activity::read(&mut conn).await.since(&before);
+    println!("    CPU: server {:.2} s", server_cpu.seconds());
 
     reset(&mut conn).await;
     let before = Activity::read(&mut conn).await;
-    let (ours, peak_kib) = companion(url, rows);
+    let run = companion(url, rows);
     report(
         &format!("reencrypt (companion, batch {})", batch_size()),
         rows,
-        ours,
+        run.took,
     );
     Activity::read(&mut conn).await.since(&before);
+    println!(
+        "    CPU: server {:.2} s, companion {:.2} s",
+        run.server_cpu, run.companion_cpu
+    );
+    let (ours, peak_kib) = (run.took, run.peak_kib);
     assert_all_on_primary(&mut conn, rows).await;
     println!(
         "  companion peak RSS (VmHWM): {:.1} MiB",
@@ -305,10 +315,100 @@ async fn old_tool(conn: &mut PgConnection) -> Duration {
     started.elapsed()
 }
 
-/// Runs the companion; returns its wall time and peak RSS in KiB, sampled from
-/// /proc while it runs (VmHWM only grows, so the last sample is the peak).
-fn companion(url: &str, rows: usize) -> (Duration, u64) {
+/// CPU time of the server's processes over a stretch, sampled from /proc: a backend
+/// that ends during the stretch (the companion's, when it exits) counts up to its last
+/// sample, so sampling is frequent.
+struct ServerCpu {
+    at_start: HashMap<u32, u64>,
+    latest: HashMap<u32, u64>,
+}
+
+impl ServerCpu {
+    fn start() -> Self {
+        let at_start = Self::read();
+        ServerCpu {
+            latest: at_start.clone(),
+            at_start,
+        }
+    }
+
+    /// utime + stime, in clock ticks, of every process named `postgres`.
+    fn read() -> HashMap<u32, u64> {
+        let mut ticks = HashMap::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // `pid (comm) state ...`: comm may hold spaces, so split after its ')'.
+            let Some((head, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            if !head.ends_with("(postgres") {
+                continue;
+            }
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            // utime and stime are fields 14 and 15 of stat; `rest` starts at field 3.
+            if let (Some(user), Some(system)) = (fields.get(11), fields.get(12)) {
+                let (user, system): (u64, u64) =
+                    (user.parse().unwrap_or(0), system.parse().unwrap_or(0));
+                ticks.insert(pid, user + system);
+            }
+        }
+        ticks
+    }
+
+    fn sample(&mut self) {
+        for (pid, ticks) in Self::read() {
+            self.latest.insert(pid, ticks);
+        }
+    }
+
+    fn seconds(&self) -> f64 {
+        let ticks: u64 = self
+            .latest
+            .iter()
+            .map(|(pid, now)| now - self.at_start.get(pid).copied().unwrap_or(0).min(*now))
+            .sum();
+        ticks as f64 / clock_ticks_per_second()
+    }
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
+}
+
+/// CPU time of this process's reaped children, in seconds.
+fn children_cpu() -> f64 {
+    // SAFETY: getrusage writes into the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// One companion run: wall time, peak RSS in KiB, and CPU seconds (server, companion).
+struct CompanionRun {
+    took: Duration,
+    peak_kib: u64,
+    server_cpu: f64,
+    companion_cpu: f64,
+}
+
+/// Runs the companion; returns its wall time, peak RSS sampled from /proc while it runs
+/// (VmHWM only grows, so the last sample is the peak), and the CPU it and the server
+/// spent.
+fn companion(url: &str, rows: usize) -> CompanionRun {
     let output = tempfile::NamedTempFile::new().unwrap();
+    let children_before = children_cpu();
+    let mut server_cpu = ServerCpu::start();
+    let mut sampled = Instant::now();
     let started = Instant::now();
     let mut child = common::companion(url)
         .args(["reencrypt", "--batch-size", &batch_size().to_string()])
@@ -330,9 +430,14 @@ fn companion(url: &str, rows: usize) -> (Duration, u64) {
         {
             peak_kib = peak_kib.max(kib);
         }
+        if sampled.elapsed() > Duration::from_millis(50) {
+            server_cpu.sample();
+            sampled = Instant::now();
+        }
         std::thread::sleep(Duration::from_millis(2));
     };
     let took = started.elapsed();
+    server_cpu.sample();
     let text = std::fs::read_to_string(output.path()).unwrap();
     assert_eq!(status.code(), Some(0), "{text}");
     let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
@@ -340,7 +445,12 @@ fn companion(url: &str, rows: usize) -> (Duration, u64) {
         last["summary"]["tables"][0]["reencrypted"], rows as u64,
         "{last}"
     );
-    (took, peak_kib)
+    CompanionRun {
+        took,
+        peak_kib,
+        server_cpu: server_cpu.seconds(),
+        companion_cpu: children_cpu() - children_before,
+    }
 }
 
 fn vm_hwm(status: &str) -> Option<u64> {

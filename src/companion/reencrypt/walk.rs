@@ -181,7 +181,7 @@ impl Walk<'_> {
         } in rows
         {
             let key_id = key_id.unwrap_or_else(|| NO_KEY_ID.to_owned());
-            self.by_key_id.entry(key_id.clone()).or_default().scanned += 1;
+            self.counts_of(&key_id).scanned += 1;
             self.settle(column, counts, id, key_id, value, verdict, &mut pending);
         }
         for attempt in 0..=MAX_RETRIES {
@@ -300,10 +300,16 @@ impl Walk<'_> {
 
     fn count(&mut self, counts: &mut Counts, key_id: &str, disposition: Disposition) {
         counts.add(disposition);
-        self.by_key_id
-            .entry(key_id.to_owned())
-            .or_default()
-            .add(disposition);
+        self.counts_of(key_id).add(disposition);
+    }
+
+    /// The counts of one key id; its name is copied only the first time it is seen, not
+    /// once per value.
+    fn counts_of(&mut self, key_id: &str) -> &mut Counts {
+        if !self.by_key_id.contains_key(key_id) {
+            self.by_key_id.insert(key_id.to_owned(), Counts::default());
+        }
+        self.by_key_id.get_mut(key_id).expect("inserted above")
     }
 
     fn report_undecryptable(&mut self, column: &EncryptedColumn, id: Uuid, error: &EnvelopeError) {
