@@ -189,11 +189,11 @@ impl fmt::Debug for Envelope {
     }
 }
 
-/// A well-formed v1 payload as read: exactly the six fields, strings borrowed from the
-/// payload unless they hold escapes.
-#[derive(Deserialize)]
+/// Format v1 on the wire, both ways: written in this field order, and read with exactly
+/// these six fields, strings borrowed from the payload unless they hold escapes.
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WireIn<'a> {
+struct Wire<'a> {
     version: u64,
     #[serde(borrow)]
     alg: Cow<'a, str>,
@@ -205,16 +205,6 @@ struct WireIn<'a> {
     nonce: Cow<'a, str>,
     #[serde(borrow)]
     ciphertext: Cow<'a, str>,
-}
-
-#[derive(Serialize)]
-struct Wire<'a> {
-    version: u64,
-    alg: &'a str,
-    key_id: &'a str,
-    dek_wrapped: String,
-    nonce: String,
-    ciphertext: String,
 }
 
 impl Envelope {
@@ -242,7 +232,7 @@ impl Envelope {
     /// goes through an untyped JSON value, only to say exactly what is wrong. Both end in
     /// the same checks of the field contents.
     pub fn parse(payload: &[u8]) -> Result<Envelope, EnvelopeError> {
-        match serde_json::from_slice::<WireIn<'_>>(payload) {
+        match serde_json::from_slice::<Wire<'_>>(payload) {
             Ok(wire) if wire.version == VERSION && wire.alg == ALGORITHM => Envelope::from_fields(
                 &wire.key_id,
                 &wire.dek_wrapped,
@@ -371,11 +361,11 @@ impl Envelope {
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(&Wire {
             version: VERSION,
-            alg: ALGORITHM,
-            key_id: &self.key_id,
-            dek_wrapped: STANDARD.encode(&self.dek_wrapped),
-            nonce: STANDARD.encode(self.nonce),
-            ciphertext: STANDARD.encode(&self.ciphertext),
+            alg: Cow::Borrowed(ALGORITHM),
+            key_id: Cow::Borrowed(&self.key_id),
+            dek_wrapped: Cow::Owned(STANDARD.encode(&self.dek_wrapped)),
+            nonce: Cow::Owned(STANDARD.encode(self.nonce)),
+            ciphertext: Cow::Owned(STANDARD.encode(&self.ciphertext)),
         })
         .expect("a payload always serializes")
     }
